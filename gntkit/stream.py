@@ -1,0 +1,257 @@
+"""The one stream of samples: sources + charset + preprocessing -> SampleBatch.
+
+Every writer and adapter consumes `iter_batches` (or the shards it produced). Order is
+global and deterministic: members by writer id, records by position in the file, the
+same whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from gntkit.batch import SampleBatch
+from gntkit.charset import ON_UNKNOWN_CHOICES, Charset, decode_tag, describe_tag
+from gntkit.errors import CharsetError, FormatError, GntkitError
+from gntkit.formats.gnt import DEFAULT_MAX_SIDE, ON_ERROR_CHOICES, GntFile, Problem
+from gntkit.sources import GntMember, find_members
+
+DEFAULT_BATCH_SIZE = 2048
+
+
+@dataclass
+class StreamReport:
+    """What a pass over the sources read, kept and skipped; nothing is dropped silently.
+
+    Attributes:
+        files: members read.
+        records: valid records found.
+        kept: samples yielded.
+        skipped_records / skipped_bytes: damaged regions and whole damaged members skipped.
+        unknown_codes: tag code -> count, for codes that decode to no character.
+        outside_codes: tag code -> count, for characters not in the charset.
+        dropped: samples dropped because their code is unknown or outside the charset.
+        other: samples mapped to the 'other' class.
+        problems: every damaged region or member, with its place.
+    """
+
+    files: int = 0
+    records: int = 0
+    kept: int = 0
+    skipped_records: int = 0
+    skipped_bytes: int = 0
+    unknown_codes: Counter = field(default_factory=Counter)
+    outside_codes: Counter = field(default_factory=Counter)
+    dropped: int = 0
+    other: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def merge(self, other: StreamReport) -> None:
+        """Add another report's counts to this one."""
+        self.files += other.files
+        self.records += other.records
+        self.kept += other.kept
+        self.skipped_records += other.skipped_records
+        self.skipped_bytes += other.skipped_bytes
+        self.unknown_codes.update(other.unknown_codes)
+        self.outside_codes.update(other.outside_codes)
+        self.dropped += other.dropped
+        self.other += other.other
+        self.problems.extend(other.problems)
+
+    @property
+    def lost_anything(self) -> bool:
+        """True when a record was skipped or a sample dropped."""
+        return bool(self.skipped_records or self.skipped_bytes or self.dropped)
+
+    def to_json(self) -> dict:
+        """JSON-able form for the manifest."""
+        return {
+            "files": self.files,
+            "records": self.records,
+            "kept": self.kept,
+            "skipped_records": self.skipped_records,
+            "skipped_bytes": self.skipped_bytes,
+            "dropped_samples": self.dropped,
+            "other_samples": self.other,
+            "unknown_codes": {f"0x{code:04X}": n for code, n in sorted(self.unknown_codes.items())},
+            "outside_charset": {f"0x{code:04X} {decode_tag(code)}": n for code, n in sorted(self.outside_codes.items())},
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+    def summary(self) -> str:
+        """One or two sentences saying what was lost, or that nothing was."""
+        parts = []
+        if self.skipped_records or self.skipped_bytes:
+            parts.append(f"skipped {self.skipped_records} damaged record(s) or member(s), {self.skipped_bytes} bytes, in {len(self.problems)} place(s)")
+        if self.dropped:
+            unknown = sum(self.unknown_codes.values())
+            parts.append(f"dropped {self.dropped} sample(s) outside the charset ({unknown} with undecodable tag codes, {len(self.outside_codes)} distinct characters outside it)")
+        if self.other:
+            parts.append(f"mapped {self.other} sample(s) to the 'other' class")
+        if not parts:
+            return f"read {self.records} records from {self.files} file(s); nothing skipped or dropped."
+        return f"read {self.records} records from {self.files} file(s); " + "; ".join(parts) + "."
+
+
+def check_choice(name: str, value: str, choices) -> None:
+    """Raise GntkitError unless value is one of choices."""
+    if value not in choices:
+        raise GntkitError(f"{name} must be one of {', '.join(choices)}, found {value!r}.")
+
+
+def open_member(member: GntMember, on_error: str = "raise", max_side: int = DEFAULT_MAX_SIDE) -> tuple[GntFile | None, list[Problem]]:
+    """Read and index one member.
+
+    Returns:
+        (GntFile, problems). With on_error="skip" a damaged zip member gives
+        (None, [problem]) and damaged records are listed in the file's index.
+
+    Raises:
+        FormatError: damaged data with on_error="raise".
+    """
+    try:
+        buf = member.read()
+        gnt = GntFile(buf, member.name, on_error=on_error, max_side=max_side)
+    except FormatError as exc:
+        if on_error == "raise":
+            raise
+        # A damaged zip member (or an empty file) cannot be read at all: skip it whole.
+        return None, [Problem(member.name, exc.offset, exc.expected, exc.found, skipped_bytes=member.size, skipped_records=int(member.size > 0))]
+    return gnt, list(gnt.index.problems)
+
+
+def label_records(gnt: GntFile, charset: Charset, on_unknown: str, report: StreamReport) -> np.ndarray:
+    """Class id of every valid record of a file; -1 for records to drop.
+
+    Raises:
+        CharsetError: a code outside the charset with on_unknown="error".
+    """
+    codes = gnt.index.tag_codes
+    labels = charset.classes_of_codes(codes)
+    missing = np.flatnonzero(labels < 0)
+    if missing.size == 0:
+        return labels
+    if on_unknown == "error":
+        i = int(missing[0])
+        raise CharsetError(
+            f"{gnt.path} record {int(gnt.index.record_numbers[i])} at byte {int(gnt.index.offsets[i])}: "
+            f"expected a character in charset {charset.name!r}, found {describe_tag(int(codes[i]))}."
+        )
+    for code, count in zip(*np.unique(codes[missing], return_counts=True)):
+        if decode_tag(int(code)) is None:
+            report.unknown_codes[int(code)] += int(count)
+        else:
+            report.outside_codes[int(code)] += int(count)
+    if on_unknown == "other":
+        if not charset.has_other:
+            raise GntkitError(f"on_unknown='other' needs a charset with an 'other' class (Charset.with_other()), found {charset!r}.")
+        labels[missing] = len(charset) - 1
+        report.other += int(missing.size)
+    else:
+        report.dropped += int(missing.size)
+    return labels
+
+
+def member_batches(member: GntMember, charset: Charset, preprocess=None, on_error: str = "raise",
+                   on_unknown: str = "drop", batch_size: int = DEFAULT_BATCH_SIZE,
+                   max_side: int = DEFAULT_MAX_SIDE, report: StreamReport | None = None) -> Iterator[SampleBatch]:
+    """The samples of one member as SampleBatches (see iter_batches for the arguments)."""
+    report = report if report is not None else StreamReport()
+    gnt, problems = open_member(member, on_error, max_side)
+    report.files += 1
+    report.problems.extend(problems)
+    report.skipped_records += sum(p.skipped_records for p in problems)
+    report.skipped_bytes += sum(p.skipped_bytes for p in problems)
+    if gnt is None:
+        return
+    report.records += len(gnt)
+    labels = label_records(gnt, charset, on_unknown, report)
+    kept = np.flatnonzero(labels >= 0)
+    report.kept += int(kept.size)
+    index = gnt.index
+    for start in range(0, kept.size, batch_size):
+        chosen = kept[start:start + batch_size]
+        pixels, pixel_offsets = gnt.gather(chosen)
+        heights, widths = index.heights[chosen].copy(), index.widths[chosen].copy()
+        batch_labels = labels[chosen].astype(np.int64)
+        common = dict(
+            keys=[f"{member.writer_id}/{n}" for n in index.record_numbers[chosen].tolist()],
+            writer_ids=[member.writer_id] * len(chosen),
+            tag_codes=index.tag_codes[chosen].copy(),
+            labels=batch_labels,
+            characters=[charset.characters[i] for i in batch_labels.tolist()],
+        )
+        if preprocess is None or preprocess.raw:
+            yield SampleBatch(**common, heights=heights, widths=widths, pixels=pixels, pixel_offsets=pixel_offsets)
+        else:
+            from gntkit.preprocess import preprocess_batch
+
+            images = preprocess_batch(pixels, pixel_offsets, heights, widths, preprocess)
+            size = images.shape[1]
+            yield SampleBatch(**common, heights=np.full(len(chosen), size, np.int32), widths=np.full(len(chosen), size, np.int32), images=images)
+
+
+def _member_job(member, charset, preprocess, on_error, on_unknown, batch_size, max_side):
+    report = StreamReport()
+    batches = list(member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report))
+    return batches, report
+
+
+def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = "raise", on_unknown: str = "drop",
+                 batch_size: int = DEFAULT_BATCH_SIZE, workers: int = 1, max_side: int = DEFAULT_MAX_SIDE,
+                 report: StreamReport | None = None) -> Iterator[SampleBatch]:
+    """Decode every sample of the sources, in global order, as SampleBatches.
+
+    Args:
+        sources: paths (.gnt, folders, zips) or GntMembers from find_members.
+        charset: the classes; see gntkit.charset.
+        preprocess: a gntkit.preprocess.Preprocess, or None / raw for original bitmaps.
+        on_error: "raise" on the first damaged record, or "skip" it and count it.
+        on_unknown: characters outside the charset: "drop" and count, "error", or map to
+            "other" (the charset must end with the 'other' class).
+        batch_size: samples per batch at most (batches never span two files).
+        workers: processes decoding files in parallel; output is the same for any value.
+        max_side: largest bitmap side accepted as real.
+        report: a StreamReport to fill with counts and problems.
+
+    Yields:
+        SampleBatch in global order.
+
+    Raises:
+        FormatError, CharsetError, GntkitError: bad input, named with file and offset.
+    """
+    check_choice("on_error", on_error, ON_ERROR_CHOICES)
+    check_choice("on_unknown", on_unknown, ON_UNKNOWN_CHOICES)
+    if not isinstance(charset, Charset):
+        raise GntkitError(f"charset must be a gntkit Charset, found {type(charset).__name__}.")
+    if int(batch_size) < 1 or int(workers) < 1:
+        raise GntkitError(f"batch_size and workers must be at least 1, found {batch_size} and {workers}.")
+    members = sources if sources and all(isinstance(s, GntMember) for s in sources) else find_members(sources)
+    report = report if report is not None else StreamReport()
+    args = (charset, preprocess, on_error, on_unknown, batch_size, max_side)
+    if workers == 1 or len(members) == 1:
+        for member in members:
+            yield from member_batches(member, *args, report=report)
+        return
+    # A bounded window of files in flight keeps memory flat however fast workers are.
+    context = multiprocessing.get_context("forkserver")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = []
+        queue = iter(members)
+        for member in queue:
+            pending.append(pool.submit(_member_job, member, *args))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            batches, member_report = pending.pop(0).result()
+            report.merge(member_report)
+            next_member = next(queue, None)
+            if next_member is not None:
+                pending.append(pool.submit(_member_job, next_member, *args))
+            yield from batches
