@@ -197,6 +197,13 @@ def member_batches(member: GntMember, charset: Charset, preprocess=None, on_erro
             yield SampleBatch(**common, heights=np.full(len(chosen), size, np.int32), widths=np.full(len(chosen), size, np.int32), images=images)
 
 
+def resolve_members(sources) -> list[GntMember]:
+    """GntMembers as given, or found from paths (see gntkit.sources.find_members)."""
+    if isinstance(sources, (list, tuple)) and sources and all(isinstance(s, GntMember) for s in sources):
+        return list(sources)
+    return find_members(sources)
+
+
 def _member_job(member, charset, preprocess, on_error, on_unknown, batch_size, max_side):
     report = StreamReport()
     batches = list(member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report))
@@ -232,7 +239,7 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
         raise GntkitError(f"charset must be a gntkit Charset, found {type(charset).__name__}.")
     if int(batch_size) < 1 or int(workers) < 1:
         raise GntkitError(f"batch_size and workers must be at least 1, found {batch_size} and {workers}.")
-    members = sources if sources and all(isinstance(s, GntMember) for s in sources) else find_members(sources)
+    members = resolve_members(sources)
     report = report if report is not None else StreamReport()
     args = (charset, preprocess, on_error, on_unknown, batch_size, max_side)
     if workers == 1 or len(members) == 1:

@@ -1,0 +1,1 @@
+"""The gntkit command line (installed as gntkit.cli)."""

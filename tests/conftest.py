@@ -1,0 +1,39 @@
+"""Shared fixtures: small synthetic corpora in the real GNT layout, built once per session."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gntkit.synth import write_corpus
+
+# The whole suite also runs with NUMBA_DISABLE_JIT=1 (see .ci/run); say which mode ran.
+JIT_DISABLED = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"
+
+
+def pytest_report_header(config):
+    return f"gntkit: numba JIT {'DISABLED' if JIT_DISABLED else 'enabled'}"
+
+
+@pytest.fixture(scope="session")
+def corpus_c(tmp_path_factory) -> Path:
+    """3 writers (1001-1003), 12 Chinese classes, 2 samples each, -c style files."""
+    out = tmp_path_factory.mktemp("corpus_c") / "gnt"
+    write_corpus(out, writers=3, num_classes=12, samples_per_class=2, style="c", seed=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def corpus_f(tmp_path_factory) -> Path:
+    """2 writers (1001-1002), 8 Chinese + 6 symbol classes, -f style files."""
+    out = tmp_path_factory.mktemp("corpus_f") / "gnt"
+    write_corpus(out, writers=2, num_classes=8, samples_per_class=2, style="f", num_symbols=6, seed=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def corpus_zip(tmp_path_factory) -> Path:
+    """The same kind of corpus packed in one zip (deflated), as the CASIA downloads come."""
+    out = tmp_path_factory.mktemp("corpus_zip")
+    (path,) = write_corpus(out, writers=3, num_classes=12, samples_per_class=2, style="c", seed=1, zip_name="Gnt1.1Test.zip")
+    return path
