@@ -8,6 +8,8 @@ output); 130 interrupted.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -16,6 +18,9 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from gntkit.errors import GntkitError
+
+# TensorFlow's C++ start-up chatter would bury the one-sentence messages of the CLI.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 EXIT_BAD_INPUT = 2
 EXIT_SKIPPED = 3
@@ -150,6 +155,95 @@ def synth(
                                      samples_per_class=samples_per_class, style=style, num_symbols=symbols,
                                      seed=seed, zip_name=zip_name))
     typer.echo(f"wrote {len(paths)} file(s) to {out}")
+
+
+class Format(str, Enum):
+    tfrecord = "tfrecord"
+    hdf5 = "hdf5"
+    webdataset = "webdataset"
+
+
+def build_preprocess(size: int, raw: bool, margin: Optional[int], crop: bool, invert: bool, binarize: Optional[str],
+                     denoise: bool, contrast: bool):
+    """Preprocess settings from CLI options (validated by Preprocess itself)."""
+    from gntkit.preprocess import Preprocess
+
+    threshold = None
+    if binarize is not None:
+        if binarize != "otsu" and not binarize.isdigit():
+            raise GntkitError(f"--binarize must be 'otsu' or a threshold 0..255, found {binarize!r}.")
+        threshold = binarize if binarize == "otsu" else int(binarize)
+    if raw:
+        return Preprocess(raw=True)
+    return Preprocess(size=size, margin=margin, crop=crop, invert=invert, binarize=threshold, denoise=denoise, contrast=contrast)
+
+
+@app.command()
+def convert(
+    sources: Sources,
+    to: Annotated[Format, typer.Option(help="Shard format.")] = Format.tfrecord,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: <source name>-<format> here).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Dataset name in shard file names (default: from the source).")] = None,
+    split: Annotated[str, typer.Option(help="'all', 'hwdb1.1' (train 1001-1240, test 1241-1300), or ranges 'train=1001-1240,test=1241-1300'.")] = "all",
+    val_fraction: Annotated[float, typer.Option(help="Move this fraction of the train writers to a 'val' split (seeded).")] = 0.0,
+    split_seed: Annotated[int, typer.Option(help="Seed of the validation writers.")] = 0,
+    charset: Annotated[str, typer.Option(help="gb2312-1 (3,755), gb2312 (6,763), data (every code seen, by code), or a charset.txt/.json.")] = "gb2312-1",
+    on_unknown: Annotated[OnUnknown, typer.Option(help="Characters outside the charset: drop and count, error, or map to an 'other' class.")] = OnUnknown.drop,
+    on_error: Annotated[OnError, typer.Option(help="Damaged records: raise (exit 2) or skip, count and report (exit 3).")] = OnError.raise_,
+    size: Annotated[int, typer.Option(help="Output image side S (S x S canvas).")] = 64,
+    raw: Annotated[bool, typer.Option("--raw", help="Keep the original bitmaps losslessly (variable size); no preprocessing.")] = False,
+    margin: Annotated[Optional[int], typer.Option(help="Blank border in the canvas, pixels (default S/16).")] = None,
+    crop: Annotated[bool, typer.Option(help="Crop to the ink's bounding box before resizing.")] = True,
+    invert: Annotated[bool, typer.Option(help="Ink bright on a 0 background.")] = True,
+    binarize: Annotated[Optional[str], typer.Option(help="'otsu' or a fixed threshold 0..255 (default: keep grey levels).")] = None,
+    denoise: Annotated[bool, typer.Option("--denoise", help="Remove isolated specks.")] = False,
+    contrast: Annotated[bool, typer.Option("--contrast", help="Stretch each bitmap's grey range.")] = False,
+    shard_records: Annotated[Optional[int], typer.Option(help="Start a new shard after this many records.")] = None,
+    shard_mb: Annotated[float, typer.Option(help="Start a new shard after about this many MB.")] = 256.0,
+    compression: Annotated[Optional[str], typer.Option(help="tfrecord: gzip; hdf5: lzf or gzip (default: none).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores). Output is identical for any value.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing gntkit output folder.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of the same command, keeping its finished shards.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress line.")] = False,
+):
+    """Convert GNT sources (files, folders, zips) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""
+    from gntkit.convert import convert as run_convert
+
+    def call():
+        settings = build_preprocess(size, raw, margin, crop, invert, binarize, denoise, contrast)
+        return run_convert(
+            sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed,
+            charset=charset, preprocess=settings, on_error=on_error.value, on_unknown=on_unknown.value,
+            shard_records=shard_records, shard_bytes=int(shard_mb * 1024 * 1024) if shard_mb else None,
+            compression=compression, workers=workers, overwrite=overwrite, resume=resume, progress=not quiet,
+            command=shlex.join(["gntkit", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("gntkit") else None,
+        )
+
+    manifest = run(call)
+    stats = manifest["stats"]
+    typer.echo(f"wrote {stats['samples_written']:,} samples in {stats['seconds']:.1f} s "
+               f"({stats['samples_written'] / max(stats['seconds'], 1e-9):,.0f}/s) to {manifest['output']}")
+    for split_name, info in manifest["splits"].items():
+        typer.echo(f"  {split_name:<6} {info['num_records']:>10,} samples in {len(info['shards'])} shard(s), {len(info['writers'])} writer(s)")
+    typer.echo(f"  charset {manifest['charset']['name']}: {manifest['charset']['num_classes']:,} classes ({manifest['charset']['order']})")
+    skipped = manifest["skipped"]
+    lost = skipped["skipped_records"] or skipped["skipped_bytes"] or skipped["dropped_samples"]
+    typer.echo(f"  {manifest['summary']}")
+    if lost:
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+@app.command()
+def verify(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `gntkit convert`.")],
+    decode: Annotated[bool, typer.Option(help="Decode every record with the format's stock reader (--no-decode: sizes and checksums only).")] = True,
+):
+    """Re-check every shard against the manifest (count, sha256) and decode every record with the stock reader."""
+    from gntkit.verify import verify as run_verify
+
+    summary = run(lambda: run_verify(folder, decode=decode))
+    splits = ", ".join(f"{k} {v:,}" for k, v in summary["splits"].items())
+    typer.echo(f"ok: {summary['shards']} shard(s), {summary['records']:,} records ({splits}) match the manifest")
 
 
 def main():

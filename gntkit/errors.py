@@ -61,10 +61,40 @@ def require(module: str, extra: str, purpose: str):
         The imported module.
     """
     import importlib
+    import os
+    import sys
 
+    quiet = module == "tensorflow" and module not in sys.modules
+    if quiet:
+        # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) drowns our messages.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        if quiet:
+            with _stderr_silenced():
+                return importlib.import_module(module)
         return importlib.import_module(module)
     except ImportError as exc:  # only a missing package, not errors inside it
         if exc.name is not None and exc.name.split(".")[0] != module.split(".")[0]:
             raise
         raise MissingDependencyError(module.split(".")[0], extra, purpose) from None
+
+
+class _stderr_silenced:
+    """Point file descriptor 2 at /dev/null for a moment (C++ libraries write there directly)."""
+
+    def __enter__(self):
+        import os
+        import sys
+
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+    def __exit__(self, *exc):
+        import os
+
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        return False

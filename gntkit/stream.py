@@ -8,6 +8,7 @@ same whatever the number of worker processes.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import multiprocessing
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class StreamReport:
     dropped: int = 0
     other: int = 0
     problems: list[Problem] = field(default_factory=list)
+    members: list[dict] = field(default_factory=list)
 
     def merge(self, other: StreamReport) -> None:
         """Add another report's counts to this one."""
@@ -63,6 +65,7 @@ class StreamReport:
         self.dropped += other.dropped
         self.other += other.other
         self.problems.extend(other.problems)
+        self.members.extend(other.members)
 
     @property
     def lost_anything(self) -> bool:
@@ -160,11 +163,17 @@ def label_records(gnt: GntFile, charset: Charset, on_unknown: str, report: Strea
 
 def member_batches(member: GntMember, charset: Charset, preprocess=None, on_error: str = "raise",
                    on_unknown: str = "drop", batch_size: int = DEFAULT_BATCH_SIZE,
-                   max_side: int = DEFAULT_MAX_SIDE, report: StreamReport | None = None) -> Iterator[SampleBatch]:
+                   max_side: int = DEFAULT_MAX_SIDE, report: StreamReport | None = None,
+                   hash_members: bool = False) -> Iterator[SampleBatch]:
     """The samples of one member as SampleBatches (see iter_batches for the arguments)."""
     report = report if report is not None else StreamReport()
     gnt, problems = open_member(member, on_error, max_side)
     report.files += 1
+    entry = {"name": member.name, "writer_id": member.writer_id, "bytes": member.size,
+             "records": 0 if gnt is None else len(gnt), "kept": 0}
+    if hash_members and gnt is not None:
+        entry["sha256"] = hashlib.sha256(gnt.buf).hexdigest()
+    report.members.append(entry)
     report.problems.extend(problems)
     report.skipped_records += sum(p.skipped_records for p in problems)
     report.skipped_bytes += sum(p.skipped_bytes for p in problems)
@@ -174,6 +183,7 @@ def member_batches(member: GntMember, charset: Charset, preprocess=None, on_erro
     labels = label_records(gnt, charset, on_unknown, report)
     kept = np.flatnonzero(labels >= 0)
     report.kept += int(kept.size)
+    entry["kept"] = int(kept.size)
     index = gnt.index
     for start in range(0, kept.size, batch_size):
         chosen = kept[start:start + batch_size]
@@ -204,15 +214,15 @@ def resolve_members(sources) -> list[GntMember]:
     return find_members(sources)
 
 
-def _member_job(member, charset, preprocess, on_error, on_unknown, batch_size, max_side):
+def _member_job(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, hash_members):
     report = StreamReport()
-    batches = list(member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report))
+    batches = list(member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report, hash_members))
     return batches, report
 
 
 def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = "raise", on_unknown: str = "drop",
                  batch_size: int = DEFAULT_BATCH_SIZE, workers: int = 1, max_side: int = DEFAULT_MAX_SIDE,
-                 report: StreamReport | None = None) -> Iterator[SampleBatch]:
+                 report: StreamReport | None = None, hash_members: bool = False) -> Iterator[SampleBatch]:
     """Decode every sample of the sources, in global order, as SampleBatches.
 
     Args:
@@ -226,6 +236,7 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
         workers: processes decoding files in parallel; output is the same for any value.
         max_side: largest bitmap side accepted as real.
         report: a StreamReport to fill with counts and problems.
+        hash_members: also record each member's sha256 in report.members.
 
     Yields:
         SampleBatch in global order.
@@ -241,11 +252,11 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
         raise GntkitError(f"batch_size and workers must be at least 1, found {batch_size} and {workers}.")
     members = resolve_members(sources)
     report = report if report is not None else StreamReport()
-    args = (charset, preprocess, on_error, on_unknown, batch_size, max_side)
     if workers == 1 or len(members) == 1:
         for member in members:
-            yield from member_batches(member, *args, report=report)
+            yield from member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report, hash_members)
         return
+    args = (charset, preprocess, on_error, on_unknown, batch_size, max_side, hash_members)
     # A bounded window of files in flight keeps memory flat however fast workers are.
     context = multiprocessing.get_context("forkserver")
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:

@@ -1,0 +1,142 @@
+"""`gntkit verify DIR`: re-check a conversion against its manifest with the formats' stock readers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from gntkit.charset import Charset
+from gntkit.errors import GntkitError
+
+MANIFEST = "dataset_info.json"
+
+
+def load_manifest(out_dir: str | Path) -> dict:
+    """The manifest of a complete conversion.
+
+    Raises:
+        GntkitError: the folder is not a gntkit output, or the conversion is incomplete.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / MANIFEST
+    if not out_dir.is_dir():
+        raise GntkitError(f"{out_dir}: expected a folder written by `gntkit convert`, found {'a file' if out_dir.exists() else 'nothing'}.")
+    if not path.is_file():
+        journal = out_dir / ".gntkit-journal.json"
+        found = "an interrupted conversion (journal, no manifest): finish it with --resume" if journal.is_file() else f"no {MANIFEST}"
+        raise GntkitError(f"{out_dir}: expected a complete gntkit conversion, found {found}.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GntkitError(f"{path}: expected JSON, found unreadable content ({exc}).") from None
+    if not isinstance(manifest, dict) or manifest.get("complete") is not True:
+        raise GntkitError(f"{path}: expected a manifest with \"complete\": true, found an incomplete one.")
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(out_dir: str | Path, decode: bool = True, progress=None) -> dict:
+    """Check every shard against the manifest and decode every record.
+
+    Checks: each shard exists with the listed size and sha256; its record index (if
+    any) spans the file; decoded with the format's stock reader it has the listed
+    count, images of the manifest's shape, labels inside the charset that agree with
+    the stored character and tag code, and keys unique across the dataset; class
+    counts per split match the manifest.
+
+    Args:
+        out_dir: a folder written by `gntkit convert`.
+        decode: also decode every record (False: sizes and checksums only).
+        progress: optional callable(message) for per-shard messages.
+
+    Returns:
+        {"splits": {split: records}, "shards": count, "records": total}.
+
+    Raises:
+        GntkitError: the first problem, naming the shard and record.
+    """
+    from gntkit.writers import get_format_module
+
+    out_dir = Path(out_dir)
+    manifest = load_manifest(out_dir)
+    charset = Charset.load(out_dir / manifest["charset"]["json"])
+    if len(charset) != manifest["charset"]["num_classes"]:
+        raise GntkitError(f"{out_dir / manifest['charset']['json']}: expected {manifest['charset']['num_classes']} classes as the manifest says, found {len(charset)}.")
+    text_classes = (out_dir / manifest["charset"]["file"]).read_text(encoding="utf-8").split("\n")[:-1]
+    if text_classes != charset.characters:
+        raise GntkitError(f"{out_dir / manifest['charset']['file']}: expected the same classes as charset.json, found a different list.")
+    module = get_format_module(manifest["format"])
+    raw = manifest["preprocess"].get("raw", False)
+    size = None if raw else manifest["preprocess"]["size"]
+    other = len(charset) - 1 if manifest["charset"].get("has_other") else None
+    tag_codes = charset.tag_codes.astype(np.int64)
+    keys: set[str] = set()
+    summary = {"splits": {}, "shards": 0, "records": 0}
+    for split, info in manifest["splits"].items():
+        counts = np.zeros(len(charset), np.int64)
+        total = 0
+        for shard in info["shards"]:
+            path = out_dir / shard["file"]
+            if not path.is_file():
+                raise GntkitError(f"{path}: expected shard of split '{split}' with {shard['records']} records, found no file.")
+            if path.stat().st_size != shard["bytes"]:
+                raise GntkitError(f"{path}: expected {shard['bytes']} bytes as the manifest lists, found {path.stat().st_size}.")
+            digest = _sha256(path)
+            if digest != shard["sha256"]:
+                raise GntkitError(f"{path}: expected sha256 {shard['sha256']}, found {digest} (the shard changed after conversion).")
+            if shard.get("index"):
+                offsets = np.load(out_dir / shard["index"], allow_pickle=False)
+                if len(offsets) != shard["records"] + 1 or offsets[0] != 0 or int(offsets[-1]) > shard["bytes"] or (np.diff(offsets) <= 0).any():
+                    raise GntkitError(f"{out_dir / shard['index']}: expected {shard['records'] + 1} increasing offsets within the shard, found {len(offsets)} that do not fit.")
+            if decode:
+                count = 0
+                try:
+                    for count, sample in enumerate(module.read_shard(path, compression=manifest.get("compression")), start=1):
+                        _check_sample(path, count - 1, sample, charset, tag_codes, size, other, keys)
+                        counts[sample["label"]] += 1
+                except GntkitError:
+                    raise
+                except Exception as exc:  # the stock reader's own error on damaged bytes
+                    raise GntkitError(f"{path}: the stock {manifest['format']} reader failed after record {count}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+                if count != shard["records"]:
+                    raise GntkitError(f"{path}: expected {shard['records']} records as the manifest lists, found {count}.")
+            total += shard["records"]
+            summary["shards"] += 1
+            if progress:
+                progress(f"ok {shard['file']}: {shard['records']} records")
+        if total != info["num_records"]:
+            raise GntkitError(f"split '{split}': expected {info['num_records']} records, found {total} in its shards.")
+        if decode and counts.tolist() != info["class_counts"]:
+            bad = int(np.flatnonzero(counts != np.asarray(info["class_counts"]))[0])
+            raise GntkitError(f"split '{split}' class {bad} ({charset.characters[bad]}): expected {info['class_counts'][bad]} samples, found {counts[bad]}.")
+        summary["splits"][split] = total
+        summary["records"] += total
+    return summary
+
+
+def _check_sample(path, i, sample, charset, tag_codes, size, other, keys) -> None:
+    where = f"{path} record {i} (key {sample.get('key')!r})"
+    label = int(sample["label"])
+    if not 0 <= label < len(charset):
+        raise GntkitError(f"{where}: expected a label in 0..{len(charset) - 1}, found {label}.")
+    if sample["character"] != charset.characters[label]:
+        raise GntkitError(f"{where}: expected character {charset.characters[label]!r} for label {label}, found {sample['character']!r}.")
+    if label != other and int(sample["tag_code"]) != tag_codes[label]:
+        raise GntkitError(f"{where}: expected tag code 0x{tag_codes[label]:04X} for label {label}, found 0x{int(sample['tag_code']):04X}.")
+    image = sample["image"]
+    if image.dtype != np.uint8 or image.ndim != 2 or (size is not None and image.shape != (size, size)) or 0 in image.shape:
+        expected = f"a {size}x{size} uint8 image" if size else "a non-empty 2-D uint8 image"
+        raise GntkitError(f"{where}: expected {expected}, found {image.dtype} {image.shape}.")
+    if sample["key"] in keys:
+        raise GntkitError(f"{where}: expected unique sample keys, found {sample['key']!r} again.")
+    keys.add(sample["key"])
