@@ -1,0 +1,224 @@
+"""The model table: every architecture gntkit trains, described once, framework-free.
+
+`gntkit.models.torch` and `gntkit.models.tf` each build a network from these
+descriptions with one builder, so a name means the same layers (and the same
+parameter count) in both frameworks.
+
+A convolution list follows timm's VGG tables: an int is a convolution with
+that many output channels (kernel `kernel_size`, stride 1, padding `padding`,
+ReLU, optional batch norm), ``"M"`` is a 2x2 max pool with stride 2. After the
+convolutions the feature map is flattened and passed through the dense layers
+in `dense` (ReLU, dropout `dropout` after each), then a final dense layer with
+one output per class (logits, no softmax).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gntkit.errors import GntkitError
+
+__all__ = [
+    "ModelConfig",
+    "MODEL_CONFIGS",
+    "model_names",
+    "get_config",
+    "feature_map_size",
+    "expected_parameter_count",
+    "check_model_arguments",
+    "describe",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """One architecture: convolution list, dense widths, dropout and defaults.
+
+    Attributes:
+        name: registry name, e.g. "vgg19".
+        convs: ints (convolution output channels) and "M" (2x2 max pool).
+        dense: widths of the hidden dense layers before the class layer.
+        dropout: dropout rate after each hidden dense layer (0 = none).
+        kernel_size: convolution kernel size.
+        padding: "same" (output as large as input) or "valid" (no padding).
+        batch_norm: whether convolutions are followed by batch norm by default.
+        description: one line for `gntkit train --help` and the docs.
+    """
+
+    name: str
+    convs: tuple
+    dense: tuple
+    dropout: float
+    kernel_size: int = 3
+    padding: str = "same"
+    batch_norm: bool = False
+    description: str = ""
+
+    def scaled(self, width: float) -> "ModelConfig":
+        """Return a copy with every convolution and hidden dense width multiplied by `width`.
+
+        A narrow copy (width 1/8, say) keeps the layer structure of the named
+        model but trains on a CPU in seconds; tests use it. Widths are rounded
+        and never drop below 1.
+
+        Raises:
+            GntkitError: `width` is not a positive number.
+        """
+        if not isinstance(width, (int, float)) or isinstance(width, bool) or not width > 0:
+            raise GntkitError(f"The width multiplier must be a positive number, found {width!r}.")
+        if width == 1:
+            return self
+        convs = tuple(v if v == "M" else max(1, int(round(v * width))) for v in self.convs)
+        dense = tuple(max(1, int(round(v * width))) for v in self.dense)
+        return dataclasses.replace(self, convs=convs, dense=dense)
+
+
+# Convolution lists of the VGG paper (configurations A, D and E), as in timm.
+_VGG_CONVS = {
+    "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+              512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"),
+}
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {}
+
+for _name, _convs in _VGG_CONVS.items():
+    _n = sum(1 for v in _convs if v != "M")
+    MODEL_CONFIGS[_name] = ModelConfig(
+        name=_name, convs=_convs, dense=(4096, 4096), dropout=0.5,
+        description=f"VGG ({_n} 3x3 convolutions, 5 max pools, dense 4096-4096-classes, dropout 0.5)",
+    )
+    MODEL_CONFIGS[_name + "_bn"] = dataclasses.replace(
+        MODEL_CONFIGS[_name], name=_name + "_bn", batch_norm=True,
+        description=MODEL_CONFIGS[_name].description + " with batch norm",
+    )
+
+# The small CNNs of the digit tutorials.
+# cnn3: TensorFlow's CNN tutorial (3 valid 3x3 convolutions 32-64-64, two pools, dense 64).
+MODEL_CONFIGS["cnn3"] = ModelConfig(
+    name="cnn3", convs=(32, "M", 64, "M", 64), dense=(64,), dropout=0.0, padding="valid",
+    description="small CNN: 3 valid 3x3 convolutions 32-64-64, 2 max pools, dense 64-classes",
+)
+# cnn2: two tiny convolutions with pools, then one 512-unit dense layer with dropout.
+MODEL_CONFIGS["cnn2"] = ModelConfig(
+    name="cnn2", convs=(16, "M", 32, "M"), dense=(512,), dropout=0.5,
+    description="tiny CNN: 2 same 3x3 convolutions 16-32, 2 max pools, dense 512-classes, dropout 0.5",
+)
+
+
+def model_names() -> list[str]:
+    """Return the registered model names, sorted."""
+    return sorted(MODEL_CONFIGS)
+
+
+def get_config(name: str, width: float = 1.0) -> ModelConfig:
+    """Look up a model by name (optionally narrowed by `width`).
+
+    Args:
+        name: a registered name such as "vgg19", "vgg16_bn" or "cnn3".
+        width: multiplier for every convolution and hidden dense width (1 = as published).
+
+    Returns:
+        The ModelConfig.
+
+    Raises:
+        GntkitError: the name is not registered or the width is not positive.
+    """
+    if not isinstance(name, str) or name not in MODEL_CONFIGS:
+        raise GntkitError(
+            f"Unknown model {name!r}: expected one of {', '.join(model_names())}."
+        )
+    return MODEL_CONFIGS[name].scaled(width)
+
+
+def feature_map_size(config: ModelConfig, image_size: int) -> int:
+    """Side of the feature map after the convolutions of `config` for square inputs.
+
+    Raises:
+        GntkitError: the image is too small for the model's convolutions and pools.
+    """
+    if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+        raise GntkitError(f"The image size must be a positive integer, found {image_size!r}.")
+    side = image_size
+    for v in config.convs:
+        if v == "M":
+            side //= 2
+        elif config.padding == "valid":
+            side -= config.kernel_size - 1
+        if side < 1:
+            smallest = next(s for s in range(1, 4097) if _fits(config, s))
+            raise GntkitError(
+                f"Model {config.name} needs images of at least {smallest}x{smallest} pixels, "
+                f"found {image_size}x{image_size}."
+            )
+    return side
+
+
+def _fits(config: ModelConfig, image_size: int) -> bool:
+    side = image_size
+    for v in config.convs:
+        side = side // 2 if v == "M" else side - (config.kernel_size - 1 if config.padding == "valid" else 0)
+        if side < 1:
+            return False
+    return True
+
+
+def expected_parameter_count(config: ModelConfig, num_classes: int, image_size: int,
+                             channels: int = 1, batch_norm: bool | None = None) -> int:
+    """Count the trainable parameters that `config` has, computed from the table alone.
+
+    Both framework builders must produce exactly this many trainable parameters;
+    tests check it. Batch norm adds 2 trainable parameters per channel (its
+    running mean and variance are buffers, not parameters).
+    """
+    bn = config.batch_norm if batch_norm is None else batch_norm
+    total = 0
+    c_in = channels
+    for v in config.convs:
+        if v == "M":
+            continue
+        total += c_in * v * config.kernel_size ** 2 + v
+        if bn:
+            total += 2 * v
+        c_in = v
+    side = feature_map_size(config, image_size)
+    width = c_in * side * side
+    for d in (*config.dense, num_classes):
+        total += width * d + d
+        width = d
+    return total
+
+
+def _check_common(num_classes, image_size, channels) -> None:
+    for label, value in (("number of classes", num_classes), ("image size", image_size),
+                         ("number of channels", channels)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise GntkitError(f"The {label} must be a positive integer, found {value!r}.")
+    if num_classes < 2:
+        raise GntkitError(f"A classifier needs at least 2 classes, found {num_classes}.")
+
+
+def check_model_arguments(name: str, num_classes: int, image_size: int, channels: int = 1,
+                          width: float = 1.0) -> ModelConfig:
+    """Validate `create_model` arguments shared by both frameworks and return the config.
+
+    Raises:
+        GntkitError: one sentence naming the bad argument.
+    """
+    config = get_config(name, width)
+    _check_common(num_classes, image_size, channels)
+    feature_map_size(config, image_size)
+    return config
+
+
+def describe(config: ModelConfig, num_classes: int, image_size: int, channels: int = 1,
+             batch_norm: bool | None = None) -> str:
+    """One line naming the model, its input and its parameter count, printed at the start of training."""
+    n = expected_parameter_count(config, num_classes, image_size, channels, batch_norm)
+    bn = config.batch_norm if batch_norm is None else batch_norm
+    return (f"{config.name}{' +bn' if bn and not config.name.endswith('_bn') else ''}: "
+            f"input {image_size}x{image_size}x{channels}, {num_classes} classes, "
+            f"{n:,} parameters ({n * 4 / 2**20:.1f} MiB as float32)")
+

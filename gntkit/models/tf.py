@@ -1,0 +1,100 @@
+"""TensorFlow/Keras builders for the models of `gntkit.models.configs` (imports tensorflow).
+
+`create_model(name, num_classes, image_size)` returns a `keras.Sequential` that
+takes float images shaped (N, S, S, C) with values in [0, 1] (ink bright, as
+gntkit shards store it, divided by 255) and returns float32 logits
+(N, num_classes).
+"""
+
+from __future__ import annotations
+
+from gntkit.errors import GntkitError, require
+from gntkit.models.configs import (
+    check_model_arguments,
+    expected_parameter_count,
+    feature_map_size,
+)
+
+# tensorflow is the one heavy framework this module uses; `import gntkit` never loads it.
+tf = require("tensorflow", "tensorflow", "Building TensorFlow models")
+keras = tf.keras
+
+__all__ = ["create_model", "count_parameters"]
+
+_DTYPE_POLICIES = (None, "float32", "mixed_bfloat16", "mixed_float16")
+
+
+def create_model(name: str, num_classes: int, image_size: int, channels: int = 1,
+                 batch_norm: bool | None = None, width: float = 1.0,
+                 dtype_policy: str | None = None):
+    """Build a registered model as a `keras.Sequential`.
+
+    Args:
+        name: "vgg11", "vgg16", "vgg19" (add "_bn" for batch norm), "cnn3" or "cnn2".
+        num_classes: number of output classes (3755 for HWDB1.1).
+        image_size: side of the square input images (64 for gntkit's default shards).
+        channels: input channels (1 for gntkit shards).
+        batch_norm: force batch norm on or off; None keeps the table's choice.
+        width: multiplier for convolution and dense widths (1 = as published; tests use less).
+        dtype_policy: None/"float32", "mixed_bfloat16" or "mixed_float16"; the class
+            layer always computes in float32 so logits and the loss stay float32.
+
+    Returns:
+        A keras model taking (N, image_size, image_size, channels) floats, returning logits.
+
+    Raises:
+        GntkitError: unknown name, bad sizes, an image too small for the model, or a bad policy.
+    """
+    config = check_model_arguments(name, num_classes, image_size, channels, width)
+    if batch_norm is not None and not isinstance(batch_norm, bool):
+        raise GntkitError(f"batch_norm must be True, False or None, found {batch_norm!r}.")
+    if dtype_policy not in _DTYPE_POLICIES:
+        raise GntkitError(
+            f"dtype_policy must be one of {', '.join(str(p) for p in _DTYPE_POLICIES)}, "
+            f"found {dtype_policy!r}."
+        )
+    bn = config.batch_norm if batch_norm is None else batch_norm
+    policy = dtype_policy or "float32"
+    layers = keras.layers
+    # Same scheme as gntkit.models.torch: He-normal convolutions, Glorot-uniform dense, zero biases.
+    he_normal = keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
+    stack: list = [keras.Input(shape=(image_size, image_size, channels), name="images")]
+    conv_i = pool_i = 0
+    for v in config.convs:
+        if v == "M":
+            pool_i += 1
+            stack.append(layers.MaxPooling2D(2, 2, name=f"pool{pool_i}", dtype=policy))
+            continue
+        conv_i += 1
+        stack.append(layers.Conv2D(v, config.kernel_size, padding=config.padding,
+                                   kernel_initializer=he_normal, name=f"conv{conv_i}",
+                                   dtype=policy))
+        if bn:
+            # momentum 0.9 and epsilon 1e-5 are torch's BatchNorm2d defaults.
+            stack.append(layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
+                                                   name=f"bn{conv_i}", dtype=policy))
+        stack.append(layers.ReLU(name=f"relu{conv_i}", dtype=policy))
+    feature_map_size(config, image_size)
+    stack.append(layers.Flatten(name="flatten", dtype=policy))
+    for i, d in enumerate(config.dense, 1):
+        stack.append(layers.Dense(d, activation="relu", name=f"fc{i}", dtype=policy))
+        if config.dropout > 0:
+            stack.append(layers.Dropout(config.dropout, name=f"dropout{i}", dtype=policy))
+    stack.append(layers.Dense(num_classes, name="logits", dtype="float32"))
+    model = keras.Sequential(stack, name=config.name)
+    # The table is the single source of truth: a builder that disagrees with it is a bug.
+    assert count_parameters(model) == expected_parameter_count(
+        config, num_classes, image_size, channels, bn)
+    return model
+
+
+def count_parameters(model, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of a keras model.
+
+    Raises:
+        GntkitError: `model` is not a keras model.
+    """
+    if not isinstance(model, keras.Model):
+        raise GntkitError(f"count_parameters needs a keras.Model, found {type(model).__name__}.")
+    weights = model.trainable_weights if trainable_only else model.weights
+    return int(sum(int(tf.size(w)) for w in weights if "seed_generator" not in w.path))

@@ -1,0 +1,123 @@
+"""PyTorch builders for the models of `gntkit.models.configs` (imports torch).
+
+`create_model(name, num_classes, image_size)` returns a `torch.nn.Module` that
+takes float images shaped (N, C, S, S) with values in [0, 1] (ink bright, as
+gntkit shards store it, divided by 255) and returns logits (N, num_classes).
+"""
+
+from __future__ import annotations
+
+from gntkit.errors import GntkitError, require
+from gntkit.models.configs import (
+    ModelConfig,
+    check_model_arguments,
+    expected_parameter_count,
+    feature_map_size,
+)
+
+# torch is the one heavy framework this module uses; `import gntkit` never loads it.
+torch = require("torch", "torch", "Building PyTorch models")
+nn = torch.nn
+
+__all__ = ["ConvNet", "create_model", "count_parameters"]
+
+
+class ConvNet(nn.Module):
+    """A plain convolutional classifier built from a ModelConfig: `features`, flatten, `classifier`.
+
+    Attributes:
+        config: the ModelConfig it was built from.
+        num_classes, image_size, channels, batch_norm: the build arguments.
+    """
+
+    def __init__(self, config: ModelConfig, num_classes: int, image_size: int,
+                 channels: int = 1, batch_norm: bool | None = None):
+        super().__init__()
+        bn = config.batch_norm if batch_norm is None else bool(batch_norm)
+        self.config = config
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.channels = channels
+        self.batch_norm = bn
+        padding = config.kernel_size // 2 if config.padding == "same" else 0
+        layers: list = []
+        c_in = channels
+        for v in config.convs:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+                continue
+            layers.append(nn.Conv2d(c_in, v, kernel_size=config.kernel_size, padding=padding))
+            if bn:
+                layers.append(nn.BatchNorm2d(v))
+            layers.append(nn.ReLU(inplace=True))
+            c_in = v
+        self.features = nn.Sequential(*layers)
+        side = feature_map_size(config, image_size)
+        width = c_in * side * side
+        head: list = []
+        for d in config.dense:
+            head += [nn.Linear(width, d), nn.ReLU(inplace=True)]
+            if config.dropout > 0:
+                head.append(nn.Dropout(config.dropout))
+            width = d
+        head.append(nn.Linear(width, num_classes))
+        self.classifier = nn.Sequential(*head)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Same scheme as gntkit.models.tf: He-normal convolutions, Glorot-uniform dense, zero biases.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        """Map float images (N, C, S, S) in [0, 1] to logits (N, num_classes)."""
+        x = self.features(x)
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+
+def create_model(name: str, num_classes: int, image_size: int, channels: int = 1,
+                 batch_norm: bool | None = None, width: float = 1.0) -> ConvNet:
+    """Build a registered model as a `torch.nn.Module`.
+
+    Args:
+        name: "vgg11", "vgg16", "vgg19" (add "_bn" for batch norm), "cnn3" or "cnn2".
+        num_classes: number of output classes (3755 for HWDB1.1).
+        image_size: side of the square input images (64 for gntkit's default shards).
+        channels: input channels (1 for gntkit shards).
+        batch_norm: force batch norm on or off; None keeps the table's choice.
+        width: multiplier for convolution and dense widths (1 = as published; tests use less).
+
+    Returns:
+        A ConvNet taking (N, channels, image_size, image_size) floats and returning logits.
+
+    Raises:
+        GntkitError: unknown name, bad sizes, or an image too small for the model.
+    """
+    config = check_model_arguments(name, num_classes, image_size, channels, width)
+    if batch_norm is not None and not isinstance(batch_norm, bool):
+        raise GntkitError(f"batch_norm must be True, False or None, found {batch_norm!r}.")
+    model = ConvNet(config, num_classes, image_size, channels, batch_norm)
+    # The table is the single source of truth: a builder that disagrees with it is a bug.
+    assert count_parameters(model) == expected_parameter_count(
+        config, num_classes, image_size, channels, model.batch_norm)
+    return model
+
+
+def count_parameters(model, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters of a torch module.
+
+    Raises:
+        GntkitError: `model` is not a torch.nn.Module.
+    """
+    if not isinstance(model, nn.Module):
+        raise GntkitError(f"count_parameters needs a torch.nn.Module, found {type(model).__name__}.")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
