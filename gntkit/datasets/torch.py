@@ -1,0 +1,434 @@
+"""PyTorch adapters over gntkit shards: datasets, a batch loader, a GPU-resident loader, device helpers.
+
+- `ShardDataset`: map-style `torch.utils.data.Dataset` (random access in every format:
+  HDF5 directly, TFRecord and WebDataset through the record offsets), with bulk
+  `__getitems__`; pair it with `EpochSampler` for the shared epoch semantics.
+- `ShardStream`: `IterableDataset` of ready batches (uint8 (B, S, S), int64 (B,)) that
+  reads each batch in bulk; with `streaming=True` it reads whole shards sequentially.
+- `make_loader(...)` -> `ShardLoader`: a DataLoader over `ShardStream` with `set_epoch`,
+  `state_dict` / `load_state_dict` (resume mid-epoch) and optional transfer to a device.
+- `GpuResidentLoader`: the whole split in device memory as uint8, batches by index on
+  the device.
+- `to_float`, `random_affine`: conversion / normalisation and light augmentation on the device.
+
+Epoch order, rank split and worker split are the ones defined in `gntkit.datasets`
+(the TensorFlow adapter uses the same), so both frameworks see the same samples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch  # this module is the PyTorch adapter: torch is its one heavy import
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
+
+from gntkit.datasets import _EVEN_MODES, ShardSet, _as_shardset, _check_count, _shuffle_mode, epoch_order, num_batches, rank_share
+from gntkit.errors import GntkitError
+
+__all__ = [
+    "ShardDataset",
+    "EpochSampler",
+    "ShardStream",
+    "ShardLoader",
+    "make_loader",
+    "GpuResidentLoader",
+    "to_float",
+    "random_affine",
+    "default_rank",
+]
+
+
+def default_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """(rank, world_size): the given values, else torch.distributed's when initialised, else (0, 1).
+
+    Raises:
+        GntkitError: only one of rank / world_size given without torch.distributed, or rank out of range.
+    """
+    dist = torch.distributed
+    if rank is None or world_size is None:
+        if dist.is_available() and dist.is_initialized():
+            rank = dist.get_rank() if rank is None else rank
+            world_size = dist.get_world_size() if world_size is None else world_size
+        elif rank is None and world_size is None:
+            rank, world_size = 0, 1
+        else:
+            raise GntkitError(f"Give both rank and world_size (or neither, to take them from torch.distributed), found rank={rank}, world_size={world_size}.")
+    world_size = _check_count("world_size", world_size, 1)
+    rank = _check_count("rank", rank)
+    if rank >= world_size:
+        raise GntkitError(f"rank must be below world_size={world_size}, found {rank}.")
+    return rank, world_size
+
+
+class ShardDataset(Dataset):
+    """Map-style dataset over one split: `dataset[i]` -> (uint8 tensor (H, W), int label).
+
+    Every format has random access (TFRecord and WebDataset through the offsets written
+    at conversion, or scanned once per shard). `__getitems__` reads a whole batch of
+    indices in bulk, which the DataLoader uses when batching.
+
+    Args:
+        source: output folder or a `ShardSet`.
+        split: split name (None: see `gntkit.datasets.open`).
+    """
+
+    def __init__(self, source, split: str | None = None):
+        self.shards = _as_shardset(source, split)
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __getitem__(self, index):
+        image, label = self.shards.get(index)
+        return torch.from_numpy(np.array(image)), label
+
+    def __getitems__(self, indices):
+        """Bulk read for DataLoader auto-batching: a list of (image tensor, label) pairs."""
+        if self.shards.raw:
+            return [self[int(i)] for i in indices]
+        images, labels = self.shards.read_batch(np.asarray(indices, np.int64))
+        return list(zip(torch.from_numpy(images).unbind(0), labels.tolist()))
+
+
+class EpochSampler(Sampler):
+    """Sampler with gntkit's epoch semantics (a seeded, epoch-dependent order; contiguous rank slices).
+
+    Like `DistributedSampler`, but the order is `gntkit.datasets.epoch_order` and rank r
+    takes the r-th contiguous slice (`rank_share`), so it matches `make_loader` and the
+    TensorFlow adapter.
+
+    Args:
+        source: a ShardDataset, ShardSet, or an int (number of records).
+        shuffle: True / "global", "shard" (needs a ShardSet/ShardDataset) or False.
+        seed: seed of the order; rank, world_size: default from torch.distributed.
+        even: "pad", "drop" or "none" (see `gntkit.datasets.rank_share`).
+    """
+
+    def __init__(self, source, shuffle=True, seed: int = 0, rank: int | None = None, world_size: int | None = None, even: str = "pad"):
+        if isinstance(source, ShardDataset):
+            source = source.shards
+        if isinstance(source, ShardSet):
+            self.n, self.shard_sizes = len(source), source.shard_sizes
+        else:
+            self.n, self.shard_sizes = _check_count("number of records", source), None
+        self.shuffle = _shuffle_mode(shuffle)
+        self.seed = _check_count("seed", seed)
+        self.rank, self.world_size = default_rank(rank, world_size)
+        self.even = even
+        self.epoch = 0
+        if even not in _EVEN_MODES:
+            raise GntkitError(f"even must be one of {', '.join(_EVEN_MODES)}, found {even!r}.")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of this epoch in the next iteration."""
+        self.epoch = _check_count("epoch", epoch)
+
+    def indices(self) -> np.ndarray:
+        """This rank's record indices for the current epoch."""
+        order = epoch_order(self.n, self.seed, self.epoch, self.shuffle or False, self.shard_sizes)
+        return rank_share(order, self.rank, self.world_size, self.even)
+
+    def __iter__(self):
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        return len(rank_share(np.zeros(self.n, np.int64), self.rank, self.world_size, self.even)) if self.n else 0
+
+
+class ShardStream(IterableDataset):
+    """Iterable dataset of ready batches: (uint8 tensor (B, S, S), int64 tensor (B,)).
+
+    Use it with `DataLoader(stream, batch_size=None, num_workers=k)`: worker w yields the
+    rank's batches w, w + k, ...; the DataLoader takes them round-robin, so the batch
+    sequence is the same for every k. `make_loader` does this for you.
+
+    Args:
+        source: output folder or ShardSet; split: split name.
+        batch_size: records per batch.
+        shuffle: True / "global", "shard" or False (see `gntkit.datasets.epoch_order`).
+        seed: seed of the order.
+        rank, world_size: this process among the ranks (default from torch.distributed).
+        drop_last: drop the rank's last short batch.
+        even: "pad", "drop" or "none" (see `gntkit.datasets.rank_share`).
+        streaming: read whole shards sequentially (keep two decoded in memory) instead of
+            random access; pair with shuffle="shard" or False.
+    """
+
+    def __init__(self, source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0,
+                 rank: int | None = None, world_size: int | None = None, drop_last: bool = False, even: str = "pad",
+                 streaming: bool = False):
+        self.shards = _as_shardset(source, split)
+        self.shards._require_fixed_size("ShardStream")
+        self.batch_size = _check_count("batch_size", batch_size, 1)
+        self.shuffle = _shuffle_mode(shuffle) or False
+        self.seed = _check_count("seed", seed)
+        self.rank, self.world_size = default_rank(rank, world_size)
+        self.drop_last = bool(drop_last)
+        self.even = even
+        self.streaming = bool(streaming)
+        self.epoch = 0
+        self.start_batch = 0
+        self.batches_per_epoch = self.shards.num_batches(self.batch_size, self.world_size, self.drop_last, even, self.rank)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Iterate epoch `epoch` next, starting at batch `start_batch` of this rank's epoch."""
+        self.epoch = _check_count("epoch", epoch)
+        self.start_batch = _check_count("start_batch", start_batch)
+
+    def __len__(self) -> int:
+        return max(self.batches_per_epoch - self.start_batch, 0)
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        plan = self.shards.batch_plan(self.batch_size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, rank=self.rank,
+                                      world_size=self.world_size, worker=worker, num_workers=workers,
+                                      start_batch=self.start_batch, drop_last=self.drop_last, even=self.even)
+        for _, indices in plan:
+            images, labels = self.shards.read_batch(indices, streaming=self.streaming)
+            yield torch.from_numpy(images), torch.from_numpy(labels)
+
+
+class _EpochState:
+    """Epoch / position bookkeeping shared by ShardLoader and GpuResidentLoader."""
+
+    epoch: int
+    batch: int
+    seed: int
+    batch_size: int
+    rank: int
+    world_size: int
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch `epoch` (its own order) at its first batch on the next iteration."""
+        self.epoch = _check_count("epoch", epoch)
+        self.batch = 0
+
+    def state_dict(self) -> dict:
+        """Where the loader stands: epoch and the number of batches of it already delivered."""
+        return {"epoch": self.epoch, "batch": self.batch, "seed": self.seed, "shuffle": self.shuffle, "batch_size": self.batch_size,
+                "rank": self.rank, "world_size": self.world_size, "num_records": self._num_records, "drop_last": self.drop_last,
+                "even": self.even}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a `state_dict()`: the next iteration yields the batch after the last one delivered.
+
+        Raises:
+            GntkitError: the state comes from a loader with a different seed, batch size,
+                world size, shuffle, drop_last, even or number of records.
+        """
+        if not isinstance(state, dict) or "epoch" not in state or "batch" not in state:
+            raise GntkitError(f"load_state_dict needs a dict from state_dict() with 'epoch' and 'batch', found {state!r:.80}.")
+        mine = self.state_dict()
+        for key in ("seed", "shuffle", "batch_size", "world_size", "num_records", "drop_last", "even"):
+            if key in state and state[key] != mine[key]:
+                raise GntkitError(f"Cannot resume: the saved loader state has {key}={state[key]!r}, this loader has {key}={mine[key]!r}.")
+        self.epoch = _check_count("epoch", state["epoch"])
+        batch = _check_count("batch", state["batch"])
+        if batch > len(self):
+            raise GntkitError(f"Cannot resume at batch {batch}: an epoch of this loader has {len(self)} batches.")
+        self.batch = batch
+
+    def _finish_epoch(self) -> None:
+        self.epoch += 1
+        self.batch = 0
+
+
+class ShardLoader(_EpochState):
+    """Batches of one split for one rank, from `make_loader`.
+
+    Iterating yields (uint8 tensor (B, S, S), int64 tensor (B,)) on `device` (CPU when
+    None). A completed pass advances `epoch` by one; an interrupted pass (break, or a
+    `load_state_dict`) continues where it stopped on the next iteration. `set_epoch(e)`
+    starts epoch e from its first batch.
+    """
+
+    def __init__(self, stream: ShardStream, num_workers: int, device, pin_memory: bool, prefetch_factor: int | None, timeout: float,
+                 multiprocessing_context):
+        self.stream = stream
+        self.shards = stream.shards
+        self.num_workers = num_workers
+        self.device = device
+        self.pin_memory = pin_memory
+        self.prefetch_factor = prefetch_factor
+        self.timeout = timeout
+        self.multiprocessing_context = multiprocessing_context
+        self.seed, self.batch_size, self.rank, self.world_size = stream.seed, stream.batch_size, stream.rank, stream.world_size
+        self.shuffle, self.drop_last, self.even = stream.shuffle, stream.drop_last, stream.even
+        self._num_records = len(stream.shards)
+        self.epoch = 0
+        self.batch = 0
+
+    def __len__(self) -> int:
+        """Batches in one epoch on this rank (the same on every rank unless even="none")."""
+        return self.stream.batches_per_epoch
+
+    def __iter__(self):
+        self.stream.set_epoch(self.epoch, self.batch)
+        # A new DataLoader per pass: workers get the current epoch and position when they start.
+        extra = {"prefetch_factor": self.prefetch_factor} if self.num_workers and self.prefetch_factor else {}
+        if self.num_workers and self.multiprocessing_context is not None:
+            extra["multiprocessing_context"] = self.multiprocessing_context
+        loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                            timeout=self.timeout, **extra)
+        for images, labels in loader:
+            if self.device is not None:
+                images = images.to(self.device, non_blocking=True)
+                labels = labels.to(self.device, non_blocking=True)
+            self.batch += 1  # counted before the yield: a delivered batch is not delivered again on resume
+            yield images, labels
+        self._finish_epoch()
+
+
+def make_loader(source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0, num_workers: int = 0,
+                rank: int | None = None, world_size: int | None = None, drop_last: bool = False, device=None, *,
+                even: str = "pad", streaming: bool = False, pin_memory: bool | None = None, prefetch_factor: int | None = 4,
+                timeout: float = 0, multiprocessing_context=None) -> ShardLoader:
+    """A loader of (uint8 (B, S, S), int64 (B,)) batches from one split, for one rank.
+
+    Args:
+        source: output folder of `gntkit convert`, or a ShardSet.
+        split: split name (None: "train", or the only split).
+        batch_size: records per batch on this rank.
+        shuffle: True / "global" (a new random order each epoch), "shard" (shard-local
+            order for sequential reads) or False (file order).
+        seed: seed of the order; with the epoch number it fixes the order everywhere.
+        num_workers: DataLoader worker processes (0: read in this process). The batch
+            sequence does not depend on it.
+        rank, world_size: this process among the ranks; default from torch.distributed
+            when it is initialised, else (0, 1).
+        drop_last: drop this rank's last short batch.
+        device: move batches there (`non_blocking`, pinned when it is CUDA).
+        even: "pad" (default; ranks get ceil(n / world_size), wrapping to the start of the
+            order), "drop" (floor(n / world_size)) or "none" (see `gntkit.datasets`).
+        streaming: read whole shards sequentially instead of random access.
+        pin_memory: default True when device is CUDA.
+        prefetch_factor: batches each worker keeps ready.
+        timeout, multiprocessing_context: passed to DataLoader.
+
+    Returns:
+        A ShardLoader: iterable, `len()`, `set_epoch`, `state_dict`, `load_state_dict`.
+
+    Raises:
+        GntkitError: bad arguments, or see `gntkit.datasets.open`.
+    """
+    num_workers = _check_count("num_workers", num_workers)
+    stream = ShardStream(source, split, batch_size, shuffle, seed, rank, world_size, drop_last, even, streaming)
+    device = torch.device(device) if device is not None else None
+    if pin_memory is None:
+        pin_memory = device is not None and device.type == "cuda"
+    return ShardLoader(stream, num_workers, device, bool(pin_memory), prefetch_factor, timeout, multiprocessing_context)
+
+
+class GpuResidentLoader(_EpochState):
+    """The whole split in device memory as uint8; shuffled batches are gathered by index on the device.
+
+    Loading reads the split shard by shard into one (N, S, S) uint8 device tensor. Each
+    epoch computes the order once (the same `epoch_order` / `rank_share` as make_loader,
+    so the same batches) and moves the rank's indices to the device; each step is one
+    `index_select`, no CPU work.
+
+    Args:
+        source, split: as in make_loader.
+        batch_size, shuffle, seed, rank, world_size, drop_last, even: as in make_loader.
+        device: where the images live (default: CUDA when available, else CPU).
+    """
+
+    def __init__(self, source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0, device=None,
+                 rank: int | None = None, world_size: int | None = None, drop_last: bool = False, even: str = "pad"):
+        self.shards = _as_shardset(source, split)
+        size = self.shards._require_fixed_size("GpuResidentLoader")
+        self.batch_size = _check_count("batch_size", batch_size, 1)
+        self.shuffle = _shuffle_mode(shuffle) or False
+        self.seed = _check_count("seed", seed)
+        self.rank, self.world_size = default_rank(rank, world_size)
+        self.drop_last, self.even = bool(drop_last), even
+        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._num_records = n = len(self.shards)
+        self._batches = self.shards.num_batches(self.batch_size, self.world_size, self.drop_last, even, self.rank)
+        self.images = torch.empty((n, size, size), dtype=torch.uint8, device=self.device)
+        self.labels = torch.empty(n, dtype=torch.int64, device=self.device)
+        for k, shard in enumerate(self.shards.shards):  # shard by shard: host memory holds one shard at a time
+            if shard.records:
+                images, labels = self.shards.read_range(shard.start, shard.start + shard.records)
+                self.images[shard.start:shard.start + shard.records].copy_(torch.from_numpy(images))
+                self.labels[shard.start:shard.start + shard.records].copy_(torch.from_numpy(labels))
+        self.epoch = 0
+        self.batch = 0
+
+    def __len__(self) -> int:
+        """Batches in one epoch on this rank."""
+        return self._batches
+
+    def __iter__(self):
+        order = epoch_order(self._num_records, self.seed, self.epoch, self.shuffle, self.shards.shard_sizes)
+        share = torch.from_numpy(rank_share(order, self.rank, self.world_size, self.even)).to(self.device)
+        for b in range(self.batch, self._batches):
+            rows = share[b * self.batch_size:(b + 1) * self.batch_size]
+            self.batch = b + 1
+            yield self.images.index_select(0, rows), self.labels.index_select(0, rows)
+        self._finish_epoch()
+
+
+def to_float(images: torch.Tensor, mean: float | None = None, std: float | None = None) -> torch.Tensor:
+    """uint8 images (B, S, S) or (B, 1, S, S) -> float32 (B, 1, S, S) in [0, 1], then (x - mean) / std if given.
+
+    Runs on the images' device; call it after the batch reached the GPU.
+
+    Raises:
+        GntkitError: not a uint8 tensor of 3 or 4 dimensions, or std <= 0.
+    """
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() not in (3, 4):
+        found = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise GntkitError(f"to_float needs a uint8 tensor (B, S, S) or (B, 1, S, S), found {found}.")
+    x = images.unsqueeze(1) if images.dim() == 3 else images
+    x = x.float().div_(255.0)
+    if mean is not None or std is not None:
+        mean = 0.0 if mean is None else float(mean)
+        std = 1.0 if std is None else float(std)
+        if std <= 0:
+            raise GntkitError(f"std must be positive, found {std}.")
+        x = x.sub_(mean).div_(std)
+    return x
+
+
+def random_affine(images: torch.Tensor, *, rotate: float = 10.0, scale: tuple[float, float] = (0.9, 1.1), shear: float = 5.0,
+                  translate: float = 0.08, fill: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Light random affine augmentation on the device (affine_grid + bilinear grid_sample), one transform per image.
+
+    Args:
+        images: float (B, 1, S, S) (e.g. from `to_float`), on any device.
+        rotate: maximum rotation in degrees (uniform in [-rotate, rotate]).
+        scale: (min, max) zoom factor.
+        shear: maximum horizontal shear in degrees.
+        translate: maximum shift as a fraction of the image side.
+        fill: value for pixels that come from outside the image (the background: 0 for
+            inverted images, as gntkit's default preprocessing makes them).
+        generator: a torch.Generator on the images' device for reproducible draws.
+
+    Returns:
+        float tensor of the same shape.
+
+    Raises:
+        GntkitError: images not float (B, C, H, W), or out-of-range parameters.
+    """
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.dim() != 4:
+        found = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise GntkitError(f"random_affine needs float images (B, C, H, W) (use to_float first), found {found}.")
+    if rotate < 0 or shear < 0 or translate < 0 or not 0 < scale[0] <= scale[1]:
+        raise GntkitError(f"random_affine needs rotate, shear, translate >= 0 and 0 < scale[0] <= scale[1], found {rotate}, {shear}, {translate}, {scale}.")
+    b, device = images.shape[0], images.device
+    draws = torch.rand((b, 5), generator=generator, device=device, dtype=torch.float32) * 2 - 1  # uniform in [-1, 1]
+    angle = draws[:, 0] * math.radians(rotate)
+    shear_t = torch.tan(draws[:, 1] * math.radians(shear))
+    zoom = scale[0] + (draws[:, 2] + 1) / 2 * (scale[1] - scale[0])
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([
+        torch.stack([cos, -sin + cos * shear_t, draws[:, 3] * 2 * translate], dim=1),
+        torch.stack([sin, cos + sin * shear_t, draws[:, 4] * 2 * translate], dim=1),
+    ], dim=1).to(images.dtype)
+    grid = torch.nn.functional.affine_grid(theta, list(images.shape), align_corners=False)
+    shifted = images - fill if fill else images
+    out = torch.nn.functional.grid_sample(shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + fill if fill else out
