@@ -7,6 +7,8 @@ order is deterministic: by writer, then by position in the file.
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
 import zipfile
 import zlib
@@ -60,14 +62,20 @@ class GntMember:
     inner: str | None
     size: int
 
-    def read(self) -> np.ndarray:
+    def read(self, map_file: bool = True) -> np.ndarray:
         """The member's bytes as a uint8 array (one writer file, 10-30 MB in real data).
+
+        Args:
+            map_file: for a plain file, map it read-only into memory (zero-copy: pages come
+                straight from the page cache) instead of copying it into a new array.
 
         Raises:
             FormatError: the zip member is damaged (bad CRC or deflate data) or shorter than listed.
         """
         if self.archive is None:
             try:
+                if map_file:
+                    return _map_file(self.name)
                 return np.fromfile(self.name, dtype=np.uint8)
             except OSError as exc:
                 raise GntkitError(f"{self.name}: cannot read the file ({exc.strerror or exc}).") from None
@@ -81,6 +89,16 @@ class GntMember:
         if len(data) != self.size:
             raise FormatError(self.name, len(data), f"{self.size} bytes as the zip directory lists", f"{len(data)} bytes")
         return np.frombuffer(data, dtype=np.uint8)
+
+
+def _map_file(path: str) -> np.ndarray:
+    """Read-only uint8 view of a whole file through mmap (an empty file gives an empty array)."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            return np.zeros(0, np.uint8)
+        # The mapping stays valid after the file is closed; numpy keeps it alive.
+        return np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
 
 
 def _zip_members(path: Path, source: str) -> list[GntMember]:

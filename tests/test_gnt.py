@@ -192,3 +192,20 @@ def test_fuzz_truncations_and_mutations_never_read_out_of_bounds(data):
         assert skipped.index.offsets[:len(records)].tolist() == [r[0] for r in records]
         pixels, offsets = skipped.gather()
         assert offsets[-1] == len(pixels)
+
+
+def test_mapped_file_and_gather_into_buffer(corpus_c):
+    from gntkit.sources import find_members
+
+    member = find_members(corpus_c)[0]
+    mapped, copied = member.read(), member.read(map_file=False)
+    assert not mapped.flags.writeable and np.array_equal(mapped, copied)
+    a, b = GntFile(mapped, member.name), GntFile(copied, member.name)
+    assert np.array_equal(a.index.offsets, b.index.offsets)
+    views = a.bitmaps()
+    assert len(views) == len(a) and all(np.array_equal(v, b.bitmap(i)) for i, v in enumerate(views))
+    buffer = np.full(10**6, 7, np.uint8)
+    pixels, offsets = a.gather(out=buffer)
+    assert np.shares_memory(pixels, buffer) and np.array_equal(pixels, b.gather()[0])
+    with pytest.raises(GntkitError, match="at least"):
+        a.gather(out=np.empty(10, np.uint8))

@@ -154,14 +154,12 @@ def _check_buffer(buf) -> np.ndarray:
 
 
 def _scan_all(buf: np.ndarray, start: int, max_side: int):
-    empty64 = np.empty(0, np.int64)
-    count, stop, status = kernels.scan_records(buf, start, max_side, empty64, np.empty(0, np.uint16), np.empty(0, np.int32), np.empty(0, np.int32))
-    offsets = np.empty(count, np.int64)
-    tag_codes = np.empty(count, np.uint16)
-    widths = np.empty(count, np.int32)
-    heights = np.empty(count, np.int32)
-    if count:
-        kernels.scan_records(buf, start, max_side, offsets, tag_codes, widths, heights)
+    # One pass: a record takes at least 11 bytes, so this capacity always suffices;
+    # np.empty pages that are never written cost nothing.
+    capacity = (len(buf) - start) // (HEADER_SIZE + 1) + 1
+    columns = (np.empty(capacity, np.int64), np.empty(capacity, np.uint16), np.empty(capacity, np.int32), np.empty(capacity, np.int32))
+    count, stop, status = kernels.scan_records(buf, start, max_side, *columns)
+    offsets, tag_codes, widths, heights = (column[:count].copy() for column in columns)
     return offsets, tag_codes, widths, heights, int(stop), int(status)
 
 
@@ -235,14 +233,23 @@ class GntFile:
         h, w = int(self.index.heights[i]), int(self.index.widths[i])
         return self.buf[start:start + h * w].reshape(h, w)
 
-    def gather(self, records: np.ndarray | slice | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def bitmaps(self) -> list[np.ndarray]:
+        """Every valid record's bitmap as a (height, width) view into the file buffer (no copy)."""
+        buf = self.buf
+        starts = (self.index.offsets + HEADER_SIZE).tolist()
+        return [buf[s:s + h * w].reshape(h, w) for s, h, w in zip(starts, self.index.heights.tolist(), self.index.widths.tolist())]
+
+    def gather(self, records: np.ndarray | slice | None = None, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Copy the bitmaps of the chosen records into one flat array.
 
         Args:
             records: indices (int array) or a slice of valid records; all when None.
+            out: optional uint8 buffer to fill (reused across files to avoid page faults);
+                must hold at least the total pixel count.
 
         Returns:
-            (pixels uint8 flat, pixel_offsets int64 of length len(records)+1).
+            (pixels uint8 flat, pixel_offsets int64 of length len(records)+1); pixels is a
+            view of out when out is given.
         """
         chosen = np.arange(len(self))[records] if records is not None else np.arange(len(self))
         chosen = np.asarray(chosen, dtype=np.int64)
@@ -255,7 +262,13 @@ class GntFile:
         # Guard the kernel: every source range must lie inside the buffer.
         if len(chosen) and int((record_offsets + HEADER_SIZE + counts).max()) > len(self.buf):
             raise AssertionError(f"{self.path}: record index points past the end of the buffer")
-        pixels = np.empty(int(pixel_offsets[-1]), np.uint8)
+        total = int(pixel_offsets[-1])
+        if out is None:
+            pixels = np.empty(total, np.uint8)
+        else:
+            if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 1 or not out.flags.c_contiguous or len(out) < total:
+                raise GntkitError(f"{self.path}: gather(out=...) needs a contiguous 1-D uint8 array of at least {total} bytes, found {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+            pixels = out[:total]
         kernels.gather_bitmaps(self.buf, record_offsets, counts, pixels, pixel_offsets)
         return pixels, pixel_offsets
 

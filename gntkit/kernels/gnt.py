@@ -92,5 +92,4 @@ def gather_bitmaps(buf, record_offsets, pixel_counts, out, out_offsets):
     for i in prange(record_offsets.shape[0]):
         src = record_offsets[i] + HEADER_SIZE
         dst = out_offsets[i]
-        for j in range(pixel_counts[i]):
-            out[dst + j] = buf[src + j]
+        out[dst:dst + pixel_counts[i]] = buf[src:src + pixel_counts[i]]
