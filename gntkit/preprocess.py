@@ -1,0 +1,406 @@
+"""Preprocessing settings and the checked wrapper around the numba kernels.
+
+Every image goes through these steps, in this order; each one can be switched
+off (grayscale applies only to colour user images, resize always runs):
+
+1. grayscale  colour (H, W, 3|4) input only: ITU-R 601 luma
+              (0.299 R + 0.587 G + 0.114 B, rounded), alpha composited over white.
+2. contrast   linear stretch: the darkest grey level present -> 0, the paper
+              level -> 255. The paper level is the smallest grey level with at
+              least 90% of the pixels at or below it, so a grey (non-255) paper
+              and a few bright dust or glare pixels do not spoil the stretch.
+              A one-level image is left as it is.
+3. binarize   "otsu" (Otsu's threshold on the histogram after step 2) or a fixed
+              threshold t in 0..255: levels <= t become 0 (ink), the rest 255,
+              as OpenCV's THRESH_BINARY. A one-level image gets t = 0.
+4. denoise    an ink pixel (any level below 255) whose 8 neighbours are all 255
+              becomes 255; pixels outside the image count as 255.
+5. crop       to the bounding box of the pixels that are not 255. An
+              all-background bitmap (no ink) is not cropped: it is resized whole,
+              which gives a blank canvas (all 255, all 0 after inversion).
+6. resize     to fit an (S - 2*margin) square, aspect ratio kept, the longer side
+              exactly S - 2*margin, the shorter rounded half up (at least 1 pixel),
+              centred (extra pixel of an odd gap to the bottom/right) on an S x S
+              canvas of background 255. Per axis: exact area averaging (box-filter
+              coverage, as OpenCV INTER_AREA or PIL BOX) when the axis shrinks, the
+              anti-aliasing of choice for the usual 60-300 pixel HWDB bitmaps;
+              bilinear with half-pixel centres (as OpenCV INTER_LINEAR) when it
+              grows or keeps its length. Values are rounded half up.
+              Default margin: S // 16 pixels on each side (4 at 64, 6 at 96, 14 at 224).
+7. invert     v -> 255 - v: bright ink on a 0 background.
+
+Defaults: crop, resize to 64 x 64 with a 4-pixel margin, invert; no contrast,
+binarisation or denoising. `raw=True` keeps the original bitmaps and applies no step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from gntkit.errors import GntkitError
+from gntkit.kernels import preprocess as _kernels
+
+PREPROCESS_VERSION = 1
+"""Version of the step definitions above; stored in `Preprocess.to_json()`."""
+
+STEP_ORDER = ("grayscale", "contrast", "binarize", "denoise", "crop", "resize", "invert")
+"""Every step, in the order they run."""
+
+RESIZE_METHOD = "area-shrink-bilinear-enlarge"
+"""Name of the resampling rule of step 6, stored in `Preprocess.to_json()`."""
+
+MIN_SIZE = 8
+MAX_SIZE = 1024
+MAX_IMAGE_PIXELS = 1 << 26
+"""Largest single image (pixels) the kernels accept; their int64 sums stay exact below it."""
+
+
+def default_margin(size: int) -> int:
+    """The default margin for an S x S canvas: S // 16 pixels on each side."""
+    return size // 16
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How bitmaps become fixed-size training images (see the module docstring for each step).
+
+    Attributes:
+        size: side S of the square output, 8..1024.
+        margin: blank pixels on each side of the canvas; None means S // 16. Must be
+            below S / 2. Resolved to an int at construction.
+        raw: keep the original variable-size bitmaps and apply no step. crop and
+            invert (on by default) are then set to False; asking for binarize,
+            denoise or contrast as well is an error.
+        crop: crop to the ink's bounding box before resizing.
+        invert: make ink bright on a 0 background.
+        binarize: None, "otsu", or a fixed threshold 0..255 (levels <= it become ink).
+        denoise: remove isolated one-pixel specks.
+        contrast: stretch the grey range (darkest ink -> 0, paper -> 255).
+
+    Raises:
+        GntkitError: on any out-of-range or contradictory setting.
+    """
+
+    size: int = 64
+    margin: int | None = None
+    raw: bool = False
+    crop: bool = True
+    invert: bool = True
+    binarize: str | int | None = None
+    denoise: bool = False
+    contrast: bool = False
+
+    def __post_init__(self):
+        if not _is_int(self.size) or not MIN_SIZE <= self.size <= MAX_SIZE:
+            raise GntkitError(f"Preprocess size must be an integer from {MIN_SIZE} to {MAX_SIZE}, found {self.size!r}.")
+        object.__setattr__(self, "size", int(self.size))
+        margin = default_margin(self.size) if self.margin is None else self.margin
+        if not _is_int(margin) or margin < 0 or 2 * margin >= self.size:
+            raise GntkitError(
+                f"Preprocess margin must be an integer from 0 to {(self.size - 1) // 2} "
+                f"(below half of size {self.size}), found {self.margin!r}."
+            )
+        object.__setattr__(self, "margin", int(margin))
+        for name in ("raw", "crop", "invert", "denoise", "contrast"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise GntkitError(f"Preprocess {name} must be True or False, found {value!r}.")
+            object.__setattr__(self, name, bool(value))
+        binarize = self.binarize
+        if binarize is not None and binarize != "otsu":
+            if not _is_int(binarize) or not 0 <= binarize <= 255:
+                raise GntkitError(
+                    f"Preprocess binarize must be None, 'otsu' or a threshold from 0 to 255, found {binarize!r}."
+                )
+            object.__setattr__(self, "binarize", int(binarize))
+        if self.raw:
+            if self.binarize is not None or self.denoise or self.contrast:
+                raise GntkitError(
+                    "Preprocess raw=True keeps the original bitmaps, so binarize, denoise and contrast must be off."
+                )
+            object.__setattr__(self, "crop", False)
+            object.__setattr__(self, "invert", False)
+
+    @classmethod
+    def for_photos(cls, size: int = 64, margin: int | None = None) -> "Preprocess":
+        """Settings for photos or scans of handwriting (dark ink on light, uneven paper).
+
+        Contrast stretch, Otsu binarisation and speck removal, then the usual crop,
+        resize and invert: grey paper becomes 0 after inversion and sensor noise
+        does not enlarge the crop box. Crop the photo roughly to one character first.
+
+        Args:
+            size: output side S.
+            margin: canvas margin, None for S // 16.
+
+        Returns:
+            A Preprocess.
+        """
+        return cls(size=size, margin=margin, contrast=True, binarize="otsu", denoise=True)
+
+    @property
+    def steps(self) -> list[str]:
+        """The steps applied to a grey bitmap, in order, with their parameters (empty when raw)."""
+        if self.raw:
+            return []
+        steps = []
+        if self.contrast:
+            steps.append("contrast")
+        if self.binarize is not None:
+            steps.append(f"binarize:{self.binarize}")
+        if self.denoise:
+            steps.append("denoise")
+        if self.crop:
+            steps.append("crop")
+        steps.append(f"resize:{self.size}x{self.size},margin={self.margin},{RESIZE_METHOD}")
+        if self.invert:
+            steps.append("invert")
+        return steps
+
+    def to_json(self) -> dict:
+        """JSON-able description: every setting, plus "version" and the ordered "steps" actually applied."""
+        settings = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {"version": PREPROCESS_VERSION, **settings, "steps": self.steps}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Preprocess":
+        """Rebuild settings from `to_json()` output.
+
+        Args:
+            data: a dict as written by `to_json` ("steps" is optional; when present it must agree).
+
+        Returns:
+            A Preprocess.
+
+        Raises:
+            GntkitError: for another version, unknown keys, bad values or "steps" that disagree.
+        """
+        if not isinstance(data, dict):
+            raise GntkitError(f"Preprocess JSON must be an object, found {type(data).__name__}.")
+        if data.get("version") != PREPROCESS_VERSION:
+            raise GntkitError(
+                f"Preprocess JSON version must be {PREPROCESS_VERSION}, found {data.get('version')!r}."
+            )
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names - {"version", "steps"})
+        if unknown:
+            raise GntkitError(f"Preprocess JSON has unknown keys {unknown}; known keys are {sorted(names)}.")
+        settings = cls(**{name: data[name] for name in names if name in data})
+        if "steps" in data and list(data["steps"]) != settings.steps:
+            raise GntkitError(f"Preprocess JSON steps {data['steps']} disagree with its settings, which give {settings.steps}.")
+        return settings
+
+
+def _check_vector(name: str, array, dtype, length: int | None = None) -> None:
+    if not isinstance(array, np.ndarray):
+        raise GntkitError(f"{name} must be a numpy array, found {type(array).__name__}.")
+    if array.dtype != dtype or array.ndim != 1:
+        raise GntkitError(f"{name} must be a 1-D {np.dtype(dtype).name} array, found {array.ndim}-D {array.dtype}.")
+    if not array.flags.c_contiguous:
+        raise GntkitError(f"{name} must be C-contiguous (use np.ascontiguousarray).")
+    if length is not None and len(array) != length:
+        raise GntkitError(f"{name} must have {length} entries, found {len(array)}.")
+
+
+def _check_batch(pixels, pixel_offsets, heights, widths) -> int:
+    """Validate a raw batch so that the kernels can never read out of bounds; return N."""
+    _check_vector("heights", heights, np.int32)
+    count = len(heights)
+    _check_vector("widths", widths, np.int32, count)
+    _check_vector("pixel_offsets", pixel_offsets, np.int64, count + 1)
+    _check_vector("pixels", pixels, np.uint8)
+    if count == 0:
+        return 0
+    bad = np.flatnonzero((heights < 1) | (widths < 1))
+    if bad.size:
+        i = int(bad[0])
+        raise GntkitError(f"Sample {i} has size {heights[i]}x{widths[i]} (height x width); both must be at least 1.")
+    areas = heights.astype(np.int64) * widths.astype(np.int64)
+    bad = np.flatnonzero(areas > MAX_IMAGE_PIXELS)
+    if bad.size:
+        i = int(bad[0])
+        raise GntkitError(f"Sample {i} has {areas[i]} pixels, more than the {MAX_IMAGE_PIXELS} a single image may have.")
+    if pixel_offsets[0] < 0:
+        raise GntkitError(f"pixel_offsets[0] must be at least 0, found {pixel_offsets[0]}.")
+    spans = np.diff(pixel_offsets)
+    bad = np.flatnonzero(spans != areas)
+    if bad.size:
+        i = int(bad[0])
+        raise GntkitError(
+            f"Sample {i} spans pixel_offsets {pixel_offsets[i]}..{pixel_offsets[i + 1]} ({spans[i]} bytes), "
+            f"expected height*width = {heights[i]}*{widths[i]} = {areas[i]}."
+        )
+    if pixel_offsets[-1] > len(pixels):
+        raise GntkitError(f"pixel_offsets ends at {pixel_offsets[-1]}, past the {len(pixels)} bytes of pixels.")
+    return count
+
+
+def preprocess_batch(pixels, pixel_offsets, heights, widths, settings: Preprocess, *, out=None) -> np.ndarray:
+    """Preprocess a batch of raw bitmaps into fixed-size images, in parallel.
+
+    Args:
+        pixels: uint8 1-D C-contiguous array, the row-major bitmaps back to back
+            (background 255, ink darker), as in `SampleBatch.pixels`.
+        pixel_offsets: int64 (N+1,): bitmap i is pixels[pixel_offsets[i]:pixel_offsets[i+1]].
+        heights: int32 (N,), each >= 1.
+        widths: int32 (N,), each >= 1, with pixel_offsets[i+1] - pixel_offsets[i] == heights[i]*widths[i].
+        settings: a Preprocess with raw=False.
+        out: optional preallocated C-contiguous writeable uint8 (N, S, S) array to fill
+            (must not overlap pixels).
+
+    Returns:
+        uint8 (N, S, S) array (`out` when given), steps applied as in the module docstring.
+
+    Raises:
+        GntkitError: for raw settings or any inconsistent array (dtype, layout, lengths,
+            offsets, sizes); nothing is read or written before the checks pass.
+    """
+    if not isinstance(settings, Preprocess):
+        raise GntkitError(f"settings must be a gntkit.preprocess.Preprocess, found {type(settings).__name__}.")
+    if settings.raw:
+        raise GntkitError("Preprocess settings with raw=True keep the original bitmaps, so there is nothing to preprocess.")
+    count = _check_batch(pixels, pixel_offsets, heights, widths)
+    size = settings.size
+    if out is None:
+        out = np.empty((count, size, size), np.uint8)
+    else:
+        if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != (count, size, size):
+            found = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+            raise GntkitError(f"out must be a uint8 array of shape {(count, size, size)}, found {found}.")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise GntkitError("out must be C-contiguous and writeable.")
+        if np.may_share_memory(out, pixels):
+            raise GntkitError("out must not overlap pixels.")
+    if count == 0:
+        return out
+    if settings.binarize is None:
+        binarize, threshold = _kernels.BINARIZE_NONE, 0
+    elif settings.binarize == "otsu":
+        binarize, threshold = _kernels.BINARIZE_OTSU, 0
+    else:
+        binarize, threshold = _kernels.BINARIZE_FIXED, settings.binarize
+    _kernels.preprocess_batch_kernel(
+        pixels, pixel_offsets, heights, widths, out, settings.margin, settings.crop, settings.invert,
+        settings.contrast, binarize, threshold, settings.denoise,
+    )
+    return out
+
+
+def to_grey(image) -> np.ndarray:
+    """A user image as a 2-D uint8 grey array.
+
+    Args:
+        image: uint8 array, (H, W) grey, (H, W, 1), or (H, W, 3|4) RGB(A).
+
+    Returns:
+        uint8 (H, W) C-contiguous array: grey input as is (copied if not contiguous),
+        colour through ITU-R 601 luma with alpha composited over white.
+
+    Raises:
+        GntkitError: for another dtype or shape, an empty image, or more than MAX_IMAGE_PIXELS pixels.
+    """
+    if not isinstance(image, np.ndarray):
+        raise GntkitError(f"image must be a numpy array, found {type(image).__name__}.")
+    if image.dtype != np.uint8:
+        raise GntkitError(f"image must be uint8 (0-255), found {image.dtype}.")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        raise GntkitError(f"image must be (H, W) grey or (H, W, 3|4) RGB(A), found shape {image.shape}.")
+    height, width = image.shape[:2]
+    if height < 1 or width < 1:
+        raise GntkitError(f"image has size {height}x{width}; both sides must be at least 1.")
+    if height * width > MAX_IMAGE_PIXELS:
+        raise GntkitError(f"image has {height * width} pixels, more than the {MAX_IMAGE_PIXELS} allowed.")
+    image = np.ascontiguousarray(image)
+    if image.ndim == 2:
+        return image
+    grey = np.empty((height, width), np.uint8)
+    _kernels.grey_from_rgb(image, grey)
+    return grey
+
+
+def preprocess_image(image, settings: Preprocess) -> np.ndarray:
+    """Preprocess one user image (photo or scan of handwriting, dark ink on light paper).
+
+    Args:
+        image: uint8 (H, W) grey or (H, W, 3|4) RGB(A) array, e.g. from `load_image`.
+        settings: the Preprocess the model was trained with; for photos,
+            `Preprocess.for_photos(size)` adds contrast, Otsu and speck removal.
+
+    Returns:
+        uint8 (S, S) array, the same steps as `preprocess_batch` after grayscale.
+        An image without ink gives a blank canvas.
+
+    Raises:
+        GntkitError: for a bad array (see `to_grey`) or raw settings.
+    """
+    grey = to_grey(image)
+    height, width = grey.shape
+    out = preprocess_batch(
+        grey.reshape(-1),
+        np.array([0, height * width], np.int64),
+        np.array([height], np.int32),
+        np.array([width], np.int32),
+        settings,
+    )
+    return out[0]
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    """Grey (H, W), RGB (H, W, 3) or RGBA (H, W, 4) uint8 from any PIL image mode."""
+    mode = image.mode
+    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        # 16-bit grey (PNG, TIFF): keep the top 8 bits
+        return (np.clip(np.asarray(image, np.int64), 0, 65535) >> 8).astype(np.uint8)
+    if mode == "F":
+        raise ValueError("32-bit floating-point images are not supported")
+    if "A" in image.getbands() or "transparency" in image.info:
+        return np.asarray(image.convert("RGBA"), np.uint8)
+    if mode in ("1", "L"):
+        return np.asarray(image.convert("L"), np.uint8)
+    return np.asarray(image.convert("RGB"), np.uint8)
+
+
+def load_image(path) -> np.ndarray:
+    """Read an image file (PNG, JPEG, ...) for `preprocess_image`.
+
+    EXIF orientation is applied, so phone photos come out upright.
+
+    Args:
+        path: file path (str or os.PathLike).
+
+    Returns:
+        C-contiguous uint8 array: (H, W) for grey files, (H, W, 3) RGB, or
+        (H, W, 4) RGBA for files with transparency.
+
+    Raises:
+        GntkitError: naming the file, when it is missing or not a readable image,
+            or when it has no ink (every pixel the same grey level after grayscale).
+    """
+    name = os.fspath(path)
+    try:
+        with Image.open(name) as opened:
+            opened.load()
+            array = _pil_to_array(ImageOps.exif_transpose(opened))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise GntkitError(f"{name} cannot be read as an image ({reason.rstrip('.')}).") from None
+    array = np.ascontiguousarray(array)
+    if array.size == 0:
+        raise GntkitError(f"{name} is an empty image (size {array.shape[0]}x{array.shape[1]}).")
+    try:
+        grey = to_grey(array)
+    except GntkitError as exc:
+        raise GntkitError(f"{name}: {exc}") from None
+    if int(grey.min()) == int(grey.max()):
+        raise GntkitError(f"{name} has no ink: every pixel has grey level {int(grey.min())}.")
+    return array
