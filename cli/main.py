@@ -246,6 +246,39 @@ def verify(
     typer.echo(f"ok: {summary['shards']} shard(s), {summary['records']:,} records ({splits}) match the manifest")
 
 
+@app.command()
+def preview(
+    source: Annotated[list[Path], typer.Argument(help="GNT sources, or a folder written by `gntkit convert`.")],
+    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("preview.png"),
+    count: Annotated[int, typer.Option(help="Samples in the grid.")] = 48,
+    columns: Annotated[int, typer.Option(help="Cells per row.")] = 8,
+    split: Annotated[Optional[str], typer.Option(help="Split to show, for a converted folder.")] = None,
+    stages: Annotated[int, typer.Option(help="Also show the preprocessing stages of this many samples (GNT sources).")] = 0,
+    size: Annotated[int, typer.Option(help="Image side S for the stages view.")] = 64,
+    binarize: Annotated[Optional[str], typer.Option(help="'otsu' or a threshold, for the stages view.")] = None,
+    denoise: Annotated[bool, typer.Option("--denoise", help="Include denoising in the stages view.")] = False,
+    contrast: Annotated[bool, typer.Option("--contrast", help="Include contrast stretching in the stages view.")] = False,
+):
+    """Draw a grid of samples with their labels (and optionally the preprocessing stages) to a PNG."""
+    from gntkit.preview import preview as run_preview
+
+    result = run(lambda: run_preview(source, out, count=count, columns=columns, split=split, stages=stages,
+                                     preprocess=build_preprocess(size, False, None, True, True, binarize, denoise, contrast)))
+    font = "characters drawn with a CJK font" if result["font"] else "no CJK font found: Chinese labels shown as tag codes"
+    typer.echo(f"wrote {result['path']}: {result['samples']} samples ({font})")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Argument(help="Folder to create for the sample corpus and its conversions.")] = Path("gntkit-demo"),
+    workers: Annotated[Optional[int], typer.Option(help="Conversion processes (default: all cores).")] = None,
+):
+    """Run the main job on a built-in generated sample (no download): generate, inspect, convert to all formats, verify, preview."""
+    from gntkit.demo import run_demo
+
+    run(lambda: run_demo(out, workers=workers, log=typer.echo))
+
+
 def main():
     """Console-script entry point."""
     app()

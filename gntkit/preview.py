@@ -1,0 +1,185 @@
+"""`gntkit preview`: a labelled grid of samples (from GNT sources or converted shards), and
+optionally the preprocessing stages side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from gntkit.charset import resolve
+from gntkit.errors import GntkitError
+
+CELL = 72
+LABEL_HEIGHT = 18
+_CJK_FONT_GLOBS = ("*CJK*", "*cjk*", "wqy*", "*Hei*", "*Song*", "*Ming*", "*Droid*Fallback*", "*Unifont*", "unifont*")
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", str(Path.home() / ".fonts"), "/System/Library/Fonts", "C:/Windows/Fonts")
+
+
+def find_cjk_font() -> Path | None:
+    """A font file that can draw Chinese characters, if the machine has one."""
+    for folder in _FONT_DIRS:
+        root = Path(folder)
+        if not root.is_dir():
+            continue
+        for pattern in _CJK_FONT_GLOBS:
+            for path in sorted(root.rglob(pattern)):
+                if path.suffix.lower() in (".ttf", ".ttc", ".otf"):
+                    return path
+    return None
+
+
+def _label_font():
+    path = find_cjk_font()
+    if path is not None:
+        try:
+            return ImageFont.truetype(str(path), 14), True
+        except OSError:
+            pass
+    return ImageFont.load_default(), False
+
+
+def _label_text(character: str, tag_code: int, cjk: bool) -> str:
+    if cjk or character.isascii():
+        return f"{character} {tag_code:04X}"
+    return f"{tag_code:04X}"
+
+
+def _fit(image: np.ndarray, size: int) -> Image.Image:
+    picture = Image.fromarray(image)
+    picture.thumbnail((size, size), Image.BOX)
+    return picture
+
+
+def draw_grid(images, labels, columns: int = 8, invert_display: bool = False) -> Image.Image:
+    """Place images (2-D uint8) in a grid, each with a text label under it.
+
+    Args:
+        images: 2-D uint8 arrays of any size (shrunk to fit a cell).
+        labels: one text per image.
+        columns: cells per row.
+        invert_display: show ink dark on white (for images whose ink is bright).
+    """
+    font, _ = _label_font()
+    rows = (len(images) + columns - 1) // columns
+    grid = Image.new("L", (columns * CELL, max(rows, 1) * (CELL + LABEL_HEIGHT)), 255)
+    draw = ImageDraw.Draw(grid)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        r, c = divmod(i, columns)
+        shown = 255 - image if invert_display else image
+        picture = _fit(np.ascontiguousarray(shown), CELL - 4)
+        x0, y0 = c * CELL, r * (CELL + LABEL_HEIGHT)
+        grid.paste(picture, (x0 + (CELL - picture.width) // 2, y0 + (CELL - picture.height) // 2))
+        draw.rectangle([x0, y0, x0 + CELL - 1, y0 + CELL - 1], outline=200)
+        draw.text((x0 + 2, y0 + CELL + 1), label, fill=0, font=font)
+    return grid
+
+
+def _stage_settings(settings):
+    """Cumulative preprocessing settings: each stage adds one step of `settings`."""
+    from gntkit.preprocess import Preprocess
+
+    stages = [("resize only", Preprocess(size=settings.size, margin=settings.margin, crop=False, invert=False))]
+    keep = {"contrast": False, "binarize": None, "denoise": False}
+    for name in ("contrast", "binarize", "denoise"):
+        if getattr(settings, name) not in (False, None):
+            keep[name] = getattr(settings, name)
+            stages.append((name, Preprocess(size=settings.size, margin=settings.margin, crop=False, invert=False, **keep)))
+    if settings.crop:
+        stages.append(("crop", Preprocess(size=settings.size, margin=settings.margin, crop=True, invert=False, **keep)))
+    if settings.invert:
+        stages.append(("invert", Preprocess(size=settings.size, margin=settings.margin, crop=settings.crop, invert=True, **keep)))
+    return stages
+
+
+def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | None = None, stages: int = 0,
+            preprocess=None, charset: str = "data") -> dict:
+    """Write a PNG grid of the first samples of GNT sources or of a converted folder.
+
+    Args:
+        source: GNT source(s) (.gnt, folder of them, zip), or a folder written by `convert`.
+        out_png: the PNG to write.
+        count: samples in the grid.
+        columns: cells per row.
+        split: for a converted folder, the split to show (default: the first).
+        stages: for GNT sources, also show the preprocessing stages of this many samples.
+        preprocess: settings for the stages view (default Preprocess()).
+        charset: for GNT sources, the charset used for labels.
+
+    Returns:
+        {"path", "samples", "font": whether a CJK font drew the characters}.
+    """
+    from gntkit.preprocess import Preprocess, preprocess_image
+
+    if count < 1 or columns < 1 or stages < 0:
+        raise GntkitError(f"count and columns must be at least 1 and stages at least 0, found {count}, {columns}, {stages}.")
+    out_png = Path(out_png)
+    if out_png.suffix.lower() != ".png":
+        raise GntkitError(f"{out_png}: expected an output file name ending in .png, found {out_png.suffix or 'no suffix'}.")
+    sources = source if isinstance(source, (list, tuple)) else [source]
+    _, cjk = _label_font()
+    images, labels, raw_images = [], [], []
+    first = Path(sources[0])
+    if len(sources) == 1 and first.is_dir() and (first / "dataset_info.json").is_file():
+        from gntkit.verify import load_manifest
+        from gntkit.writers import get_format_module
+
+        manifest = load_manifest(first)
+        split = split or next(iter(manifest["splits"]))
+        if split not in manifest["splits"]:
+            raise GntkitError(f"{first}: expected a split named one of {', '.join(manifest['splits'])}, found {split!r}.")
+        module = get_format_module(manifest["format"])
+        for shard in manifest["splits"][split]["shards"]:
+            for sample in module.read_shard(first / shard["file"], compression=manifest.get("compression")):
+                images.append(sample["image"])
+                labels.append(_label_text(sample["character"], sample["tag_code"], cjk))
+                if len(images) >= count:
+                    break
+            if len(images) >= count:
+                break
+        invert = bool(manifest["preprocess"].get("invert"))
+    else:
+        from gntkit.stream import iter_batches
+        from gntkit.sources import find_members
+
+        chosen = find_members(sources)[:4]
+        codes = None
+        if charset == "data":
+            from gntkit.stream import open_member
+
+            files = [open_member(m, on_error="skip")[0] for m in chosen]
+            codes = np.concatenate([f.index.tag_codes for f in files if f is not None] or [np.zeros(0, np.uint16)])
+        names = resolve(charset, codes)
+        for batch in iter_batches(chosen, names, None, on_unknown="drop", on_error="skip"):
+            for i in range(len(batch)):
+                images.append(batch.image(i).copy())
+                raw_images.append(images[-1])
+                labels.append(_label_text(batch.characters[i], int(batch.tag_codes[i]), cjk))
+                if len(images) >= count:
+                    break
+            if len(images) >= count:
+                break
+        invert = False
+    if not images:
+        raise GntkitError(f"{first}: expected samples to preview, found none.")
+    grid = draw_grid(images, labels, columns, invert_display=invert)
+    if stages and raw_images:
+        settings = preprocess or Preprocess()
+        steps = _stage_settings(settings)
+        stage_images, stage_labels = [], []
+        for image in raw_images[:stages]:
+            stage_images.append(image)
+            stage_labels.append("original")
+            for name, step in steps:
+                stage_images.append(preprocess_image(image, step))  # the invert stage shows bright ink, as stored
+                stage_labels.append(name)
+        panel = draw_grid(stage_images, stage_labels, len(steps) + 1)
+        combined = Image.new("L", (max(grid.width, panel.width), grid.height + panel.height + 8), 255)
+        combined.paste(grid, (0, 0))
+        combined.paste(panel, (0, grid.height + 8))
+        grid = combined
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(out_png)
+    return {"path": str(out_png), "samples": len(images), "font": cjk}
+
