@@ -78,3 +78,22 @@ def test_every_command_has_help():
     for command in ("inspect", "charset", "synth"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+@pytest.mark.slow
+def test_demo_and_preview(tmp_path):
+    result = invoke("demo", tmp_path / "demo", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    for to in ("tfrecord", "hdf5", "webdataset"):
+        assert f"verified {to}" in result.output
+    assert (tmp_path / "demo" / "preview.png").is_file()
+    from PIL import Image
+
+    grid = Image.open(tmp_path / "demo" / "preview.png")
+    assert grid.width >= 8 * 72
+    shards = invoke("preview", tmp_path / "demo" / "sample-hdf5", "--out", tmp_path / "p.png", "--count", "10", "--split", "test")
+    assert shards.exit_code == 0 and "10 samples" in shards.output
+    bad = invoke("preview", tmp_path / "demo" / "sample-hdf5", "--out", tmp_path / "p.jpg")
+    assert bad.exit_code == 2 and ".png" in bad.output
+    again = invoke("demo", tmp_path / "demo")
+    assert again.exit_code == 2 and "not empty" in again.output
