@@ -279,6 +279,107 @@ def demo(
     run(lambda: run_demo(out, workers=workers, log=typer.echo))
 
 
+class Framework(str, Enum):
+    torch = "torch"
+    tf = "tf"
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="A folder written by `gntkit convert` (fixed-size images).")],
+    out: Annotated[Path, typer.Option(help="Run folder to create (checkpoints, metrics, curves, charset).")],
+    framework: Annotated[Framework, typer.Option(help="torch or tf.")] = Framework.torch,
+    model: Annotated[str, typer.Option(help="vgg19, vgg16, vgg11 (+ _bn), cnn3, cnn2.")] = "vgg19",
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 30).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Global batch size (default 128).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 0.01 SGD, 0.001 Adam/AdamW).")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="cosine, step or constant.")] = None,
+    warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up epochs.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam or adamw.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default 5e-4).")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing (default 0).")] = None,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Small random affine on the device.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed (default 0).")] = None,
+    precision: Annotated[Optional[str], typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16.")] = None,
+    early_stopping: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without validation gain.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N (torch) or gpu (tf).")] = None,
+    val_split: Annotated[Optional[str], typer.Option(help="Validation split: auto, a name, or none.")] = None,
+    width: Annotated[Optional[float], typer.Option(help="Channel width multiplier (1.0 = the published architecture).")] = None,
+    num_workers: Annotated[Optional[int], typer.Option(help="Loader worker processes (torch).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing (train.log still gets every line).")] = False,
+):
+    """Train a reference model (VGG19 by default) on converted shards; torchrun / TF strategies for several GPUs."""
+    from gntkit.training import train as run_train
+
+    summary = run(lambda: run_train(
+        data, out, framework=framework.value, model=model, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
+        warmup_epochs=warmup_epochs, optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
+        augment=augment, seed=seed, precision=precision, early_stopping=early_stopping, device=device, val_split=val_split,
+        width=width, num_workers=num_workers, resume=resume, overwrite=overwrite, quiet=quiet))
+    best = summary.get("best_val_accuracy")
+    best_text = f"best validation accuracy {best:.4f} (epoch {summary.get('best_epoch')})" if best is not None else "no validation split"
+    typer.echo(f"run {summary['run_dir']}: {summary['epochs_completed']} epoch(s), {best_text}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `gntkit train`.")],
+    data: Annotated[Path, typer.Argument(help="A folder written by `gntkit convert`.")],
+    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
+    top_k: Annotated[int, typer.Option(help="Also report top-k accuracy.")] = 5,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+):
+    """Top-1 / top-k accuracy, per-class accuracy and the most confused pairs (report.md and report.json in the run)."""
+    from gntkit.training import evaluate as run_evaluate
+
+    report = run(lambda: run_evaluate(run_dir, data, split=split, top_k=top_k, checkpoint=checkpoint, device=device))
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=1))
+    else:
+        typer.echo(f"{report['samples']:,} samples of '{split}': top-1 {100 * report['top1_accuracy']:.2f}%, "
+                   f"top-{top_k} {100 * report['topk_accuracy']:.2f}%")
+        typer.echo(f"  wrote {Path(run_dir) / 'report.md'} and report.json")
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `gntkit train`.")],
+    images: Annotated[list[Path], typer.Argument(help="Photos or scans of single handwritten characters (PNG, JPEG...).")],
+    top_k: Annotated[int, typer.Option(help="Characters to list per image.")] = 5,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+):
+    """Recognise handwritten characters in your own images (same preprocessing as training, photo-robust)."""
+    from gntkit.training import predict as run_predict
+
+    results = run(lambda: run_predict(run_dir, images, top_k=top_k, checkpoint=checkpoint, device=device))
+    if as_json:
+        typer.echo(json.dumps(results, ensure_ascii=False, indent=1))
+        return
+    for result in results:
+        ranked = "  ".join(f"{c['character']} {c['probability']:.3f}" for c in result["predictions"])
+        typer.echo(f"{result['image']}: {ranked}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `gntkit train`.")],
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the exported model.")] = None,
+    format: Annotated[Optional[str], typer.Option(help="torchscript or onnx (torch runs), savedmodel (tf runs).")] = None,
+    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+):
+    """Export a run's model (TorchScript/ONNX or SavedModel), loadable without gntkit."""
+    from gntkit.training import export as run_export
+
+    path = run(lambda: run_export(run_dir, out=out, format=format, checkpoint=checkpoint))
+    typer.echo(f"wrote {path}")
+
+
 def main():
     """Console-script entry point."""
     app()
