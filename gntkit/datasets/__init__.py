@@ -136,7 +136,7 @@ def rank_share(indices, rank: int, world_size: int, even: str = "pad") -> np.nda
         int64 array of record indices for this rank.
 
     Raises:
-        GntkitError: bad rank / world_size / even, or padding an empty split.
+        GntkitError: bad rank / world_size / even.
     """
     indices = np.asarray(indices, dtype=np.int64)
     if indices.ndim != 1:
@@ -153,8 +153,6 @@ def rank_share(indices, rank: int, world_size: int, even: str = "pad") -> np.nda
         return indices[bounds[rank]:bounds[rank + 1]]
     per = -(-n // world_size) if even == "pad" else n // world_size
     if even == "pad" and per * world_size > n:
-        if n == 0:
-            raise GntkitError("Cannot pad an empty split across ranks: it has no records.")
         indices = np.resize(indices, per * world_size)  # cyclic: the order, then its start again
     return indices[rank * per:(rank + 1) * per]
 

@@ -399,7 +399,7 @@ def png_unfilter(raw, side, out, status):
             ft = src[y * stride]
             s0 = y * stride + np.uint64(1)
             d0 = y * width
-            up = d0 - width  # previous row (only read when y > 0)
+            up = d0 - width if y > 0 else d0  # previous row (only read when y > 0)
             if ft == 0 or (ft == 2 and y == 0):
                 for x in range(width):
                     dst[d0 + x] = src[s0 + x]

@@ -1,0 +1,198 @@
+"""TensorFlow adapter: `make_dataset(...)` -> tf.data.Dataset of (uint8 (B, S, S), int64 (B,)) batches.
+
+Two readers:
+
+- "native" (TFRecord only; the default there): TFRecordDataset reads with parallel
+  interleave, batched `tf.io.parse_example` + `decode_raw`, prefetch. With
+  shuffle=False or "shard" it yields exactly the batches of the PyTorch adapter (each
+  rank's records are runs inside shards: a shard is read whole and its records gathered
+  in the epoch's order). With shuffle=True ("global") a rank keeps exactly the records
+  the epoch order gives it (the same multiset as PyTorch's rank), read in file order and
+  mixed by a seeded shuffle buffer: the same samples per epoch, in a different order.
+- "numpy" (every format; the default for HDF5 and WebDataset): `from_generator` over
+  `ShardSet.iter_batches`, the numba bulk readers that PyTorch uses: exactly the
+  PyTorch batches, in the same order.
+
+Epoch order, rank split, padding and batching are the ones in `gntkit.datasets`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf  # this module is the TensorFlow adapter: tensorflow is its one heavy import
+
+from gntkit.datasets import _EVEN_MODES, _as_shardset, _check_count, _shuffle_mode, num_batches, rank_share
+from gntkit.errors import GntkitError
+
+__all__ = ["make_dataset", "rank_of"]
+
+_READERS = ("auto", "native", "numpy")
+
+
+def rank_of(input_context=None, rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """(rank, world_size) from a tf.distribute.InputContext, or the explicit values, else (0, 1).
+
+    Raises:
+        GntkitError: both an input context and explicit values, or values out of range.
+    """
+    if input_context is not None:
+        if rank is not None or world_size is not None:
+            raise GntkitError("Give either input_context or rank/world_size, not both.")
+        if not isinstance(input_context, tf.distribute.InputContext):
+            raise GntkitError(f"input_context must be a tf.distribute.InputContext, found {type(input_context).__name__}.")
+        rank, world_size = input_context.input_pipeline_id, input_context.num_input_pipelines
+    elif rank is None and world_size is None:
+        rank, world_size = 0, 1
+    elif rank is None or world_size is None:
+        raise GntkitError(f"Give both rank and world_size, found rank={rank}, world_size={world_size}.")
+    world_size = _check_count("world_size", world_size, 1)
+    rank = _check_count("rank", rank)
+    if rank >= world_size:
+        raise GntkitError(f"rank must be below world_size={world_size}, found {rank}.")
+    return rank, world_size
+
+
+def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0, input_context=None, *,
+                 epoch: int = 0, num_epochs: int = 1, drop_last: bool = False, even: str = "pad", reader: str = "auto",
+                 rank: int | None = None, world_size: int | None = None, shuffle_buffer: int = 16384,
+                 num_parallel_reads: int | None = None) -> tf.data.Dataset:
+    """A tf.data.Dataset of (uint8 images (B, S, S), int64 labels (B,)) for one input pipeline.
+
+    Args:
+        source: output folder of `gntkit convert`, or a ShardSet.
+        split: split name (None: "train", or the only split).
+        batch_size: records per batch in this pipeline (with tf.distribute, the per-replica
+            batch: `input_context.get_per_replica_batch_size(global_batch)`).
+        shuffle: True / "global", "shard" or False, as in the PyTorch adapter.
+        seed: seed of the order; epoch: the first epoch; num_epochs: epochs in the dataset
+            (each with its own order, one after the other).
+        input_context: tf.distribute.InputContext; its input_pipeline_id / num_input_pipelines
+            play rank / world_size (or pass rank and world_size).
+        drop_last: drop the pipeline's last short batch of each epoch.
+        even: "pad", "drop" or "none" (see `gntkit.datasets.rank_share`).
+        reader: "native" (TFRecord with tf.data ops), "numpy" (numba bulk reads via
+            from_generator, any format) or "auto" (native for TFRecord, else numpy).
+        shuffle_buffer: shuffle buffer of the native reader in global mode.
+        num_parallel_reads: shards read at once by the native reader (default AUTOTUNE-ish: 4).
+
+    Returns:
+        tf.data.Dataset, prefetched.
+
+    Raises:
+        GntkitError: bad arguments, a raw-mode conversion, or see `gntkit.datasets.open`.
+    """
+    shards = _as_shardset(source, split)
+    size = shards._require_fixed_size("make_dataset")
+    batch_size = _check_count("batch_size", batch_size, 1)
+    mode = _shuffle_mode(shuffle)
+    seed, epoch = _check_count("seed", seed), _check_count("epoch", epoch)
+    num_epochs = _check_count("num_epochs", num_epochs, 1)
+    if even not in _EVEN_MODES:
+        raise GntkitError(f"even must be one of {', '.join(_EVEN_MODES)}, found {even!r}.")
+    if reader not in _READERS:
+        raise GntkitError(f"reader must be one of {', '.join(_READERS)}, found {reader!r}.")
+    if reader == "auto":
+        reader = "native" if shards.format == "tfrecord" else "numpy"
+    if reader == "native" and shards.format != "tfrecord":
+        raise GntkitError(f"reader='native' reads TFRecord shards; {shards.path} holds {shards.format} shards (use reader='numpy').")
+    rank, world_size = rank_of(input_context, rank, world_size)
+    shuffle_buffer = _check_count("shuffle_buffer", shuffle_buffer, 1)
+    parallel = _check_count("num_parallel_reads", num_parallel_reads, 1) if num_parallel_reads is not None else 4
+    settings = dict(shards=shards, size=size, batch_size=batch_size, mode=mode, seed=seed, rank=rank, world_size=world_size,
+                    drop_last=bool(drop_last), even=even)
+    if reader == "numpy":
+        dataset = _numpy_dataset(epochs=range(epoch, epoch + num_epochs), **settings)
+    else:
+        dataset = None
+        for e in range(epoch, epoch + num_epochs):
+            one = _native_epoch(epoch=e, shuffle_buffer=shuffle_buffer, parallel=parallel, **settings)
+            dataset = one if dataset is None else dataset.concatenate(one)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _numpy_dataset(shards, size, batch_size, mode, seed, rank, world_size, drop_last, even, epochs) -> tf.data.Dataset:
+    def batches():
+        for e in epochs:
+            yield from shards.iter_batches(batch_size, shuffle=mode or False, seed=seed, epoch=e, rank=rank, world_size=world_size,
+                                           drop_last=drop_last, even=even)
+
+    signature = (tf.TensorSpec((None, size, size), tf.uint8), tf.TensorSpec((None,), tf.int64))
+    return tf.data.Dataset.from_generator(batches, output_signature=signature)
+
+
+def _parser(size: int):
+    description = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+
+    def parse(records):
+        features = tf.io.parse_example(records, description)
+        images = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), [-1, size, size])
+        return images, features["label"]
+
+    return parse
+
+
+def _native_epoch(shards, size, batch_size, mode, seed, rank, world_size, drop_last, even, epoch, shuffle_buffer, parallel) -> tf.data.Dataset:
+    compression = "GZIP" if str(shards.compression or "").upper() == "GZIP" else ""
+    order = shards.epoch_order(seed, epoch, mode or False)
+    share = rank_share(order, rank, world_size, even)
+    paths = [str(s.path) for s in shards.shards]
+    if mode == "global":
+        records = _global_records(shards, share, paths, compression, parallel)
+        shuffle_seed = int(np.random.default_rng([seed, epoch, rank]).integers(2**31 - 1))
+        records = records.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
+    else:
+        records = _segment_records(shards, share, paths, compression, parallel)
+    # The rank's batch count is fixed by its share, as in PyTorch (equal on every rank).
+    records = records.take(len(share))
+    batches = records.batch(batch_size, drop_remainder=bool(drop_last))
+    expected = num_batches(len(share), batch_size, drop_last)
+    batches = batches.map(_parser(size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return batches.apply(tf.data.experimental.assert_cardinality(expected)) if expected else batches.take(0)
+
+
+def _segment_records(shards, share: np.ndarray, paths: list[str], compression: str, parallel: int) -> tf.data.Dataset:
+    """Records of `share` in its order, when it is made of runs inside shards (shuffle False / "shard").
+
+    Each run's shard is read whole (one batch of all its records) and the run's records are
+    gathered from it; runs are read `parallel` at a time and concatenated in order.
+    """
+    if not len(share):
+        return tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
+    starts = np.asarray([s.start for s in shards.shards], np.int64)
+    shard_of = np.searchsorted(starts, share, side="right") - 1
+    breaks = np.flatnonzero(np.diff(shard_of)) + 1
+    run_starts = np.concatenate([[0], breaks])
+    run_lengths = np.diff(np.concatenate([run_starts, [len(share)]]))
+    run_shards = shard_of[run_starts]
+    local = share - starts[shard_of]
+    files = tf.constant([paths[k] for k in run_shards])
+    counts = tf.constant([shards.shards[k].records for k in run_shards], tf.int64)
+    positions = tf.RaggedTensor.from_row_lengths(tf.constant(local, tf.int64), tf.constant(run_lengths, tf.int64))
+    runs = tf.data.Dataset.from_tensor_slices((files, counts, positions))
+
+    def read_run(path, count, wanted):
+        whole = tf.data.TFRecordDataset(path, compression_type=compression).batch(count)
+        return whole.map(lambda serialized: tf.gather(serialized, wanted)).unbatch()
+
+    # block_length >= every run: each run is emitted whole before the next, so the output is the
+    # runs' concatenation while the next runs are already being read.
+    return runs.interleave(read_run, cycle_length=parallel, block_length=int(run_lengths.max()),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _global_records(shards, share: np.ndarray, paths: list[str], compression: str, parallel: int) -> tf.data.Dataset:
+    """The records of `share` (with their multiplicity: padding may repeat one), in file order, interleaved."""
+    n = len(shards)
+    copies = tf.constant(np.bincount(share, minlength=n).astype(np.int64)) if n else tf.constant([], tf.int64)
+    wanted = sorted({int(k) for k in np.searchsorted([s.start for s in shards.shards], share, side="right") - 1})
+    if not wanted:
+        return tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
+    files = tf.data.Dataset.from_tensor_slices((tf.constant([paths[k] for k in wanted]),
+                                                tf.constant([shards.shards[k].start for k in wanted], tf.int64)))
+
+    def read_shard(path, start):
+        numbered = tf.data.Dataset.zip((tf.data.Dataset.range(start, start + 2**40), tf.data.TFRecordDataset(path, compression_type=compression)))
+        # Keep each record as often as the rank's share names it (0, 1, or 2 with padding), in chunks for speed.
+        return numbered.batch(1024).map(lambda index, serialized: tf.repeat(serialized, tf.gather(copies, index))).unbatch()
+
+    return files.interleave(read_shard, cycle_length=parallel, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
