@@ -6,3 +6,13 @@ imported by the modules that use them.
 """
 
 __version__ = "0.1.0"
+
+
+def open(sources, charset="data", preprocess=None, **options):
+    """Open .gnt files, folders or zips: `len()`, iterate samples, or `.batches()`.
+
+    See gntkit.stream.GntSource for the arguments.
+    """
+    from gntkit.stream import open_source
+
+    return open_source(sources, charset, preprocess, **options)

@@ -273,3 +273,83 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
             if next_member is not None:
                 pending.append(pool.submit(_member_job, next_member, *args))
             yield from batches
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One decoded sample.
+
+    Attributes:
+        key: "{writer_id}/{record_index}", unique in the source.
+        writer_id: from the file name.
+        tag_code: the 2-byte code as stored (high byte first).
+        character: the character the code stands for.
+        label: class id in the charset.
+        image: uint8 (height, width) bitmap (255 background), or (S, S) when preprocessed.
+    """
+
+    key: str
+    writer_id: str
+    tag_code: int
+    character: str
+    label: int
+    image: np.ndarray
+
+
+class GntSource:
+    """GNT sources opened for reading: `len()`, per-sample iteration and batch iteration.
+
+    Args:
+        sources: .gnt files, folders, zips (or a list of them).
+        charset: a Charset, a built-in name, "data" (every decodable code found, by code)
+            or a charset file.
+        preprocess: None for original bitmaps, or a gntkit.preprocess.Preprocess.
+        on_error / on_unknown / max_side: as for iter_batches.
+
+    Opening indexes every member once (headers only: fast, and it finds every damaged
+    record up front); the pixels are read again, one member at a time, when iterating.
+    """
+
+    def __init__(self, sources, charset="data", preprocess=None, *, on_error: str = "raise", on_unknown: str = "drop",
+                 max_side: int = DEFAULT_MAX_SIDE):
+        from gntkit.charset import resolve
+
+        check_choice("on_error", on_error, ON_ERROR_CHOICES)
+        check_choice("on_unknown", on_unknown, ON_UNKNOWN_CHOICES)
+        self.members = resolve_members(sources)
+        self.preprocess = preprocess
+        self.on_error, self.on_unknown, self.max_side = on_error, on_unknown, max_side
+        self.report = StreamReport()
+        codes = []
+        for member in self.members:
+            gnt, _ = open_member(member, on_error, max_side)
+            codes.append(gnt.index.tag_codes if gnt is not None else np.zeros(0, np.uint16))
+        self._codes = codes
+        all_codes = np.concatenate(codes) if codes else np.zeros(0, np.uint16)
+        charset = resolve(charset, all_codes)
+        self.charset = charset.with_other() if on_unknown == "other" else charset
+        labels = self.charset.classes_of_codes(all_codes)
+        if on_unknown == "error" and (labels < 0).any():
+            list(self.batches())  # raises the CharsetError naming the file and record
+        self._length = int((labels >= 0).sum()) if on_unknown != "other" else len(labels)
+
+    def __len__(self) -> int:
+        """Samples that iteration yields (records in the charset, or all with on_unknown='other')."""
+        return self._length
+
+    def batches(self, batch_size: int = DEFAULT_BATCH_SIZE, workers: int = 1) -> Iterator[SampleBatch]:
+        """SampleBatches in global order (fills self.report)."""
+        self.report = StreamReport()
+        return iter_batches(self.members, self.charset, self.preprocess, on_error=self.on_error, on_unknown=self.on_unknown,
+                            batch_size=batch_size, workers=workers, max_side=self.max_side, report=self.report)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for batch in self.batches():
+            for i in range(len(batch)):
+                yield Sample(batch.keys[i], batch.writer_ids[i], int(batch.tag_codes[i]), batch.characters[i],
+                             int(batch.labels[i]), batch.image(i))
+
+
+def open_source(sources, charset="data", preprocess=None, **options) -> GntSource:
+    """Open GNT sources for reading; see GntSource."""
+    return GntSource(sources, charset, preprocess, **options)

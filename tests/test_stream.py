@@ -95,3 +95,24 @@ def test_workers_give_identical_stream(corpus_c):
     two = collect(iter_batches(corpus_c, charset, batch_size=5, workers=2))
     assert one[:3] == two[:3]
     assert all(np.array_equal(a, b) for a, b in zip(one[3], two[3]))
+
+
+def test_open_len_and_iterate_samples(corpus_f):
+    import gntkit
+
+    source = gntkit.open(corpus_f)
+    assert len(source) == 56 and len(source.charset) == 14
+    samples = list(source)
+    assert len(samples) == 56 and samples[0].key == "1001/0"
+    first = samples[0]
+    assert first.image.dtype == np.uint8 and first.image.ndim == 2
+    assert first.character == source.charset.characters[first.label]
+    level1 = gntkit.open(corpus_f, charset="gb2312-1")
+    assert len(level1) == 32 == len(list(level1)) and level1.report.dropped == 24
+    with pytest.raises(CharsetError):
+        gntkit.open(corpus_f, charset="gb2312-1", on_unknown="error")
+    from gntkit.preprocess import Preprocess
+
+    small = gntkit.open(corpus_f, preprocess=Preprocess(size=32))
+    batch = next(small.batches(batch_size=10))
+    assert batch.images.shape == (10, 32, 32) and len(small) == 56
