@@ -1,0 +1,240 @@
+"""HDF5 shards: one file per shard, one chunked, resizable dataset per field.
+
+Layout (docs/architecture.md "HDF5"): `images` uint8 (N, S, S) in fixed-size mode,
+or `pixels` uint8 (total,) + `pixel_offsets` int64 (N+1,) in raw mode; `heights`,
+`widths` int32; `labels` int64; `tag_codes` uint16; `writer_ids`, `keys`,
+`characters` variable-length UTF-8 strings. Root attributes: `gntkit_version`,
+`split`, `charset` (JSON), `preprocess` (JSON), `num_records`.
+
+Each batch is one resize and one slice assignment per dataset. h5py is imported
+by the functions that use it, never by `import gntkit.writers`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from gntkit.batch import SampleBatch
+from gntkit.errors import GntkitError, require
+from gntkit.writers import PixelView, ShardWriter
+
+#: Bytes per chunk of the image data: small enough for cheap random reads of one
+#: sample, large enough that a compressed chunk is worth its index entry.
+IMAGE_CHUNK_BYTES = 256 * 1024
+#: Rows per chunk of the per-record datasets.
+RECORD_CHUNK_ROWS = 16384
+
+#: per-record datasets: name -> (dtype, SampleBatch attribute or None for strings)
+_NUMERIC = (("heights", "int32"), ("widths", "int32"), ("labels", "int64"), ("tag_codes", "uint16"))
+_STRINGS = (("writer_ids", "writer_ids"), ("keys", "keys"), ("characters", "characters"))
+
+
+def _h5py():
+    # h5py is optional and loads the HDF5 C library: only HDF5 shards need it.
+    return require("h5py", "h5py", "Writing and reading HDF5 shards")
+
+
+def _json_attr(value) -> str:
+    """A JSON text for an attribute: strings that already are JSON pass unchanged."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+            return value
+        except ValueError:
+            pass
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+class HDF5Writer(ShardWriter):
+    """Writes one HDF5 shard (`.h5`).
+
+    Args:
+        path: final shard path; must not exist.
+        split: split name, stored as the `split` attribute.
+        attrs: must hold "charset" and "preprocess" (dicts or JSON text); "gntkit_version"
+            defaults to the installed version.
+        compression: None, "lzf" (fast) or "gzip" (level 4); applied to every numeric dataset.
+
+    Raises:
+        OutputExistsError: when the shard already exists.
+        GntkitError: on missing attrs or an unknown compression.
+        MissingDependencyError: when h5py is not installed.
+    """
+
+    extension = "h5"
+    format = "hdf5"
+    compressions = (None, "lzf", "gzip")
+    has_index = False
+
+    def _open(self) -> None:
+        missing = [name for name in ("charset", "preprocess") if name not in self.attrs]
+        if missing:
+            raise GntkitError(f"HDF5 shard attrs need {' and '.join(missing)} (Charset.to_json() / Preprocess.to_json()), found keys {sorted(self.attrs)}.")
+        h5py = _h5py()
+        self._file = h5py.File(self.partial_path, "w")
+        from gntkit import __version__
+
+        root = self._file.attrs
+        root["gntkit_version"] = str(self.attrs.get("gntkit_version", __version__))
+        root["split"] = self.split
+        root["charset"] = _json_attr(self.attrs["charset"])
+        root["preprocess"] = _json_attr(self.attrs["preprocess"])
+        root["num_records"] = 0
+        self._datasets: dict = {}
+        self._pixel_total = 0
+
+    def _filter_options(self) -> dict:
+        if self.compression == "gzip":
+            return {"compression": "gzip", "compression_opts": 4}
+        if self.compression == "lzf":
+            return {"compression": "lzf"}
+        return {}
+
+    def _create_datasets(self, raw: bool, image_size: tuple[int, int] | None) -> None:
+        """Create every dataset empty and resizable, chunked as documented above."""
+        h5py = _h5py()
+        f, filters = self._file, self._filter_options()
+        if raw:
+            f.create_dataset("pixels", shape=(0,), maxshape=(None,), dtype="uint8", chunks=(IMAGE_CHUNK_BYTES,), **filters)
+            offsets = f.create_dataset("pixel_offsets", shape=(1,), maxshape=(None,), dtype="int64", chunks=(RECORD_CHUNK_ROWS,), **filters)
+            offsets[0] = 0
+        else:
+            height, width = image_size
+            rows = max(1, IMAGE_CHUNK_BYTES // max(1, height * width))
+            f.create_dataset("images", shape=(0, height, width), maxshape=(None, height, width), dtype="uint8",
+                             chunks=(rows, max(1, height), max(1, width)), **filters)
+        for name, dtype in _NUMERIC:
+            f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(RECORD_CHUNK_ROWS,), **filters)
+        string = h5py.string_dtype("utf-8")
+        for name, _ in _STRINGS:
+            f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=string, chunks=(RECORD_CHUNK_ROWS // 4,))
+        self._datasets = {name: f[name] for name in f}
+
+    def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
+        if not self._datasets:
+            self._create_datasets(self.raw, self.image_size)
+        start, n = self.records, len(batch)
+        end = start + n
+        d = self._datasets
+        if self.raw:
+            first, last = int(pixels.offsets[0]), int(pixels.offsets[-1])
+            d["pixels"].resize((self._pixel_total + last - first,))
+            d["pixels"][self._pixel_total:] = pixels.pixels[first:last]
+            d["pixel_offsets"].resize((end + 1,))
+            d["pixel_offsets"][start + 1:] = pixels.offsets[1:] - first + self._pixel_total
+            self._pixel_total += last - first
+        else:
+            d["images"].resize((end,) + self.image_size)
+            d["images"][start:end] = batch.images
+        for name, dtype in _NUMERIC:
+            values = pixels.heights if name == "heights" else pixels.widths if name == "widths" else getattr(batch, name)
+            d[name].resize((end,))
+            d[name][start:end] = np.asarray(values).astype(dtype, copy=False)
+        for name, attribute in _STRINGS:
+            d[name].resize((end,))
+            d[name][start:end] = np.array(getattr(batch, attribute), dtype=object)
+
+    def _finish(self) -> tuple[int, None]:
+        if not self._datasets:  # an empty shard still has the documented datasets (raw layout when unknown)
+            self._create_datasets(bool(self.raw) if self.raw is not None else True, self.image_size)
+        self._file.attrs["num_records"] = self.records
+        self._file.close()
+        return os.path.getsize(self.partial_path), None
+
+    def _discard(self) -> None:
+        file = getattr(self, "_file", None)
+        if file is not None and file.id.valid:
+            file.close()
+
+
+def feature_spec(raw: bool, image_size: int | None = None) -> dict:
+    """Describe the datasets of HDF5 shards, as JSON-able data for the manifest.
+
+    Args:
+        raw: True for original variable-size bitmaps (`pixels` + `pixel_offsets`), False for `images`.
+        image_size: S in fixed-size mode; ignored in raw mode.
+
+    Returns:
+        {"format": "hdf5", "datasets": [{"name", "dtype", "shape"}], "attributes": [...],
+         "image": {"encoding", "raw", "shape"}}; "N" and "total" stand for the record and pixel counts.
+
+    Raises:
+        GntkitError: when fixed-size mode has no positive image size.
+    """
+    if not raw and (not isinstance(image_size, (int, np.integer)) or image_size <= 0):
+        raise GntkitError(f"Fixed-size HDF5 shards need a positive image_size, found {image_size!r}.")
+    if raw:
+        image_sets = [{"name": "pixels", "dtype": "uint8", "shape": ["total"]},
+                      {"name": "pixel_offsets", "dtype": "int64", "shape": ["N+1"]}]
+    else:
+        image_sets = [{"name": "images", "dtype": "uint8", "shape": ["N", int(image_size), int(image_size)]}]
+    return {
+        "format": "hdf5",
+        "datasets": image_sets
+        + [{"name": name, "dtype": dtype, "shape": ["N"]} for name, dtype in _NUMERIC]
+        + [{"name": name, "dtype": "string", "shape": ["N"]} for name, _ in _STRINGS],
+        "attributes": ["gntkit_version", "split", "charset", "preprocess", "num_records"],
+        "image": {
+            "encoding": "raw uint8, row-major, height x width"
+            + ("; image i is pixels[pixel_offsets[i]:pixel_offsets[i+1]]" if raw else ""),
+            "raw": bool(raw),
+            "shape": None if raw else [int(image_size), int(image_size)],
+        },
+    }
+
+
+def read_shard(path, compression: str | None = None, block: int = 4096):
+    """Read an HDF5 shard back with plain h5py (for `verify` and tests).
+
+    Args:
+        path: shard file.
+        compression: what the shard was written with (None, "lzf", "gzip"); h5py
+            undoes the filters itself, so this is only checked to be a known value.
+        block: records read per h5py call.
+
+    Yields:
+        dict samples: key, writer_id, character (str), tag_code, label (int), image (2-D uint8).
+
+    Raises:
+        MissingDependencyError: when h5py is not installed.
+        GntkitError: when the file lacks the documented datasets.
+    """
+    if isinstance(compression, str):
+        compression = compression.lower()
+    if compression not in HDF5Writer.compressions:
+        raise GntkitError(f"HDF5 shards support compression None, 'lzf' or 'gzip', found {compression!r}.")
+    h5py = _h5py()
+    with h5py.File(path, "r") as f:
+        raw = "pixels" in f
+        needed = ["pixels", "pixel_offsets"] if raw else ["images"]
+        needed += [name for name, _ in _NUMERIC] + [name for name, _ in _STRINGS]
+        missing = [name for name in needed if name not in f]
+        if missing:
+            raise GntkitError(f"{path}: expected HDF5 datasets {', '.join(missing)}, found only {', '.join(sorted(f))}.")
+        n = f["labels"].shape[0]
+        for start in range(0, n, block):
+            end = min(n, start + block)
+            columns = {name: f[name][start:end] for name, _ in _NUMERIC}
+            strings = {name: f[name].asstr()[start:end] for name, _ in _STRINGS}
+            if raw:
+                offsets = f["pixel_offsets"][start:end + 1]
+                pixels = f["pixels"][offsets[0]:offsets[-1]]
+                offsets = offsets - offsets[0]
+            else:
+                images = f["images"][start:end]
+            for i in range(end - start):
+                if raw:
+                    image = pixels[offsets[i]:offsets[i + 1]].reshape(int(columns["heights"][i]), int(columns["widths"][i]))
+                else:
+                    image = images[i]
+                yield {
+                    "key": strings["keys"][i],
+                    "writer_id": strings["writer_ids"][i],
+                    "character": strings["characters"][i],
+                    "tag_code": int(columns["tag_codes"][i]),
+                    "label": int(columns["labels"][i]),
+                    "image": image,
+                }
