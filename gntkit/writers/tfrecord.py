@@ -212,6 +212,9 @@ def _write_frames(pixels, pixel_offsets, text, text_offsets, ints,
 def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Serialize a batch as TFRecord frames of tf.train.Examples, back to back.
 
+    `TFRecordWriter` calls this after `ShardWriter` checked the batch; called directly,
+    only what keeps the kernels in bounds is checked (offsets against buffer sizes).
+
     Args:
         batch: the samples.
         pixels: the batch's pixels as flat buffer + offsets (what `ShardWriter` checked);
