@@ -36,7 +36,7 @@ class CharsetError(GntkitError):
 
 
 class OutputExistsError(GntkitError):
-    """An output folder already exists and overwriting was not asked for."""
+    """An output (folder, shard or index file) already exists and overwriting was not asked for."""
 
 
 class MissingDependencyError(GntkitError):
