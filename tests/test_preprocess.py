@@ -228,11 +228,12 @@ def test_fit_size_exhaustive():
 
 
 def kernel_resize(image, height, width):
-    rows = np.empty((image.shape[0], width), np.float64)
-    kernels.resample_rows(image, 0, image.shape[0], 0, image.shape[1], rows)
-    result = np.zeros((height, width), np.uint8)
-    kernels.resample_columns(rows, result, 0, 0, height, np.empty(width, np.float64))
-    return result
+    canvas = np.zeros((height, width), np.uint8)
+    side = max(image.shape + (height, width))
+    kernels.resample_into(image, 0, image.shape[0], 0, image.shape[1], canvas, 0, 0, height, width, 0,
+                          np.empty(image.shape[0] * width), np.empty(height * width),
+                          np.empty((2, side + 1), np.int64), np.empty((4, side + 1)), np.empty(side, np.int64))
+    return canvas
 
 
 @pytest.mark.parametrize("target", [(1, 1), (1, 56), (56, 1), (9, 56), (56, 60), (88, 88), (196, 150)])

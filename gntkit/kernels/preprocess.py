@@ -1,7 +1,7 @@
 """Numba kernels for batch preprocessing of handwriting bitmaps.
 
 Conventions shared by every kernel here:
-- images are 2-D uint8, background 255, ink darker (0-254), until `invert_image`;
+- images are 2-D uint8, background 255, ink darker (0-254), until the final inversion;
 - "ink" means any pixel that is not exactly 255;
 - kernels take arrays and scalars only and do no checking: the wrapper in
   `gntkit.preprocess` validates shapes, dtypes and offsets before calling them,
@@ -176,21 +176,19 @@ def ink_box(image):
     height, width = image.shape
     y0, y1, x0, x1 = height, 0, width, 0
     for y in range(height):
-        first = -1
-        last = -1
-        for x in range(width):
-            if image[y, x] != 255:
-                if first < 0:
-                    first = x
-                last = x
-        if first >= 0:
-            if y < y0:
-                y0 = y
-            y1 = y + 1
-            if first < x0:
-                x0 = first
-            if last + 1 > x1:
-                x1 = last + 1
+        first = 0
+        while first < width and image[y, first] == 255:
+            first += 1
+        if first == width:
+            continue
+        last = width - 1
+        while image[y, last] == 255:
+            last -= 1
+        if y < y0:
+            y0 = y
+        y1 = y + 1
+        x0 = min(x0, first)
+        x1 = max(x1, last + 1)
     if y1 == 0:
         return 0, height, 0, width
     return y0, y1, x0, x1
@@ -206,78 +204,154 @@ def fit_size(height, width, inner):
 
 
 @njit
-def resample_rows(source, y0, y1, x0, x1, target):
-    """Resize each row of source[y0:y1, x0:x1] to target's width (float64): area average if shrinking, else bilinear."""
+def shrink_boundaries(n_in, n_out, index, frac):
+    """Area-shrink boundaries b_j = j * n_in / n_out, j = 0..n_out, as index[j] + frac[j] (the last as n_in - 1 + 1.0)."""
+    scale = n_in / n_out
+    for j in range(n_out):
+        position = j * scale
+        index[j] = int(position)
+        frac[j] = position - index[j]
+    index[n_out] = n_in - 1
+    frac[n_out] = 1.0
+
+
+@njit
+def shrink_taps(n_in, n_out, index, weight_a, weight_b):
+    """Area-average taps, per input pixel k: weight_a[k] to output index[k], weight_b[k] to index[k] + 1."""
+    # Input pixel k covers [k, k+1); output j covers [j*scale, (j+1)*scale), scale > 1,
+    # so a pixel straddles at most one output boundary. Weights include the 1/scale.
+    scale = n_in / n_out
+    for k in range(n_in):
+        j = min(int(k / scale), n_out - 1)
+        while j + 1 < n_out and (j + 1) * scale <= k:
+            j += 1
+        while j > 0 and j * scale > k:
+            j -= 1
+        share = 1.0 if j == n_out - 1 else min(max((j + 1) * scale - k, 0.0), 1.0)
+        index[k] = j
+        weight_a[k] = share / scale
+        weight_b[k] = (1.0 - share) / scale
+
+
+@njit
+def enlarge_taps(n_in, n_out, index, weight_a, weight_b):
+    """Bilinear taps (half-pixel centres, clamped), per output j: weight_a[j] on input index[j], weight_b[j] on the next."""
+    scale = n_in / n_out
+    for j in range(n_out):
+        position = min(max((j + 0.5) * scale - 0.5, 0.0), n_in - 1.0)
+        left = int(position)
+        index[j] = left
+        weight_b[j] = position - left
+        weight_a[j] = 1.0 - weight_b[j]
+
+
+@njit
+def shrink_rows(source, y0, y1, x0, x1, index, frac, prefix, rows):
+    """Area-average each row of source[y0:y1, x0:x1] into rows (h, n_out) float64, with shrink_boundaries tables."""
+    # Output j is the integral of the row over [b_j, b_j+1) divided by its length:
+    # with prefix sums that is two lookups per output and no branches per pixel.
     width = x1 - x0
-    new_width = target.shape[1]
-    scale = width / new_width
-    for j in range(new_width):
-        if width > new_width:
-            lo = j * scale
-            hi = min((j + 1) * scale, float(width))
-            first = int(lo)
-            end = min(int(np.ceil(hi)), width)
-            for y in range(y0, y1):
-                acc = 0.0
-                for k in range(first, end):
-                    acc += (min(k + 1.0, hi) - max(float(k), lo)) * source[y, x0 + k]
-                target[y - y0, j] = acc / scale
-        else:
-            position = min(max((j + 0.5) * scale - 0.5, 0.0), width - 1.0)
-            left = int(position)
-            right = min(left + 1, width - 1)
-            frac = position - left
-            for y in range(y0, y1):
-                target[y - y0, j] = source[y, x0 + left] * (1.0 - frac) + source[y, x0 + right] * frac
+    n_out = rows.shape[1]
+    inv_scale = n_out / width
+    for y in range(y0, y1):
+        total = np.int64(0)
+        for k in range(width):
+            prefix[k] = total
+            total += np.int64(source[y, x0 + k])
+        previous = prefix[index[0]] + frac[0] * source[y, x0 + index[0]]
+        for j in range(n_out):
+            last = index[j + 1]
+            current = prefix[last] + frac[j + 1] * source[y, x0 + last]
+            rows[y - y0, j] = (current - previous) * inv_scale
+            previous = current
 
 
 @njit
-def resample_columns(source, target, top, left, new_height, acc):
-    """Resize source (h, w) float64 to new_height rows into target[top:, left:left+w] uint8, rounded: area if shrinking, else bilinear."""
-    height, width = source.shape
-    scale = height / new_height
-    for i in range(new_height):
-        acc[:width] = 0.0
-        if height > new_height:
-            lo = i * scale
-            hi = min((i + 1) * scale, float(height))
-            for k in range(int(lo), min(int(np.ceil(hi)), height)):
-                weight = (min(k + 1.0, hi) - max(float(k), lo)) / scale
-                for x in range(width):
-                    acc[x] += weight * source[k, x]
-        else:
-            position = min(max((i + 0.5) * scale - 0.5, 0.0), height - 1.0)
-            upper = int(position)
-            lower = min(upper + 1, height - 1)
-            frac = position - upper
-            for x in range(width):
-                acc[x] = source[upper, x] * (1.0 - frac) + source[lower, x] * frac
+def enlarge_rows(source, y0, y1, x0, x1, index, weight_a, weight_b, rows):
+    """Bilinear-resample each row of source[y0:y1, x0:x1] into rows (y1 - y0, n_out) float64 with enlarge_taps."""
+    last = x1 - x0 - 1
+    for y in range(y0, y1):
+        for j in range(rows.shape[1]):
+            left = index[j]
+            right = min(left + 1, last)
+            rows[y - y0, j] = weight_a[j] * source[y, x0 + left] + weight_b[j] * source[y, x0 + right]
+
+
+@njit
+def shrink_columns(rows, index, weight_a, weight_b, acc, canvas, top, left, flip):
+    """Area-average rows (h, w) float64 down to acc's height, round, XOR flip (255 inverts) into canvas[top:, left:]."""
+    new_height, width = acc.shape
+    acc[:, :] = 0.0
+    for k in range(rows.shape[0]):
+        i = index[k]
         for x in range(width):
-            target[top + i, left + x] = min(max(int(acc[x] + 0.5), 0), 255)
+            acc[i, x] += weight_a[k] * rows[k, x]
+        if i + 1 < new_height:
+            for x in range(width):
+                acc[i + 1, x] += weight_b[k] * rows[k, x]
+    for i in range(new_height):
+        for x in range(width):
+            canvas[top + i, left + x] = min(max(int(acc[i, x] + 0.5), 0), 255) ^ flip
 
 
 @njit
-def resize_into(image, y0, y1, x0, x1, canvas, margin, rows_buffer, acc):
-    """Fill canvas (S, S) with 255 and paste image[y0:y1, x0:x1] scaled to fit S - 2*margin, aspect kept, centred."""
-    size = canvas.shape[0]
-    inner = size - 2 * margin
-    height = y1 - y0
-    new_height, new_width = fit_size(height, x1 - x0, inner)
-    canvas[:, :] = 255
+def enlarge_columns(rows, index, weight_a, weight_b, new_height, canvas, top, left, flip):
+    """Bilinear-resample rows (h, w) float64 to new_height rows, round, XOR flip (255 inverts) into canvas[top:, left:]."""
+    last = rows.shape[0] - 1
+    for i in range(new_height):
+        upper = index[i]
+        lower = min(upper + 1, last)
+        for x in range(rows.shape[1]):
+            value = weight_a[i] * rows[upper, x] + weight_b[i] * rows[lower, x]
+            canvas[top + i, left + x] = min(max(int(value + 0.5), 0), 255) ^ flip
+
+
+@njit
+def resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_width, flip,
+                  rows_buffer, acc_buffer, tap_index, tap_weight, prefix):
+    """Resize image[y0:y1, x0:x1] into canvas[top:, left:] (new_height x new_width), XOR flip: area per shrinking axis, else bilinear."""
+    height, width = y1 - y0, x1 - x0
+    rows = rows_buffer[: height * new_width].reshape((height, new_width))
+    if width > new_width:
+        shrink_boundaries(width, new_width, tap_index[0], tap_weight[0])
+        shrink_rows(image, y0, y1, x0, x1, tap_index[0], tap_weight[0], prefix, rows)
+    else:
+        enlarge_taps(width, new_width, tap_index[0], tap_weight[0], tap_weight[1])
+        enlarge_rows(image, y0, y1, x0, x1, tap_index[0], tap_weight[0], tap_weight[1], rows)
+    if height > new_height:
+        shrink_taps(height, new_height, tap_index[1], tap_weight[2], tap_weight[3])
+        acc = acc_buffer[: new_height * new_width].reshape((new_height, new_width))
+        shrink_columns(rows, tap_index[1], tap_weight[2], tap_weight[3], acc, canvas, top, left, flip)
+    else:
+        enlarge_taps(height, new_height, tap_index[1], tap_weight[2], tap_weight[3])
+        enlarge_columns(rows, tap_index[1], tap_weight[2], tap_weight[3], new_height, canvas, top, left, flip)
+
+
+@njit
+def fill_border(canvas, top, left, height, width, value):
+    """Set every pixel of canvas outside the box [top, top+height) x [left, left+width) to value."""
+    size_y, size_x = canvas.shape
+    for y in range(size_y):
+        if top <= y < top + height:
+            for x in range(left):
+                canvas[y, x] = value
+            for x in range(left + width, size_x):
+                canvas[y, x] = value
+        else:
+            for x in range(size_x):
+                canvas[y, x] = value
+
+
+@njit
+def resize_into(image, y0, y1, x0, x1, canvas, margin, flip, rows_buffer, acc_buffer, tap_index, tap_weight, prefix):
+    """Paste image[y0:y1, x0:x1] scaled to fit S - 2*margin, aspect kept, centred on a 255 canvas (S, S), all XOR flip."""
+    inner = canvas.shape[0] - 2 * margin
+    new_height, new_width = fit_size(y1 - y0, x1 - x0, inner)
     top = margin + (inner - new_height) // 2
     left = margin + (inner - new_width) // 2
-    rows = rows_buffer[: height * new_width].reshape((height, new_width))
-    resample_rows(image, y0, y1, x0, x1, rows)
-    resample_columns(rows, canvas, top, left, new_height, acc)
-
-
-@njit
-def invert_image(image):
-    """In place: v -> 255 - v, so ink is bright on a 0 background."""
-    height, width = image.shape
-    for y in range(height):
-        for x in range(width):
-            image[y, x] = 255 - image[y, x]
+    fill_border(canvas, top, left, new_height, new_width, 255 ^ flip)
+    resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_width, flip,
+                  rows_buffer, acc_buffer, tap_index, tap_weight, prefix)
 
 
 @njit
@@ -303,15 +377,14 @@ def edit_image(source, target, contrast, binarize, threshold, denoise, hist, his
 
 
 @njit
-def place_image(image, canvas, margin, crop, invert, rows_buffer, acc):
-    """Crop image to its ink (whole image if none), resize it into canvas, invert if asked."""
+def place_image(image, canvas, margin, crop, invert, rows_buffer, acc_buffer, tap_index, tap_weight, prefix):
+    """Crop image to its ink (whole image if none), resize it into canvas, inverted (v -> 255 - v) if asked."""
     if crop:
         y0, y1, x0, x1 = ink_box(image)
     else:
         y0, y1, x0, x1 = 0, image.shape[0], 0, image.shape[1]
-    resize_into(image, y0, y1, x0, x1, canvas, margin, rows_buffer, acc)
-    if invert:
-        invert_image(canvas)
+    flip = 255 if invert else 0  # v ^ 255 == 255 - v for a byte
+    resize_into(image, y0, y1, x0, x1, canvas, margin, flip, rows_buffer, acc_buffer, tap_index, tap_weight, prefix)
 
 
 @njit
@@ -322,11 +395,16 @@ def preprocess_chunk(first, end, pixels, offsets, heights, widths, out, margin, 
     edit = contrast or binarize != BINARIZE_NONE or denoise
     max_height = np.int64(1)
     max_pixels = np.int64(1)
+    max_side = np.int64(1)
     for i in range(first, end):
         max_height = max(max_height, np.int64(heights[i]))
+        max_side = max(max_side, np.int64(heights[i]), np.int64(widths[i]))
         max_pixels = max(max_pixels, np.int64(heights[i]) * np.int64(widths[i]))
     rows_buffer = np.empty(max_height * inner, np.float64)
-    acc = np.empty(inner, np.float64)
+    acc_buffer = np.empty(inner * inner, np.float64)
+    tap_index = np.empty((2, max(max_side, inner) + 1), np.int64)
+    tap_weight = np.empty((4, max(max_side, inner) + 1), np.float64)
+    prefix = np.empty(max_side, np.int64)
     hist = np.empty(256, np.int64)
     hist_mapped = np.empty(256, np.int64)
     table = np.empty(256, np.uint8)
@@ -339,9 +417,9 @@ def preprocess_chunk(first, end, pixels, offsets, heights, widths, out, margin, 
         if edit:
             image = work[: height * width].reshape((height, width))
             edit_image(source, image, contrast, binarize, threshold, denoise, hist, hist_mapped, table)
-            place_image(image, out[i], margin, crop, invert, rows_buffer, acc)
+            place_image(image, out[i], margin, crop, invert, rows_buffer, acc_buffer, tap_index, tap_weight, prefix)
         else:
-            place_image(source, out[i], margin, crop, invert, rows_buffer, acc)
+            place_image(source, out[i], margin, crop, invert, rows_buffer, acc_buffer, tap_index, tap_weight, prefix)
 
 
 @njit(parallel=True)
