@@ -721,7 +721,7 @@ class ShardSet:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_readers", "_stream", "_bulk_reader", "_bulk_pid", "_pid"):
+        for key in ("_readers", "_stream", "_bulk_reader", "_pid"):
             state.pop(key)
         return state
 
@@ -758,16 +758,33 @@ class ShardSet:
                 handle.close()
         self._reset()
 
-    def _reset(self) -> None:
-        # Also called after a fork (data-loader workers): a child never uses the parent's handles.
+    def _reset(self, forked: bool = False) -> None:
+        # Also called after a fork (data-loader workers): a child never uses the parent's h5py
+        # handles. The bulk reader holds only read-only mmaps and arrays, which stay valid in a
+        # forked child, so a child keeps it and starts without rebuilding it.
         self._readers, self._stream, self._pid = {}, OrderedDict(), os.getpid()
-        self._bulk_reader, self._bulk_pid = None, None
+        if not forked:
+            self._bulk_reader = None
+
+    def prepare(self) -> ShardSet:
+        """Open every shard and load the numba kernels now, in this process.
+
+        Data-loader workers forked afterwards inherit the open shards and compiled kernels
+        instead of paying that start-up each (seconds per worker per epoch otherwise).
+        make_loader calls it before starting workers.
+
+        Returns:
+            self.
+        """
+        if len(self) and not self.raw:
+            self.read_batch(np.zeros(1, np.int64))
+        return self
 
     # -- readers
 
     def _reader(self, k: int):
         if os.getpid() != self._pid:
-            self._reset()
+            self._reset(forked=True)
         reader = self._readers.get(k)
         if reader is None:
             shard = self.shards[k]
@@ -811,17 +828,17 @@ class ShardSet:
     def _bulk(self, shard_ids=None) -> _BulkReader | None:
         """A _BulkReader over all shards (cached per process) or over `shard_ids`; None where h5py must read."""
         everything = shard_ids is None
-        if everything and self._bulk_reader is not None and self._bulk_pid == os.getpid():
+        if everything and self._bulk_reader is not None:
             return self._bulk_reader
         readers = [self._reader(k) for k in (range(len(self.shards)) if everything else shard_ids)]
         if not readers or (self.format == "hdf5" and any(r.buf is None for r in readers)):
             return None
         bulk = _BulkReader(self.format, readers, self.image_size)
         if everything:
-            self._bulk_reader, self._bulk_pid = bulk, os.getpid()
+            self._bulk_reader = bulk
         return bulk
 
-    def read_batch(self, indices, streaming: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def read_batch(self, indices, streaming: bool = False, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Records `indices` (in that order) as uint8 images (B, S, S) and int64 labels (B,).
 
         One numba pass per batch across shards: a memmap gather for HDF5, Example parsing
@@ -833,13 +850,22 @@ class ShardSet:
             streaming: read whole shards sequentially and keep the last two decoded in
                 memory, instead of random access (for GZIP shards and slow storage;
                 pair with shuffle="shard" or False).
+            out: optional C-contiguous uint8 array (B, S, S) to write the images into
+                (e.g. a view of shared memory); returned as the images.
 
         Raises:
-            GntkitError: raw-mode conversion or an index out of range; FormatError: bad records.
+            GntkitError: raw-mode conversion, an index out of range or a bad `out`;
+                FormatError: bad records.
         """
         size = self._require_fixed_size("reading batches")
         indices = self._check_indices(indices)
-        images = np.empty((len(indices), size, size), np.uint8)
+        if out is None:
+            images = np.empty((len(indices), size, size), np.uint8)
+        elif not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != (len(indices), size, size) or not out.flags.c_contiguous:
+            found = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+            raise GntkitError(f"out must be a C-contiguous uint8 array of shape {(len(indices), size, size)}, found {found}.")
+        else:
+            images = out
         labels = np.empty(len(indices), np.int64)
         if not len(indices):
             return images, labels
@@ -866,7 +892,7 @@ class ShardSet:
     def _whole_shard(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Shard k decoded in memory; the last two shards used stay cached (streaming mode)."""
         if os.getpid() != self._pid:
-            self._reset()
+            self._reset(forked=True)
         if k in self._stream:
             self._stream.move_to_end(k)
             return self._stream[k]

@@ -18,6 +18,7 @@ Epoch order, rank split and worker split are the ones defined in `gntkit.dataset
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import torch  # this module is the PyTorch adapter: torch is its one heavy import
@@ -169,6 +170,7 @@ class ShardStream(IterableDataset):
         self.streaming = bool(streaming)
         self.epoch = 0
         self.start_batch = 0
+        self._ring = None  # set by ShardLoader while it starts its workers
         self.batches_per_epoch = self.shards.num_batches(self.batch_size, self.world_size, self.drop_last, even, self.rank)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -185,9 +187,69 @@ class ShardStream(IterableDataset):
         plan = self.shards.batch_plan(self.batch_size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, rank=self.rank,
                                       world_size=self.world_size, worker=worker, num_workers=workers,
                                       start_batch=self.start_batch, drop_last=self.drop_last, even=self.even)
+        ring = getattr(self, "_ring", None) if info is not None else None
         for _, indices in plan:
-            images, labels = self.shards.read_batch(indices, streaming=self.streaming)
-            yield torch.from_numpy(images), torch.from_numpy(labels)
+            if ring is None:
+                images, labels = self.shards.read_batch(indices, streaming=self.streaming)
+                yield torch.from_numpy(images), torch.from_numpy(labels)
+            else:  # make_loader's workers: write into shared memory, send only the slot and the labels
+                slot = ring.acquire(worker)
+                _, labels = self.shards.read_batch(indices, streaming=self.streaming, out=ring.view(worker, slot, len(indices)))
+                yield worker, slot, len(indices), labels
+
+
+class _BatchRing:
+    """Shared-memory batch slots that make_loader's workers reuse, so no batch creates shared memory.
+
+    A DataLoader worker that returns a tensor moves it into a new shared-memory file (create,
+    map, copy, send the descriptor, unmap), which costs more than reading the batch. Here each
+    worker owns `slots` image buffers allocated once per pass; it waits until its next slot is
+    free, reads the batch into it and sends (worker, slot, count, labels). The main process
+    copies the images out and frees the slot, so a batch handed to the user is never
+    overwritten. The DataLoader's prefetch bounds how far a worker runs ahead, so with
+    slots > prefetch_factor a worker does not wait.
+    """
+
+    def __init__(self, workers: int, slots: int, batch_size: int, size: int):
+        self.images = torch.empty((workers, slots, batch_size, size, size), dtype=torch.uint8).share_memory_()
+        self.busy = torch.zeros((workers, slots), dtype=torch.int32).share_memory_()
+        self.slots = slots
+        self._next = [0] * workers
+
+    def acquire(self, worker: int, timeout: float = 600.0) -> int:
+        """The worker's next slot, once the main process has copied out what it held."""
+        slot = self._next[worker]
+        self._next[worker] = (slot + 1) % self.slots
+        busy = self.busy.numpy()
+        deadline = time.monotonic() + timeout
+        while busy[worker, slot]:
+            if time.monotonic() > deadline:
+                raise GntkitError(f"Data-loader worker {worker} waited {timeout:.0f} s for the main process to take its batches.")
+            time.sleep(0.0002)
+        busy[worker, slot] = 1
+        return slot
+
+    def view(self, worker: int, slot: int, count: int) -> np.ndarray:
+        """The numpy view of a slot's first `count` images, for the worker to fill."""
+        return self.images[worker, slot, :count].numpy()
+
+    def take(self, worker: int, slot: int, count: int, pin: bool) -> torch.Tensor:
+        """Copy a slot's images into a fresh tensor (pinned if asked) and free the slot."""
+        source = self.images[worker, slot, :count]
+        if pin:
+            images = torch.empty(source.shape, dtype=torch.uint8, pin_memory=True)
+            images.copy_(source)
+        else:
+            # numpy's single-threaded memcpy: torch's copy runs on the intra-op thread pool, whose
+            # threads then spin for a while and take CPU from the workers.
+            images = torch.from_numpy(source.numpy().copy())
+        self.busy[worker, slot] = 0
+        return images
+
+
+def _as_is(item):
+    """collate_fn that leaves worker output alone (the default would turn numpy labels into tensors in the worker)."""
+    return item
 
 
 class _EpochState:
@@ -266,13 +328,29 @@ class ShardLoader(_EpochState):
 
     def __iter__(self):
         self.stream.set_epoch(self.epoch, self.batch)
-        # A new DataLoader per pass: workers get the current epoch and position when they start.
-        extra = {"prefetch_factor": self.prefetch_factor} if self.num_workers and self.prefetch_factor else {}
-        if self.num_workers and self.multiprocessing_context is not None:
+        workers = self.num_workers
+        # A new DataLoader (and batch ring) per pass: workers get the current epoch and position when they start.
+        extra = {"prefetch_factor": self.prefetch_factor} if workers and self.prefetch_factor else {}
+        if workers and self.multiprocessing_context is not None:
             extra["multiprocessing_context"] = self.multiprocessing_context
-        loader = DataLoader(self.stream, batch_size=None, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                            timeout=self.timeout, **extra)
-        for images, labels in loader:
+        ring = None
+        if workers:
+            self.shards.prepare()  # forked workers inherit open shards and loaded kernels
+            slots = (self.prefetch_factor or 2) + 2
+            ring = _BatchRing(workers, slots, self.batch_size, self.shards.image_size)
+        self.stream._ring = ring
+        try:
+            loader = DataLoader(self.stream, batch_size=None, num_workers=workers, collate_fn=_as_is,
+                                pin_memory=self.pin_memory and ring is None, timeout=self.timeout, **extra)
+            batches = iter(loader)  # starts the workers, which take the stream with the ring
+        finally:
+            self.stream._ring = None  # the stream stays usable on its own
+        for item in batches:
+            if ring is not None:
+                worker, slot, count, labels = item
+                images, labels = ring.take(worker, slot, count, self.pin_memory), torch.from_numpy(labels)
+            else:
+                images, labels = item
             if self.device is not None:
                 images = images.to(self.device, non_blocking=True)
                 labels = labels.to(self.device, non_blocking=True)

@@ -1,0 +1,202 @@
+"""Benchmark: images/s delivered as ready batches (batch 256, 64 x 64 uint8 + int64 labels) by the
+gntkit.datasets loaders, beside the stock readers of each format in the same run (issue 4).
+
+Readers, each measured with 1 and 2 worker processes (TensorFlow: a private thread pool of 1 or 2
+threads and as many parallel calls, the closest tf.data equivalent):
+
+  gntkit-torch  gntkit.datasets.torch.make_loader(..., shuffle=True)   (global shuffle, every format)
+  gntkit-tf     gntkit.datasets.tf.make_dataset(..., shuffle=True)     (native tf.data for TFRecord,
+                                                                        numba reads via from_generator else)
+  stock         webdataset:  webdataset.WebDataset(shards).decode("l8").to_tuple("png", "cls") + DataLoader
+                tfrecord:    tf.data.TFRecordDataset + parse_single_example per record, then batch
+                hdf5:        an h5py per-sample torch Dataset (shuffle=True) + DataLoader
+
+The stock webdataset and TFRecord readers read in file order (no shuffle): they are given the
+easier task. Each measurement runs in its own process, after the shard files were read once
+(page cache warm), skips the first batches (worker start-up), then counts images for up to
+--seconds. The data: benchmarks/corpus.py's synthetic corpus (a pool of rendered glyphs) converted
+with the real `gntkit.convert` at 64 x 64, cached under --data.
+
+    python benchmarks/bench_loaders.py --records 200000 --seconds 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+FORMATS = ("hdf5", "tfrecord", "webdataset")
+BATCH = 256
+WARMUP_BATCHES = 8
+
+
+# --------------------------------------------------------------------------- data
+
+
+def prepare(data: Path, records: int) -> dict[str, Path]:
+    """Convert the cached synthetic corpus to each format once; returns format -> output folder."""
+    from corpus import make_corpus
+    from gntkit.convert import convert
+
+    corpus = make_corpus(data / "corpus", records=records, zip_too=False)
+    folders = {}
+    for fmt in FORMATS:
+        out = data / fmt
+        manifest = out / "dataset_info.json"
+        done = manifest.is_file() and json.loads(manifest.read_text()).get("complete") and \
+            json.loads(manifest.read_text())["splits"]["all"]["num_records"] == records
+        if not done:
+            print(f"converting {records} records to {fmt} ...", file=sys.stderr, flush=True)
+            convert(corpus["folder"], out, to=fmt, overwrite=True, workers=os.cpu_count())
+        folders[fmt] = out
+    return folders
+
+
+def warm_page_cache(folder: Path) -> None:
+    for path in sorted(folder.iterdir()):
+        with open(path, "rb") as handle:
+            while handle.read(1 << 24):
+                pass
+
+
+# --------------------------------------------------------------------------- readers (run in a child process)
+
+
+def gntkit_torch(folder: Path, workers: int):
+    from gntkit.datasets.torch import make_loader
+
+    return make_loader(folder, batch_size=BATCH, shuffle=True, seed=0, num_workers=workers)
+
+
+def _tf_threads(dataset, workers: int):
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = workers
+    return dataset.with_options(options)
+
+
+def gntkit_tf(folder: Path, workers: int):
+    from gntkit.datasets.tf import make_dataset
+
+    return _tf_threads(make_dataset(folder, batch_size=BATCH, shuffle=True, seed=0, num_parallel_reads=workers), workers)
+
+
+def stock(folder: Path, workers: int):
+    import gntkit.datasets as datasets
+
+    shards = datasets.open(folder)
+    paths = [str(s.path) for s in shards.shards]
+    if shards.format == "tfrecord":
+        import tensorflow as tf
+
+        description = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+
+        def parse(record):
+            example = tf.io.parse_single_example(record, description)
+            return tf.reshape(tf.io.decode_raw(example["image"], tf.uint8), [64, 64]), example["label"]
+
+        dataset = tf.data.TFRecordDataset(paths, num_parallel_reads=workers).map(parse, num_parallel_calls=workers)
+        return _tf_threads(dataset.batch(BATCH).prefetch(tf.data.AUTOTUNE), workers)
+    import torch
+
+    if shards.format == "webdataset":
+        import webdataset as wds
+
+        dataset = wds.WebDataset(paths, shardshuffle=False, nodesplitter=None, workersplitter=wds.split_by_worker,
+                                 empty_check=False).decode("l8").to_tuple("png", "cls")
+        return torch.utils.data.DataLoader(dataset, batch_size=BATCH, num_workers=workers)
+
+    class H5PerSample(torch.utils.data.Dataset):
+        """What tutorials write: open lazily per worker, index one sample per __getitem__."""
+
+        def __init__(self):
+            self.starts = [s.start for s in shards.shards]
+            self.files = None
+
+        def __len__(self):
+            return len(shards)
+
+        def __getitem__(self, i):
+            import bisect
+
+            import h5py
+
+            if self.files is None:
+                self.files = [h5py.File(p, "r") for p in paths]
+            k = bisect.bisect_right(self.starts, i) - 1
+            f, j = self.files[k], i - self.starts[k]
+            return torch.from_numpy(f["images"][j]), int(f["labels"][j])
+
+    return torch.utils.data.DataLoader(H5PerSample(), batch_size=BATCH, shuffle=True, num_workers=workers)
+
+
+READERS = {"gntkit-torch": gntkit_torch, "gntkit-tf": gntkit_tf, "stock": stock}
+
+
+def measure(reader: str, folder: Path, workers: int, seconds: float) -> dict:
+    """Images/s of one reader: skip WARMUP_BATCHES batches, then count for up to `seconds` (or one epoch)."""
+    loader = READERS[reader](folder, workers)
+    images = 0
+    start = None
+    for batch_number, (x, y) in enumerate(loader):
+        if tuple(x.shape[1:]) != (64, 64) or len(y) != len(x):
+            raise SystemExit(f"{reader}: unexpected batch shapes {tuple(x.shape)} {tuple(y.shape)}")
+        if batch_number == WARMUP_BATCHES:
+            start = time.perf_counter()
+        elif batch_number > WARMUP_BATCHES:
+            images += len(x)
+            if time.perf_counter() - start >= seconds:
+                break
+    elapsed = time.perf_counter() - start
+    return {"images": images, "seconds": elapsed, "rate": images / elapsed}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--data", type=Path, default=Path("/tmp/gntkit-bench-loaders"))
+    parser.add_argument("--seconds", type=float, default=8.0, help="measuring time per reader and worker count")
+    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--measure", nargs=3, metavar=("READER", "FOLDER", "WORKERS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        reader, folder, workers = args.measure
+        print(json.dumps(measure(reader, Path(folder), int(workers), args.seconds)))
+        return
+    folders = prepare(args.data, args.records)
+    rows = []
+    for fmt in args.formats.split(","):
+        warm_page_cache(folders[fmt])
+        for reader in ("stock", "gntkit-torch", "gntkit-tf"):
+            rates = []
+            for workers in (1, 2):
+                env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+                out = subprocess.run([sys.executable, __file__, "--seconds", str(args.seconds), "--measure", reader, str(folders[fmt]), str(workers)],
+                                     capture_output=True, text=True, env=env)
+                if out.returncode != 0:
+                    raise SystemExit(f"{reader} on {fmt} with {workers} workers failed:\n{out.stderr[-3000:]}")
+                rates.append(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
+                print(f"{fmt:10s} {reader:13s} workers={workers}: {rates[-1]:10,.0f} images/s", file=sys.stderr, flush=True)
+            rows.append((fmt, reader, rates))
+    print(f"\nimages/s as ready batches (batch {BATCH}, 64x64 uint8), {args.records:,} records, {os.cpu_count()} cores\n")
+    print(f"| format | reader | 1 worker | 2 workers | x stock (1 / 2) |")
+    print(f"|---|---|---:|---:|---:|")
+    for fmt, reader, rates in rows:
+        base = next(r for f, name, r in rows if f == fmt and name == "stock")
+        ratio = "1.0 / 1.0" if reader == "stock" else f"{rates[0] / base[0]:.1f} / {rates[1] / base[1]:.1f}"
+        print(f"| {fmt} | {reader} | {rates[0]:,.0f} | {rates[1]:,.0f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
