@@ -338,7 +338,9 @@ def preprocess_image(image, settings: Preprocess) -> np.ndarray:
 
     Returns:
         uint8 (S, S) array, the same steps as `preprocess_batch` after grayscale.
-        An image without ink gives a blank canvas.
+        An image without ink gives a blank canvas. Only level 255 counts as
+        background for the crop, so a photo's grey paper is cropped away only when
+        contrast or binarize is on (as in `Preprocess.for_photos`).
 
     Raises:
         GntkitError: for a bad array (see `to_grey`) or raw settings.
