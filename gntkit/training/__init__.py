@@ -1,1 +1,164 @@
-"""gntkit.training"""
+"""gntkit.training: train reference models on gntkit shards, evaluate, predict, export.
+
+Entry points (the CLI only parses arguments and calls these):
+
+- `train(data_dir, out_dir, framework="torch", model="vgg19", ...)` -> summary dict
+- `train_arrays(train, val, classes, out_dir, ...)` -> summary dict (in-memory data)
+- `evaluate(run_dir, data_dir, split="test", top_k=5)` -> report dict (+ report.md/.json)
+- `predict(run_dir, image_paths, top_k=5)` -> one result dict per image
+- `export(run_dir, out=None, format=None)` -> path of the exported model
+
+`import gntkit.training` imports neither torch nor tensorflow: each entry point
+loads the framework of the run it works on. The implementations live in
+`torch_trainer`, `tf_trainer`, `common`, `evaluation`, `prediction` and
+`exporter` (modules are not named after the functions, so that
+`gntkit.training.predict` stays the function after any submodule import).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from gntkit.errors import GntkitError
+from gntkit.training.common import FRAMEWORKS, RunFolder, TrainConfig, check_resume_config
+
+__all__ = ["train", "train_arrays", "evaluate", "predict", "export", "TrainConfig", "trainer_module"]
+
+
+def trainer_module(framework: str):
+    """The trainer module of a framework ("torch" or "tf"), imported on demand.
+
+    Raises:
+        GntkitError: unknown framework; MissingDependencyError when it is not installed.
+    """
+    if framework not in FRAMEWORKS:
+        raise GntkitError(f"framework must be one of {', '.join(FRAMEWORKS)}, found {framework!r}.")
+    return importlib.import_module(f"gntkit.training.{framework}_trainer")
+
+
+def _resolve_config(out_dir, options: dict, resume: bool) -> TrainConfig:
+    given = {k: v for k, v in options.items() if v is not None}
+    if resume:
+        run = RunFolder(out_dir)
+        info = run.read_run_info()
+        stored = TrainConfig.from_json(info["config"], str(run.run_file))
+        return check_resume_config(stored, given, out_dir)
+    return TrainConfig(**given)
+
+
+def train(data_dir, out_dir, *, framework: str | None = None, model: str | None = None,
+          epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+          schedule: str | None = None, warmup_epochs: float | None = None, optimizer: str | None = None,
+          momentum: float | None = None, weight_decay: float | None = None,
+          label_smoothing: float | None = None, augment: bool | None = None, seed: int | None = None,
+          precision: str | None = None, channels_last: bool | None = None,
+          early_stopping: int | None = None, device: str | None = None,
+          train_split: str | None = None, val_split: str | None = None,
+          batch_norm: bool | None = None, width: float | None = None,
+          step_epochs: int | None = None, step_gamma: float | None = None,
+          num_workers: int | None = None, eval_batch_size: int | None = None,
+          resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
+    """Train a model on gntkit shards and write a self-contained run folder.
+
+    Every option left as None takes its default (listed here) or, with
+    `resume=True`, the value stored in the run; see `TrainConfig` for details.
+
+    Args:
+        data_dir: a folder written by `gntkit convert` (shards, charset.txt, dataset_info.json)
+            with fixed-size images.
+        out_dir: the run folder to create (or to continue with resume=True).
+        framework: "torch" (default) or "tf".
+        model: "vgg19" (default), "vgg16", "vgg11", their "_bn" variants, "cnn3", "cnn2".
+        epochs: 30. batch_size: 128 (global). lr: 0.01 for SGD, 0.001 for Adam/AdamW.
+        schedule: "cosine" (default), "step" or "constant"; warmup_epochs: 0.
+        optimizer: "sgd" (default, momentum 0.9), "adam" or "adamw"; weight_decay: 5e-4.
+        label_smoothing: 0. augment: False (small random affine on the device). seed: 0.
+        precision: "auto" (bf16/fp16 on a GPU, fp32 on CPU), "fp32", "bf16", "fp16".
+        channels_last: torch only; None = on for CUDA.
+        early_stopping: patience in epochs (None or 0 = off).
+        device: "auto", "cpu", "cuda", "cuda:N" (torch) / "gpu" (tf).
+        train_split: "train". val_split: "auto" (val, validation, valid, else test) or a name or "none".
+        batch_norm, width: architecture variants (see gntkit.models).
+        num_workers: torch DataLoader workers (0).
+        resume: continue the run in out_dir from its last checkpoint.
+        overwrite: replace an existing run folder.
+        quiet: print nothing (train.log still gets every line).
+
+    Returns:
+        Summary dict: run_dir, framework, model, parameters, epochs_completed, best_epoch,
+        best_val_accuracy, last (metrics row), stopped_early, seconds, file paths.
+
+    Raises:
+        OutputExistsError: out_dir exists and neither resume nor overwrite was given.
+        GntkitError: a bad option, missing data, or a resume that changes the architecture.
+    """
+    options = dict(framework=framework, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
+                   schedule=schedule, warmup_epochs=warmup_epochs, optimizer=optimizer, momentum=momentum,
+                   weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, seed=seed,
+                   precision=precision, channels_last=channels_last, early_stopping=early_stopping,
+                   device=device, train_split=train_split, val_split=val_split, batch_norm=batch_norm,
+                   width=width, step_epochs=step_epochs, step_gamma=step_gamma, num_workers=num_workers,
+                   eval_batch_size=eval_batch_size)
+    if data_dir is None:
+        raise GntkitError("train needs a data folder written by gntkit convert, found None.")
+    config = _resolve_config(out_dir, options, resume)
+    return trainer_module(config.framework).main(config, out_dir, data_dir=data_dir, resume=resume,
+                                                 overwrite=overwrite, quiet=quiet)
+
+
+def train_arrays(train, val, classes, out_dir, *, preprocess=None, resume: bool = False,
+                 overwrite: bool = False, quiet: bool = False, **options) -> dict:
+    """Train on in-memory arrays instead of shards (small sets, tests, the digits example).
+
+    Args:
+        train: (images, labels): uint8 (N, S, S) with ink bright on 0 (as gntkit
+            shards store it) and integer class ids.
+        val: (images, labels) for validation, or None.
+        classes: class names (index = class id) or a gntkit Charset; written to the run.
+        out_dir: the run folder.
+        preprocess: how the images were made (Preprocess or dict); None = gntkit's
+            default Preprocess at this image size. predict() applies it to user images.
+        resume, overwrite, quiet: as in `train`.
+        **options: any option of `train` (framework, model, epochs, batch_size, lr, ...).
+
+    Returns:
+        The summary dict of `train`.
+
+    Raises:
+        GntkitError: bad arrays or options; OutputExistsError for an existing run folder.
+    """
+    if not isinstance(train, (tuple, list)) or len(train) != 2:
+        raise GntkitError("train must be a pair (images, labels).")
+    if val is not None and (not isinstance(val, (tuple, list)) or len(val) != 2):
+        raise GntkitError("val must be a pair (images, labels) or None.")
+    unknown = sorted(set(options) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise GntkitError(f"Unknown training option {unknown[0]!r}.")
+    config = _resolve_config(out_dir, options, resume)
+    arrays = (train[0], train[1], val[0] if val else None, val[1] if val else None)
+    return trainer_module(config.framework).main(
+        config, out_dir, arrays=arrays, classes=classes, preprocess=preprocess, resume=resume,
+        overwrite=overwrite, quiet=quiet)
+
+
+def evaluate(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_size: int = 256,
+             checkpoint: str = "best", device: str = "auto", write: bool = True) -> dict:
+    """Evaluate a run on a split of gntkit shards; see gntkit.training.evaluation.evaluate_run."""
+    from gntkit.training.evaluation import evaluate_run
+
+    return evaluate_run(run_dir, data_dir, split=split, top_k=top_k, batch_size=batch_size,
+                        checkpoint=checkpoint, device=device, write=write)
+
+
+def predict(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best", device: str = "auto") -> list[dict]:
+    """Recognise characters in user images; see gntkit.training.prediction.predict_images."""
+    from gntkit.training.prediction import predict_images
+
+    return predict_images(run_dir, image_paths, top_k=top_k, checkpoint=checkpoint, device=device)
+
+
+def export(run_dir, out=None, format: str | None = None, checkpoint: str = "best") -> str:
+    """Export a run's model for use without gntkit; see gntkit.training.exporter.export_run."""
+    from gntkit.training.exporter import export_run
+
+    return str(export_run(run_dir, out=out, format=format, checkpoint=checkpoint))
