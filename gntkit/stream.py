@@ -214,6 +214,13 @@ def resolve_members(sources) -> list[GntMember]:
     return find_members(sources)
 
 
+def _worker_init():
+    # The processes already use every core: numba threads inside each would only contend.
+    import numba
+
+    numba.set_num_threads(1)
+
+
 def _member_job(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, hash_members):
     report = StreamReport()
     batches = list(member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report, hash_members))
@@ -259,7 +266,7 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
     args = (charset, preprocess, on_error, on_unknown, batch_size, max_side, hash_members)
     # A bounded window of files in flight keeps memory flat however fast workers are.
     context = multiprocessing.get_context("forkserver")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
         pending = []
         queue = iter(members)
         for member in queue:
