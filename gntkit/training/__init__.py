@@ -157,8 +157,12 @@ def predict(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best", devi
     return predict_images(run_dir, image_paths, top_k=top_k, checkpoint=checkpoint, device=device)
 
 
-def export(run_dir, out=None, format: str | None = None, checkpoint: str = "best") -> str:
-    """Export a run's model for use without gntkit; see gntkit.training.exporter.export_run."""
+def export(run_dir, out=None, format: str | None = None, checkpoint: str = "best", overwrite: bool = False):
+    """Export a run's model for use without gntkit; see gntkit.training.exporter.export_run.
+
+    Returns:
+        pathlib.Path of the artifact (model.pt, model.onnx, or the saved_model folder).
+    """
     from gntkit.training.exporter import export_run
 
-    return str(export_run(run_dir, out=out, format=format, checkpoint=checkpoint))
+    return export_run(run_dir, out=out, format=format, checkpoint=checkpoint, overwrite=overwrite)

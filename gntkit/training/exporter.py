@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 from gntkit.errors import GntkitError, OutputExistsError
@@ -133,8 +134,11 @@ def _export_torch(run: RunFolder, info: dict, checkpoint: str, format: str, arti
         p.requires_grad_(False)  # inference only: outputs need no autograd graph
     size = info["image_size"]
     example = torch.zeros((2, size, size), dtype=torch.uint8)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
         if format == "torchscript":
+            # Recent torch marks TorchScript deprecated in favour of torch.export, but a .pt
+            # TorchScript file is still what torch.jit.load, libtorch (C++) and mobile load.
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
             traced = torch.jit.trace(wrapper, example)
             torch.jit.save(traced, str(artifact))
         else:

@@ -85,7 +85,9 @@ def make_strategy(device: str = "auto") -> Placement:
         raise GntkitError("The TF_CONFIG environment variable is not valid JSON.") from None
     cluster = tf_config.get("cluster", {})
     tasks = sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
-    gpus = tf.config.list_logical_devices("GPU")
+    # physical, not logical: listing logical devices starts the runtime, after which
+    # MultiWorkerMirroredStrategy can no longer configure its collective ops.
+    gpus = tf.config.list_physical_devices("GPU")
     if tasks > 1:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         resolver = strategy.cluster_resolver
@@ -456,15 +458,15 @@ class _ShardSource:
     def __iter__(self):
         from gntkit.datasets import tf as datasets_tf
 
-        seed = self.seed + 1_000_003 * self.epoch  # a new, deterministic order every epoch
-        if self.strategy.num_replicas_in_sync > 1 or self.strategy.extended._in_multi_worker_mode():
+        # (seed, epoch) fixes the order, as in the torch loader: a resumed run replays it.
+        if self.strategy.num_replicas_in_sync > 1:
             def dataset_fn(ctx):
                 per_replica = ctx.get_per_replica_batch_size(self.global_batch)
                 return datasets_tf.make_dataset(self.data_dir, self.split, per_replica, shuffle=self.shuffle,
-                                                seed=seed, input_context=ctx)
+                                                seed=self.seed, epoch=self.epoch, input_context=ctx)
             return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
         return iter(datasets_tf.make_dataset(self.data_dir, self.split, self.global_batch,
-                                             shuffle=self.shuffle, seed=seed))
+                                             shuffle=self.shuffle, seed=self.seed, epoch=self.epoch))
 
 
 def _open_sources(config: TrainConfig, data_dir, strategy):
