@@ -718,7 +718,7 @@ def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return ticks
 
 
-def _draw_panel(draw, box, title, series, ylabel_fmt, font, y_range=None):
+def _draw_panel(draw, box, title, series, ylabel_fmt, font, y_range=None, legend_bottom=False):
     left, top, right, bottom = box
     plot = (left + 58, top + 26, right - 12, bottom - 34)
     draw.text((left + (right - left) // 2 - 6 * len(title) // 2 * 1, top + 4), title, fill=(0, 0, 0), font=font)
@@ -754,7 +754,7 @@ def _draw_panel(draw, box, title, series, ylabel_fmt, font, y_range=None):
         draw.text((xx - 3 * len(str(int(t))), plot[3] + 6), str(int(t)), fill=(60, 60, 60), font=font)
     draw.rectangle(plot, outline=(0, 0, 0))
     draw.text((plot[0] + (plot[2] - plot[0]) // 2 - 15, plot[3] + 20), "epoch", fill=(60, 60, 60), font=font)
-    legend_y = plot[1] + 6
+    legend_y = plot[3] - 6 - 14 * len(series) if legend_bottom else plot[1] + 6
     for name, pts in series:
         color = _COLORS[name]
         pts = [(x, y) for x, y in pts if y is not None and math.isfinite(y)]
@@ -796,7 +796,7 @@ def draw_curves(rows: list[dict], path, title: str = "") -> Path:
            ("val", list(zip(epochs, [r.get("val_accuracy") for r in rows])))]
     _draw_panel(draw, (0, 20, width // 2, height), "loss", loss, lambda t: f"{t:.3g}", font)
     _draw_panel(draw, (width // 2, 20, width, height), "accuracy", acc,
-                lambda t: f"{100 * t:.0f}%", font, y_range=(0.0, 1.0))
+                lambda t: f"{100 * t:.0f}%", font, y_range=(0.0, 1.0), legend_bottom=True)
     path = Path(path)
     tmp = path.with_name(path.name + ".partial.png")
     image.save(tmp, format="PNG")

@@ -1,0 +1,280 @@
+"""Benchmark: training throughput (images/s) of VGG19 (3,755 classes) at 64 x 64 and 96 x 96,
+in PyTorch and TensorFlow, through gntkit's trainers, beside a named baseline in the same run.
+
+Pipelines (each measured in its own process, on in-memory uint8 images, so the model and the
+input path are measured, not the disk):
+
+  gntkit-torch   gntkit.training.torch_trainer.train_one_epoch: uint8 batches go to the device and
+                 become float there; SGD, cosine schedule set per step (the real trainer loop)
+  naive-torch    baseline: a per-sample torch Dataset returning float32 tensors (x / 255), the
+                 default DataLoader collate, the textbook loop (zero_grad, forward, backward, step)
+  gntkit-tf      gntkit.training.tf_trainer.train_one_epoch: one compiled step under the strategy
+  keras-fit      baseline: the classic tutorial, model.compile(...) + model.fit(float32 numpy, ...)
+
+CPU mode (default when no GPU is present): small batches and few steps, fp32.
+GPU mode (when CUDA / a TF GPU is present, or --device gpu): mixed precision (bf16 where the GPU
+has it, else fp16), channels-last for torch, batch 256; also reports peak GPU memory, the time of
+one HWDB1.1-sized epoch (897,758 samples) and, with --data DIR (gntkit shards at the same size),
+the gntkit shard loader alone, to say whether the loader or the GPU limits an epoch.
+
+    python benchmarks/bench_train.py                       # CPU: both frameworks, 64 and 96
+    python benchmarks/bench_train.py --steps 20 --batch 256 --device gpu --data shards64/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HWDB11_TRAIN = 897_758
+PIPELINES = ("gntkit-torch", "naive-torch", "gntkit-tf", "keras-fit")
+
+
+def _images(n, size, classes, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, size, size), dtype=np.uint8), rng.integers(0, classes, n).astype(np.int64)
+
+
+def _torch_setup(args):
+    import torch
+
+    from gntkit.training import torch_trainer
+
+    device = torch_trainer.resolve_device("cuda" if args.device == "gpu" else args.device)
+    return torch, torch_trainer, device
+
+
+def run_gntkit_torch(args) -> dict:
+    torch, torch_trainer, device = _torch_setup(args)
+    from gntkit.models.torch import create_model
+    from gntkit.training.common import ArrayBatches, TrainConfig
+
+    config = TrainConfig(framework="torch", model=args.model, epochs=1, batch_size=args.batch,
+                         precision=args.precision, lr=0.001)
+    model = create_model(args.model, args.classes, args.size).to(device)
+    autocast, scaler, precision = torch_trainer.precision_setup(config.precision, device)
+    channels_last = device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch_trainer.build_optimizer(model, config)
+    x, y = _images((args.warmup + args.steps) * args.batch, args.size, args.classes)
+    warm = ArrayBatches(x[: args.warmup * args.batch], y[: args.warmup * args.batch], args.batch, shuffle=False)
+    timed = ArrayBatches(x[args.warmup * args.batch:], y[args.warmup * args.batch:], args.batch, shuffle=False)
+    kwargs = dict(steps_per_epoch=args.warmup + args.steps, device=device, autocast_dtype=autocast,
+                  scaler=scaler, channels_last=channels_last)
+    torch_trainer.train_one_epoch(model, warm, optimizer, config, epoch=0, **kwargs)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    result = torch_trainer.train_one_epoch(model, timed, optimizer, config, epoch=0, **kwargs)
+    memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return {"seconds": result["seconds"], "images": result["images"], "precision": precision,
+            "device": str(device), "memory": memory}
+
+
+def run_naive_torch(args) -> dict:
+    torch, torch_trainer, device = _torch_setup(args)
+    import numpy as np
+
+    from gntkit.models.torch import create_model
+
+    x, y = _images((args.warmup + args.steps) * args.batch, args.size, args.classes)
+
+    class PerSample(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(y)
+
+        def __getitem__(self, i):
+            return torch.tensor(x[i], dtype=torch.float32).div(255).unsqueeze(0), int(y[i])
+
+    model = create_model(args.model, args.classes, args.size).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
+    loader = torch.utils.data.DataLoader(PerSample(), batch_size=args.batch, shuffle=False)
+    model.train()
+    start = None
+    count = 0
+    for step, (images, labels) in enumerate(loader):
+        if step == args.warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+        images, labels = images.to(device), labels.to(device)
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        if step >= args.warmup:
+            count += len(labels)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    memory = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    del np
+    return {"seconds": time.perf_counter() - start, "images": count, "precision": "fp32",
+            "device": str(device), "memory": memory}
+
+
+def _tf_peak_memory(tf):
+    try:
+        return tf.config.experimental.get_memory_info("GPU:0")["peak"]
+    except (ValueError, RuntimeError):
+        return None
+
+
+def run_gntkit_tf(args) -> dict:
+    from gntkit.models.tf import create_model
+    from gntkit.training import tf_trainer
+    from gntkit.training.common import ArrayBatches, TrainConfig
+
+    tf = tf_trainer.tf
+    placement = tf_trainer.make_strategy("gpu" if args.device == "gpu" else args.device)
+    policy, precision = tf_trainer.precision_policy(args.precision, placement.on_gpu)
+    config = TrainConfig(framework="tf", model=args.model, epochs=1, batch_size=args.batch,
+                         precision=args.precision, lr=0.001)
+    with placement.strategy.scope():
+        model = create_model(args.model, args.classes, args.size, dtype_policy=policy)
+        optimizer = tf_trainer.build_optimizer(config, loss_scale=precision == "fp16")
+        optimizer.build(model.trainable_variables)
+        steps = tf_trainer.Steps(model, optimizer, config, placement.strategy)
+    x, y = _images((args.warmup + args.steps) * args.batch, args.size, args.classes)
+    warm = ArrayBatches(x[: args.warmup * args.batch], y[: args.warmup * args.batch], args.batch, shuffle=False)
+    timed = ArrayBatches(x[args.warmup * args.batch:], y[args.warmup * args.batch:], args.batch, shuffle=False)
+    tf_trainer.train_one_epoch(steps, warm, config, epoch=0, steps_per_epoch=args.warmup + args.steps)
+    if placement.on_gpu:
+        tf.config.experimental.reset_memory_stats("GPU:0")
+    result = tf_trainer.train_one_epoch(steps, timed, config, epoch=0, steps_per_epoch=args.warmup + args.steps)
+    return {"seconds": result["seconds"], "images": result["images"], "precision": precision,
+            "device": placement.description, "memory": _tf_peak_memory(tf) if placement.on_gpu else None}
+
+
+def run_keras_fit(args) -> dict:
+    import tensorflow as tf
+
+    from gntkit.models.tf import create_model
+
+    keras = tf.keras
+    model = create_model(args.model, args.classes, args.size)
+    model.compile(optimizer=keras.optimizers.SGD(0.001, momentum=0.9),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    x, y = _images((args.warmup + args.steps) * args.batch, args.size, args.classes)
+    # The tutorial way: the whole set as float32 numpy in memory, divided by 255 on the host.
+    xf = (x.astype("float32") / 255.0)[..., None]
+    model.fit(xf[: args.warmup * args.batch], y[: args.warmup * args.batch], batch_size=args.batch,
+              epochs=1, verbose=0, shuffle=False)
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if on_gpu:
+        tf.config.experimental.reset_memory_stats("GPU:0")
+    start = time.perf_counter()
+    model.fit(xf[args.warmup * args.batch:], y[args.warmup * args.batch:], batch_size=args.batch,
+              epochs=1, verbose=0, shuffle=False)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "images": args.steps * args.batch, "precision": "fp32",
+            "device": "GPU" if on_gpu else "CPU", "memory": _tf_peak_memory(tf) if on_gpu else None}
+
+
+def run_loader(args) -> dict:
+    """The gntkit shard loader alone (no model): can it feed the GPU?"""
+    if args.framework_of_loader == "torch":
+        from gntkit.datasets.torch import make_loader
+
+        loader = make_loader(args.data, "train", args.batch, shuffle=True, num_workers=args.workers)
+    else:
+        from gntkit.datasets.tf import make_dataset
+
+        loader = make_dataset(args.data, "train", args.batch, shuffle=True)
+    count, start = 0, None
+    for step, (images, _) in enumerate(loader):
+        if step == args.warmup:
+            start = time.perf_counter()
+        elif step > args.warmup:
+            count += len(images)
+        if step >= args.warmup + args.steps:
+            break
+    return {"seconds": time.perf_counter() - start, "images": count, "precision": "-",
+            "device": "host", "memory": None}
+
+
+RUNNERS = {"gntkit-torch": run_gntkit_torch, "naive-torch": run_naive_torch,
+           "gntkit-tf": run_gntkit_tf, "keras-fit": run_keras_fit, "loader": run_loader}
+
+
+def _one(args) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    result = RUNNERS[args.one](args)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _measure(pipeline: str, size: int, args) -> dict:
+    cmd = [sys.executable, __file__, "--one", pipeline, "--size", str(size), "--batch", str(args.batch),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--classes", str(args.classes),
+           "--model", args.model, "--device", args.device, "--precision", args.precision,
+           "--workers", str(args.workers)]
+    if args.data:
+        cmd += ["--data", args.data, "--framework-of-loader", args.framework_of_loader]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise SystemExit(f"{pipeline} at {size}x{size} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+
+
+def _gpu_present() -> bool:
+    try:
+        out = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
+                             capture_output=True, text=True)
+        return out.stdout.strip() == "True"
+    except OSError:
+        return False
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipelines", default=",".join(PIPELINES))
+    parser.add_argument("--sizes", default="64,96")
+    parser.add_argument("--size", type=int, default=64, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=None, help="default 8 on CPU, 256 on GPU")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps (default 4 on CPU, 30 on GPU)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--classes", type=int, default=3755)
+    parser.add_argument("--model", default="vgg19")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--data", default=None, help="gntkit shards (train split) to time the loader alone")
+    parser.add_argument("--framework-of-loader", default="torch", choices=["torch", "tf"])
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    gpu = args.device == "gpu" or (args.device == "auto" and _gpu_present())
+    args.batch = args.batch or (256 if gpu else 8)
+    args.steps = args.steps or (30 if gpu else 4)
+    if args.one:
+        _one(args)
+        return
+    pipelines = [p for p in args.pipelines.split(",") if p]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"# {args.model}, {args.classes} classes, batch {args.batch}, {args.steps} timed steps after "
+          f"{args.warmup} warm-up, {'GPU' if gpu else 'CPU'} ({os.cpu_count()} cores)")
+    header = (f"| {'pipeline':<13} | {'image':>5} | {'precision':>9} | {'images/s':>9} | {'ms/step':>8} | "
+              f"{'HWDB1.1 epoch':>13} | {'peak GPU mem':>12} |")
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for size in sizes:
+        rows = pipelines + (["loader"] if args.data else [])
+        for pipeline in rows:
+            r = _measure(pipeline, size, args)
+            rate = r["images"] / r["seconds"]
+            epoch_h = HWDB11_TRAIN / rate / 3600
+            mem = f"{r['memory'] / 2**30:.1f} GiB" if r.get("memory") else "-"
+            print(f"| {pipeline:<13} | {size:>5} | {r['precision']:>9} | {rate:>9.1f} | "
+                  f"{1000 * r['seconds'] / max(1, r['images'] / args.batch):>8.0f} | {epoch_h:>11.2f} h | {mem:>12} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
