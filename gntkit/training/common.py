@@ -272,6 +272,7 @@ class ArrayBatches:
 
     @property
     def image_size(self) -> int:
+        """Side S of the (S, S) images."""
         return int(self.images.shape[1])
 
     def set_epoch(self, epoch: int) -> None:
@@ -398,9 +399,11 @@ class EarlyStopping:
         return self.patience is not None and self.bad_epochs >= self.patience
 
     def state(self) -> dict:
+        """JSON-able state for checkpoints."""
         return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
 
     def load_state(self, state: dict) -> None:
+        """Restore what `state()` returned."""
         self.best = float(state["best"])
         self.best_epoch = int(state["best_epoch"])
         self.bad_epochs = int(state["bad_epochs"])
@@ -481,22 +484,27 @@ class RunFolder:
     # paths -----------------------------------------------------------------
     @property
     def run_file(self) -> Path:
+        """RUN/run.json."""
         return self.path / self.RUN_FILE
 
     @property
     def metrics_file(self) -> Path:
+        """RUN/metrics.csv."""
         return self.path / "metrics.csv"
 
     @property
     def curves_file(self) -> Path:
+        """RUN/curves.png."""
         return self.path / "curves.png"
 
     @property
     def log_file(self) -> Path:
+        """RUN/train.log."""
         return self.path / "train.log"
 
     @property
     def checkpoint_dir(self) -> Path:
+        """RUN/checkpoints."""
         return self.path / "checkpoints"
 
     def checkpoint_path(self, which: str) -> Path:

@@ -72,6 +72,7 @@ class EvaluationAccumulator:
 
     @property
     def count(self) -> int:
+        """Samples added so far."""
         return int(sum(len(x) for x in self._labels))
 
     def report(self, classes: list[str] | None = None, **context) -> dict:

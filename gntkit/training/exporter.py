@@ -126,6 +126,7 @@ def _export_torch(run: RunFolder, info: dict, checkpoint: str, format: str, arti
             self.net = net
 
         def forward(self, images):
+            """uint8 (N, S, S) images -> probabilities."""
             x = images.to(torch.float32).div(255.0).unsqueeze(1)
             return torch.softmax(self.net(x).float(), dim=1)
 
@@ -156,12 +157,15 @@ def _export_tf(run: RunFolder, info: dict, checkpoint: str, artifact: Path) -> N
     size = info["image_size"]
 
     class Serving(tf.Module):
+        """uint8 (N, S, S) -> {"probabilities": float32 (N, C)}."""
+
         def __init__(self, net):
             super().__init__()
             self.net = net
 
         @tf.function(input_signature=[tf.TensorSpec([None, size, size], tf.uint8, name="images")])
         def serve(self, images):
+            """The serving_default signature."""
             x = tf.expand_dims(tf.cast(images, tf.float32) / 255.0, -1)
             return {"probabilities": tf.nn.softmax(tf.cast(self.net(x, training=False), tf.float32))}
 

@@ -33,7 +33,8 @@ def photo_settings(preprocess_json: dict, photo: bool = True):
     if settings.raw:
         raise GntkitError("The run's preprocessing is raw (no fixed size): expected a fixed-size run to predict with.")
     if photo:
-        settings = dataclasses.replace(settings, contrast=True, binarize=settings.binarize or "otsu", denoise=True)
+        binarize = settings.binarize if settings.binarize is not None else "otsu"
+        settings = dataclasses.replace(settings, contrast=True, binarize=binarize, denoise=True)
     return settings
 
 

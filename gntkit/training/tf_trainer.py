@@ -450,6 +450,7 @@ class _ShardSource:
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Choose the order of `epoch` (deterministic in seed and epoch)."""
         self.epoch = epoch
 
     def __len__(self) -> int:

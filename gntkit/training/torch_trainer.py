@@ -63,6 +63,8 @@ def resolve_device(name: str = "auto", local_rank: int = 0):
     """
     if not isinstance(name, str):
         raise GntkitError(f"device must be a string such as 'auto', 'cpu' or 'cuda', found {name!r}.")
+    if name == "gpu":  # the TensorFlow spelling, accepted for symmetry
+        name = "cuda"
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
@@ -104,6 +106,7 @@ class Distributed:
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the process that writes the run folder."""
         return self.rank == 0
 
     def all_sum(self, values: list[float]) -> list[float]:
@@ -131,10 +134,12 @@ class Distributed:
             raise problem
 
     def barrier(self) -> None:
+        """Wait for every process (no-op when not distributed)."""
         if self.world_size > 1:
             torch.distributed.barrier()
 
     def close(self) -> None:
+        """Destroy the process group if this object started it."""
         if self.started_group:
             torch.distributed.destroy_process_group()
 
