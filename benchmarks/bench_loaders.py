@@ -7,6 +7,7 @@ threads and as many parallel calls, the closest tf.data equivalent):
   gntkit-torch  gntkit.datasets.torch.make_loader(..., shuffle=True)   (global shuffle, every format)
   gntkit-tf     gntkit.datasets.tf.make_dataset(..., shuffle=True)     (native tf.data for TFRecord,
                                                                         numba reads via from_generator else)
+  gntkit-tf-numpy  the same with reader="numpy" (TFRecord only: the numba reads, PyTorch's exact order)
   stock         webdataset:  webdataset.WebDataset(shards).decode("l8").to_tuple("png", "cls") + DataLoader
                 tfrecord:    tf.data.TFRecordDataset + parse_single_example per record, then batch
                 hdf5:        an h5py per-sample torch Dataset (shuffle=True) + DataLoader
@@ -89,6 +90,12 @@ def gntkit_tf(folder: Path, workers: int):
     return _tf_threads(make_dataset(folder, batch_size=BATCH, shuffle=True, seed=0, num_parallel_reads=workers), workers)
 
 
+def gntkit_tf_numpy(folder: Path, workers: int):
+    from gntkit.datasets.tf import make_dataset
+
+    return _tf_threads(make_dataset(folder, batch_size=BATCH, shuffle=True, seed=0, reader="numpy"), workers)
+
+
 def stock(folder: Path, workers: int):
     import gntkit.datasets as datasets
 
@@ -129,16 +136,17 @@ def stock(folder: Path, workers: int):
 
             import h5py
 
-            if self.files is None:
-                self.files = [h5py.File(p, "r") for p in paths]
+            if self.files is None:  # dataset handles opened once per worker
+                self.files = [(f["images"], f["labels"]) for f in (h5py.File(p, "r") for p in paths)]
             k = bisect.bisect_right(self.starts, i) - 1
-            f, j = self.files[k], i - self.starts[k]
-            return torch.from_numpy(f["images"][j]), int(f["labels"][j])
+            images, labels = self.files[k]
+            j = i - self.starts[k]
+            return torch.from_numpy(images[j]), int(labels[j])
 
     return torch.utils.data.DataLoader(H5PerSample(), batch_size=BATCH, shuffle=True, num_workers=workers)
 
 
-READERS = {"gntkit-torch": gntkit_torch, "gntkit-tf": gntkit_tf, "stock": stock}
+READERS = {"gntkit-torch": gntkit_torch, "gntkit-tf": gntkit_tf, "gntkit-tf-numpy": gntkit_tf_numpy, "stock": stock}
 
 
 def measure(reader: str, folder: Path, workers: int, seconds: float) -> dict:
@@ -178,7 +186,8 @@ def main() -> None:
     rows = []
     for fmt in args.formats.split(","):
         warm_page_cache(folders[fmt])
-        for reader in ("stock", "gntkit-torch", "gntkit-tf"):
+        readers = ("stock", "gntkit-torch", "gntkit-tf") + (("gntkit-tf-numpy",) if fmt == "tfrecord" else ())
+        for reader in readers:
             rates = []
             for workers in (1, 2):
                 env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -110,6 +110,13 @@ def test_several_epochs_and_drop_last(sets, truth):
     assert native == plan(shards, 0, 1, shuffle=False, drop_last=True) * 2
 
 
+@pytest.mark.parametrize("reader", ["native", "numpy"])
+def test_start_batch_resumes_mid_epoch(sets, truth, reader):
+    full = run(make_dataset(sets["tfrecord"], batch_size=BATCH, shuffle="shard", seed=4, num_epochs=2, reader=reader), truth)
+    resumed = run(make_dataset(sets["tfrecord"], batch_size=BATCH, shuffle="shard", seed=4, num_epochs=2, start_batch=5, reader=reader), truth)
+    assert resumed == full[5:]
+
+
 def test_gzip_tfrecord_native(tmp_path, truth):
     folder = convert_sets(tmp_path, formats=["tfrecord"], compression="gzip")["tfrecord"]
     shards = datasets.open(folder)

@@ -53,7 +53,7 @@ def rank_of(input_context=None, rank: int | None = None, world_size: int | None 
 
 
 def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0, input_context=None, *,
-                 epoch: int = 0, num_epochs: int = 1, drop_last: bool = False, even: str = "pad", reader: str = "auto",
+                 epoch: int = 0, num_epochs: int = 1, start_batch: int = 0, drop_last: bool = False, even: str = "pad", reader: str = "auto",
                  rank: int | None = None, world_size: int | None = None, shuffle_buffer: int = 16384,
                  num_parallel_reads: int | None = None) -> tf.data.Dataset:
     """A tf.data.Dataset of (uint8 images (B, S, S), int64 labels (B,)) for one input pipeline.
@@ -66,6 +66,8 @@ def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffl
         shuffle: True / "global", "shard" or False, as in the PyTorch adapter.
         seed: seed of the order; epoch: the first epoch; num_epochs: epochs in the dataset
             (each with its own order, one after the other).
+        start_batch: skip this many batches of the first epoch (resume mid-epoch: pass the
+            number of batches already trained on).
         input_context: tf.distribute.InputContext; its input_pipeline_id / num_input_pipelines
             play rank / world_size (or pass rank and world_size).
         drop_last: drop the pipeline's last short batch of each epoch.
@@ -87,6 +89,7 @@ def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffl
     mode = _shuffle_mode(shuffle)
     seed, epoch = _check_count("seed", seed), _check_count("epoch", epoch)
     num_epochs = _check_count("num_epochs", num_epochs, 1)
+    start_batch = _check_count("start_batch", start_batch)
     if even not in _EVEN_MODES:
         raise GntkitError(f"even must be one of {', '.join(_EVEN_MODES)}, found {even!r}.")
     if reader not in _READERS:
@@ -101,20 +104,22 @@ def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffl
     settings = dict(shards=shards, size=size, batch_size=batch_size, mode=mode, seed=seed, rank=rank, world_size=world_size,
                     drop_last=bool(drop_last), even=even)
     if reader == "numpy":
-        dataset = _numpy_dataset(epochs=range(epoch, epoch + num_epochs), **settings)
+        dataset = _numpy_dataset(epochs=range(epoch, epoch + num_epochs), start_batch=start_batch, **settings)
     else:
         dataset = None
         for e in range(epoch, epoch + num_epochs):
             one = _native_epoch(epoch=e, shuffle_buffer=shuffle_buffer, parallel=parallel, **settings)
+            if e == epoch and start_batch:
+                one = one.skip(start_batch)
             dataset = one if dataset is None else dataset.concatenate(one)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _numpy_dataset(shards, size, batch_size, mode, seed, rank, world_size, drop_last, even, epochs) -> tf.data.Dataset:
+def _numpy_dataset(shards, size, batch_size, mode, seed, rank, world_size, drop_last, even, epochs, start_batch) -> tf.data.Dataset:
     def batches():
         for e in epochs:
             yield from shards.iter_batches(batch_size, shuffle=mode or False, seed=seed, epoch=e, rank=rank, world_size=world_size,
-                                           drop_last=drop_last, even=even)
+                                           drop_last=drop_last, even=even, start_batch=start_batch if e == epochs[0] else 0)
 
     signature = (tf.TensorSpec((None, size, size), tf.uint8), tf.TensorSpec((None,), tf.int64))
     return tf.data.Dataset.from_generator(batches, output_signature=signature)
