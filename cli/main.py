@@ -288,14 +288,17 @@ class Framework(str, Enum):
 def train(
     data: Annotated[Path, typer.Argument(help="A folder written by `gntkit convert` (fixed-size images).")],
     out: Annotated[Path, typer.Option(help="Run folder to create (checkpoints, metrics, curves, charset).")],
-    framework: Annotated[Framework, typer.Option(help="torch or tf.")] = Framework.torch,
-    model: Annotated[str, typer.Option(help="vgg19, vgg16, vgg11 (+ _bn), cnn3, cnn2.")] = "vgg19",
+    framework: Annotated[Optional[Framework], typer.Option(help="torch or tf (default torch; on --resume, the run's).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="vgg19 (default), vgg16, vgg11 (+ _bn), cnn3, cnn2.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 30).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Global batch size (default 128).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 0.01 SGD, 0.001 Adam/AdamW).")] = None,
     schedule: Annotated[Optional[str], typer.Option(help="cosine, step or constant.")] = None,
     warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up epochs.")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam or adamw.")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum (default 0.9).")] = None,
+    step_epochs: Annotated[Optional[int], typer.Option(help="Step schedule: epochs between decays.")] = None,
+    step_gamma: Annotated[Optional[float], typer.Option(help="Step schedule: decay factor.")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default 5e-4).")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing (default 0).")] = None,
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Small random affine on the device.")] = None,
@@ -304,7 +307,11 @@ def train(
     early_stopping: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without validation gain.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N (torch) or gpu (tf).")] = None,
     val_split: Annotated[Optional[str], typer.Option(help="Validation split: auto, a name, or none.")] = None,
+    train_split: Annotated[Optional[str], typer.Option(help="Training split (default train).")] = None,
+    batch_norm: Annotated[Optional[bool], typer.Option("--batch-norm/--no-batch-norm", help="Batch norm after each convolution.")] = None,
     width: Annotated[Optional[float], typer.Option(help="Channel width multiplier (1.0 = the published architecture).")] = None,
+    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="torch: channels-last memory format (default on CUDA).")] = None,
+    eval_batch_size: Annotated[Optional[int], typer.Option(help="Batch size for validation.")] = None,
     num_workers: Annotated[Optional[int], typer.Option(help="Loader worker processes (torch).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
@@ -314,10 +321,12 @@ def train(
     from gntkit.training import train as run_train
 
     summary = run(lambda: run_train(
-        data, out, framework=framework.value, model=model, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
-        warmup_epochs=warmup_epochs, optimizer=optimizer, weight_decay=weight_decay, label_smoothing=label_smoothing,
-        augment=augment, seed=seed, precision=precision, early_stopping=early_stopping, device=device, val_split=val_split,
-        width=width, num_workers=num_workers, resume=resume, overwrite=overwrite, quiet=quiet))
+        data, out, framework=framework.value if framework else None, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
+        schedule=schedule, warmup_epochs=warmup_epochs, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
+        label_smoothing=label_smoothing, augment=augment, seed=seed, precision=precision, channels_last=channels_last,
+        early_stopping=early_stopping, device=device, train_split=train_split, val_split=val_split, batch_norm=batch_norm,
+        width=width, step_epochs=step_epochs, step_gamma=step_gamma, num_workers=num_workers,
+        eval_batch_size=eval_batch_size, resume=resume, overwrite=overwrite, quiet=quiet))
     best = summary.get("best_val_accuracy")
     best_text = f"best validation accuracy {best:.4f} (epoch {summary.get('best_epoch')})" if best is not None else "no validation split"
     typer.echo(f"run {summary['run_dir']}: {summary['epochs_completed']} epoch(s), {best_text}")
@@ -352,12 +361,13 @@ def predict(
     top_k: Annotated[int, typer.Option(help="Characters to list per image.")] = 5,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
+    photo: Annotated[bool, typer.Option("--photo/--no-photo", help="Add contrast stretch, Otsu threshold and speck removal for photos (--no-photo: exactly the run's preprocessing).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ):
     """Recognise handwritten characters in your own images (same preprocessing as training, photo-robust)."""
     from gntkit.training import predict as run_predict
 
-    results = run(lambda: run_predict(run_dir, images, top_k=top_k, checkpoint=checkpoint, device=device))
+    results = run(lambda: run_predict(run_dir, images, top_k=top_k, checkpoint=checkpoint, device=device, photo=photo))
     if as_json:
         typer.echo(json.dumps(results, ensure_ascii=False, indent=1))
         return
@@ -372,11 +382,12 @@ def export(
     out: Annotated[Optional[Path], typer.Option(help="Where to write the exported model.")] = None,
     format: Annotated[Optional[str], typer.Option(help="torchscript or onnx (torch runs), savedmodel (tf runs).")] = None,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
 ):
     """Export a run's model (TorchScript/ONNX or SavedModel), loadable without gntkit."""
     from gntkit.training import export as run_export
 
-    path = run(lambda: run_export(run_dir, out=out, format=format, checkpoint=checkpoint))
+    path = run(lambda: run_export(run_dir, out=out, format=format, checkpoint=checkpoint, overwrite=overwrite))
     typer.echo(f"wrote {path}")
 
 

@@ -150,11 +150,12 @@ def evaluate(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_size:
                         checkpoint=checkpoint, device=device, write=write)
 
 
-def predict(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best", device: str = "auto") -> list[dict]:
+def predict(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best", device: str = "auto",
+            photo: bool = True) -> list[dict]:
     """Recognise characters in user images; see gntkit.training.prediction.predict_images."""
     from gntkit.training.prediction import predict_images
 
-    return predict_images(run_dir, image_paths, top_k=top_k, checkpoint=checkpoint, device=device)
+    return predict_images(run_dir, image_paths, top_k=top_k, checkpoint=checkpoint, device=device, photo=photo)
 
 
 def export(run_dir, out=None, format: str | None = None, checkpoint: str = "best", overwrite: bool = False):
