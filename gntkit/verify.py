@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -37,14 +36,6 @@ def load_manifest(out_dir: str | Path) -> dict:
     return manifest
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify(out_dir: str | Path, decode: bool = True, progress=None) -> dict:
     """Check every shard against the manifest and decode every record.
 
@@ -65,7 +56,7 @@ def verify(out_dir: str | Path, decode: bool = True, progress=None) -> dict:
     Raises:
         GntkitError: the first problem, naming the shard and record.
     """
-    from gntkit.writers import get_format_module
+    from gntkit.writers import get_format_module, sha256_file
 
     out_dir = Path(out_dir)
     manifest = load_manifest(out_dir)
@@ -91,7 +82,7 @@ def verify(out_dir: str | Path, decode: bool = True, progress=None) -> dict:
                 raise GntkitError(f"{path}: expected shard of split '{split}' with {shard['records']} records, found no file.")
             if path.stat().st_size != shard["bytes"]:
                 raise GntkitError(f"{path}: expected {shard['bytes']} bytes as the manifest lists, found {path.stat().st_size}.")
-            digest = _sha256(path)
+            digest = sha256_file(path)
             if digest != shard["sha256"]:
                 raise GntkitError(f"{path}: expected sha256 {shard['sha256']}, found {digest} (the shard changed after conversion).")
             if shard.get("index"):

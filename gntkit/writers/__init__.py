@@ -320,7 +320,7 @@ class ShardWriter:
         try:
             size, sha256 = self._finish()
             if sha256 is None:
-                sha256 = _sha256_file(self.partial_path)
+                sha256 = sha256_file(self.partial_path)
             index_name = None
             if self.index_path is not None:
                 offsets = np.concatenate(self._offsets)
@@ -445,7 +445,7 @@ class PixelView:
         return self.pixels[self.offsets[i]:self.offsets[i + 1]].reshape(int(self.heights[i]), int(self.widths[i]))
 
 
-def _sha256_file(path: str) -> str:
+def sha256_file(path) -> str:
     """SHA-256 hex digest of a file, read in 4 MiB blocks."""
     sha = hashlib.sha256()
     with open(path, "rb") as f:
