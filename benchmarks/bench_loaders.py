@@ -61,6 +61,7 @@ def prepare(data: Path, records: int) -> dict[str, Path]:
 
 
 def warm_page_cache(folder: Path) -> None:
+    """Read every file once so that each reader starts from the page cache."""
     for path in sorted(folder.iterdir()):
         with open(path, "rb") as handle:
             while handle.read(1 << 24):
@@ -71,6 +72,7 @@ def warm_page_cache(folder: Path) -> None:
 
 
 def gntkit_torch(folder: Path, workers: int):
+    """gntkit's PyTorch loader, global shuffle."""
     from gntkit.datasets.torch import make_loader
 
     return make_loader(folder, batch_size=BATCH, shuffle=True, seed=0, num_workers=workers)
@@ -85,18 +87,21 @@ def _tf_threads(dataset, workers: int):
 
 
 def gntkit_tf(folder: Path, workers: int):
+    """gntkit's tf.data pipeline with its default reader, global shuffle."""
     from gntkit.datasets.tf import make_dataset
 
     return _tf_threads(make_dataset(folder, batch_size=BATCH, shuffle=True, seed=0, num_parallel_reads=workers), workers)
 
 
 def gntkit_tf_numpy(folder: Path, workers: int):
+    """gntkit's tf.data pipeline over the numba bulk reads (from_generator)."""
     from gntkit.datasets.tf import make_dataset
 
     return _tf_threads(make_dataset(folder, batch_size=BATCH, shuffle=True, seed=0, reader="numpy"), workers)
 
 
 def stock(folder: Path, workers: int):
+    """The format's stock reader, as its documentation and tutorials use it."""
     import gntkit.datasets as datasets
 
     shards = datasets.open(folder)
@@ -171,6 +176,7 @@ def measure(reader: str, folder: Path, workers: int, seconds: float) -> dict:
 
 
 def main() -> None:
+    """Prepare the data, measure every reader in its own process, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--data", type=Path, default=Path("/tmp/gntkit-bench-loaders"))

@@ -411,6 +411,7 @@ class _TFRecordShard:
         return np.asarray(offsets, np.int64)
 
     def get(self, j: int) -> tuple[np.ndarray, int]:
+        """Record j of this shard (any image size), parsed in plain Python."""
         start, end = int(self.offsets[j]), int(self.offsets[j + 1])
         try:
             features = _kernels.parse_example(bytes(self.buf[start + 12:end - 4]))
@@ -483,6 +484,7 @@ class _HDF5Shard:
             out_images[order] = self.images[unique][inverse]
 
     def get(self, j: int) -> tuple[np.ndarray, int]:
+        """Record j of this shard through h5py (fixed-size or raw)."""
         if self.images is not None:
             return np.asarray(self.images[j]), int(self.labels[j])
         try:
@@ -567,6 +569,7 @@ class _TarShard:
         return np.asarray(offsets if len(offsets) > 1 else [0], np.int64)
 
     def get(self, j: int) -> tuple[np.ndarray, int]:
+        """Sample j of this shard: full tar header handling and pillow (any image size)."""
         start, end = int(self.offsets[j]), int(self.offsets[j + 1])
         image, label = None, None
         for name, data, size in self._members(start, end):

@@ -188,10 +188,15 @@ def _segment_records(shards, share: np.ndarray, paths: list[str], compression: s
 def _global_records(shards, share: np.ndarray, paths: list[str], compression: str, parallel: int) -> tf.data.Dataset:
     """The records of `share` (with their multiplicity: padding may repeat one), in file order, interleaved."""
     n = len(shards)
-    copies = tf.constant(np.bincount(share, minlength=n).astype(np.int64)) if n else tf.constant([], tf.int64)
+    counts = np.bincount(share, minlength=n).astype(np.int64)
     wanted = sorted({int(k) for k in np.searchsorted([s.start for s in shards.shards], share, side="right") - 1})
     if not wanted:
         return tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
+    if (counts == 1).all():  # one pipeline holding every record once: no selection needed
+        files = tf.data.Dataset.from_tensor_slices(tf.constant(paths))
+        return files.interleave(lambda path: tf.data.TFRecordDataset(path, compression_type=compression), cycle_length=parallel,
+                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    copies = tf.constant(counts)
     files = tf.data.Dataset.from_tensor_slices((tf.constant([paths[k] for k in wanted]),
                                                 tf.constant([shards.shards[k].start for k in wanted], tf.int64)))
 

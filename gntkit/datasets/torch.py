@@ -24,7 +24,7 @@ import numpy as np
 import torch  # this module is the PyTorch adapter: torch is its one heavy import
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
-from gntkit.datasets import _EVEN_MODES, ShardSet, _as_shardset, _check_count, _shuffle_mode, epoch_order, num_batches, rank_share
+from gntkit.datasets import _EVEN_MODES, ShardSet, _as_shardset, _check_count, _shuffle_mode, epoch_order, rank_share
 from gntkit.errors import GntkitError
 
 __all__ = [
