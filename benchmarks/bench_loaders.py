@@ -6,7 +6,7 @@ threads and as many parallel calls, the closest tf.data equivalent):
 
   gntkit-torch  gntkit.datasets.torch.make_loader(..., shuffle=True)   (global shuffle, every format)
   gntkit-tf     gntkit.datasets.tf.make_dataset(..., shuffle=True)     (native tf.data for TFRecord,
-                                                                        numba reads via from_generator else)
+                                                                        numba reads via tf.numpy_function else)
   gntkit-tf-numpy  the same with reader="numpy" (TFRecord only: the numba reads, PyTorch's exact order)
   stock         webdataset:  webdataset.WebDataset(shards).decode("l8").to_tuple("png", "cls") + DataLoader
                 tfrecord:    tf.data.TFRecordDataset + parse_single_example per record, then batch
@@ -94,7 +94,7 @@ def gntkit_tf(folder: Path, workers: int):
 
 
 def gntkit_tf_numpy(folder: Path, workers: int):
-    """gntkit's tf.data pipeline over the numba bulk reads (from_generator)."""
+    """gntkit's tf.data pipeline over the numba bulk reads (tf.numpy_function per batch)."""
     from gntkit.datasets.tf import make_dataset
 
     return _tf_threads(make_dataset(folder, batch_size=BATCH, shuffle=True, seed=0, reader="numpy"), workers)

@@ -230,6 +230,23 @@ def test_raw_mode_gives_original_bitmaps(tmp_path):
         opened["hdf5"].read_arrays()
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_concurrent_reads_from_threads(sets, truth, fmt):
+    """tf.data calls read_batch from several threads: lazily opened state must be built once and stay right."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shards, t = datasets.open(sets[fmt]), truth["train"]
+    orders = [np.random.default_rng(seed).permutation(TRAIN)[:25] for seed in range(16)]
+
+    def read(job):
+        order, streaming = job
+        images, labels = shards.read_batch(order, streaming=streaming)
+        return np.array_equal(images, t.images[order]) and np.array_equal(labels, t.labels[order])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(read, [(order, k % 2 == 1) for k, order in enumerate(orders)]))
+
+
 def test_shardset_pickles_and_reopens(sets, truth):
     shards = datasets.open(sets["tfrecord"])
     shards.read_batch([1, 2])

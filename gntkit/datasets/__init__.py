@@ -36,6 +36,7 @@ import io
 import json
 import mmap
 import os
+import threading
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -724,7 +725,7 @@ class ShardSet:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for key in ("_readers", "_stream", "_bulk_reader", "_pid"):
+        for key in ("_readers", "_stream", "_bulk_reader", "_pid", "_lock"):
             state.pop(key)
         return state
 
@@ -766,6 +767,8 @@ class ShardSet:
         # handles. The bulk reader holds only read-only mmaps and arrays, which stay valid in a
         # forked child, so a child keeps it and starts without rebuilding it.
         self._readers, self._stream, self._pid = {}, OrderedDict(), os.getpid()
+        # Guards lazily built state: tf.data calls read_batch from several threads at once.
+        self._lock = threading.RLock()
         if not forked:
             self._bulk_reader = None
 
@@ -788,6 +791,13 @@ class ShardSet:
     def _reader(self, k: int):
         if os.getpid() != self._pid:
             self._reset(forked=True)
+        reader = self._readers.get(k)
+        if reader is not None:
+            return reader
+        with self._lock:
+            return self._open_reader(k)
+
+    def _open_reader(self, k: int):
         reader = self._readers.get(k)
         if reader is None:
             shard = self.shards[k]
@@ -833,6 +843,15 @@ class ShardSet:
         everything = shard_ids is None
         if everything and self._bulk_reader is not None:
             return self._bulk_reader
+        if os.getpid() != self._pid:
+            self._reset(forked=True)
+        with self._lock:
+            if everything and self._bulk_reader is not None:  # another thread built it meanwhile
+                return self._bulk_reader
+            return self._build_bulk(shard_ids)
+
+    def _build_bulk(self, shard_ids) -> _BulkReader | None:
+        everything = shard_ids is None
         readers = [self._reader(k) for k in (range(len(self.shards)) if everything else shard_ids)]
         if not readers or (self.format == "hdf5" and any(r.buf is None for r in readers)):
             return None
@@ -896,6 +915,10 @@ class ShardSet:
         """Shard k decoded in memory; the last two shards used stay cached (streaming mode)."""
         if os.getpid() != self._pid:
             self._reset(forked=True)
+        with self._lock:
+            return self._cached_shard(k)
+
+    def _cached_shard(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         if k in self._stream:
             self._stream.move_to_end(k)
             return self._stream[k]

@@ -9,9 +9,9 @@ Two readers:
   in the epoch's order). With shuffle=True ("global") a rank keeps exactly the records
   the epoch order gives it (the same multiset as PyTorch's rank), read in file order and
   mixed by a seeded shuffle buffer: the same samples per epoch, in a different order.
-- "numpy" (every format; the default for HDF5 and WebDataset): `from_generator` over
-  `ShardSet.iter_batches`, the numba bulk readers that PyTorch uses: exactly the
-  PyTorch batches, in the same order.
+- "numpy" (every format; the default for HDF5 and WebDataset): the numba bulk readers
+  that PyTorch uses, called per batch through `tf.numpy_function` in a deterministic
+  parallel map: exactly the PyTorch batches, in the same order.
 
 Epoch order, rank split, padding and batching are the ones in `gntkit.datasets`.
 """
@@ -73,7 +73,7 @@ def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffl
         drop_last: drop the pipeline's last short batch of each epoch.
         even: "pad", "drop" or "none" (see `gntkit.datasets.rank_share`).
         reader: "native" (TFRecord with tf.data ops), "numpy" (numba bulk reads via
-            from_generator, any format) or "auto" (native for TFRecord, else numpy).
+            tf.numpy_function, any format) or "auto" (native for TFRecord, else numpy).
         shuffle_buffer: shuffle buffer of the native reader in global mode.
         num_parallel_reads: shards read at once by the native reader (default AUTOTUNE-ish: 4).
 
@@ -116,13 +116,35 @@ def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffl
 
 
 def _numpy_dataset(shards, size, batch_size, mode, seed, rank, world_size, drop_last, even, epochs, start_batch) -> tf.data.Dataset:
-    def batches():
-        for e in epochs:
-            yield from shards.iter_batches(batch_size, shuffle=mode or False, seed=seed, epoch=e, rank=rank, world_size=world_size,
-                                           drop_last=drop_last, even=even, start_batch=start_batch if e == epochs[0] else 0)
+    """Batches read by ShardSet.read_batch in tf.numpy_function calls: PyTorch's batches, in its order.
 
-    signature = (tf.TensorSpec((None, size, size), tf.uint8), tf.TensorSpec((None,), tf.int64))
-    return tf.data.Dataset.from_generator(batches, output_signature=signature)
+    Each epoch's plan (record indices per batch) is computed when the epoch starts; batches
+    are read by a deterministic parallel map (the numba kernels release the GIL, so reads
+    overlap), then prefetched.
+    """
+
+    def plan_of(e):
+        plan = shards.batch_plan(batch_size, shuffle=mode or False, seed=seed, epoch=int(e), rank=rank, world_size=world_size,
+                                 drop_last=drop_last, even=even)
+        lengths = np.asarray([len(idx) for _, idx in plan], np.int64)
+        flat = np.concatenate([idx for _, idx in plan]) if plan else np.zeros(0, np.int64)
+        return flat.astype(np.int64), lengths
+
+    def read(indices):
+        return shards.read_batch(indices)
+
+    def one_epoch(flat, lengths):
+        return tf.data.Dataset.from_tensor_slices(tf.RaggedTensor.from_row_lengths(flat, lengths))
+
+    def read_batch(indices):
+        images, labels = tf.numpy_function(read, [indices], (tf.uint8, tf.int64), stateful=False)
+        return tf.ensure_shape(images, (None, size, size)), tf.ensure_shape(labels, (None,))
+
+    plans = tf.data.Dataset.range(epochs.start, epochs.stop).map(lambda e: tf.numpy_function(plan_of, [e], (tf.int64, tf.int64)))
+    batches = plans.flat_map(lambda flat, lengths: one_epoch(tf.ensure_shape(flat, (None,)), tf.ensure_shape(lengths, (None,))))
+    if start_batch:
+        batches = batches.skip(start_batch)  # skips indices only: the first epoch's first batches
+    return batches.map(read_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _parser(size: int):
