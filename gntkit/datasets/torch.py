@@ -236,12 +236,12 @@ class _BatchRing:
     def take(self, worker: int, slot: int, count: int, pin: bool) -> torch.Tensor:
         """Copy a slot's images into a fresh tensor (pinned if asked) and free the slot."""
         source = self.images[worker, slot, :count]
+        # numpy's single-threaded memcpy: torch's copy runs on the intra-op thread pool, whose
+        # threads then spin for a while and take CPU from the workers.
         if pin:
             images = torch.empty(source.shape, dtype=torch.uint8, pin_memory=True)
-            images.copy_(source)
+            np.copyto(images.numpy(), source.numpy())
         else:
-            # numpy's single-threaded memcpy: torch's copy runs on the intra-op thread pool, whose
-            # threads then spin for a while and take CPU from the workers.
             images = torch.from_numpy(source.numpy().copy())
         self.busy[worker, slot] = 0
         return images
