@@ -204,6 +204,7 @@ def convert(
     workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores). Output is identical for any value.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing gntkit output folder.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of the same command, keeping its finished shards.")] = False,
+    hash_sources: Annotated[bool, typer.Option("--hash-sources/--no-hash-sources", help="Record every source file's sha256 in the manifest (costly on CPUs without SHA instructions).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress line.")] = False,
 ):
     """Convert GNT sources (files, folders, zips) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""
@@ -215,7 +216,7 @@ def convert(
             sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed,
             charset=charset, preprocess=settings, on_error=on_error.value, on_unknown=on_unknown.value,
             shard_records=shard_records, shard_bytes=int(shard_mb * 1024 * 1024) if shard_mb else None,
-            compression=compression, workers=workers, overwrite=overwrite, resume=resume, progress=not quiet,
+            compression=compression, workers=workers, overwrite=overwrite, resume=resume, progress=not quiet, hash_sources=hash_sources,
             command=shlex.join(["gntkit", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("gntkit") else None,
         )
 

@@ -272,7 +272,8 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
             on_error: str = "raise", on_unknown: str = "drop", shard_records: int | None = None,
             shard_bytes: int | None = DEFAULT_SHARD_BYTES, compression: str | None = None, workers: int | None = None,
             overwrite: bool = False, resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
-            max_side: int = DEFAULT_MAX_SIDE, progress: bool = False, command: str | None = None) -> dict:
+            max_side: int = DEFAULT_MAX_SIDE, progress: bool = False, command: str | None = None,
+            hash_sources: bool = True) -> dict:
     """Convert GNT sources to shards of one format, with charset files and a manifest.
 
     Args:
@@ -295,6 +296,9 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         max_side: largest bitmap side accepted as real.
         progress: show a progress line on stderr.
         command: the command line to record in the manifest.
+        hash_sources: record the sha256 of every source file and zip (md5 too for zips) in the
+            manifest. SHA-256 runs at a few hundred MB/s on CPUs without SHA instructions,
+            so on such machines this is a large share of the conversion time.
 
     Returns:
         The manifest (also written to `dataset_info.json`).
@@ -359,7 +363,7 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         )
     save_journal()
 
-    archives = sorted({m.archive for m in members if m.archive})
+    archives = sorted({m.archive for m in members if m.archive}) if hash_sources else []
     hasher = _ArchiveHasher(archives)
     hasher.start()
     report = StreamReport()
@@ -370,7 +374,7 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
     started = time.perf_counter()
     try:
         for batch in iter_batches(members, charset_obj, preprocess, on_error=on_error, on_unknown=on_unknown,
-                                  batch_size=batch_size, workers=workers, max_side=max_side, report=report, hash_members=True):
+                                  batch_size=batch_size, workers=workers, max_side=max_side, report=report, hash_members=hash_sources):
             outputs[assignment[batch.writer_ids[0]]].write(batch, len(charset_obj))
             samples += len(batch)
             for entry in report.members[len(seen_members):]:
@@ -421,13 +425,21 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         "sources": [_source_entry(Path(s), members, member_entries, hasher.digests) for s in source_list],
         "splits": splits_json,
         "skipped": report.to_json(),
-        "stats": {"records_read": report.records, "samples_written": samples, "seconds": round(seconds, 3), "workers": workers},
+        "stats": {"records_read": report.records, "samples_written": samples, "seconds": round(seconds, 3), "workers": workers,
+                  "peak_rss_mb": {"main": round(_peak_rss_kb() / 1024, 1), "worker": round(report.worker_peak_rss_kb / 1024, 1)},
+                  "sources_hashed": hash_sources},
     }
     manifest["summary"] = report.summary()
     manifest["output"] = str(out_dir)
     _write_json_atomic(out_dir / MANIFEST, manifest)
     (out_dir / JOURNAL).unlink(missing_ok=True)
     return manifest
+
+
+def _peak_rss_kb() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _source_entry(path: Path, members: list[GntMember], member_entries: dict, archive_digests: dict) -> dict:

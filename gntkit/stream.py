@@ -8,6 +8,7 @@ same whatever the number of worker processes.
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import hashlib
 import multiprocessing
 from collections import Counter
@@ -52,6 +53,7 @@ class StreamReport:
     other: int = 0
     problems: list[Problem] = field(default_factory=list)
     members: list[dict] = field(default_factory=list)
+    worker_peak_rss_kb: int = 0
 
     def merge(self, other: StreamReport) -> None:
         """Add another report's counts to this one."""
@@ -66,6 +68,7 @@ class StreamReport:
         self.other += other.other
         self.problems.extend(other.problems)
         self.members.extend(other.members)
+        self.worker_peak_rss_kb = max(self.worker_peak_rss_kb, other.worker_peak_rss_kb)
 
     @property
     def lost_anything(self) -> bool:
@@ -222,8 +225,11 @@ def _worker_init():
 
 
 def _member_job(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, hash_members):
+    import resource
+
     report = StreamReport()
     batches = list(member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report, hash_members))
+    report.worker_peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return batches, report
 
 
@@ -274,7 +280,13 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
             if len(pending) >= 2 * workers:
                 break
         while pending:
-            batches, member_report = pending.pop(0).result()
+            try:
+                batches, member_report = pending.pop(0).result()
+            except concurrent.futures.process.BrokenProcessPool:
+                raise GntkitError(
+                    "The worker processes stopped before finishing: when gntkit is called from a script, put the call "
+                    "under `if __name__ == '__main__':` (worker processes import the main module), or pass workers=1."
+                ) from None
             report.merge(member_report)
             next_member = next(queue, None)
             if next_member is not None:

@@ -247,3 +247,22 @@ def test_cli_convert_end_to_end(tmp_path, corpus_f, monkeypatch):
     assert ok.exit_code == 0, ok.output
     bad = runner.invoke(app, ["convert", str(corpus_f), "--out", str(tmp_path / "x"), "--size", "3"])
     assert bad.exit_code == 2 and "size" in bad.output and "Traceback" not in bad.output
+
+
+def test_without_source_hashes(tmp_path, corpus_c):
+    manifest = convert(corpus_c, tmp_path / "o", to="tfrecord", workers=1, hash_sources=False)
+    assert manifest["stats"]["sources_hashed"] is False
+    assert all(f["sha256"] is None for f in manifest["sources"][0]["files"])
+    assert manifest["stats"]["peak_rss_mb"]["main"] > 0
+    assert verify(tmp_path / "o")["records"] == 72
+
+
+def test_script_without_main_guard_gets_a_clear_error(tmp_path, corpus_c):
+    import subprocess
+    import sys
+
+    script = tmp_path / "convert_script.py"
+    script.write_text(f"from gntkit.convert import convert\nconvert({str(corpus_c)!r}, {str(tmp_path / 'o')!r}, workers=2)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "__name__ == '__main__'" in result.stderr
