@@ -78,7 +78,7 @@ def test_native_global_shuffle_gives_each_rank_its_samples(sets, truth):
     for world in (1, 2, 3):
         seen = []
         for rank in range(world):
-            dataset = make_dataset(sets["tfrecord"], batch_size=BATCH, seed=5, epoch=3, rank=rank, world_size=world)
+            dataset = make_dataset(sets["tfrecord"], batch_size=BATCH, seed=5, epoch=3, rank=rank, world_size=world, reader="native")
             batches = run(dataset, truth)
             planned = plan(shards, rank, world, epoch=3, seed=5)
             assert [len(b) for b in batches] == [len(b) for b in planned]
@@ -87,8 +87,8 @@ def test_native_global_shuffle_gives_each_rank_its_samples(sets, truth):
             assert run(dataset, truth) == batches  # deterministic
             seen += sum(batches, [])
         assert sorted(set(seen)) == list(range(TRAIN))
-    first = run(make_dataset(sets["tfrecord"], batch_size=BATCH, seed=5, epoch=0), truth)
-    second = run(make_dataset(sets["tfrecord"], batch_size=BATCH, seed=5, epoch=1), truth)
+    first = run(make_dataset(sets["tfrecord"], batch_size=BATCH, seed=5, epoch=0, reader="native"), truth)
+    second = run(make_dataset(sets["tfrecord"], batch_size=BATCH, seed=5, epoch=1, reader="native"), truth)
     assert first != second and sorted(sum(first, [])) == sorted(sum(second, [])) == list(range(TRAIN))
 
 

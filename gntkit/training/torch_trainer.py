@@ -421,7 +421,8 @@ def _open_loaders(config: TrainConfig, data_dir, dist: Distributed):
     if val_split is not None:
         val = datasets_torch.make_loader(
             data_dir, val_split, eval_batch, shuffle=False, seed=config.seed,
-            num_workers=config.num_workers, rank=dist.rank, world_size=dist.world_size, drop_last=False)
+            num_workers=config.num_workers, rank=dist.rank, world_size=dist.world_size, drop_last=False,
+            even="none")  # no padding: each validation sample counted once (only sums are all-reduced)
         val_samples = len(datasets.open(data_dir, val_split))
     facts = common.data_facts(train_set, data_dir, config.train_split, val_split, val_samples)
     return train, val, facts
