@@ -30,7 +30,7 @@ import pytest
 
 import gntkit.datasets as datasets
 from gntkit.convert import convert
-from gntkit.datasets import _kernels
+from gntkit.kernels import shards as _kernels
 from gntkit.errors import FormatError, GntkitError
 from gntkit.preprocess import Preprocess
 from gntkit.synth import write_corpus

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gntkit.datasets import _kernels
+from gntkit.kernels import shards as _kernels
 from gntkit.errors import FormatError, GntkitError, require
 
 __all__ = [

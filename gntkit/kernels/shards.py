@@ -1,4 +1,4 @@
-"""numba kernels behind gntkit.datasets: bulk record gathering and tf.train.Example parsing.
+"""numba kernels behind gntkit.datasets: bulk record gathering, tf.train.Example parsing, PNG unfiltering.
 
 Kernels take contiguous arrays and scalars and return arrays or status codes; the
 Python wrappers in `gntkit.datasets` check inputs and turn status codes into
