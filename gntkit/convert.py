@@ -395,7 +395,10 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
 
     # Final names now that shard counts are known; the manifest is written last.
     splits_json = {}
+    empty_splits = [name for name, output in outputs.items() if output.num_records == 0]
     for split_name, output in outputs.items():
+        if split_name in empty_splits:
+            continue  # no writer of the sources falls in it: listed under split.empty instead
         total = len(output.shards)
         for i, entry in enumerate(output.shards):
             final = shard_name(name, split_name, ext, i, total)
@@ -421,7 +424,7 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         "preprocess": preprocess.to_json(),
         "features": format_module.feature_spec(preprocess.raw, None if preprocess.raw else preprocess.size),
         "compression": compression,
-        "split": plan.to_json(),
+        "split": {**plan.to_json(), "empty": empty_splits},
         "sources": [_source_entry(Path(s), members, member_entries, hasher.digests) for s in source_list],
         "splits": splits_json,
         "skipped": report.to_json(),
@@ -429,8 +432,10 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
                   "peak_rss_mb": {"main": round(_peak_rss_kb() / 1024, 1), "worker": round(report.worker_peak_rss_kb / 1024, 1)},
                   "sources_hashed": hash_sources},
     }
-    manifest["summary"] = report.summary()
+    manifest["summary"] = report.summary() + (f" Split(s) with no samples, left out: {', '.join(empty_splits)}." if empty_splits else "")
     manifest["output"] = str(out_dir)
+    if not splits_json:
+        raise GntkitError(f"{out_dir}: no sample was kept ({report.summary()}); nothing to write. Check --charset and --split.")
     _write_json_atomic(out_dir / MANIFEST, manifest)
     (out_dir / JOURNAL).unlink(missing_ok=True)
     return manifest

@@ -266,3 +266,15 @@ def test_script_without_main_guard_gets_a_clear_error(tmp_path, corpus_c):
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "__name__ == '__main__'" in result.stderr
+
+
+def test_split_without_writers_is_left_out(tmp_path, corpus_c):
+    manifest = convert(corpus_c, tmp_path / "o", to="tfrecord", split="hwdb1.1", workers=1)
+    assert list(manifest["splits"]) == ["train"] and manifest["split"]["empty"] == ["test"]
+    assert "left out: test" in manifest["summary"]
+    from gntkit.charset import Charset
+
+    symbols_only = Charset("symbols", [0x2100], ["!"], "test")  # a -c corpus has no symbols
+    with pytest.raises(GntkitError, match="no sample was kept"):
+        convert(corpus_c, tmp_path / "p", to="tfrecord", workers=1, charset=symbols_only)
+    assert not (tmp_path / "p" / "dataset_info.json").exists()
