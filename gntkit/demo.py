@@ -55,5 +55,5 @@ def run_demo(out_dir: str | Path, *, writers: int = 8, classes: int = 40, sample
         outputs[to] = str(target)
     grid = preview(corpus, out_dir / "preview.png", count=40, stages=4)
     log(f"5. preview grid with preprocessing stages: {grid['path']}")
-    log(f"next: gntkit train {outputs['hdf5']} --framework torch --model cnn3 --out {out_dir / 'run'}")
+    log(f"next: gntkit train {outputs['hdf5']} --framework torch --model cnn3 --epochs 5 --optimizer adam --out {out_dir / 'run'}")
     return {"corpus": str(corpus), "outputs": outputs, "preview": grid["path"], "records": report["records"]}
