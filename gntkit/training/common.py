@@ -983,3 +983,31 @@ def metrics_row(epoch: int, train: dict, val: dict | None) -> dict:
         "seconds": round(float(train["seconds"]), 3),
         "images_per_second": round(train["images"] / max(train["seconds"], 1e-9), 1),
     }
+
+
+def startup_messages(config, facts: dict, framework_label: str, device_text: str, has_val: bool,
+                     resumed: bool, start_epoch: int) -> list[str]:
+    """The lines a trainer logs before its first epoch (model, device, data, caveats).
+
+    Args:
+        config: the TrainConfig.
+        facts: data facts (num_classes, image_size, train/val samples, val_split).
+        framework_label: e.g. "torch 2.13.0".
+        device_text: the framework's device/precision description.
+        has_val: whether a validation split is used.
+        resumed / start_epoch: whether this run continues an earlier one, after which epoch.
+    """
+    from gntkit.models.configs import describe, get_config
+
+    lines = [
+        describe(get_config(config.model, config.width), facts["num_classes"], facts["image_size"], 1, config.batch_norm)
+        + f" [{framework_label}]",
+        f"{device_text}; train {facts['train_samples']:,} images"
+        + (f", validation {facts['val_samples']:,} images ({facts['val_split']})" if has_val else ", no validation split"),
+    ]
+    if facts.get("val_split") == "test":
+        lines.append("note: validating on the test split (the data has no val split); the test accuracy is then "
+                     "not an independent estimate.")
+    if resumed:
+        lines.append(f"resuming after epoch {start_epoch} of {config.epochs}")
+    return lines

@@ -540,18 +540,11 @@ def main(config: TrainConfig, out_dir, *, data_dir=None, arrays=None, classes=No
         if is_chief:
             run.log(message, quiet)
 
-    from gntkit.models.configs import describe, get_config
-    log(describe(get_config(config.model, config.width), facts["num_classes"], facts["image_size"], 1,
-                 config.batch_norm) + f" [tensorflow {tf.__version__}]")
-    log(f"device {where}, {strategy.num_replicas_in_sync} replica(s), precision {precision}; "
-        f"train {facts['train_samples']:,} images"
-        + (f", validation {facts['val_samples']:,} images ({facts['val_split']})" if val_batches is not None
-           else ", no validation split"))
-    if facts.get("val_split") == "test":
-        log("note: validating on the test split (the data has no val split); the test accuracy is then "
-            "not an independent estimate.")
-    if resume:
-        log(f"resuming after epoch {start_epoch} of {config.epochs}")
+    for line in common.startup_messages(
+            config, facts, f"tensorflow {tf.__version__}",
+            f"device {where}, {strategy.num_replicas_in_sync} replica(s), precision {precision}",
+            val_batches is not None, resume, start_epoch):
+        log(line)
 
     steps_per_epoch = len(train_batches)
     stopped_early = early.patience is not None and early.bad_epochs >= early.patience

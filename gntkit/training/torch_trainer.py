@@ -514,18 +514,12 @@ def _main(config, out_dir, dist, data_dir, arrays, classes, preprocess, resume, 
         if dist.is_main:
             run.log(message, quiet)
 
-    from gntkit.models.configs import describe, get_config
-    log(describe(get_config(config.model, config.width), facts["num_classes"], facts["image_size"], 1,
-                 config.batch_norm) + f" [torch {torch.__version__}]")
-    log(f"device {device}, {dist.world_size} process(es), precision {precision}, "
-        f"channels-last {'on' if channels_last else 'off'}; train {facts['train_samples']:,} images"
-        + (f", validation {facts['val_samples']:,} images ({facts['val_split']})" if val_batches is not None
-           else ", no validation split"))
-    if facts.get("val_split") == "test":
-        log("note: validating on the test split (the data has no val split); the test accuracy is then "
-            "not an independent estimate.")
-    if resumed:
-        log(f"resuming after epoch {start_epoch} of {config.epochs}")
+    for line in common.startup_messages(
+            config, facts, f"torch {torch.__version__}",
+            f"device {device}, {dist.world_size} process(es), precision {precision}, "
+            f"channels-last {'on' if channels_last else 'off'}",
+            val_batches is not None, resumed, start_epoch):
+        log(line)
 
     steps_per_epoch = len(train_batches)
     if steps_per_epoch < 1:
