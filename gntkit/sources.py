@@ -75,7 +75,7 @@ class GntMember:
         if self.archive is None:
             try:
                 if map_file:
-                    return _map_file(self.name)
+                    return mapped_bytes(self.name)
                 return np.fromfile(self.name, dtype=np.uint8)
             except OSError as exc:
                 raise GntkitError(f"{self.name}: cannot read the file ({exc.strerror or exc}).") from None
@@ -91,7 +91,7 @@ class GntMember:
         return np.frombuffer(data, dtype=np.uint8)
 
 
-def _map_file(path: str) -> np.ndarray:
+def mapped_bytes(path) -> np.ndarray:
     """Read-only uint8 view of a whole file through mmap (an empty file gives an empty array)."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size

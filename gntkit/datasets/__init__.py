@@ -29,12 +29,9 @@ HDF5 shard is read, pillow when a WebDataset shard is decoded.
 
 from __future__ import annotations
 
-import builtins
 import gzip
-import hashlib
 import io
 import json
-import mmap
 import os
 import threading
 import zlib
@@ -46,6 +43,8 @@ import numpy as np
 
 from gntkit.kernels import shards as _kernels
 from gntkit.errors import FormatError, GntkitError, require
+from gntkit.sources import mapped_bytes
+from gntkit.writers import sha256_file
 
 __all__ = [
     "MANIFEST",
@@ -73,6 +72,19 @@ def _check_count(name: str, value, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise GntkitError(f"{name} must be an integer >= {minimum}, found {value!r}.")
     return int(value)
+
+
+def check_rank(rank, world_size) -> tuple[int, int]:
+    """(rank, world_size) as ints, checked: world_size >= 1, 0 <= rank < world_size.
+
+    Raises:
+        GntkitError: a value out of range or not an integer.
+    """
+    world_size = _check_count("world_size", world_size, 1)
+    rank = _check_count("rank", rank)
+    if rank >= world_size:
+        raise GntkitError(f"rank must be below world_size={world_size}, found {rank}.")
+    return rank, world_size
 
 
 def _shuffle_mode(shuffle) -> str | None:
@@ -142,10 +154,7 @@ def rank_share(indices, rank: int, world_size: int, even: str = "pad") -> np.nda
     indices = np.asarray(indices, dtype=np.int64)
     if indices.ndim != 1:
         raise GntkitError(f"indices must be a 1-D array, found shape {indices.shape}.")
-    world_size = _check_count("world_size", world_size, 1)
-    rank = _check_count("rank", rank)
-    if rank >= world_size:
-        raise GntkitError(f"rank must be below world_size={world_size}, found {rank}.")
+    rank, world_size = check_rank(rank, world_size)
     if even not in _EVEN_MODES:
         raise GntkitError(f"even must be one of {', '.join(_EVEN_MODES)}, found {even!r}.")
     n = len(indices)
@@ -294,14 +303,6 @@ def _shards_of(folder: Path, manifest_path: Path, split: str, entry: dict) -> li
     return shards
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with builtins.open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def open(path, split: str | None = None, verify: bool = False) -> ShardSet:  # noqa: A001 - the module's entry point, like gzip.open
     """Open one split of a gntkit output folder.
 
@@ -339,22 +340,13 @@ def open(path, split: str | None = None, verify: bool = False) -> ShardSet:  # n
         for shard in shards:
             if not shard.sha256:
                 raise GntkitError(f"{shard.path}: cannot verify, {MANIFEST} records no sha256 for this shard.")
-            found = _sha256(shard.path)
+            found = sha256_file(shard.path)
             if found != shard.sha256:
                 raise GntkitError(f"{shard.path} fails its checksum: {MANIFEST} says sha256 {shard.sha256}, the file has {found}.")
     return ShardSet(folder, info, split, shards)
 
 
 # --------------------------------------------------------------------------- shard readers
-
-
-def _memmap(path: Path) -> np.ndarray:
-    """The file's bytes as a read-only uint8 array over an mmap (a plain ndarray: cheap to slice, numba-friendly)."""
-    if path.stat().st_size == 0:
-        return np.zeros(0, np.uint8)
-    with builtins.open(path, "rb") as handle:
-        mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-    return np.frombuffer(mapping, np.uint8)
 
 
 def _load_index(shard: Shard, size: int) -> np.ndarray | None:
@@ -393,7 +385,7 @@ class _TFRecordShard:
                     raise FormatError(str(shard.path), None, "a GZIP-compressed TFRecord file (the manifest says GZIP)", str(exc)) from None
             self.offsets = self._scan()
         else:
-            self.buf = _readonly(_memmap(shard.path))
+            self.buf = _readonly(mapped_bytes(shard.path))
             self.offsets = _load_index(shard, len(self.buf))
             if self.offsets is None:
                 self.offsets = self._scan()
@@ -450,7 +442,7 @@ class _HDF5Shard:
                 raise FormatError(str(shard.path), None, f"an 'images' dataset uint8 (N, {image_size}, {image_size})", found)
             self.positions = self._raw_positions()
             if self.positions is not None:
-                self.buf = _readonly(_memmap(shard.path))
+                self.buf = _readonly(mapped_bytes(shard.path))
 
     def _raw_positions(self) -> np.ndarray | None:
         """Byte position of each image in the file when the dataset is stored unfiltered, else None."""
@@ -503,7 +495,7 @@ class _TarShard:
     def __init__(self, shard: Shard, image_size: int | None):
         self.shard = shard
         self.image_size = image_size
-        self.buf = _readonly(_memmap(shard.path))
+        self.buf = _readonly(mapped_bytes(shard.path))
         self.offsets = _load_index(shard, len(self.buf))
         if self.offsets is None:
             self.offsets = self._scan()

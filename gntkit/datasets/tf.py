@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf  # this module is the TensorFlow adapter: tensorflow is its one heavy import
 
-from gntkit.datasets import _EVEN_MODES, _as_shardset, _check_count, _shuffle_mode, num_batches, rank_share
+from gntkit.datasets import _EVEN_MODES, _as_shardset, _check_count, _shuffle_mode, check_rank, num_batches, rank_share
 from gntkit.errors import GntkitError
 
 __all__ = ["make_dataset", "rank_of"]
@@ -45,11 +45,7 @@ def rank_of(input_context=None, rank: int | None = None, world_size: int | None 
         rank, world_size = 0, 1
     elif rank is None or world_size is None:
         raise GntkitError(f"Give both rank and world_size, found rank={rank}, world_size={world_size}.")
-    world_size = _check_count("world_size", world_size, 1)
-    rank = _check_count("rank", rank)
-    if rank >= world_size:
-        raise GntkitError(f"rank must be below world_size={world_size}, found {rank}.")
-    return rank, world_size
+    return check_rank(rank, world_size)
 
 
 def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0, input_context=None, *,

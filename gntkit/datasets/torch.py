@@ -24,7 +24,7 @@ import numpy as np
 import torch  # this module is the PyTorch adapter: torch is its one heavy import
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
-from gntkit.datasets import _EVEN_MODES, ShardSet, _as_shardset, _check_count, _shuffle_mode, epoch_order, rank_share
+from gntkit.datasets import _EVEN_MODES, ShardSet, _as_shardset, _check_count, _shuffle_mode, check_rank, epoch_order, rank_share
 from gntkit.errors import GntkitError
 
 __all__ = [
@@ -55,11 +55,7 @@ def default_rank(rank: int | None = None, world_size: int | None = None) -> tupl
             rank, world_size = 0, 1
         else:
             raise GntkitError(f"Give both rank and world_size (or neither, to take them from torch.distributed), found rank={rank}, world_size={world_size}.")
-    world_size = _check_count("world_size", world_size, 1)
-    rank = _check_count("rank", rank)
-    if rank >= world_size:
-        raise GntkitError(f"rank must be below world_size={world_size}, found {rank}.")
-    return rank, world_size
+    return check_rank(rank, world_size)
 
 
 class ShardDataset(Dataset):
