@@ -521,6 +521,24 @@ class RunFolder:
             return self.checkpoint_dir / which
         raise GntkitError(f"Unknown framework {self.framework!r}: expected torch or tf.")
 
+    def checkpoint_to_load(self, which: str) -> Path:
+        """Path of checkpoint `which`; "best" falls back to "last" when no complete best exists."""
+        if which == "best" and not self.has_checkpoint("best"):
+            which = "last"
+        return self.checkpoint_path(which)
+
+    def read_run_info_of_framework(self) -> dict:
+        """Read run.json and check that the run was trained with this folder's framework.
+
+        Raises:
+            GntkitError: not a run folder, or a run of the other framework.
+        """
+        info = self.read_run_info()
+        found = info["config"].get("framework")
+        if found != self.framework:
+            raise GntkitError(f"{self.path}: expected a {self.framework} run, found a {found} run.")
+        return info
+
     def has_checkpoint(self, which: str) -> bool:
         """Whether checkpoint `which` was written completely."""
         p = self.checkpoint_path(which)

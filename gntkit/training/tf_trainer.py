@@ -430,12 +430,9 @@ def load_run_model(run_dir, which: str = "best", device: str = "auto"):
         GntkitError: not a tf run, or no checkpoint.
     """
     run = RunFolder(run_dir, "tf")
-    info = run.read_run_info()
-    if info["config"].get("framework") != "tf":
-        raise GntkitError(f"{run_dir}: expected a tf run, found a {info['config'].get('framework')} run.")
-    which = which if run.has_checkpoint(which) or which != "best" else "last"
+    info = run.read_run_info_of_framework()
     model = build_model_for_run(info)
-    restore_checkpoint(run.checkpoint_path(which), model)
+    restore_checkpoint(run.checkpoint_to_load(which), model)
     return model, info
 
 

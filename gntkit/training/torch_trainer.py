@@ -24,7 +24,6 @@ import numpy as np
 from gntkit.errors import GntkitError, require
 from gntkit.training import common
 from gntkit.training.common import (
-    ArrayBatches,
     EarlyStopping,
     RunFolder,
     TrainConfig,
@@ -40,7 +39,6 @@ from gntkit.models.torch import count_parameters, create_model  # noqa: E402  (n
 
 __all__ = [
     "main",
-    "fit",
     "train_one_epoch",
     "validate",
     "predict_logits",
@@ -389,12 +387,8 @@ def load_run_model(run_dir, which: str = "best", device: str = "cpu"):
         GntkitError: not a torch run, or no checkpoint.
     """
     run = RunFolder(run_dir, "torch")
-    info = run.read_run_info()
-    if info["config"].get("framework") != "torch":
-        raise GntkitError(f"{run_dir}: expected a torch run, found a {info['config'].get('framework')} run.")
-    path = run.checkpoint_path(which)
-    if which == "best" and not path.is_file():
-        path = run.checkpoint_path("last")
+    info = run.read_run_info_of_framework()
+    path = run.checkpoint_to_load(which)
     device = resolve_device(device)
     model = build_model_for_run(info)
     model.load_state_dict(load_checkpoint(path, "cpu")["model"])
