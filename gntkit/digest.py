@@ -38,10 +38,8 @@ def _as_bytes_view(buffer, index: int) -> np.ndarray:
     return view
 
 
-def _padding(message: np.ndarray) -> np.ndarray:
-    """The message's last partial block plus SHA-256 padding: 64 or 128 bytes."""
-    size = message.size
-    rest = message[size - size % 64:]
+def _padding(rest: np.ndarray, size: int) -> np.ndarray:
+    """The message's last partial block (rest) plus SHA-256 padding for a size-byte message: 64 or 128 bytes."""
     total = 64 if size % 64 < 56 else 128
     tail = np.zeros(total, np.uint8)
     tail[: rest.size] = rest
@@ -51,13 +49,30 @@ def _padding(message: np.ndarray) -> np.ndarray:
 
 
 class _Lane:
-    """One message in flight: its full blocks are read in place, its padded tail from a copy."""
+    """One message in flight: full blocks come from the buffer or the file, the padded tail from a copy.
 
-    def __init__(self, job: int, message: np.ndarray):
+    Files are read with readinto straight into the staging rows, not mapped: mapping
+    several GB of sources would count in the process's resident memory.
+    """
+
+    def __init__(self, job: int, message):
         self.job = job
-        self.message = message
-        self.full_blocks = message.size // 64
-        self.tail = _padding(message)
+        self.file = None
+        if isinstance(message, np.ndarray):
+            self.message, size = message, message.size
+            rest = message[size - size % 64:]
+        else:
+            self.message = None
+            try:
+                self.file = open(message, "rb", buffering=0)
+                size = os.fstat(self.file.fileno()).st_size
+                rest = np.frombuffer(os.pread(self.file.fileno(), size % 64, size - size % 64), np.uint8)
+            except OSError as exc:
+                self.close()
+                raise GntkitError(f"{message}: cannot read the file to hash it ({exc.strerror or exc}).") from None
+        self.path = None if self.file is None else message
+        self.full_blocks = size // 64
+        self.tail = _padding(rest, size)
         self.total_blocks = self.full_blocks + self.tail.size // 64
         self.done_blocks = 0
 
@@ -67,17 +82,37 @@ class _Lane:
         first, end = self.done_blocks, self.done_blocks + count
         from_message = max(0, min(end, self.full_blocks) - first)
         if from_message:
-            row[: 64 * from_message] = self.message[64 * first: 64 * (first + from_message)]
+            if self.file is None:
+                row[: 64 * from_message] = self.message[64 * first: 64 * (first + from_message)]
+            else:
+                self._read_into(row[: 64 * from_message], 64 * first)
         if from_message < count:
             tail_first = first + from_message - self.full_blocks
             row[64 * from_message: 64 * count] = self.tail[64 * tail_first: 64 * (tail_first + count - from_message)]
         self.done_blocks = end
         return count
 
+    def _read_into(self, target: np.ndarray, offset: int) -> None:
+        view = memoryview(target)
+        done = 0
+        while done < len(view):
+            try:
+                got = os.preadv(self.file.fileno(), [view[done:]], offset + done)
+            except OSError as exc:
+                raise GntkitError(f"{self.path}: cannot read the file to hash it ({exc.strerror or exc}).") from None
+            if got == 0:
+                raise GntkitError(f"{self.path}: the file shrank while it was being hashed (expected {64 * self.full_blocks} bytes or more, found {offset + done}).")
+            done += got
 
-def _hash_lanes(messages: list[np.ndarray]) -> list[str]:
-    """SHA-256 hex digests of messages through the multi-buffer kernel."""
-    order = sorted(range(len(messages)), key=lambda i: -messages[i].size)
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _hash_lanes(messages: list) -> list[str]:
+    """SHA-256 hex digests of messages (uint8 arrays or file paths) through the multi-buffer kernel."""
+    order = sorted(range(len(messages)), key=lambda i: -_size(messages[i]))
     queue = iter(order)
     digests: list[str | None] = [None] * len(messages)
     lanes: list[_Lane | None] = [None] * LANES
@@ -85,53 +120,54 @@ def _hash_lanes(messages: list[np.ndarray]) -> list[str]:
     stage = np.zeros((LANES, STEP_BLOCKS * 64), np.uint8)
     words = stage.view(np.uint32)  # the kernel reads native words and swaps bytes itself
     counts = np.zeros(LANES, np.int64)
-    while True:
-        for slot in range(LANES):
-            if lanes[slot] is None:
-                job = next(queue, None)
-                if job is not None:
-                    lanes[slot] = _Lane(job, messages[job])
-                    state[:, slot] = INITIAL_STATE
-        if all(lane is None for lane in lanes):
-            return digests
-        for slot, lane in enumerate(lanes):
-            counts[slot] = 0 if lane is None else lane.stage(stage[slot])
-        compress_lanes(state, words, counts, ROUND_CONSTANTS)
-        for slot, lane in enumerate(lanes):
-            if lane is not None and lane.done_blocks == lane.total_blocks:
-                digests[lane.job] = state[:, slot].astype(">u4").tobytes().hex()
-                lanes[slot] = None
+    try:
+        while True:
+            for slot in range(LANES):
+                if lanes[slot] is None:
+                    job = next(queue, None)
+                    if job is not None:
+                        lanes[slot] = _Lane(job, messages[job])
+                        state[:, slot] = INITIAL_STATE
+            if all(lane is None for lane in lanes):
+                return digests
+            for slot, lane in enumerate(lanes):
+                counts[slot] = 0 if lane is None else lane.stage(stage[slot])
+            compress_lanes(state, words, counts, ROUND_CONSTANTS)
+            for slot, lane in enumerate(lanes):
+                if lane is not None and lane.done_blocks == lane.total_blocks:
+                    digests[lane.job] = state[:, slot].astype(">u4").tobytes().hex()
+                    lane.close()
+                    lanes[slot] = None
+    finally:
+        for lane in lanes:
+            if lane is not None:
+                lane.close()
 
 
-def sha256_many(buffers: Sequence, *, method: str = "auto", threads: int = 1) -> list[str]:
-    """SHA-256 hex digests of bytes-like buffers (bytes, memoryview, 1-D uint8 arrays, mmaps).
+def _size(message) -> int:
+    return message.size if isinstance(message, np.ndarray) else os.stat(message).st_size
 
-    Args:
-        buffers: the messages.
-        method: "lanes" (multi-buffer numba kernel), "hashlib", or "auto": lanes when there
-            are enough messages to fill them and the JIT is on, hashlib otherwise.
-        threads: kernels run side by side on this many threads (each with its own lanes).
 
-    Returns:
-        Hex digests in the order of buffers.
+def _hashlib_file(path) -> str:
+    sha = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(4 << 20):
+                sha.update(block)
+    except OSError as exc:
+        raise GntkitError(f"{path}: cannot read the file to hash it ({exc.strerror or exc}).") from None
+    return sha.hexdigest()
 
-    Raises:
-        GntkitError: an argument that is not a buffer, or a bad method or thread count.
-    """
-    if method not in METHODS:
-        raise GntkitError(f"method must be one of {', '.join(METHODS)}, found {method!r}.")
-    if int(threads) < 1:
-        raise GntkitError(f"threads must be at least 1, found {threads}.")
-    messages = [_as_bytes_view(buffer, i) for i, buffer in enumerate(buffers)]
-    if method == "auto":
-        method = "lanes" if len(messages) >= MIN_JOBS_FOR_LANES and not numba.config.DISABLE_JIT else "hashlib"
+
+def _hash(messages: list, method: str, threads: int) -> list[str]:
+    """Digests of arrays or paths by method ("lanes" or "hashlib") on up to `threads` threads."""
     if method == "hashlib":
-        return [hashlib.sha256(message).hexdigest() for message in messages]
+        return [hashlib.sha256(m).hexdigest() if isinstance(m, np.ndarray) else _hashlib_file(m) for m in messages]
     threads = min(int(threads), max(1, len(messages) // MIN_JOBS_FOR_LANES))
     if threads == 1:
         return _hash_lanes(messages)
     # Deal the jobs out by size so each thread gets a similar share of bytes.
-    order = sorted(range(len(messages)), key=lambda i: -messages[i].size)
+    order = sorted(range(len(messages)), key=lambda i: -_size(messages[i]))
     groups = [order[t::threads] for t in range(threads)]
     results: list[list[str]] = [[] for _ in range(threads)]
     errors: list[BaseException] = []
@@ -156,21 +192,47 @@ def sha256_many(buffers: Sequence, *, method: str = "auto", threads: int = 1) ->
     return digests
 
 
+def _check(method: str, threads: int, count: int) -> str:
+    """The method to use after checking the arguments."""
+    if method not in METHODS:
+        raise GntkitError(f"method must be one of {', '.join(METHODS)}, found {method!r}.")
+    if int(threads) < 1:
+        raise GntkitError(f"threads must be at least 1, found {threads}.")
+    if method == "auto":
+        return "lanes" if count >= MIN_JOBS_FOR_LANES and not numba.config.DISABLE_JIT else "hashlib"
+    return method
+
+
+def sha256_many(buffers: Sequence, *, method: str = "auto", threads: int = 1) -> list[str]:
+    """SHA-256 hex digests of bytes-like buffers (bytes, memoryview, 1-D uint8 arrays, mmaps).
+
+    Args:
+        buffers: the messages.
+        method: "lanes" (multi-buffer numba kernel), "hashlib", or "auto": lanes when there
+            are enough messages to fill them and the JIT is on, hashlib otherwise.
+        threads: kernels run side by side on this many threads (each with its own lanes).
+
+    Returns:
+        Hex digests in the order of buffers.
+
+    Raises:
+        GntkitError: an argument that is not a buffer, or a bad method or thread count.
+    """
+    messages = [_as_bytes_view(buffer, i) for i, buffer in enumerate(buffers)]
+    return _hash(messages, _check(method, threads, len(messages)), threads)
+
+
 def sha256_files(paths: Sequence, *, method: str = "auto", threads: int = 1) -> list[str]:
-    """SHA-256 hex digests of whole files, read through mmap (see sha256_many).
+    """SHA-256 hex digests of whole files (see sha256_many); files are read, not mapped.
 
     Raises:
         GntkitError: a path that cannot be read, named with the reason.
     """
-    from gntkit.sources import mapped_bytes
-
-    messages = []
+    paths = [os.fspath(path) for path in paths]
     for path in paths:
-        try:
-            messages.append(mapped_bytes(path))
-        except OSError as exc:
-            raise GntkitError(f"{path}: cannot read the file to hash it ({exc.strerror or exc}).") from None
-    return sha256_many(messages, method=method, threads=threads)
+        if not os.path.isfile(path):
+            raise GntkitError(f"{path}: cannot read the file to hash it (expected a file, found {'a folder' if os.path.isdir(path) else 'nothing'}).")
+    return _hash(paths, _check(method, threads, len(paths)), threads)
 
 
 def default_threads() -> int:

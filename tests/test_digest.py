@@ -93,7 +93,10 @@ def reference_compress(state, block: bytes):
     return [(x + y) & 0xFFFFFFFF for x, y in zip((int(v) for v in state), (a, b, c, d, e, f, g, h))]
 
 
-def test_files(tmp_path):
+@pytest.mark.parametrize("step_blocks", [1, 512])
+def test_files(tmp_path, monkeypatch, step_blocks):
+    # Files are read into the staging rows in steps; one-block steps cross every boundary.
+    monkeypatch.setattr(gntkit.digest, "STEP_BLOCKS", step_blocks)
     rng = np.random.default_rng(6)
     paths = []
     for i, n in enumerate([0, 10, 4096, 700, 5, 64, 1, 300]):
@@ -101,7 +104,8 @@ def test_files(tmp_path):
         path.write_bytes(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
         paths.append(path)
     assert sha256_files(paths) == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
-    assert sha256_files(paths, method="lanes") == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    assert sha256_files(paths, method="hashlib") == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    assert sha256_files(paths, method="lanes", threads=2) == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
 
 
 def test_bad_input(tmp_path):
@@ -113,5 +117,5 @@ def test_bad_input(tmp_path):
         sha256_many([b"x", 5])
     with pytest.raises(GntkitError, match="buffer 0: expected a contiguous 1-D uint8 array"):
         sha256_many([np.zeros((2, 2), np.uint8)])
-    with pytest.raises(GntkitError, match="missing.bin: cannot read the file to hash it"):
+    with pytest.raises(GntkitError, match="missing.bin: cannot read the file to hash it .expected a file, found nothing"):
         sha256_files([tmp_path / "missing.bin"])

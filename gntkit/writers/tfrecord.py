@@ -290,7 +290,7 @@ class TFRecordWriter(ShardWriter):
     has_index = True
 
     def _open(self) -> None:
-        self._sink = ShardSink(self.partial_path, self.compression)
+        self._sink = ShardSink(self.partial_path, self.compression, compute_sha256=self.compute_sha256)
 
     def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
         frames, offsets = serialize_batch(batch, pixels)

@@ -207,7 +207,7 @@ class WebDatasetWriter(ShardWriter):
     has_index = True
 
     def _open(self) -> None:
-        self._sink = ShardSink(self.partial_path)
+        self._sink = ShardSink(self.partial_path, compute_sha256=self.compute_sha256)
         self._png_heads: dict[tuple[int, int], bytes] = {}
 
     def _check_format(self, batch: SampleBatch, pixels: PixelView) -> None:
