@@ -201,10 +201,11 @@ def convert(
     shard_records: Annotated[Optional[int], typer.Option(help="Start a new shard after this many records.")] = None,
     shard_mb: Annotated[float, typer.Option(help="Start a new shard after about this many MB.")] = 256.0,
     compression: Annotated[Optional[str], typer.Option(help="tfrecord: gzip; hdf5: lzf or gzip (default: none).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: all cores). Output is identical for any value.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Files decoded in parallel (default: all cores). Output is identical for any value.")] = None,
+    parallel: Annotated[str, typer.Option(help="How workers run: 'threads' (one process; the kernels release the GIL) or 'processes'.")] = "threads",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing gntkit output folder.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of the same command, keeping its finished shards.")] = False,
-    hash_sources: Annotated[bool, typer.Option("--hash-sources/--no-hash-sources", help="Record every source file's sha256 in the manifest (costly on CPUs without SHA instructions).")] = True,
+    hash_sources: Annotated[bool, typer.Option("--hash-sources/--no-hash-sources", help="Record every source file's sha256 in the manifest.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress line.")] = False,
 ):
     """Convert GNT sources (files, folders, zips) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""
@@ -216,7 +217,8 @@ def convert(
             sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed,
             charset=charset, preprocess=settings, on_error=on_error.value, on_unknown=on_unknown.value,
             shard_records=shard_records, shard_bytes=int(shard_mb * 1024 * 1024) if shard_mb else None,
-            compression=compression, workers=workers, overwrite=overwrite, resume=resume, progress=not quiet, hash_sources=hash_sources,
+            compression=compression, workers=workers, parallel=parallel, overwrite=overwrite, resume=resume, progress=not quiet,
+            hash_sources=hash_sources,
             command=shlex.join(["gntkit", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("gntkit") else None,
         )
 

@@ -25,12 +25,13 @@ import numpy as np
 import gntkit
 from gntkit.batch import SampleBatch
 from gntkit.charset import Charset, resolve
+from gntkit.digest import default_threads, sha256_files
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.formats.gnt import DEFAULT_MAX_SIDE
 from gntkit.inspection import inspect_sources
 from gntkit.sources import GntMember, find_members
 from gntkit.splits import SplitPlan, parse_split
-from gntkit.stream import DEFAULT_BATCH_SIZE, StreamReport, check_choice, iter_batches
+from gntkit.stream import DEFAULT_BATCH_SIZE, PARALLEL_CHOICES, StreamReport, check_choice, iter_batches
 
 MANIFEST = "dataset_info.json"
 JOURNAL = ".gntkit-journal.json"
@@ -97,20 +98,28 @@ def _file_digests(path: Path, md5: bool) -> dict:
     return out
 
 
-class _ArchiveHasher(threading.Thread):
-    """Hashes the zip archives in the background while conversion runs (hashlib releases the GIL)."""
+class _SourceHasher(threading.Thread):
+    """Hashes the source files in the background while conversion runs (the kernels release the GIL).
 
-    def __init__(self, archives):
+    Plain .gnt files go through the multi-buffer SHA-256 (gntkit.digest); zip archives get
+    sha256 and md5 (the digests download pages publish). Members inside zips are hashed by
+    the stream, which has their inflated bytes anyway.
+    """
+
+    def __init__(self, files, archives):
         super().__init__(daemon=True)
+        self.files = files
         self.archives = archives
+        self.file_digests: dict[str, str] = {}
         self.digests: dict[str, dict] = {}
         self.error: Exception | None = None
 
     def run(self):
         try:
+            self.file_digests = dict(zip(self.files, sha256_files(self.files)))
             for archive in self.archives:
                 self.digests[archive] = _file_digests(Path(archive), md5=True)
-        except OSError as exc:  # reported after the join
+        except (OSError, GntkitError) as exc:  # reported after the join
             self.error = exc
 
 
@@ -173,7 +182,7 @@ class _SplitOutput:
             self.writer = None  # replaying a shard that is already on disk
             return
         path = self.out_dir / shard_name(self.name, self.split, self.ext, self.index)
-        self.writer = self.writer_class(str(path), split=self.split, attrs=self.attrs, compression=self.compression)
+        self.writer = self.writer_class(str(path), split=self.split, attrs=self.attrs, compression=self.compression, compute_sha256=False)
 
     def _close(self):
         if self.index < len(self.finished):
@@ -271,7 +280,7 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
             val_fraction: float = 0.0, split_seed: int = 0, charset: str | Charset = "gb2312-1", preprocess=None,
             on_error: str = "raise", on_unknown: str = "drop", shard_records: int | None = None,
             shard_bytes: int | None = DEFAULT_SHARD_BYTES, compression: str | None = None, workers: int | None = None,
-            overwrite: bool = False, resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
+            parallel: str = "threads", overwrite: bool = False, resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
             max_side: int = DEFAULT_MAX_SIDE, progress: bool = False, command: str | None = None,
             hash_sources: bool = True) -> dict:
     """Convert GNT sources to shards of one format, with charset files and a manifest.
@@ -289,7 +298,9 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         on_unknown: "drop", "error" or "other" for characters outside the charset.
         shard_records / shard_bytes: start a new shard after this many records / bytes.
         compression: tfrecord: None or "gzip"; hdf5: None, "lzf" or "gzip".
-        workers: decoding processes (default: all cores); output is identical for any value.
+        workers: parallel decoders (default: all cores); output is identical for any value.
+        parallel: "threads" (default: the kernels release the GIL, no copies between
+            processes) or "processes" (forkserver workers; see gntkit.stream.iter_batches).
         overwrite: replace an existing gntkit output folder.
         resume: finish an interrupted run of the same command, keeping its finished shards.
         batch_size: samples per stream batch.
@@ -310,6 +321,7 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
     from gntkit.writers import get_format_module, get_writer_class
 
     check_choice("--to", to, tuple(FORMATS))
+    check_choice("parallel", parallel, PARALLEL_CHOICES)
     preprocess = Preprocess() if preprocess is None else preprocess
     if not isinstance(preprocess, Preprocess):
         raise GntkitError(f"preprocess must be a gntkit.preprocess.Preprocess, found {type(preprocess).__name__}.")
@@ -364,7 +376,8 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
     save_journal()
 
     archives = sorted({m.archive for m in members if m.archive}) if hash_sources else []
-    hasher = _ArchiveHasher(archives)
+    plain_files = [m.name for m in members if not m.archive] if hash_sources else []
+    hasher = _SourceHasher(plain_files, archives)
     hasher.start()
     report = StreamReport()
     total_bytes = sum(m.size for m in members)
@@ -374,7 +387,8 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
     started = time.perf_counter()
     try:
         for batch in iter_batches(members, charset_obj, preprocess, on_error=on_error, on_unknown=on_unknown,
-                                  batch_size=batch_size, workers=workers, max_side=max_side, report=report, hash_members=hash_sources):
+                                  batch_size=batch_size, workers=workers, parallel=parallel, max_side=max_side, report=report,
+                                  hash_members="archived" if hash_sources else False):
             outputs[assignment[batch.writer_ids[0]]].write(batch, len(charset_obj))
             samples += len(batch)
             for entry in report.members[len(seen_members):]:
@@ -388,10 +402,19 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
             output.abort()
         raise
     bar.update(total_bytes, samples, final=True)
-    seconds = time.perf_counter() - started
     hasher.join()
-    if hasher.error is not None:
+    if isinstance(hasher.error, OSError):
         raise GntkitError(f"{hasher.error.filename}: cannot read the archive to hash it ({hasher.error.strerror}).")
+    if hasher.error is not None:
+        raise hasher.error
+    for entry in report.members:
+        entry.setdefault("sha256", hasher.file_digests.get(entry["name"]))
+    # Shards are hashed together now (and any finished before a resume that lacks a digest):
+    # the multi-buffer kernel on all cores beats one hashlib stream per shard while writing.
+    unhashed = [entry for output in outputs.values() for entry in output.shards if entry.get("sha256") is None]
+    for entry, digest in zip(unhashed, sha256_files([out_dir / e["file"] for e in unhashed], threads=default_threads())):
+        entry["sha256"] = digest
+    seconds = time.perf_counter() - started
 
     # Final names now that shard counts are known; the manifest is written last.
     splits_json = {}
@@ -428,8 +451,8 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         "sources": [_source_entry(Path(s), members, member_entries, hasher.digests) for s in source_list],
         "splits": splits_json,
         "skipped": report.to_json(),
-        "stats": {"records_read": report.records, "samples_written": samples, "seconds": round(seconds, 3), "workers": workers,
-                  "peak_rss_mb": {"main": round(_peak_rss_kb() / 1024, 1), "worker": round(report.worker_peak_rss_kb / 1024, 1)},
+        "stats": {"records_read": report.records, "samples_written": samples, "seconds": round(seconds, 3), "workers": workers, "parallel": parallel,
+                  "peak_rss_mb": {"main": round(_peak_rss_kb() / 1024, 1), "worker": round(report.worker_peak_rss_kb / 1024, 1) if parallel == "processes" and workers > 1 else None},
                   "sources_hashed": hash_sources},
     }
     manifest["summary"] = report.summary() + (f" Split(s) with no samples, left out: {', '.join(empty_splits)}." if empty_splits else "")

@@ -243,7 +243,7 @@ def _check_batch(pixels, pixel_offsets, heights, widths) -> int:
     return count
 
 
-def preprocess_batch(pixels, pixel_offsets, heights, widths, settings: Preprocess, *, out=None) -> np.ndarray:
+def preprocess_batch(pixels, pixel_offsets, heights, widths, settings: Preprocess, *, out=None, serial: bool = False) -> np.ndarray:
     """Preprocess a batch of raw bitmaps into fixed-size images, in parallel.
 
     Args:
@@ -255,6 +255,8 @@ def preprocess_batch(pixels, pixel_offsets, heights, widths, settings: Preproces
         settings: a Preprocess with raw=False.
         out: optional preallocated C-contiguous writeable uint8 (N, S, S) array to fill
             (must not overlap pixels).
+        serial: run on the calling thread only, not numba's threads (for callers that are
+            threads of a pool themselves).
 
     Returns:
         uint8 (N, S, S) array (`out` when given), steps applied as in the module docstring.
@@ -287,10 +289,12 @@ def preprocess_batch(pixels, pixel_offsets, heights, widths, settings: Preproces
         binarize, threshold = _kernels.BINARIZE_OTSU, 0
     else:
         binarize, threshold = _kernels.BINARIZE_FIXED, settings.binarize
-    _kernels.preprocess_batch_kernel(
-        pixels, pixel_offsets, heights, widths, out, settings.margin, settings.crop, settings.invert,
-        settings.contrast, binarize, threshold, settings.denoise,
-    )
+    arguments = (pixels, pixel_offsets, heights, widths, out, settings.margin, settings.crop, settings.invert,
+                 settings.contrast, binarize, threshold, settings.denoise)
+    if serial:
+        _kernels.preprocess_chunk(0, count, *arguments)
+    else:
+        _kernels.preprocess_batch_kernel(*arguments)
     return out
 
 

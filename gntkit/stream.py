@@ -167,14 +167,19 @@ def label_records(gnt: GntFile, charset: Charset, on_unknown: str, report: Strea
 def member_batches(member: GntMember, charset: Charset, preprocess=None, on_error: str = "raise",
                    on_unknown: str = "drop", batch_size: int = DEFAULT_BATCH_SIZE,
                    max_side: int = DEFAULT_MAX_SIDE, report: StreamReport | None = None,
-                   hash_members: bool = False) -> Iterator[SampleBatch]:
-    """The samples of one member as SampleBatches (see iter_batches for the arguments)."""
+                   hash_members: bool | str = False, serial: bool = False) -> Iterator[SampleBatch]:
+    """The samples of one member as SampleBatches (see iter_batches for the arguments).
+
+    serial=True runs the kernels on the calling thread only (for callers that are threads
+    of a pool themselves: numba's parallel launches are not safe from many threads with
+    every threading layer, and a pool already fills the cores).
+    """
     report = report if report is not None else StreamReport()
     gnt, problems = open_member(member, on_error, max_side)
     report.files += 1
     entry = {"name": member.name, "writer_id": member.writer_id, "bytes": member.size,
              "records": 0 if gnt is None else len(gnt), "kept": 0}
-    if hash_members and gnt is not None:
+    if gnt is not None and (hash_members is True or (hash_members == "archived" and member.archive)):
         entry["sha256"] = hashlib.sha256(gnt.buf).hexdigest()
     report.members.append(entry)
     report.problems.extend(problems)
@@ -190,7 +195,7 @@ def member_batches(member: GntMember, charset: Charset, preprocess=None, on_erro
     index = gnt.index
     for start in range(0, kept.size, batch_size):
         chosen = kept[start:start + batch_size]
-        pixels, pixel_offsets = gnt.gather(chosen)
+        pixels, pixel_offsets = gnt.gather(chosen, serial=serial)
         heights, widths = index.heights[chosen].copy(), index.widths[chosen].copy()
         batch_labels = labels[chosen].astype(np.int64)
         common = dict(
@@ -205,7 +210,7 @@ def member_batches(member: GntMember, charset: Charset, preprocess=None, on_erro
         else:
             from gntkit.preprocess import preprocess_batch
 
-            images = preprocess_batch(pixels, pixel_offsets, heights, widths, preprocess)
+            images = preprocess_batch(pixels, pixel_offsets, heights, widths, preprocess, serial=serial)
             size = images.shape[1]
             yield SampleBatch(**common, heights=np.full(len(chosen), size, np.int32), widths=np.full(len(chosen), size, np.int32), images=images)
 
@@ -224,18 +229,22 @@ def _worker_init():
     numba.set_num_threads(1)
 
 
-def _member_job(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, hash_members):
+def _member_job(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, hash_members, serial=False):
     import resource
 
     report = StreamReport()
-    batches = list(member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report, hash_members))
+    batches = list(member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report, hash_members, serial))
     report.worker_peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return batches, report
 
 
+PARALLEL_CHOICES = ("threads", "processes")
+
+
 def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = "raise", on_unknown: str = "drop",
-                 batch_size: int = DEFAULT_BATCH_SIZE, workers: int = 1, max_side: int = DEFAULT_MAX_SIDE,
-                 report: StreamReport | None = None, hash_members: bool = False) -> Iterator[SampleBatch]:
+                 batch_size: int = DEFAULT_BATCH_SIZE, workers: int = 1, parallel: str = "threads",
+                 max_side: int = DEFAULT_MAX_SIDE, report: StreamReport | None = None,
+                 hash_members: bool | str = False) -> Iterator[SampleBatch]:
     """Decode every sample of the sources, in global order, as SampleBatches.
 
     Args:
@@ -246,10 +255,14 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
         on_unknown: characters outside the charset: "drop" and count, "error", or map to
             "other" (the charset must end with the 'other' class).
         batch_size: samples per batch at most (batches never span two files).
-        workers: processes decoding files in parallel; output is the same for any value.
+        workers: files decoded in parallel; output is the same for any value.
+        parallel: with workers > 1, "threads" (default: one process, the kernels release
+            the GIL, batches are not copied between processes; on 2 cores measured faster)
+            or "processes" (forkserver workers, each with one numba thread).
         max_side: largest bitmap side accepted as real.
         report: a StreamReport to fill with counts and problems.
-        hash_members: also record each member's sha256 in report.members.
+        hash_members: also record each member's sha256 in report.members: True for all,
+            "archived" for members inside zips only (convert hashes plain files itself).
 
     Yields:
         SampleBatch in global order.
@@ -259,6 +272,9 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
     """
     check_choice("on_error", on_error, ON_ERROR_CHOICES)
     check_choice("on_unknown", on_unknown, ON_UNKNOWN_CHOICES)
+    check_choice("parallel", parallel, PARALLEL_CHOICES)
+    if hash_members not in (True, False, "archived"):
+        raise GntkitError(f"hash_members must be True, False or 'archived', found {hash_members!r}.")
     if not isinstance(charset, Charset):
         raise GntkitError(f"charset must be a gntkit Charset, found {type(charset).__name__}.")
     if int(batch_size) < 1 or int(workers) < 1:
@@ -270,28 +286,38 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
             yield from member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report, hash_members)
         return
     args = (charset, preprocess, on_error, on_unknown, batch_size, max_side, hash_members)
-    # A bounded window of files in flight keeps memory flat however fast workers are.
-    context = multiprocessing.get_context("forkserver")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
+    if parallel == "threads":
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gntkit-decode")
+        args = args + (True,)  # serial kernels: the pool's threads are the parallelism
+    else:
+        # Processes import the main module again (forkserver): a script without a main guard breaks them.
+        context = multiprocessing.get_context("forkserver")
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
+    with pool:
+        # A bounded window of files in flight keeps memory flat however fast workers are.
         pending = []
         queue = iter(members)
-        for member in queue:
-            pending.append(pool.submit(_member_job, member, *args))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            try:
-                batches, member_report = pending.pop(0).result()
-            except concurrent.futures.process.BrokenProcessPool:
-                raise GntkitError(
-                    "The worker processes stopped before finishing: when gntkit is called from a script, put the call "
-                    "under `if __name__ == '__main__':` (worker processes import the main module), or pass workers=1."
-                ) from None
-            report.merge(member_report)
-            next_member = next(queue, None)
-            if next_member is not None:
-                pending.append(pool.submit(_member_job, next_member, *args))
-            yield from batches
+        try:
+            for member in queue:
+                pending.append(pool.submit(_member_job, member, *args))
+                if len(pending) >= 2 * workers:
+                    break
+            while pending:
+                try:
+                    batches, member_report = pending.pop(0).result()
+                except concurrent.futures.process.BrokenProcessPool:
+                    raise GntkitError(
+                        "The worker processes stopped before finishing: when gntkit is called from a script, put the call "
+                        "under `if __name__ == '__main__':` (worker processes import the main module), or pass workers=1."
+                    ) from None
+                report.merge(member_report)
+                next_member = next(queue, None)
+                if next_member is not None:
+                    pending.append(pool.submit(_member_job, next_member, *args))
+                yield from batches
+        finally:
+            for future in pending:  # an error or a closed generator: do not decode the rest
+                future.cancel()
 
 
 @dataclass(frozen=True)

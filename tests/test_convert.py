@@ -1,6 +1,7 @@
 """convert: round trips through every format with the stock readers, manifest, splits,
 determinism across workers, resume after an interrupted run, verify catching damage, CLI."""
 
+import hashlib
 import json
 import shutil
 
@@ -126,9 +127,12 @@ def test_val_fraction_and_other_class(tmp_path, corpus_f):
 @pytest.mark.parametrize("to", FORMATS)
 def test_output_identical_whatever_the_worker_count(tmp_path, corpus_c, to):
     one = convert(corpus_c, tmp_path / "one", to=to, shard_records=20, workers=1)
-    two = convert(corpus_c, tmp_path / "two", to=to, shard_records=20, workers=2)
     digests = lambda m: [(s["file"], s["sha256"]) for s in m["splits"]["all"]["shards"]]
-    assert digests(one) == digests(two) and len(digests(one)) == 4
+    assert len(digests(one)) == 4
+    for workers, parallel in [(2, "threads"), (3, "threads"), (2, "processes")]:
+        other = convert(corpus_c, tmp_path / f"{parallel}{workers}", to=to, shard_records=20, workers=workers, parallel=parallel)
+        assert digests(other) == digests(one), (workers, parallel)
+        assert other["stats"]["parallel"] == parallel
 
 
 @pytest.mark.parametrize("to", FORMATS)
@@ -257,15 +261,23 @@ def test_without_source_hashes(tmp_path, corpus_c):
     assert verify(tmp_path / "o")["records"] == 72
 
 
-def test_script_without_main_guard_gets_a_clear_error(tmp_path, corpus_c):
+def test_script_without_main_guard(tmp_path, corpus_c):
+    # Threads (the default) need no main guard; processes re-import the main module and
+    # must fail with a clear error, not a BrokenProcessPool traceback.
     import subprocess
     import sys
 
-    script = tmp_path / "convert_script.py"
-    script.write_text(f"from gntkit.convert import convert\nconvert({str(corpus_c)!r}, {str(tmp_path / 'o')!r}, workers=2)\n")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    assert "__name__ == '__main__'" in result.stderr
+    def run(parallel, out):
+        script = tmp_path / f"convert_{parallel}.py"
+        script.write_text(f"from gntkit.convert import convert\nconvert({str(corpus_c)!r}, {str(tmp_path / out)!r}, workers=2, parallel={parallel!r})\n")
+        return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+
+    threads = run("threads", "t")
+    assert threads.returncode == 0, threads.stderr
+    assert verify(tmp_path / "t")["records"] > 0
+    processes = run("processes", "p")
+    assert processes.returncode != 0
+    assert "__name__ == '__main__'" in processes.stderr
 
 
 def test_split_without_writers_is_left_out(tmp_path, corpus_c):
@@ -278,3 +290,21 @@ def test_split_without_writers_is_left_out(tmp_path, corpus_c):
     with pytest.raises(GntkitError, match="no sample was kept"):
         convert(corpus_c, tmp_path / "p", to="tfrecord", workers=1, charset=symbols_only)
     assert not (tmp_path / "p" / "dataset_info.json").exists()
+
+
+def test_manifest_digests_equal_hashlib(tmp_path):
+    # Enough source files and shards that the multi-buffer SHA-256 runs, not the hashlib fallback.
+    from gntkit.digest import MIN_JOBS_FOR_LANES
+    from gntkit.synth import write_corpus
+
+    source = tmp_path / "gnt"
+    write_corpus(source, writers=MIN_JOBS_FOR_LANES + 2, num_classes=6, samples_per_class=2, seed=7)
+    manifest = convert(source, tmp_path / "o", to="tfrecord", shard_records=7, workers=2)
+    files = manifest["sources"][0]["files"]
+    assert len(files) >= MIN_JOBS_FOR_LANES
+    for f in files:
+        assert f["sha256"] == hashlib.sha256((source / f["name"]).read_bytes()).hexdigest()
+    shards = manifest["splits"]["all"]["shards"]
+    assert len(shards) >= MIN_JOBS_FOR_LANES
+    for shard in shards:
+        assert shard["sha256"] == hashlib.sha256((tmp_path / "o" / shard["file"]).read_bytes()).hexdigest()

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from gntkit.charset import builtin, from_data
-from gntkit.errors import CharsetError, FormatError
+from gntkit.errors import CharsetError, FormatError, GntkitError
+from gntkit.preprocess import Preprocess
 from gntkit.formats.gnt import GntFile
 from gntkit.sources import find_members
 from gntkit.stream import StreamReport, iter_batches
@@ -89,12 +90,23 @@ def test_damaged_file_raise_and_skip(tmp_path, corpus_c):
 
 
 @pytest.mark.slow
-def test_workers_give_identical_stream(corpus_c):
+@pytest.mark.parametrize("parallel", ["threads", "processes"])
+def test_workers_give_identical_stream(corpus_c, parallel):
     charset = builtin("gb2312-1")
-    one = collect(iter_batches(corpus_c, charset, batch_size=5))
-    two = collect(iter_batches(corpus_c, charset, batch_size=5, workers=2))
-    assert one[:3] == two[:3]
-    assert all(np.array_equal(a, b) for a, b in zip(one[3], two[3]))
+    settings = Preprocess()
+    for preprocess in (None, settings):
+        one = collect(iter_batches(corpus_c, charset, preprocess, batch_size=5))
+        two = collect(iter_batches(corpus_c, charset, preprocess, batch_size=5, workers=2, parallel=parallel))
+        assert one[:3] == two[:3]
+        assert len(one[3]) == len(two[3]) and all(np.array_equal(a, b) for a, b in zip(one[3], two[3]))
+
+
+def test_bad_parallel_and_hash_members(corpus_c):
+    charset = builtin("gb2312-1")
+    with pytest.raises(GntkitError, match="parallel must be one of threads, processes, found 'fork'"):
+        next(iter_batches(corpus_c, charset, workers=2, parallel="fork"))
+    with pytest.raises(GntkitError, match="hash_members must be True, False or 'archived'"):
+        next(iter_batches(corpus_c, charset, hash_members="some"))
 
 
 def test_open_len_and_iterate_samples(corpus_f):

@@ -239,13 +239,15 @@ class GntFile:
         starts = (self.index.offsets + HEADER_SIZE).tolist()
         return [buf[s:s + h * w].reshape(h, w) for s, h, w in zip(starts, self.index.heights.tolist(), self.index.widths.tolist())]
 
-    def gather(self, records: np.ndarray | slice | None = None, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def gather(self, records: np.ndarray | slice | None = None, out: np.ndarray | None = None,
+               serial: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Copy the bitmaps of the chosen records into one flat array.
 
         Args:
             records: indices (int array) or a slice of valid records; all when None.
             out: optional uint8 buffer to fill (reused across files to avoid page faults);
                 must hold at least the total pixel count.
+            serial: copy on the calling thread only (for callers that are pool threads).
 
         Returns:
             (pixels uint8 flat, pixel_offsets int64 of length len(records)+1); pixels is a
@@ -269,7 +271,8 @@ class GntFile:
             if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 1 or not out.flags.c_contiguous or len(out) < total:
                 raise GntkitError(f"{self.path}: gather(out=...) needs a contiguous 1-D uint8 array of at least {total} bytes, found {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
             pixels = out[:total]
-        kernels.gather_bitmaps(self.buf, record_offsets, counts, pixels, pixel_offsets)
+        gather = kernels.gather_bitmaps_serial if serial else kernels.gather_bitmaps
+        gather(self.buf, record_offsets, counts, pixels, pixel_offsets)
         return pixels, pixel_offsets
 
 

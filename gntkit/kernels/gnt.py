@@ -93,3 +93,12 @@ def gather_bitmaps(buf, record_offsets, pixel_counts, out, out_offsets):
         src = record_offsets[i] + HEADER_SIZE
         dst = out_offsets[i]
         out[dst:dst + pixel_counts[i]] = buf[src:src + pixel_counts[i]]
+
+
+@njit
+def gather_bitmaps_serial(buf, record_offsets, pixel_counts, out, out_offsets):
+    """gather_bitmaps on the calling thread only."""
+    for i in range(record_offsets.shape[0]):
+        src = record_offsets[i] + HEADER_SIZE
+        dst = out_offsets[i]
+        out[dst:dst + pixel_counts[i]] = buf[src:src + pixel_counts[i]]
