@@ -44,7 +44,7 @@ import numpy as np
 from gntkit.kernels import shards as _kernels
 from gntkit.errors import FormatError, GntkitError, require
 from gntkit.sources import mapped_bytes
-from gntkit.writers import sha256_file
+from gntkit.digest import default_threads, sha256_files
 
 __all__ = [
     "MANIFEST",
@@ -340,7 +340,7 @@ def open(path, split: str | None = None, verify: bool = False) -> ShardSet:  # n
         for shard in shards:
             if not shard.sha256:
                 raise GntkitError(f"{shard.path}: cannot verify, {MANIFEST} records no sha256 for this shard.")
-            found = sha256_file(shard.path)
+        for shard, found in zip(shards, sha256_files([shard.path for shard in shards], threads=default_threads())):
             if found != shard.sha256:
                 raise GntkitError(f"{shard.path} fails its checksum: {MANIFEST} says sha256 {shard.sha256}, the file has {found}.")
     return ShardSet(folder, info, split, shards)
