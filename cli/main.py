@@ -199,7 +199,7 @@ def convert(
     denoise: Annotated[bool, typer.Option("--denoise", help="Remove isolated specks.")] = False,
     contrast: Annotated[bool, typer.Option("--contrast", help="Stretch each bitmap's grey range.")] = False,
     shard_records: Annotated[Optional[int], typer.Option(help="Start a new shard after this many records.")] = None,
-    shard_mb: Annotated[float, typer.Option(help="Start a new shard after about this many MB.")] = 256.0,
+    shard_mb: Annotated[float, typer.Option(help="Start a new shard after about this many MB (MiB).")] = 128.0,
     compression: Annotated[Optional[str], typer.Option(help="tfrecord: gzip; hdf5: lzf or gzip (default: none).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Files decoded in parallel (default: all cores). Output is identical for any value.")] = None,
     parallel: Annotated[str, typer.Option(help="How workers run: 'threads' (one process; the kernels release the GIL) or 'processes'.")] = "threads",

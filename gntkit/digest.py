@@ -162,11 +162,17 @@ def _hashlib_file(path) -> str:
 def _hash(messages: list, method: str, threads: int) -> list[str]:
     """Digests of arrays or paths by method ("lanes" or "hashlib") on up to `threads` threads."""
     if method == "hashlib":
-        return [hashlib.sha256(m).hexdigest() if isinstance(m, np.ndarray) else _hashlib_file(m) for m in messages]
-    threads = min(int(threads), max(1, len(messages) // MIN_JOBS_FOR_LANES))
+        def digest_all(group):
+            return [hashlib.sha256(m).hexdigest() if isinstance(m, np.ndarray) else _hashlib_file(m) for m in group]
+
+        threads = min(int(threads), max(1, len(messages)))
+    else:
+        digest_all = _hash_lanes
+        threads = min(int(threads), max(1, len(messages) // MIN_JOBS_FOR_LANES))
     if threads == 1:
-        return _hash_lanes(messages)
-    # Deal the jobs out by size so each thread gets a similar share of bytes.
+        return digest_all(messages)
+    # Deal the jobs out by size so each thread gets a similar share of bytes (hashlib and
+    # the kernel both release the GIL).
     order = sorted(range(len(messages)), key=lambda i: -_size(messages[i]))
     groups = [order[t::threads] for t in range(threads)]
     results: list[list[str]] = [[] for _ in range(threads)]
@@ -174,7 +180,7 @@ def _hash(messages: list, method: str, threads: int) -> list[str]:
 
     def run(t):
         try:
-            results[t] = _hash_lanes([messages[i] for i in groups[t]])
+            results[t] = digest_all([messages[i] for i in groups[t]])
         except BaseException as exc:  # re-raised in the caller
             errors.append(exc)
 
