@@ -1,8 +1,9 @@
 """Benchmark: `gntkit convert` to each format at 64 x 64 (issue 3), beside the common
 per-sample pipeline measured in the same run on a subset.
 
-gntkit runs as the real CLI in a subprocess; peak RSS of its main process and of its
-largest worker come from the manifest's stats (getrusage in each process). The baseline is what tutorials
+gntkit runs as the real CLI in a subprocess; its wall time, CPU time (user + system, of the
+CLI and its children) and peak RSS (from the manifest's stats, getrusage in each process)
+are reported. The baseline is what tutorials
 do, one sample at a time: np.fromfile header + bitmap, numpy crop to the ink box, PIL
 resize into a 64 x 64 canvas keeping the aspect ratio, invert, then per format:
   tfrecord   - tf.train.Example(...).SerializeToString() + tf.io.TFRecordWriter.write
@@ -10,6 +11,7 @@ resize into a 64 x 64 canvas keeping the aspect ratio, invert, then per format:
   webdataset - one PNG file per sample (PIL save)
 
     python benchmarks/bench_convert.py --records 100000 --baseline-records 3000
+    python benchmarks/bench_convert.py --records 897758 --writers 240 --workdir /tmp/gntkit-full   # HWDB1.1-train size
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -31,17 +34,25 @@ from corpus import make_corpus
 FORMATS = ("tfrecord", "hdf5", "webdataset")
 
 
-def run_gntkit(source: str, out: Path, to: str, workers: int, *extra: str) -> tuple[float, dict]:
-    """(wall seconds, manifest stats) of one CLI conversion; the manifest records peak RSS of main and workers."""
+def run_gntkit(source: str, out: Path, to: str, workers: int, *extra: str) -> tuple[float, float, dict]:
+    """(wall seconds, CPU seconds, manifest stats) of one CLI conversion; the manifest records peak RSS."""
     if out.exists():
         shutil.rmtree(out)
     gntkit = Path(sys.executable).with_name("gntkit")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([str(gntkit), "convert", source, "--to", to, "--out", str(out), "--workers", str(workers), "--quiet", *extra],
                    stdout=subprocess.DEVNULL, check=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     stats = json.loads((out / "dataset_info.json").read_text(encoding="utf-8"))["stats"]
-    return seconds, stats
+    return seconds, cpu, stats
+
+
+def rss_text(stats: dict) -> str:
+    rss = stats["peak_rss_mb"]
+    return f"{rss['main']:,.0f}" + (f" / {rss['worker']:,.0f}" if rss.get("worker") is not None else "")
 
 
 def tutorial_records(folder: Path, limit: int):
@@ -112,25 +123,27 @@ def baseline(to: str, folder: Path, out: Path, limit: int) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--writers", type=int, default=40, help="files in the corpus (HWDB1.1-train has 240)")
     parser.add_argument("--baseline-records", type=int, default=3_000)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--workdir", default="/tmp/gntkit-bench")
     parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--variants", action="store_true", help="also tfrecord with --parallel processes and with --no-hash-sources")
     parser.add_argument("--scaling", action="store_true", help="also convert a quarter of the corpus to show memory stays flat")
     args = parser.parse_args()
-    corpus = make_corpus(args.workdir, records=args.records)
+    corpus = make_corpus(args.workdir, records=args.records, writers=args.writers, zip_too=False)
     folder = Path(corpus["folder"])
     work = Path(args.workdir)
     mb = corpus["bytes"] / 1e6
-    print(f"corpus: {corpus['records']:,} records, {mb:,.0f} MB in 40 .gnt files; {args.workers} workers; 64x64 output")
-    print(f"| {'format':<10} | {'gntkit s':>8} | {'gntkit samples/s':>16} | {'peak RSS main/worker MB':>23} | "
-          f"{'baseline samples/s':>18} | {'ratio':>6} | {'HWDB1.1-train (897,758) est.':>28} |")
-    print(f"|{'-' * 12}|{'-' * 10}|{'-' * 18}|{'-' * 25}|{'-' * 20}|{'-' * 8}|{'-' * 30}|")
+    print(f"corpus: {corpus['records']:,} records, {mb:,.0f} MB in {args.writers} .gnt files; {args.workers} workers; 64x64 output")
+    print(f"| {'format':<34} | {'gntkit s':>8} | {'CPU s':>6} | {'samples/s':>9} | {'peak RSS MB':>11} | "
+          f"{'baseline samples/s':>18} | {'ratio':>6} | {'HWDB1.1-train (897,758) at this rate':>36} |")
+    print(f"|{'-' * 36}|{'-' * 10}|{'-' * 8}|{'-' * 11}|{'-' * 13}|{'-' * 20}|{'-' * 8}|{'-' * 38}|")
     # Every gntkit run happens before the baselines import TensorFlow: Linux keeps a process's peak RSS
     # across exec, so a CLI forked from a 600 MB benchmark process would report the benchmark's memory.
     rows = [(to, ()) for to in args.formats.split(",")]
-    if "tfrecord" in args.formats:
-        rows.append(("tfrecord", ("--no-hash-sources",)))
+    if args.variants and "tfrecord" in args.formats:
+        rows += [("tfrecord", ("--parallel", "processes")), ("tfrecord", ("--no-hash-sources",))]
     measured = [(to, extra, *run_gntkit(str(folder), work / f"out-{to}", to, args.workers, *extra)) for to, extra in rows]
     scaling = []
     if args.scaling:
@@ -144,21 +157,19 @@ def main():
             scaling.append((count, *run_gntkit(str(subset), work / "out-scaling", "tfrecord", args.workers)))
     base_rates = {to: args.baseline_records / baseline(to, folder, work / f"baseline-{to}", args.baseline_records)
                   for to in dict.fromkeys(to for to, _ in rows)}
-    for to, extra, seconds, stats in measured:
+    for to, extra, seconds, cpu, stats in measured:
         rate = corpus["records"] / seconds
         base_rate = base_rates[to]
-        rss = stats["peak_rss_mb"]
-        label = to + (" (no source hashes)" if extra else "")
-        print(f"| {label:<10} | {seconds:>8.2f} | {rate:>16,.0f} | {rss['main']:>10,.0f} / {rss['worker']:>10,.0f} | {base_rate:>18,.0f} | "
-              f"{rate / base_rate:>5.1f}x | {897_758 / rate:>10.0f} s gntkit, {897_758 / base_rate / 60:>5.0f} min base |")
+        label = " ".join((to, *extra))
+        print(f"| {label:<34} | {seconds:>8.2f} | {cpu:>6.1f} | {rate:>9,.0f} | {rss_text(stats):>11} | {base_rate:>18,.0f} | "
+              f"{rate / base_rate:>5.1f}x | {897_758 / rate:>6.1f} s gntkit, {897_758 / base_rate / 60:>5.0f} min baseline |")
     if scaling:
         print()
         print("memory vs corpus size (tfrecord): peak RSS must not grow with the corpus")
-        print(f"| {'files':>5} | {'records':>8} | {'seconds':>7} | {'peak RSS main MB':>16} | {'peak RSS worker MB':>18} |")
-        print(f"|{'-' * 7}|{'-' * 10}|{'-' * 9}|{'-' * 18}|{'-' * 20}|")
-        for count, seconds, stats in scaling:
-            rss = stats["peak_rss_mb"]
-            print(f"| {count:>5} | {stats['samples_written']:>8,} | {seconds:>7.2f} | {rss['main']:>16,.0f} | {rss['worker']:>18,.0f} |")
+        print(f"| {'files':>5} | {'records':>8} | {'seconds':>7} | {'peak RSS MB':>11} |")
+        print(f"|{'-' * 7}|{'-' * 10}|{'-' * 9}|{'-' * 13}|")
+        for count, seconds, cpu, stats in scaling:
+            print(f"| {count:>5} | {stats['samples_written']:>8,} | {seconds:>7.2f} | {rss_text(stats):>11} |")
 
 
 if __name__ == "__main__":

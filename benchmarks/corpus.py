@@ -30,8 +30,11 @@ def make_corpus(out_dir, records: int = 100_000, writers: int = 40, classes: int
     out_dir = Path(out_dir)
     stamp = out_dir / "corpus.json"
     wanted = {"records": records, "writers": writers, "classes": classes, "seed": seed, "zip": zip_too}
-    if stamp.is_file() and json.loads(stamp.read_text())["params"] == wanted:
-        return json.loads(stamp.read_text())["result"]
+    if stamp.is_file():
+        cached = json.loads(stamp.read_text())
+        # A cached corpus with a zip also serves a request without one.
+        if cached["params"] == wanted or (not zip_too and cached["params"] == {**wanted, "zip": True}):
+            return cached["result"]
     folder = out_dir / "gnt"
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.gnt"):
