@@ -171,26 +171,45 @@ def remove_specks(image):
 
 
 @njit
+def row_has_ink(image, y):
+    """Whether row y of image has a pixel that is not 255."""
+    # a min-reduction without early exit: numba vectorises it, unlike a search loop
+    darkest = np.uint8(255)
+    for x in range(image.shape[1]):
+        darkest = min(darkest, image[y, x])
+    return darkest != 255
+
+
+@njit
+def column_has_ink(image, x, y0, y1):
+    """Whether column x of image has a pixel that is not 255 in rows y0..y1-1."""
+    for y in range(y0, y1):
+        if image[y, x] != 255:
+            return True
+    return False
+
+
+@njit
 def ink_box(image):
     """Half-open box (y0, y1, x0, x1) around pixels that are not 255; the whole image when there are none."""
+    # Scans inwards from the four sides and stops at the first ink, so it reads only
+    # the blank margins plus one row or column per side (bitmaps are mostly cropped
+    # already). Columns are scanned within the ink rows only.
     height, width = image.shape
-    y0, y1, x0, x1 = height, 0, width, 0
-    for y in range(height):
-        first = 0
-        while first < width and image[y, first] == 255:
-            first += 1
-        if first == width:
-            continue
-        last = width - 1
-        while image[y, last] == 255:
-            last -= 1
-        if y < y0:
-            y0 = y
-        y1 = y + 1
-        x0 = min(x0, first)
-        x1 = max(x1, last + 1)
-    if y1 == 0:
+    y0 = 0
+    while y0 < height and not row_has_ink(image, y0):
+        y0 += 1
+    if y0 == height:
         return 0, height, 0, width
+    y1 = height
+    while not row_has_ink(image, y1 - 1):
+        y1 -= 1
+    x0 = 0
+    while not column_has_ink(image, x0, y0, y1):
+        x0 += 1
+    x1 = width
+    while not column_has_ink(image, x1 - 1, y0, y1):
+        x1 -= 1
     return y0, y1, x0, x1
 
 
