@@ -10,10 +10,12 @@ Both the tar headers and the PNGs are written here rather than through tarfile a
 PIL, whose per-member object overhead is several times the encoding work for
 64x64 images. Headers equal `tarfile.TarInfo.tobuf(tarfile.USTAR_FORMAT)` byte for
 byte and the archive end matches `tarfile` (two zero blocks, padded to 10240 bytes);
-the PNG is the standard minimal one (IHDR, one IDAT with filter type 0 rows,
-zlib level `PNG_ZLIB_LEVEL`, IEND) that PIL and every PNG reader decode. The tests
-check both. Per batch, Python only deflates the images and formats the JSON; one
-numba kernel lays out all headers, members and padding in one buffer.
+the PNG is the standard minimal one (IHDR, one IDAT with filter type 0 rows, IEND)
+that PIL and every PNG reader decode, its zlib stream one fixed-Huffman deflate
+block from the numba batch encoder `gntkit.kernels.png` (about 10x zlib level 1,
+PNGs about 4% larger on glyphs). The tests check both. Per batch, one kernel call
+encodes all PNGs, Python formats the JSON, and one more kernel lays out all headers,
+members and padding in one buffer.
 
 webdataset itself is imported only by `read_shard`.
 """
@@ -29,13 +31,13 @@ import numpy as np
 from gntkit.batch import SampleBatch
 from gntkit.errors import GntkitError, require
 from gntkit.jit import njit
+from gntkit.kernels.png import encode_pngs, encode_pngs_ragged
 from gntkit.writers import PixelView, ShardSink, ShardWriter, utf8_column
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile.RECORDSIZE: the archive is padded to a multiple of it
-#: zlib level of the PNGs (lossless at any level). Level 1 deflates a 64x64 glyph about
-#: 2.5x faster than level 6; a synthetic glyph's PNG grows from about 350 to 470 bytes,
-#: which still fills one 512-byte tar block.
+#: zlib level of `png_from_scanlines`, the zlib path (the shards' PNGs come from
+#: `gntkit.kernels.png`). Level 1 deflates a 64x64 glyph about 2.5x faster than level 6.
 PNG_ZLIB_LEVEL = 1
 MEMBER_SUFFIXES = (".png", ".cls", ".json")
 
@@ -95,7 +97,9 @@ def _png_head(height: int, width: int) -> bytes:
 
 
 def png_from_scanlines(scanlines, height: int, width: int, head: bytes | None = None) -> bytes:
-    """Assemble a grayscale PNG from its filtered scanlines (each row prefixed by filter byte 0).
+    """Assemble a grayscale PNG from its filtered scanlines with zlib (the baseline; shards use the kernel).
+
+    Each row is prefixed by its filter type byte (0 for the rows `encode_png` would write).
 
     Args:
         scanlines: bytes-like of height * (width + 1) bytes.
@@ -111,13 +115,13 @@ def png_from_scanlines(scanlines, height: int, width: int, head: bytes | None = 
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """Encode a 2-D uint8 array as an 8-bit grayscale PNG (lossless, deterministic).
+    """Encode a 2-D uint8 array as an 8-bit grayscale PNG (lossless, deterministic), as the writer does.
 
     Args:
         image: (height, width) uint8, both sides >= 1.
 
     Returns:
-        The PNG file bytes.
+        The PNG file bytes (from the batch kernel `gntkit.kernels.png.encode_pngs`).
 
     Raises:
         GntkitError: on a wrong dtype, dimensionality or an empty side.
@@ -125,10 +129,8 @@ def encode_png(image: np.ndarray) -> bytes:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 2 or 0 in image.shape:
         raise GntkitError(f"PNG images must be 2-D uint8 with both sides >= 1, found {image.dtype} {image.shape}.")
-    height, width = image.shape
-    scanlines = np.zeros((height, width + 1), dtype=np.uint8)
-    scanlines[:, 1:] = image
-    return png_from_scanlines(scanlines, height, width)
+    data, _ = encode_pngs(image[None])
+    return data.tobytes()
 
 
 # --------------------------------------------------------------------------- batch assembly
@@ -208,7 +210,6 @@ class WebDatasetWriter(ShardWriter):
 
     def _open(self) -> None:
         self._sink = ShardSink(self.partial_path, compute_sha256=self.compute_sha256)
-        self._png_heads: dict[tuple[int, int], bytes] = {}
 
     def _check_format(self, batch: SampleBatch, pixels: PixelView) -> None:
         """Keys must make member names (webdataset splits `{key}.{ext}` at the first dot after
@@ -231,7 +232,7 @@ class WebDatasetWriter(ShardWriter):
         n = len(batch)
         heights = np.asarray(pixels.heights, dtype=np.int64)
         widths = np.asarray(pixels.widths, dtype=np.int64)
-        pngs = self._encode_pngs(batch, pixels, heights, widths)
+        png_data, png_offsets = encode_pngs_ragged(pixels.pixels, pixels.offsets, heights, widths)
         labels = np.asarray(batch.labels).tolist()
         classes = "".join(["%d" % v for v in labels]).encode("ascii")
         class_offsets = np.zeros(n + 1, dtype=np.int64)
@@ -241,9 +242,7 @@ class WebDatasetWriter(ShardWriter):
              zip(batch.characters, heights.tolist(), batch.keys, labels, np.asarray(batch.tag_codes).tolist(), widths.tolist(), batch.writer_ids)],
             "characters",
         )
-        png_offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, pngs), dtype=np.int64, count=n), out=png_offsets[1:])
-        data = np.frombuffer(b"".join(pngs) + classes + metas, dtype=np.uint8)
+        data = np.concatenate([png_data, np.frombuffer(classes + metas, dtype=np.uint8)])
         data_offsets = np.stack([png_offsets, class_offsets + png_offsets[-1], meta_offsets + png_offsets[-1] + class_offsets[-1]])
         names, name_offsets = utf8_column(batch.keys, "keys")
         # Every length the kernel follows is checked here, before it reads.
@@ -260,29 +259,6 @@ class WebDatasetWriter(ShardWriter):
                        _SUFFIXES, _SUFFIX_OFFSETS, data, data_offsets, starts, out)
         self._add_offsets(starts[1:] + self._end_offset)
         self._sink.write(out)
-
-    def _encode_pngs(self, batch: SampleBatch, pixels: PixelView, heights: np.ndarray, widths: np.ndarray) -> list[bytes]:
-        """PNG files of the batch's images (deflate runs in zlib's C code, one call per image)."""
-        if not batch.raw:
-            _, height, width = batch.images.shape
-            # All filtered scanlines of the batch in one array: a zero filter byte per row.
-            scanlines = np.zeros((len(batch), height, width + 1), dtype=np.uint8)
-            scanlines[:, :, 1:] = batch.images
-            head = self._png_head(height, width)
-            return [png_from_scanlines(rows, height, width, head) for rows in scanlines]
-        pngs = []
-        for i in range(len(batch)):
-            height, width = int(heights[i]), int(widths[i])
-            rows = np.zeros((height, width + 1), dtype=np.uint8)
-            rows[:, 1:] = pixels.image(i)
-            pngs.append(png_from_scanlines(rows, height, width, self._png_head(height, width)))
-        return pngs
-
-    def _png_head(self, height: int, width: int) -> bytes:
-        head = self._png_heads.get((height, width))
-        if head is None:
-            head = self._png_heads[(height, width)] = _png_head(height, width)
-        return head
 
     def _finish(self) -> tuple[int, str]:
         end = self._end_offset
