@@ -11,6 +11,11 @@ realistic). Timings include SHA-256 of every byte written (gntkit's manifest nee
 the baselines skip it) and file writes to the page cache. Prints a table.
 
     python benchmarks/bench_writers.py --records 200000 --baseline-records 20000
+
+A second table compares the WebDataset writer's PNG encoder (`gntkit.kernels.png`, one
+batch call) with zlib level 1 per image (`png_from_scanlines`, the encoder it replaced) on
+the same images: the stroke images, or with `--png-gnt FILE` the preprocessed 64x64
+glyphs of a GNT file (e.g. one of `benchmarks/corpus.py`).
 """
 
 from __future__ import annotations
@@ -179,6 +184,47 @@ def sha256_rate(nbytes: int = 256 << 20) -> float:
     return nbytes / (time.perf_counter() - started)
 
 
+# --------------------------------------------------------------------------- PNG encoders
+def glyph_images(gnt_path: str) -> np.ndarray:
+    """The records of one GNT file, preprocessed to SIZE x SIZE (0 background, bright ink)."""
+    from gntkit.formats.gnt import GntFile
+    from gntkit.preprocess import Preprocess, preprocess_batch
+    from gntkit.sources import mapped_bytes
+
+    gnt = GntFile(mapped_bytes(gnt_path), gnt_path)
+    pixels, offsets = gnt.gather()
+    return preprocess_batch(pixels, offsets, gnt.index.heights.astype(np.int32), gnt.index.widths.astype(np.int32),
+                            Preprocess(size=SIZE))
+
+
+def png_rows(images: np.ndarray, repeats: int = 3) -> list[tuple[str, float, float]]:
+    """(encoder, microseconds per image, mean PNG bytes), best of `repeats`, zlib level 1 first."""
+    from gntkit.kernels.png import encode_pngs
+    from gntkit.writers.webdataset import png_from_scanlines
+
+    n, height, width = images.shape
+    scanlines = np.zeros((n, height, width + 1), np.uint8)
+    scanlines[:, :, 1:] = images
+
+    def zlib_level_1():
+        return sum(len(png_from_scanlines(rows, height, width)) for rows in scanlines)
+
+    def kernel():
+        return int(encode_pngs(images)[1][-1])
+
+    kernel()  # compile or load the cached kernel outside the timing
+    rows = []
+    for name, function in (("zlib level 1, one call per image (baseline)", zlib_level_1),
+                           ("gntkit.kernels.png.encode_pngs, one call per batch", kernel)):
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            size = function()
+            best = min(best, time.perf_counter() - started)
+        rows.append((name, best / n * 1e6, size / n))
+    return rows
+
+
 # --------------------------------------------------------------------------- main
 def timed(function, *args, **kwargs):
     started = time.perf_counter()
@@ -190,7 +236,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000, help="samples written by each gntkit writer")
     parser.add_argument("--baseline-records", type=int, default=20_000, help="samples written by each baseline")
-    parser.add_argument("--skip", default="", help="comma-separated rows to skip, e.g. 'tfrecord+gzip,baselines'")
+    parser.add_argument("--skip", default="", help="comma-separated rows to skip, e.g. 'tfrecord+gzip,baselines' ('png': the PNG table)")
+    parser.add_argument("--png-gnt", default=None, help="GNT file whose preprocessed glyphs the PNG table encodes (default: the stroke images)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -246,6 +293,15 @@ def main() -> None:
         base = baseline_rate.get(fmt, baseline_rate.get(fmt.split()[0]))  # "HDF5 lzf" vs the plain h5py baseline
         ratio = f"{rate / base:.1f}x" if base and not name.startswith("baseline") else ""
         print(f"| {fmt} | {name} | {records:,} | {size / 1e6:,.0f} | {seconds:.2f} | {rate:,.0f} | {size / 1e6 / seconds:,.0f} | {ratio} |")
+    if "png" not in skip:
+        images = glyph_images(args.png_gnt) if args.png_gnt else batches[0].images
+        source = f"preprocessed glyphs of {args.png_gnt}" if args.png_gnt else "stroke images"
+        print(f"\nPNG encoding of {len(images):,} {SIZE}x{SIZE} {source}:\n")
+        print("| encoder | us/image | PNG bytes/image | speed vs zlib |")
+        print("|---|---:|---:|---:|")
+        rows = png_rows(images)
+        for name, micros, size in rows:
+            print(f"| {name} | {micros:.1f} | {size:,.0f} | {rows[0][1] / micros:.1f}x |")
     print(f"\nSHA-256 on this machine: {sha256_rate() / 1e6:,.0f} MB/s (one core); every gntkit row hashes all it writes.")
     print(f"cpu: {os.cpu_count()} cores")
 
