@@ -231,8 +231,9 @@ def kernel_resize(image, height, width):
     canvas = np.zeros((height, width), np.uint8)
     side = max(image.shape + (height, width))
     kernels.resample_into(image, 0, image.shape[0], 0, image.shape[1], canvas, 0, 0, height, width, 0,
-                          np.empty(image.shape[0] * width), np.empty(height * width),
-                          np.empty((2, side + 1), np.int64), np.empty((4, side + 1)), np.empty(side, np.int64))
+                          np.empty(max(image.shape[1], min(image.shape[0], height) * width), np.float32),
+                          np.empty(height * width, np.float32), np.empty(image.shape[1]),
+                          np.empty((2, side), np.uint64), np.empty((2, 3 * side), np.float32))
     return canvas
 
 
@@ -241,6 +242,16 @@ def test_resize_matches_reference(target):
     rng = np.random.default_rng(8)
     for image in random_images(rng, 12, EDGE_SHAPES):
         assert_close(kernel_resize(image, *target), naive.resize(image, *target))
+
+
+def test_resize_long_sums():
+    # shrinking by hundreds: each output sums hundreds of taps (float64 accumulation in the kernels)
+    rng = np.random.default_rng(15)
+    for shape, target in [((20000, 3), (56, 2)), ((3, 20000), (2, 56)), ((5000, 700), (56, 8))]:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        assert_close(kernel_resize(image, *target), naive.resize(image, *target))
+        constant = np.full(shape, 255, np.uint8)
+        assert np.array_equal(kernel_resize(constant, *target), np.full(target, 255, np.uint8))
 
 
 def test_resize_identity_and_constant():

@@ -13,6 +13,8 @@ contrast -> binarize -> denoise -> crop -> resize -> invert.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gntkit.jit import njit, prange
@@ -20,6 +22,15 @@ from gntkit.jit import njit, prange
 # Samples per parallel work item: scratch buffers are allocated once per chunk,
 # not once per sample, and a chunk is small enough to balance two to many cores.
 CHUNK = 32
+
+# Resampling runs in float32, which numba's loops vectorise twice as wide as float64;
+# a sum of at most 3 weighted 8-bit values is exact there to about 1e-4 grey levels.
+# Longer sums (shrinking an axis by more than 2) accumulate in float64.
+CONTRACT = {"contract"}  # fastmath flag: lets a*b + c compile to one fused multiply-add
+VECTOR = 32  # float32 values per iteration of those vector loops; a shorter tail runs one by one
+U1 = np.uint64(1)  # unsigned indices skip numba's negative-index wraparound, which blocks vectorising
+U2 = np.uint64(2)
+ROW_BLOCK = 1 << 16  # float32 values of input rows combined per block by the area path
 
 # binarize codes of preprocess_batch_kernel
 BINARIZE_NONE = 0
@@ -223,154 +234,181 @@ def fit_size(height, width, inner):
 
 
 @njit
-def shrink_boundaries(n_in, n_out, index, frac):
-    """Area-shrink boundaries b_j = j * n_in / n_out, j = 0..n_out, as index[j] + frac[j] (the last as n_in - 1 + 1.0)."""
+def resize_taps(n_in, n_out, offset, start, weight):
+    """Taps of one axis n_in -> n_out: output j = sum over t < taps of weight[j*taps + t] * input[start[j] - offset + t]; returns taps."""
+    # Area average when shrinking: output j covers [j*scale, (j+1)*scale), which touches
+    # at most ceil(scale) + 1 input pixels, so every output gets a window of that many
+    # (n_in at most) with zero weights where it overhangs: gathers of fixed length, no
+    # branches. Bilinear otherwise (half-pixel centres, clamped): 2 taps, 1 for n_in = 1.
     scale = n_in / n_out
-    for j in range(n_out):
-        position = j * scale
-        index[j] = int(position)
-        frac[j] = position - index[j]
-    index[n_out] = n_in - 1
-    frac[n_out] = 1.0
-
-
-@njit
-def shrink_taps(n_in, n_out, index, weight_a, weight_b):
-    """Area-average taps, per input pixel k: weight_a[k] to output index[k], weight_b[k] to index[k] + 1."""
-    # Input pixel k covers [k, k+1); output j covers [j*scale, (j+1)*scale), scale > 1,
-    # so a pixel straddles at most one output boundary. Weights include the 1/scale.
-    scale = n_in / n_out
-    for k in range(n_in):
-        j = min(int(k / scale), n_out - 1)
-        while j + 1 < n_out and (j + 1) * scale <= k:
-            j += 1
-        while j > 0 and j * scale > k:
-            j -= 1
-        share = 1.0 if j == n_out - 1 else min(max((j + 1) * scale - k, 0.0), 1.0)
-        index[k] = j
-        weight_a[k] = share / scale
-        weight_b[k] = (1.0 - share) / scale
-
-
-@njit
-def enlarge_taps(n_in, n_out, index, weight_a, weight_b):
-    """Bilinear taps (half-pixel centres, clamped), per output j: weight_a[j] on input index[j], weight_b[j] on the next."""
-    scale = n_in / n_out
+    if n_in > n_out:
+        taps = min(int(math.ceil(scale)) + 1, n_in)
+        for j in range(n_out):
+            lo = j * scale
+            hi = (j + 1) * scale if j + 1 < n_out else float(n_in)
+            first = min(int(lo), n_in - taps)
+            start[j] = np.uint64(offset + first)
+            for t in range(taps):
+                cover = min(first + t + 1.0, hi) - max(float(first + t), lo)
+                weight[j * taps + t] = max(cover, 0.0) / scale
+        return taps
+    taps = min(n_in, 2)
     for j in range(n_out):
         position = min(max((j + 0.5) * scale - 0.5, 0.0), n_in - 1.0)
         left = int(position)
-        index[j] = left
-        weight_b[j] = position - left
-        weight_a[j] = 1.0 - weight_b[j]
+        frac = position - left
+        first = min(left, n_in - taps)
+        start[j] = np.uint64(offset + first)
+        for t in range(taps):
+            k = first + t
+            weight[j * taps + t] = (1.0 - frac) if k == left else (frac if k == left + 1 else 0.0)
+    return taps
 
 
-@njit
-def shrink_rows(source, y0, y1, x0, x1, index, frac, prefix, rows):
-    """Area-average each row of source[y0:y1, x0:x1] into rows (h, n_out) float64, with shrink_boundaries tables."""
-    # Output j is the integral of the row over [b_j, b_j+1) divided by its length:
-    # with prefix sums that is two lookups per output and no branches per pixel.
-    width = x1 - x0
-    n_out = rows.shape[1]
-    inv_scale = n_out / width
-    for y in range(y0, y1):
-        total = np.int64(0)
-        for k in range(width):
-            prefix[k] = total
-            total += np.int64(source[y, x0 + k])
-        previous = prefix[index[0]] + frac[0] * source[y, x0 + index[0]]
-        for j in range(n_out):
-            last = index[j + 1]
-            current = prefix[last] + frac[j + 1] * source[y, x0 + last]
-            rows[y - y0, j] = (current - previous) * inv_scale
-            previous = current
-
-
-@njit
-def enlarge_rows(source, y0, y1, x0, x1, index, weight_a, weight_b, rows):
-    """Bilinear-resample each row of source[y0:y1, x0:x1] into rows (y1 - y0, n_out) float64 with enlarge_taps."""
-    last = x1 - x0 - 1
-    for y in range(y0, y1):
-        for j in range(rows.shape[1]):
-            left = index[j]
-            right = min(left + 1, last)
-            rows[y - y0, j] = weight_a[j] * source[y, x0 + left] + weight_b[j] * source[y, x0 + right]
-
-
-@njit
-def shrink_columns(rows, index, weight_a, weight_b, acc, canvas, top, left, flip):
-    """Area-average rows (h, w) float64 down to acc's height, round, XOR flip (255 inverts) into canvas[top:, left:]."""
-    new_height, width = acc.shape
-    acc[:, :] = 0.0
-    for k in range(rows.shape[0]):
-        i = index[k]
-        for x in range(width):
-            acc[i, x] += weight_a[k] * rows[k, x]
-        if i + 1 < new_height:
-            for x in range(width):
-                acc[i + 1, x] += weight_b[k] * rows[k, x]
-    for i in range(new_height):
-        for x in range(width):
-            canvas[top + i, left + x] = min(max(int(acc[i, x] + 0.5), 0), 255) ^ flip
-
-
-@njit
-def enlarge_columns(rows, index, weight_a, weight_b, new_height, canvas, top, left, flip):
-    """Bilinear-resample rows (h, w) float64 to new_height rows, round, XOR flip (255 inverts) into canvas[top:, left:]."""
-    last = rows.shape[0] - 1
-    for i in range(new_height):
-        upper = index[i]
-        lower = min(upper + 1, last)
-        for x in range(rows.shape[1]):
-            value = weight_a[i] * rows[upper, x] + weight_b[i] * rows[lower, x]
-            canvas[top + i, left + x] = min(max(int(value + 0.5), 0), 255) ^ flip
-
-
-@njit
-def resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_width, flip,
-                  rows_buffer, acc_buffer, tap_index, tap_weight, prefix):
-    """Resize image[y0:y1, x0:x1] into canvas[top:, left:] (new_height x new_width), XOR flip: area per shrinking axis, else bilinear."""
-    height, width = y1 - y0, x1 - x0
-    rows = rows_buffer[: height * new_width].reshape((height, new_width))
-    if width > new_width:
-        shrink_boundaries(width, new_width, tap_index[0], tap_weight[0])
-        shrink_rows(image, y0, y1, x0, x1, tap_index[0], tap_weight[0], prefix, rows)
-    else:
-        enlarge_taps(width, new_width, tap_index[0], tap_weight[0], tap_weight[1])
-        enlarge_rows(image, y0, y1, x0, x1, tap_index[0], tap_weight[0], tap_weight[1], rows)
-    if height > new_height:
-        shrink_taps(height, new_height, tap_index[1], tap_weight[2], tap_weight[3])
-        acc = acc_buffer[: new_height * new_width].reshape((new_height, new_width))
-        shrink_columns(rows, tap_index[1], tap_weight[2], tap_weight[3], acc, canvas, top, left, flip)
-    else:
-        enlarge_taps(height, new_height, tap_index[1], tap_weight[2], tap_weight[3])
-        enlarge_columns(rows, tap_index[1], tap_weight[2], tap_weight[3], new_height, canvas, top, left, flip)
-
-
-@njit
-def fill_border(canvas, top, left, height, width, value):
-    """Set every pixel of canvas outside the box [top, top+height) x [left, left+width) to value."""
-    size_y, size_x = canvas.shape
-    for y in range(size_y):
-        if top <= y < top + height:
-            for x in range(left):
-                canvas[y, x] = value
-            for x in range(left + width, size_x):
-                canvas[y, x] = value
+@njit(fastmath=CONTRACT)
+def combine_pass(source, stride, first, length, taps, start, weight, count, target, sums):
+    """target[i*length + x] = sum over t < taps of weight[i*taps + t] * source[(start[i] + t)*stride + first + x] for i < count, x < length (flat)."""
+    step = np.uint64(stride)
+    for i in range(count):
+        b0 = start[i] * step + np.uint64(first)
+        b1 = b0 + step
+        b2 = b1 + step
+        out = np.uint64(i * length)
+        k = i * taps
+        if taps == 1:
+            w0 = weight[k]
+            for x in range(length):
+                u = np.uint64(x)
+                target[out + u] = w0 * source[b0 + u]
+        elif taps == 2:
+            w0, w1 = weight[k], weight[k + 1]
+            for x in range(length):
+                u = np.uint64(x)
+                target[out + u] = w0 * source[b0 + u] + w1 * source[b1 + u]
+        elif taps == 3:
+            w0, w1, w2 = weight[k], weight[k + 1], weight[k + 2]
+            for x in range(length):
+                u = np.uint64(x)
+                target[out + u] = w0 * source[b0 + u] + w1 * source[b1 + u] + w2 * source[b2 + u]
         else:
-            for x in range(size_x):
-                canvas[y, x] = value
+            # a long sum (shrinking by more than 2) accumulates in float64, where the
+            # rounding of each addition stays negligible even over thousands of rows
+            for x in range(length):
+                sums[x] = 0.0
+            for t in range(taps):
+                w = np.float64(weight[k + t])
+                if w != 0.0:
+                    bt = b0 + np.uint64(t) * step
+                    for x in range(length):
+                        sums[x] += w * source[bt + np.uint64(x)]
+            for x in range(length):
+                target[out + np.uint64(x)] = sums[x]
+
+
+@njit(fastmath=CONTRACT)
+def gather_pass(source, stride, base, rows, taps, start, weight, count, target):
+    """target[y*count + j] = sum over t < taps of weight[j*taps + t] * source[base + y*stride + start[j] + t] for y < rows, j < count (flat)."""
+    for y in range(rows):
+        b = np.uint64(base + y * stride)
+        out = np.uint64(y * count)
+        if taps == 2:
+            for j in range(count):
+                p = b + start[j]
+                k = 2 * j
+                target[out + np.uint64(j)] = weight[k] * source[p] + weight[k + 1] * source[p + U1]
+        elif taps == 3:
+            for j in range(count):
+                p = b + start[j]
+                k = 3 * j
+                target[out + np.uint64(j)] = weight[k] * source[p] + weight[k + 1] * source[p + U1] + weight[k + 2] * source[p + U2]
+        else:
+            for j in range(count):
+                p = b + start[j]
+                total = 0.0  # float64, as in combine_pass
+                for t in range(taps):
+                    total += np.float64(weight[j * taps + t]) * source[p + np.uint64(t)]
+                target[out + np.uint64(j)] = total
 
 
 @njit
-def resize_into(image, y0, y1, x0, x1, canvas, margin, flip, rows_buffer, acc_buffer, tap_index, tap_weight, prefix):
+def store_pass(values, rows, count, canvas, top, left, flip):
+    """canvas[top + i, left + j] = values[i*count + j] rounded half up, XOR flip, for i < rows, j < count."""
+    # Weights are >= 0 and sum to 1 within float32 rounding, so 0 <= value + 0.5 < 256:
+    # truncation is the rounding and the result fits a byte without clamping.
+    half = np.float32(0.5)
+    flip = np.uint8(flip)
+    size = canvas.shape[1]
+    target = canvas.reshape(canvas.size)
+    for i in range(rows):
+        b = np.uint64((top + i) * size + left)
+        v = np.uint64(i * count)
+        for j in range(count):
+            u = np.uint64(j)
+            target[b + u] = np.uint8(np.int32(values[v + u] + half)) ^ flip
+
+
+@njit
+def vector_window(x0, width, row_length):
+    """(first, length): columns first..first+length-1 of a row contain x0..x0+width-1, length a multiple of VECTOR if the row allows."""
+    length = (width + VECTOR - 1) // VECTOR * VECTOR
+    if length > row_length:
+        return x0, width
+    return min(x0, row_length - length), length
+
+
+@njit
+def resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_width, flip, lines, values, sums, starts, weights):
+    """Resize image[y0:y1, x0:x1] into canvas[top:, left:] (new_height x new_width), XOR flip: area per shrinking axis, else bilinear."""
+    # image and canvas C-contiguous. Scratch: lines float32, at least image.shape[1] and
+    # min(y1 - y0, new_height) * new_width; values float32 (new_height * new_width,);
+    # sums float64 (image.shape[1],); starts uint64 (2, max(new_height, new_width));
+    # weights float32 (2, max(y1 - y0, x1 - x0) + 2 * max(new_height, new_width)).
+    height, width = y1 - y0, x1 - x0
+    row_length = image.shape[1]
+    source = image.reshape(image.size)
+    h_start, v_start = starts[0], starts[1]
+    h_weight, v_weight = weights[0], weights[1]
+    if height > new_height:
+        # Fewer output rows than input rows: combine the input rows of each output row
+        # first (vector loops along x, over a window widened for them), so that the
+        # horizontal taps, scalar gathers, run on the output rows only. Blocks of rows
+        # as many as lines holds.
+        first, length = vector_window(x0, width, row_length)
+        h_taps = resize_taps(width, new_width, x0 - first, h_start, h_weight)
+        v_taps = resize_taps(height, new_height, y0, v_start, v_weight)
+        block = min(new_height, lines.shape[0] // length)
+        for i in range(0, new_height, block):
+            count = min(block, new_height - i)
+            combine_pass(source, row_length, first, length, v_taps, v_start[i:], v_weight[i * v_taps :], count, lines, sums)
+            gather_pass(lines, length, 0, count, h_taps, h_start, h_weight, new_width, values[i * new_width :])
+    else:
+        # At least as many output rows: the horizontal gathers run on the input rows,
+        # then each output row blends two of them (vector loops).
+        h_taps = resize_taps(width, new_width, x0, h_start, h_weight)
+        v_taps = resize_taps(height, new_height, 0, v_start, v_weight)
+        gather_pass(source, row_length, y0 * row_length, height, h_taps, h_start, h_weight, new_width, lines)
+        combine_pass(lines, new_width, 0, new_width, v_taps, v_start, v_weight, new_height, values, sums)
+    store_pass(values, new_height, new_width, canvas, top, left, flip)
+
+
+@njit
+def fill(canvas, value):
+    """Set every pixel of a C-contiguous canvas to value."""
+    flat = canvas.reshape(canvas.size)
+    for k in range(flat.shape[0]):
+        flat[k] = value
+
+
+@njit
+def resize_into(image, y0, y1, x0, x1, canvas, margin, flip, lines, values, sums, starts, weights):
     """Paste image[y0:y1, x0:x1] scaled to fit S - 2*margin, aspect kept, centred on a 255 canvas (S, S), all XOR flip."""
     inner = canvas.shape[0] - 2 * margin
     new_height, new_width = fit_size(y1 - y0, x1 - x0, inner)
     top = margin + (inner - new_height) // 2
     left = margin + (inner - new_width) // 2
-    fill_border(canvas, top, left, new_height, new_width, 255 ^ flip)
+    fill(canvas, 255 ^ flip)
     resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_width, flip,
-                  rows_buffer, acc_buffer, tap_index, tap_weight, prefix)
+                  lines, values, sums, starts, weights)
 
 
 @njit
@@ -396,14 +434,14 @@ def edit_image(source, target, contrast, binarize, threshold, denoise, hist, his
 
 
 @njit
-def place_image(image, canvas, margin, crop, invert, rows_buffer, acc_buffer, tap_index, tap_weight, prefix):
+def place_image(image, canvas, margin, crop, invert, lines, values, sums, starts, weights):
     """Crop image to its ink (whole image if none), resize it into canvas, inverted (v -> 255 - v) if asked."""
     if crop:
         y0, y1, x0, x1 = ink_box(image)
     else:
         y0, y1, x0, x1 = 0, image.shape[0], 0, image.shape[1]
     flip = 255 if invert else 0  # v ^ 255 == 255 - v for a byte
-    resize_into(image, y0, y1, x0, x1, canvas, margin, flip, rows_buffer, acc_buffer, tap_index, tap_weight, prefix)
+    resize_into(image, y0, y1, x0, x1, canvas, margin, flip, lines, values, sums, starts, weights)
 
 
 @njit
@@ -412,18 +450,17 @@ def preprocess_chunk(first, end, pixels, offsets, heights, widths, out, margin, 
     """Preprocess samples first..end-1 into out, with scratch buffers shared by the chunk."""
     inner = out.shape[1] - 2 * margin
     edit = contrast or binarize != BINARIZE_NONE or denoise
-    max_height = np.int64(1)
     max_pixels = np.int64(1)
     max_side = np.int64(1)
     for i in range(first, end):
-        max_height = max(max_height, np.int64(heights[i]))
         max_side = max(max_side, np.int64(heights[i]), np.int64(widths[i]))
         max_pixels = max(max_pixels, np.int64(heights[i]) * np.int64(widths[i]))
-    rows_buffer = np.empty(max_height * inner, np.float64)
-    acc_buffer = np.empty(inner * inner, np.float64)
-    tap_index = np.empty((2, max(max_side, inner) + 1), np.int64)
-    tap_weight = np.empty((4, max(max_side, inner) + 1), np.float64)
-    prefix = np.empty(max_side, np.int64)
+    # lines: row blocks of the area path, at most ROW_BLOCK values unless one row is longer
+    lines = np.empty(max(inner * inner, max_side, min(inner * max_side, ROW_BLOCK)), np.float32)
+    values = np.empty(inner * inner, np.float32)
+    sums = np.empty(max_side, np.float64)
+    starts = np.empty((2, inner), np.uint64)
+    weights = np.empty((2, max_side + 2 * inner), np.float32)
     hist = np.empty(256, np.int64)
     hist_mapped = np.empty(256, np.int64)
     table = np.empty(256, np.uint8)
@@ -436,9 +473,9 @@ def preprocess_chunk(first, end, pixels, offsets, heights, widths, out, margin, 
         if edit:
             image = work[: height * width].reshape((height, width))
             edit_image(source, image, contrast, binarize, threshold, denoise, hist, hist_mapped, table)
-            place_image(image, out[i], margin, crop, invert, rows_buffer, acc_buffer, tap_index, tap_weight, prefix)
+            place_image(image, out[i], margin, crop, invert, lines, values, sums, starts, weights)
         else:
-            place_image(source, out[i], margin, crop, invert, rows_buffer, acc_buffer, tap_index, tap_weight, prefix)
+            place_image(source, out[i], margin, crop, invert, lines, values, sums, starts, weights)
 
 
 @njit(parallel=True)
