@@ -235,58 +235,60 @@ def fit_size(height, width, inner):
 
 @njit
 def resize_taps(n_in, n_out, offset, start, weight):
-    """Taps of one axis n_in -> n_out: output j = sum over t < taps of weight[j*taps + t] * input[start[j] - offset + t]; returns taps."""
+    """Taps of one axis n_in -> n_out: output j = sum over t < taps of weight[t*n_out + j] * input[start[j] - offset + t]; returns taps."""
     # Area average when shrinking: output j covers [j*scale, (j+1)*scale), which touches
     # at most ceil(scale) + 1 input pixels, so every output gets a window of that many
     # (n_in at most) with zero weights where it overhangs: gathers of fixed length, no
     # branches. Bilinear otherwise (half-pixel centres, clamped): 2 taps, 1 for n_in = 1.
+    # Loops run over outputs innermost, without branches, so that they vectorise.
     scale = n_in / n_out
     if n_in > n_out:
         taps = min(int(math.ceil(scale)) + 1, n_in)
+        last = n_in - taps
+        inverse = n_out / n_in  # a multiply per tap instead of a division
         for j in range(n_out):
-            lo = j * scale
-            hi = (j + 1) * scale if j + 1 < n_out else float(n_in)
-            first = min(int(lo), n_in - taps)
-            start[j] = np.uint64(offset + first)
-            for t in range(taps):
-                cover = min(first + t + 1.0, hi) - max(float(first + t), lo)
-                weight[j * taps + t] = max(cover, 0.0) / scale
+            start[j] = np.uint64(offset + min(int(j * scale), last))
+        for t in range(taps):
+            for j in range(n_out):
+                lo = j * scale
+                hi = (j + 1) * scale if j + 1 < n_out else float(n_in)
+                pixel = float(min(int(lo), last) + t)
+                cover = min(pixel + 1.0, hi) - max(pixel, lo)
+                weight[t * n_out + j] = max(cover, 0.0) * inverse
         return taps
     taps = min(n_in, 2)
     for j in range(n_out):
         position = min(max((j + 0.5) * scale - 0.5, 0.0), n_in - 1.0)
-        left = int(position)
-        frac = position - left
-        first = min(left, n_in - taps)
-        start[j] = np.uint64(offset + first)
-        for t in range(taps):
-            k = first + t
-            weight[j * taps + t] = (1.0 - frac) if k == left else (frac if k == left + 1 else 0.0)
+        left = min(int(position), n_in - taps)
+        start[j] = np.uint64(offset + left)
+        share = position - left  # of the right tap; 1.0 at the last pixel, where left moved back one
+        weight[j] = 1.0 - share
+        if taps == 2:
+            weight[n_out + j] = share
     return taps
 
 
 @njit(fastmath=CONTRACT)
-def combine_pass(source, stride, first, length, taps, start, weight, count, target, sums):
-    """target[i*length + x] = sum over t < taps of weight[i*taps + t] * source[(start[i] + t)*stride + first + x] for i < count, x < length (flat)."""
+def combine_pass(source, stride, first, length, taps, start, weight, outputs, begin, end, target, sums):
+    """target[(i-begin)*length + x] = sum over t < taps of weight[t*outputs + i] * source[(start[i] + t)*stride + first + x] for begin <= i < end, x < length (flat)."""
     step = np.uint64(stride)
-    for i in range(count):
+    for i in range(begin, end):
         b0 = start[i] * step + np.uint64(first)
         b1 = b0 + step
         b2 = b1 + step
-        out = np.uint64(i * length)
-        k = i * taps
+        out = np.uint64((i - begin) * length)
         if taps == 1:
-            w0 = weight[k]
+            w0 = weight[i]
             for x in range(length):
                 u = np.uint64(x)
                 target[out + u] = w0 * source[b0 + u]
         elif taps == 2:
-            w0, w1 = weight[k], weight[k + 1]
+            w0, w1 = weight[i], weight[outputs + i]
             for x in range(length):
                 u = np.uint64(x)
                 target[out + u] = w0 * source[b0 + u] + w1 * source[b1 + u]
         elif taps == 3:
-            w0, w1, w2 = weight[k], weight[k + 1], weight[k + 2]
+            w0, w1, w2 = weight[i], weight[outputs + i], weight[2 * outputs + i]
             for x in range(length):
                 u = np.uint64(x)
                 target[out + u] = w0 * source[b0 + u] + w1 * source[b1 + u] + w2 * source[b2 + u]
@@ -296,7 +298,7 @@ def combine_pass(source, stride, first, length, taps, start, weight, count, targ
             for x in range(length):
                 sums[x] = 0.0
             for t in range(taps):
-                w = np.float64(weight[k + t])
+                w = np.float64(weight[t * outputs + i])
                 if w != 0.0:
                     bt = b0 + np.uint64(t) * step
                     for x in range(length):
@@ -307,27 +309,34 @@ def combine_pass(source, stride, first, length, taps, start, weight, count, targ
 
 @njit(fastmath=CONTRACT)
 def gather_pass(source, stride, base, rows, taps, start, weight, count, target):
-    """target[y*count + j] = sum over t < taps of weight[j*taps + t] * source[base + y*stride + start[j] + t] for y < rows, j < count (flat)."""
-    for y in range(rows):
-        b = np.uint64(base + y * stride)
-        out = np.uint64(y * count)
+    """target[y*count + j] = sum over t < taps of weight[t*count + j] * source[base + y*stride + start[j] + t] for y < rows, j < count (flat)."""
+    # Column by column: the taps of output j are loaded once for all rows, and a gather
+    # is then 3 loads where it was 7 (scalar loads are what limits this loop).
+    step = np.uint64(stride)
+    jump = np.uint64(count)
+    for j in range(count):
+        p = np.uint64(base) + start[j]
+        out = np.uint64(j)
         if taps == 2:
-            for j in range(count):
-                p = b + start[j]
-                k = 2 * j
-                target[out + np.uint64(j)] = weight[k] * source[p] + weight[k + 1] * source[p + U1]
+            w0, w1 = weight[j], weight[count + j]
+            for y in range(rows):
+                target[out] = w0 * source[p] + w1 * source[p + U1]
+                p += step
+                out += jump
         elif taps == 3:
-            for j in range(count):
-                p = b + start[j]
-                k = 3 * j
-                target[out + np.uint64(j)] = weight[k] * source[p] + weight[k + 1] * source[p + U1] + weight[k + 2] * source[p + U2]
+            w0, w1, w2 = weight[j], weight[count + j], weight[2 * count + j]
+            for y in range(rows):
+                target[out] = w0 * source[p] + w1 * source[p + U1] + w2 * source[p + U2]
+                p += step
+                out += jump
         else:
-            for j in range(count):
-                p = b + start[j]
+            for y in range(rows):
                 total = 0.0  # float64, as in combine_pass
                 for t in range(taps):
-                    total += np.float64(weight[j * taps + t]) * source[p + np.uint64(t)]
-                target[out + np.uint64(j)] = total
+                    total += np.float64(weight[t * count + j]) * source[p + np.uint64(t)]
+                target[out] = total
+                p += step
+                out += jump
 
 
 @njit
@@ -350,6 +359,8 @@ def store_pass(values, rows, count, canvas, top, left, flip):
 @njit
 def vector_window(x0, width, row_length):
     """(first, length): columns first..first+length-1 of a row contain x0..x0+width-1, length a multiple of VECTOR if the row allows."""
+    # numba's vector loops do VECTOR float32 values per iteration and the rest one by
+    # one: computing a few columns more is cheaper than that tail
     length = (width + VECTOR - 1) // VECTOR * VECTOR
     if length > row_length:
         return x0, width
@@ -371,15 +382,15 @@ def resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_widt
     if height > new_height:
         # Fewer output rows than input rows: combine the input rows of each output row
         # first (vector loops along x, over a window widened for them), so that the
-        # horizontal taps, scalar gathers, run on the output rows only. Blocks of rows
-        # as many as lines holds.
+        # horizontal taps, scalar gathers, run on the output rows only. In blocks of as
+        # many rows as lines holds.
         first, length = vector_window(x0, width, row_length)
         h_taps = resize_taps(width, new_width, x0 - first, h_start, h_weight)
         v_taps = resize_taps(height, new_height, y0, v_start, v_weight)
         block = min(new_height, lines.shape[0] // length)
         for i in range(0, new_height, block):
             count = min(block, new_height - i)
-            combine_pass(source, row_length, first, length, v_taps, v_start[i:], v_weight[i * v_taps :], count, lines, sums)
+            combine_pass(source, row_length, first, length, v_taps, v_start, v_weight, new_height, i, i + count, lines, sums)
             gather_pass(lines, length, 0, count, h_taps, h_start, h_weight, new_width, values[i * new_width :])
     else:
         # At least as many output rows: the horizontal gathers run on the input rows,
@@ -387,7 +398,7 @@ def resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_widt
         h_taps = resize_taps(width, new_width, x0, h_start, h_weight)
         v_taps = resize_taps(height, new_height, 0, v_start, v_weight)
         gather_pass(source, row_length, y0 * row_length, height, h_taps, h_start, h_weight, new_width, lines)
-        combine_pass(lines, new_width, 0, new_width, v_taps, v_start, v_weight, new_height, values, sums)
+        combine_pass(lines, new_width, 0, new_width, v_taps, v_start, v_weight, new_height, 0, new_height, values, sums)
     store_pass(values, new_height, new_width, canvas, top, left, flip)
 
 
