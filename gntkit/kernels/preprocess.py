@@ -411,18 +411,6 @@ def fill(canvas, value):
 
 
 @njit
-def resize_into(image, y0, y1, x0, x1, canvas, margin, flip, lines, values, sums, starts, weights):
-    """Paste image[y0:y1, x0:x1] scaled to fit S - 2*margin, aspect kept, centred on a 255 canvas (S, S), all XOR flip."""
-    inner = canvas.shape[0] - 2 * margin
-    new_height, new_width = fit_size(y1 - y0, x1 - x0, inner)
-    top = margin + (inner - new_height) // 2
-    left = margin + (inner - new_width) // 2
-    fill(canvas, 255 ^ flip)
-    resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_width, flip,
-                  lines, values, sums, starts, weights)
-
-
-@njit
 def edit_image(source, target, contrast, binarize, threshold, denoise, hist, hist_mapped, table):
     """target = source after contrast stretch, binarisation and speck removal (each switchable)."""
     if contrast or binarize != BINARIZE_NONE:
@@ -446,13 +434,19 @@ def edit_image(source, target, contrast, binarize, threshold, denoise, hist, his
 
 @njit
 def place_image(image, canvas, margin, crop, invert, lines, values, sums, starts, weights):
-    """Crop image to its ink (whole image if none), resize it into canvas, inverted (v -> 255 - v) if asked."""
+    """Crop image to its ink (whole image if none), paste it scaled to fit S - 2*margin, aspect kept, centred on a 255 canvas (S, S); invert if asked."""
     if crop:
         y0, y1, x0, x1 = ink_box(image)
     else:
         y0, y1, x0, x1 = 0, image.shape[0], 0, image.shape[1]
     flip = 255 if invert else 0  # v ^ 255 == 255 - v for a byte
-    resize_into(image, y0, y1, x0, x1, canvas, margin, flip, lines, values, sums, starts, weights)
+    inner = canvas.shape[0] - 2 * margin
+    new_height, new_width = fit_size(y1 - y0, x1 - x0, inner)
+    top = margin + (inner - new_height) // 2
+    left = margin + (inner - new_width) // 2
+    fill(canvas, 255 ^ flip)
+    resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_width, flip,
+                  lines, values, sums, starts, weights)
 
 
 @njit
