@@ -219,15 +219,7 @@ def _check_batch(pixels, pixel_offsets, heights, widths) -> int:
     _check_vector("pixels", pixels, np.uint8)
     if count == 0:
         return 0
-    bad = np.flatnonzero((heights < 1) | (widths < 1))
-    if bad.size:
-        i = int(bad[0])
-        raise GntkitError(f"Sample {i} has size {heights[i]}x{widths[i]} (height x width); both must be at least 1.")
-    areas = heights.astype(np.int64) * widths.astype(np.int64)
-    bad = np.flatnonzero(areas > MAX_IMAGE_PIXELS)
-    if bad.size:
-        i = int(bad[0])
-        raise GntkitError(f"Sample {i} has {areas[i]} pixels, more than the {MAX_IMAGE_PIXELS} a single image may have.")
+    areas = _check_sizes(heights, widths)
     if pixel_offsets[0] < 0:
         raise GntkitError(f"pixel_offsets[0] must be at least 0, found {pixel_offsets[0]}.")
     spans = np.diff(pixel_offsets)
@@ -241,6 +233,20 @@ def _check_batch(pixels, pixel_offsets, heights, widths) -> int:
     if pixel_offsets[-1] > len(pixels):
         raise GntkitError(f"pixel_offsets ends at {pixel_offsets[-1]}, past the {len(pixels)} bytes of pixels.")
     return count
+
+
+def _check_sizes(heights, widths) -> np.ndarray:
+    """Pixels per sample (int64) after checking every side is 1 or more and no image is too large."""
+    bad = np.flatnonzero((heights < 1) | (widths < 1))
+    if bad.size:
+        i = int(bad[0])
+        raise GntkitError(f"Sample {i} has size {heights[i]}x{widths[i]} (height x width); both must be at least 1.")
+    areas = heights.astype(np.int64) * widths.astype(np.int64)
+    bad = np.flatnonzero(areas > MAX_IMAGE_PIXELS)
+    if bad.size:
+        i = int(bad[0])
+        raise GntkitError(f"Sample {i} has {areas[i]} pixels, more than the {MAX_IMAGE_PIXELS} a single image may have.")
+    return areas
 
 
 def preprocess_batch(pixels, pixel_offsets, heights, widths, settings: Preprocess, *, out=None, serial: bool = False) -> np.ndarray:
@@ -265,22 +271,69 @@ def preprocess_batch(pixels, pixel_offsets, heights, widths, settings: Preproces
         GntkitError: for raw settings or any inconsistent array (dtype, layout, lengths,
             offsets, sizes); nothing is read or written before the checks pass.
     """
+    _check_settings(settings)
+    count = _check_batch(pixels, pixel_offsets, heights, widths)
+    return _run(pixels, pixel_offsets, heights, widths, settings, _checked_out(out, count, settings.size, pixels), serial)
+
+
+def preprocess_records(buffer, starts, heights, widths, settings: Preprocess, *, out=None, serial: bool = False) -> np.ndarray:
+    """Preprocess bitmaps that lie anywhere in one buffer (e.g. a mapped GNT file), without gathering them first.
+
+    Args:
+        buffer: uint8 1-D C-contiguous array holding the bitmaps.
+        starts: int64 (N,): bitmap i is buffer[starts[i]:starts[i] + heights[i] * widths[i]].
+        heights, widths, settings, out, serial: as for preprocess_batch.
+
+    Returns:
+        uint8 (N, S, S) array, equal to preprocess_batch of the same bitmaps gathered.
+
+    Raises:
+        GntkitError: for raw settings or any inconsistent array, or a bitmap outside the buffer;
+            nothing is read or written before the checks pass.
+    """
+    _check_settings(settings)
+    _check_vector("heights", heights, np.int32)
+    count = len(heights)
+    _check_vector("widths", widths, np.int32, count)
+    _check_vector("starts", starts, np.int64, count)
+    _check_vector("buffer", buffer, np.uint8)
+    areas = _check_sizes(heights, widths)
+    if count and starts.min() < 0:
+        i = int(np.argmin(starts))
+        raise GntkitError(f"Sample {i} starts at {starts[i]}; starts must be at least 0.")
+    ends = starts + areas
+    if count and ends.max() > len(buffer):
+        i = int(np.argmax(ends))
+        raise GntkitError(f"Sample {i} spans {starts[i]}..{ends[i]}, past the {len(buffer)} bytes of the buffer.")
+    offsets = np.empty(count + 1, np.int64)  # the kernel reads offsets[i] as sample i's start only
+    offsets[:count] = starts
+    offsets[count] = ends[-1] if count else 0
+    return _run(buffer, offsets, heights, widths, settings, _checked_out(out, count, settings.size, buffer), serial)
+
+
+def _check_settings(settings) -> None:
     if not isinstance(settings, Preprocess):
         raise GntkitError(f"settings must be a gntkit.preprocess.Preprocess, found {type(settings).__name__}.")
     if settings.raw:
         raise GntkitError("Preprocess settings with raw=True keep the original bitmaps, so there is nothing to preprocess.")
-    count = _check_batch(pixels, pixel_offsets, heights, widths)
-    size = settings.size
+
+
+def _checked_out(out, count: int, size: int, pixels) -> np.ndarray:
     if out is None:
-        out = np.empty((count, size, size), np.uint8)
-    else:
-        if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != (count, size, size):
-            found = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
-            raise GntkitError(f"out must be a uint8 array of shape {(count, size, size)}, found {found}.")
-        if not out.flags.c_contiguous or not out.flags.writeable:
-            raise GntkitError("out must be C-contiguous and writeable.")
-        if np.may_share_memory(out, pixels):
-            raise GntkitError("out must not overlap pixels.")
+        return np.empty((count, size, size), np.uint8)
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != (count, size, size):
+        found = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise GntkitError(f"out must be a uint8 array of shape {(count, size, size)}, found {found}.")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise GntkitError("out must be C-contiguous and writeable.")
+    if np.may_share_memory(out, pixels):
+        raise GntkitError("out must not overlap pixels.")
+    return out
+
+
+def _run(pixels, offsets, heights, widths, settings: Preprocess, out: np.ndarray, serial: bool) -> np.ndarray:
+    """Call the kernel on checked arrays: sample i starts at pixels[offsets[i]]."""
+    count = len(heights)
     if count == 0:
         return out
     if settings.binarize is None:
@@ -289,7 +342,7 @@ def preprocess_batch(pixels, pixel_offsets, heights, widths, settings: Preproces
         binarize, threshold = _kernels.BINARIZE_OTSU, 0
     else:
         binarize, threshold = _kernels.BINARIZE_FIXED, settings.binarize
-    arguments = (pixels, pixel_offsets, heights, widths, out, settings.margin, settings.crop, settings.invert,
+    arguments = (pixels, offsets, heights, widths, out, settings.margin, settings.crop, settings.invert,
                  settings.contrast, binarize, threshold, settings.denoise)
     if serial:
         _kernels.preprocess_chunk(0, count, *arguments)

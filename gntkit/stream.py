@@ -20,7 +20,7 @@ import numpy as np
 from gntkit.batch import SampleBatch
 from gntkit.charset import ON_UNKNOWN_CHOICES, Charset, decode_tag, describe_tag
 from gntkit.errors import CharsetError, FormatError, GntkitError
-from gntkit.formats.gnt import DEFAULT_MAX_SIDE, ON_ERROR_CHOICES, GntFile, Problem
+from gntkit.formats.gnt import DEFAULT_MAX_SIDE, HEADER_SIZE, ON_ERROR_CHOICES, GntFile, Problem
 from gntkit.sources import GntMember, find_members
 
 DEFAULT_BATCH_SIZE = 2048
@@ -195,7 +195,6 @@ def member_batches(member: GntMember, charset: Charset, preprocess=None, on_erro
     index = gnt.index
     for start in range(0, kept.size, batch_size):
         chosen = kept[start:start + batch_size]
-        pixels, pixel_offsets = gnt.gather(chosen, serial=serial)
         heights, widths = index.heights[chosen].copy(), index.widths[chosen].copy()
         batch_labels = labels[chosen].astype(np.int64)
         common = dict(
@@ -206,11 +205,14 @@ def member_batches(member: GntMember, charset: Charset, preprocess=None, on_erro
             characters=[charset.characters[i] for i in batch_labels.tolist()],
         )
         if preprocess is None or preprocess.raw:
+            pixels, pixel_offsets = gnt.gather(chosen, serial=serial)
             yield SampleBatch(**common, heights=heights, widths=widths, pixels=pixels, pixel_offsets=pixel_offsets)
         else:
-            from gntkit.preprocess import preprocess_batch
+            from gntkit.preprocess import preprocess_records
 
-            images = preprocess_batch(pixels, pixel_offsets, heights, widths, preprocess, serial=serial)
+            # Straight from the file's buffer: no gathered copy of the bitmaps.
+            starts = index.offsets[chosen].astype(np.int64) + HEADER_SIZE
+            images = preprocess_records(gnt.buf, starts, heights, widths, preprocess, serial=serial)
             size = images.shape[1]
             yield SampleBatch(**common, heights=np.full(len(chosen), size, np.int32), widths=np.full(len(chosen), size, np.int32), images=images)
 
