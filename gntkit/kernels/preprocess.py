@@ -27,7 +27,7 @@ CHUNK = 32
 # a sum of at most 3 weighted 8-bit values is exact there to about 1e-4 grey levels.
 # Longer sums (shrinking an axis by more than 2) accumulate in float64.
 CONTRACT = {"contract"}  # fastmath flag: lets a*b + c compile to one fused multiply-add
-VECTOR = 32  # float32 values per iteration of those vector loops; a shorter tail runs one by one
+VECTOR = 32  # float32 values per iteration of numba's main vector loops; a tail runs in narrower steps
 U1 = np.uint64(1)  # unsigned indices skip numba's negative-index wraparound, which blocks vectorising
 U2 = np.uint64(2)
 ROW_BLOCK = 1 << 16  # float32 values of input rows combined per block by the area path
@@ -203,9 +203,9 @@ def column_has_ink(image, x, y0, y1):
 @njit
 def ink_box(image):
     """Half-open box (y0, y1, x0, x1) around pixels that are not 255; the whole image when there are none."""
-    # Scans inwards from the four sides and stops at the first ink, so it reads only
-    # the blank margins plus one row or column per side (bitmaps are mostly cropped
-    # already). Columns are scanned within the ink rows only.
+    # Scans inwards from the four sides and stops at the first ink, so it reads little
+    # more than the blank margins (bitmaps are mostly cropped already; the whole box
+    # at worst). Columns are scanned within the ink rows only.
     height, width = image.shape
     y0 = 0
     while y0 < height and not row_has_ink(image, y0):
@@ -359,8 +359,8 @@ def store_pass(values, rows, count, canvas, top, left, flip):
 @njit
 def vector_window(x0, width, row_length):
     """(first, length): columns first..first+length-1 of a row contain x0..x0+width-1, length a multiple of VECTOR if the row allows."""
-    # numba's vector loops do VECTOR float32 values per iteration and the rest one by
-    # one: computing a few columns more is cheaper than that tail
+    # numba's main vector loops do VECTOR float32 values per iteration and a tail in
+    # narrower steps: computing a few columns more is cheaper than that tail
     length = (width + VECTOR - 1) // VECTOR * VECTOR
     if length > row_length:
         return x0, width
@@ -460,7 +460,8 @@ def preprocess_chunk(first, end, pixels, offsets, heights, widths, out, margin, 
     for i in range(first, end):
         max_side = max(max_side, np.int64(heights[i]), np.int64(widths[i]))
         max_pixels = max(max_pixels, np.int64(heights[i]) * np.int64(widths[i]))
-    # lines: row blocks of the area path, at most ROW_BLOCK values unless one row is longer
+    # lines: the bilinear path's rows (at most inner * inner values) and the area path's
+    # row blocks (at most ROW_BLOCK values unless one row is longer)
     lines = np.empty(max(inner * inner, max_side, min(inner * max_side, ROW_BLOCK)), np.float32)
     values = np.empty(inner * inner, np.float32)
     sums = np.empty(max_side, np.float64)
