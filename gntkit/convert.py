@@ -404,6 +404,12 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
             output.abort()
         raise
     bar.update(total_bytes, samples, final=True)
+    # Shards are hashed together now (and any finished before a resume that lacks a digest):
+    # the multi-buffer kernel on all cores beats one hashlib stream per shard while writing.
+    # The source hasher may still be running; both share the cores until it ends.
+    unhashed = [entry for output in outputs.values() for entry in output.shards if entry.get("sha256") is None]
+    for entry, digest in zip(unhashed, sha256_files([out_dir / e["file"] for e in unhashed], threads=default_threads())):
+        entry["sha256"] = digest
     hasher.join()
     if isinstance(hasher.error, OSError):
         raise GntkitError(f"{hasher.error.filename}: cannot read the archive to hash it ({hasher.error.strerror}).")
@@ -411,11 +417,6 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         raise hasher.error
     for entry in report.members:
         entry.setdefault("sha256", hasher.file_digests.get(entry["name"]))
-    # Shards are hashed together now (and any finished before a resume that lacks a digest):
-    # the multi-buffer kernel on all cores beats one hashlib stream per shard while writing.
-    unhashed = [entry for output in outputs.values() for entry in output.shards if entry.get("sha256") is None]
-    for entry, digest in zip(unhashed, sha256_files([out_dir / e["file"] for e in unhashed], threads=default_threads())):
-        entry["sha256"] = digest
     seconds = time.perf_counter() - started
 
     # Final names now that shard counts are known; the manifest is written last.
