@@ -9,8 +9,10 @@ the next job. The digests are plain SHA-256, identical to hashlib's (the tests c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import platform
 import struct
 import threading
 from typing import Sequence
@@ -205,8 +207,26 @@ def _check(method: str, threads: int, count: int) -> str:
     if int(threads) < 1:
         raise GntkitError(f"threads must be at least 1, found {threads}.")
     if method == "auto":
-        return "lanes" if count >= MIN_JOBS_FOR_LANES and not numba.config.DISABLE_JIT else "hashlib"
+        if count < MIN_JOBS_FOR_LANES or numba.config.DISABLE_JIT or cpu_has_sha_instructions():
+            return "hashlib"
+        return "lanes"
     return method
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_sha_instructions() -> bool:
+    """True where OpenSSL has hardware SHA-256 (x86 SHA-NI, ARMv8 SHA2): about 2 GB/s a core, faster than the lanes."""
+    machine = platform.machine().lower()
+    if machine in ("arm64", "aarch64"):
+        return True  # every 64-bit ARM server and Apple core ships the SHA2 extension
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "sha_ni" in line.split()
+    except OSError:
+        pass
+    return False
 
 
 def sha256_many(buffers: Sequence, *, method: str = "auto", threads: int = 1) -> list[str]:
@@ -215,7 +235,8 @@ def sha256_many(buffers: Sequence, *, method: str = "auto", threads: int = 1) ->
     Args:
         buffers: the messages.
         method: "lanes" (multi-buffer numba kernel), "hashlib", or "auto": lanes when there
-            are enough messages to fill them and the JIT is on, hashlib otherwise.
+            are enough messages to fill them, the JIT is on and the CPU has no SHA
+            instructions; hashlib otherwise.
         threads: kernels run side by side on this many threads (each with its own lanes).
 
     Returns:

@@ -119,3 +119,12 @@ def test_bad_input(tmp_path):
         sha256_many([np.zeros((2, 2), np.uint8)])
     with pytest.raises(GntkitError, match="missing.bin: cannot read the file to hash it .expected a file, found nothing"):
         sha256_files([tmp_path / "missing.bin"])
+
+
+def test_auto_prefers_hashlib_with_sha_instructions(monkeypatch):
+    calls = []
+    monkeypatch.setattr(gntkit.digest, "cpu_has_sha_instructions", lambda: True)
+    monkeypatch.setattr(gntkit.digest, "_hash_lanes", lambda messages: calls.append(len(messages)) or [])
+    messages = [bytes([i]) * 100 for i in range(2 * MIN_JOBS_FOR_LANES)]
+    assert sha256_many(messages) == expected(messages)
+    assert calls == []
