@@ -22,13 +22,13 @@ POLY = 0x82F63B78
 MASK_DELTA = 0xA282EAD8
 
 
-def _make_tables() -> np.ndarray:
-    """(8, 256) uint32 slicing-by-8 tables: row 0 is the classic byte table."""
+def make_crc_tables(poly: int) -> np.ndarray:
+    """(8, 256) uint32 slicing-by-8 tables of the reflected CRC-32 with polynomial poly; row 0 is the classic byte table."""
     tables = np.zeros((8, 256), dtype=np.uint32)
     for byte in range(256):
         crc = byte
         for _ in range(8):
-            crc = (crc >> 1) ^ POLY if crc & 1 else crc >> 1
+            crc = (crc >> 1) ^ poly if crc & 1 else crc >> 1
         tables[0, byte] = crc
     for byte in range(256):
         crc = int(tables[0, byte])
@@ -39,16 +39,13 @@ def _make_tables() -> np.ndarray:
 
 
 #: Module constant; numba freezes global arrays into the compiled kernels.
-CRC32C_TABLES = _make_tables()
+CRC32C_TABLES = make_crc_tables(POLY)
 
 
 @njit
-def crc32c_update_table(crc, data, start, end):
-    """CRC32C of uint8 data[start:end] continued from `crc` (0 to start), portable table version.
-
-    Returns an int in [0, 2**32). The caller checks 0 <= start <= end <= len(data).
-    """
-    t = CRC32C_TABLES
+def crc_update_slice8(tables, crc, data, start, end):
+    """Reflected CRC-32 (tables from make_crc_tables) of uint8 data[start:end] continued from `crc`; an int in [0, 2**32)."""
+    t = tables
     c = (crc ^ 0xFFFFFFFF) & 0xFFFFFFFF
     i = start
     # Eight bytes per step; all arithmetic in int64 so numba never mixes signedness.
@@ -64,6 +61,15 @@ def crc32c_update_table(crc, data, start, end):
         c = np.int64(t[0, (c ^ np.int64(data[i])) & 0xFF]) ^ (c >> 8)
         i += 1
     return c ^ 0xFFFFFFFF
+
+
+@njit
+def crc32c_update_table(crc, data, start, end):
+    """CRC32C of uint8 data[start:end] continued from `crc` (0 to start), portable table version.
+
+    Returns an int in [0, 2**32). The caller checks 0 <= start <= end <= len(data).
+    """
+    return crc_update_slice8(CRC32C_TABLES, crc, data, start, end)
 
 
 def _sse42_usable() -> bool:
