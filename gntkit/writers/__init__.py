@@ -409,7 +409,7 @@ class ShardWriter:
                 raise GntkitError(f"{where}: SampleBatch.{name} must be integers in [{low}, {high}], found {values.dtype} {values.shape}.")
         for name in ("keys", "writer_ids", "characters"):
             values = getattr(batch, name)
-            if not all(type(v) is str for v in values):
+            if not set(map(type, values)) <= {str}:  # map/set iterate in C: 10x a generator per sample
                 bad = next(i for i, v in enumerate(values) if type(v) is not str)
                 raise GntkitError(f"{where}: SampleBatch.{name}[{bad}] must be a str, found {type(values[bad]).__name__}.")
         if not batch.raw:
