@@ -50,6 +50,27 @@ def run_gntkit(source: str, out: Path, to: str, workers: int, *extra: str) -> tu
     return seconds, cpu, stats
 
 
+_IN_PROCESS = """
+import json, os, sys, time
+from gntkit.convert import convert
+source, out, to, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+start, cpu = time.perf_counter(), sum(os.times()[:2])
+convert(source, out, to=to, workers=workers)
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu": sum(os.times()[:2]) - cpu}))
+"""
+
+
+def run_in_process(source: str, out: Path, to: str, workers: int) -> tuple[float, float]:
+    """(seconds, CPU seconds) of `gntkit.convert.convert` timed from the call, in a fresh interpreter
+    that has already imported gntkit (the CLI's fixed cost of imports and start-up left out)."""
+    if out.exists():
+        shutil.rmtree(out)
+    result = subprocess.run([sys.executable, "-c", _IN_PROCESS, source, str(out), to, str(workers)],
+                            capture_output=True, text=True, check=True)
+    timing = json.loads(result.stdout.strip().splitlines()[-1])
+    return timing["seconds"], timing["cpu"]
+
+
 def rss_text(stats: dict) -> str:
     rss = stats["peak_rss_mb"]
     return f"{rss['main']:,.0f}" + (f" / {rss['worker']:,.0f}" if rss.get("worker") is not None else "")
@@ -130,6 +151,8 @@ def main():
     parser.add_argument("--formats", default=",".join(FORMATS))
     parser.add_argument("--variants", action="store_true", help="also tfrecord with --parallel processes and with --no-hash-sources")
     parser.add_argument("--scaling", action="store_true", help="also convert a quarter of the corpus to show memory stays flat")
+    parser.add_argument("--in-process", type=int, default=0, metavar="N",
+                        help="also time gntkit.convert.convert N times per format, from the call (no CLI start-up)")
     args = parser.parse_args()
     corpus = make_corpus(args.workdir, records=args.records, writers=args.writers, zip_too=False)
     folder = Path(corpus["folder"])
@@ -155,6 +178,8 @@ def main():
                 for path in files[:count]:
                     (subset / path.name).symlink_to(path)
             scaling.append((count, *run_gntkit(str(subset), work / "out-scaling", "tfrecord", args.workers)))
+    in_process = [(to, *run_in_process(str(folder), work / f"out-{to}", to, args.workers))
+                  for to in args.formats.split(",") for _ in range(args.in_process)]
     base_rates = {to: args.baseline_records / baseline(to, folder, work / f"baseline-{to}", args.baseline_records)
                   for to in dict.fromkeys(to for to, _ in rows)}
     for to, extra, seconds, cpu, stats in measured:
@@ -163,6 +188,13 @@ def main():
         label = " ".join((to, *extra))
         print(f"| {label:<34} | {seconds:>8.2f} | {cpu:>6.1f} | {rate:>9,.0f} | {rss_text(stats):>11} | {base_rate:>18,.0f} | "
               f"{rate / base_rate:>5.1f}x | {897_758 / rate:>6.1f} s gntkit, {897_758 / base_rate / 60:>5.0f} min baseline |")
+    if in_process:
+        print()
+        print("in-process: gntkit.convert.convert timed from the call (imports and CLI start-up excluded)")
+        print(f"| {'format':<10} | {'seconds':>7} | {'CPU s':>6} | {'samples/s':>9} |")
+        print(f"|{'-' * 12}|{'-' * 9}|{'-' * 8}|{'-' * 11}|")
+        for to, seconds, cpu in in_process:
+            print(f"| {to:<10} | {seconds:>7.2f} | {cpu:>6.1f} | {corpus['records'] / seconds:>9,.0f} |")
     if scaling:
         print()
         print("memory vs corpus size (tfrecord): peak RSS must not grow with the corpus")
