@@ -53,7 +53,7 @@ def _padding(rest: np.ndarray, size: int) -> np.ndarray:
 class _Lane:
     """One message in flight: full blocks come from the buffer or the file, the padded tail from a copy.
 
-    Files are read with readinto straight into the staging rows, not mapped: mapping
+    Files are read with os.preadv straight into the staging rows, not mapped: mapping
     several GB of sources would count in the process's resident memory.
     """
 
