@@ -150,7 +150,12 @@ def _size(message) -> int:
     return message.size if isinstance(message, np.ndarray) else os.stat(message).st_size
 
 
-def _hashlib_file(path) -> str:
+def sha256_file(path) -> str:
+    """SHA-256 hex digest of one file with hashlib, read in 4 MiB blocks.
+
+    Raises:
+        GntkitError: the file cannot be read, named with the reason.
+    """
     sha = hashlib.sha256()
     try:
         with open(path, "rb") as f:
@@ -165,7 +170,7 @@ def _hash(messages: list, method: str, threads: int) -> list[str]:
     """Digests of arrays or paths by method ("lanes" or "hashlib") on up to `threads` threads."""
     if method == "hashlib":
         def digest_all(group):
-            return [hashlib.sha256(m).hexdigest() if isinstance(m, np.ndarray) else _hashlib_file(m) for m in group]
+            return [hashlib.sha256(m).hexdigest() if isinstance(m, np.ndarray) else sha256_file(m) for m in group]
 
         threads = min(int(threads), max(1, len(messages)))
     else:
@@ -270,4 +275,4 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-__all__ = ["sha256_many", "sha256_files", "default_threads", "METHODS"]
+__all__ = ["sha256_many", "sha256_files", "sha256_file", "default_threads", "METHODS"]

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from gntkit.batch import SampleBatch
+from gntkit.digest import sha256_file
 from gntkit.errors import GntkitError, OutputExistsError
 
 #: format name -> (module, writer class name, shard file extension)
@@ -328,7 +329,7 @@ class ShardWriter:
         try:
             size, sha256 = self._finish()
             if sha256 is None and self.compute_sha256:
-                sha256 = sha256_file(self.partial_path)
+                sha256 = sha256_file(self.partial_path)  # formats whose library writes the file (HDF5)
             elif not self.compute_sha256:
                 sha256 = None
             index_name = None
@@ -454,11 +455,3 @@ class PixelView:
         """Image i as a 2-D uint8 view."""
         return self.pixels[self.offsets[i]:self.offsets[i + 1]].reshape(int(self.heights[i]), int(self.widths[i]))
 
-
-def sha256_file(path) -> str:
-    """SHA-256 hex digest of a file, read in 4 MiB blocks."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(4 << 20):
-            sha.update(block)
-    return sha.hexdigest()
