@@ -10,7 +10,8 @@ import pytest
 import gntkit.digest
 from gntkit.digest import MIN_JOBS_FOR_LANES, sha256_files, sha256_many
 from gntkit.errors import GntkitError
-from gntkit.kernels.sha256 import INITIAL_STATE, LANES, ROUND_CONSTANTS, compress_lanes
+from gntkit.kernels import sha256 as kernels
+from gntkit.kernels.sha256 import INITIAL_STATE, LANES, ROUND_CONSTANTS, compress
 
 # Every padding case: empty, one byte, 55/56 (one or two padding blocks), block edges.
 EDGE_SIZES = [0, 1, 3, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 191, 192, 1000]
@@ -61,18 +62,42 @@ def test_known_vectors():
     assert sha256_many([two_blocks], method="lanes") == ["248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"]
 
 
-def test_kernel_keeps_state_of_lanes_without_blocks():
+KERNELS = ["loops", pytest.param("vectors", marks=pytest.mark.skipif(
+    kernels.compress_lanes_vectors is None, reason="the IR kernel only runs compiled (NUMBA_DISABLE_JIT is set)"))]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_keeps_state_of_lanes_without_blocks(kernel):
+    # Staging rows wider than the blocks used (3 staged, at most 2 hashed) and every count from 0 to 3.
     rng = np.random.default_rng(5)
-    stage = rng.integers(0, 256, (LANES, 2 * 64), dtype=np.uint8)
+    stage = rng.integers(0, 256, (LANES, 3 * 64), dtype=np.uint8)
     state = np.repeat(INITIAL_STATE[:, None], LANES, axis=1).copy()
-    counts = np.array([2, 1, 0] * (LANES // 3) + [2] * (LANES % 3), np.int64)
-    compress_lanes(state, stage.view(np.uint32), counts, ROUND_CONSTANTS)
+    state[:, 1] = rng.integers(0, 2**32, 8, dtype=np.uint32)  # a lane part-way through its message
+    counts = np.array([2, 1, 0, 3] * (LANES // 4) + [3] * (LANES % 4), np.int64)
+    start = state.copy()
+    compress(state, stage.view(np.uint32), counts, kernel=getattr(kernels, "compress_lanes_" + kernel))
     # A plain-Python reference of one compression, to check the lanes one by one.
     for lane in range(LANES):
-        want = INITIAL_STATE.astype(np.uint64)
+        want = start[:, lane].astype(np.uint64)
         for block in range(counts[lane]):
             want = reference_compress(want, stage[lane, 64 * block: 64 * block + 64].tobytes())
         assert state[:, lane].tolist() == [int(v) for v in want]
+
+
+def test_compress_checks_layouts():
+    state = np.repeat(INITIAL_STATE[:, None], LANES, axis=1).copy()
+    stage = np.zeros((LANES, 32), np.uint32)
+    counts = np.zeros(LANES, np.int64)
+    with pytest.raises(GntkitError, match=r"counts must lie in \[0, 2\] \(blocks staged\), found \[0, 3\]"):
+        compress(state, stage, np.array([0] * (LANES - 1) + [3], np.int64))
+    with pytest.raises(GntkitError, match="stage must be a C-contiguous 2-D uint32 array, found int64"):
+        compress(state, stage.astype(np.int64), counts)
+    with pytest.raises(GntkitError, match="stage must be a C-contiguous"):
+        compress(state, np.zeros((LANES, 64), np.uint32)[:, ::2], counts)
+    with pytest.raises(GntkitError, match=rf"expected state \(8, {LANES}\), stage \({LANES}, 16\*B\)"):
+        compress(state, np.zeros((LANES, 40), np.uint32), counts)
+    with pytest.raises(GntkitError, match="counts must be a C-contiguous 1-D int64 array, found list"):
+        compress(state, stage, [0] * LANES)
 
 
 def reference_compress(state, block: bytes):
