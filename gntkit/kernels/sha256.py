@@ -32,6 +32,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from numba.core import types
+from numba.extending import intrinsic
+
 from gntkit.errors import GntkitError
 from gntkit.jit import njit
 
@@ -192,41 +195,36 @@ def _ir_block(context, builder, state, stage, counts, block):
         builder.store(builder.select(active, add(old[i], value), old[i]), builder.gep(state_vectors, [ir.Constant(i32, i)]), align=4)
 
 
-def _define_ir_kernel():
-    from numba.core import types
-    from numba.extending import intrinsic
+@intrinsic
+def block_vectors(typingctx, state, stage, counts, block):
+    """Compress block `block` of every lane's staged words into state, lanes with counts <= block unchanged."""
+    uint32_c = (state.dtype == types.uint32 and state.ndim == 2 and state.layout == "C"
+                and stage.dtype == types.uint32 and stage.ndim == 2 and stage.layout == "C")
+    if not (uint32_c and counts.dtype == types.int64 and counts.ndim == 1 and counts.layout == "C"
+            and isinstance(block, types.Integer)):
+        return None
+    signature = types.void(state, stage, counts, types.int64)
 
-    @intrinsic
-    def block_vectors(typingctx, state, stage, counts, block):
-        """Compress block `block` of every lane's staged words into state, lanes with counts <= block unchanged."""
-        uint32_c = (state.dtype == types.uint32 and state.ndim == 2 and state.layout == "C"
-                    and stage.dtype == types.uint32 and stage.ndim == 2 and stage.layout == "C")
-        if not (uint32_c and counts.dtype == types.int64 and counts.ndim == 1 and counts.layout == "C"
-                and isinstance(block, types.Integer)):
-            return None
-        signature = types.void(state, stage, counts, types.int64)
+    def codegen(context, builder, signature, args):
+        arrays = [context.make_array(ty)(context, builder, value) for ty, value in zip(signature.args[:3], args[:3])]
+        _ir_block(context, builder, *arrays, args[3])
+        return context.get_dummy_value()
 
-        def codegen(context, builder, signature, args):
-            arrays = [context.make_array(ty)(context, builder, value) for ty, value in zip(signature.args[:3], args[:3])]
-            _ir_block(context, builder, *arrays, args[3])
-            return context.get_dummy_value()
-
-        return signature, codegen
-
-    @njit
-    def compress_lanes_vectors(state, stage, counts):
-        """Compress counts[l] staged blocks into lane l's state, for all LANES lanes at once (IR kernel)."""
-        most = 0
-        for lane in range(LANES):
-            most = max(most, counts[lane])
-        for block in range(most):
-            block_vectors(state, stage, counts, np.int64(block))
-
-    return compress_lanes_vectors
+    return signature, codegen
 
 
-#: The IR kernel; None with NUMBA_DISABLE_JIT (intrinsics only run compiled).
-compress_lanes_vectors = None if numba.config.DISABLE_JIT else _define_ir_kernel()
+@njit
+def _compress_lanes_vectors(state, stage, counts):
+    """Compress counts[l] staged blocks into lane l's state, for all LANES lanes at once (IR kernel)."""
+    most = 0
+    for lane in range(LANES):
+        most = max(most, counts[lane])
+    for block in range(most):
+        block_vectors(state, stage, counts, np.int64(block))
+
+
+#: The IR kernel; None with NUMBA_DISABLE_JIT (an intrinsic only runs compiled).
+compress_lanes_vectors = None if numba.config.DISABLE_JIT else _compress_lanes_vectors
 
 
 def compress(state, stage, counts, kernel=None) -> None:
