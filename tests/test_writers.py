@@ -312,6 +312,28 @@ def test_hdf5_round_trip_and_layout(tmp_path, raw, compression):
         assert main.compression == compression and main.chunks is not None
 
 
+@pytest.mark.parametrize("compression", [None, "lzf"])
+def test_hdf5_batches_across_chunk_boundaries(tmp_path, monkeypatch, compression):
+    # 5 images a chunk: batches that end inside a chunk, fill one exactly, or stay inside one
+    # (uncompressed chunks are written with write_direct_chunk, the last partial one by h5py).
+    h5py = pytest.importorskip("h5py")
+    import gntkit.writers.hdf5
+    from gntkit.writers.hdf5 import read_shard
+
+    monkeypatch.setattr(gntkit.writers.hdf5, "IMAGE_CHUNK_BYTES", 5 * 64 * 64)
+    sizes, start, batches = [3, 7, 5, 1, 1, 11, 4], 0, []
+    for i, n in enumerate(sizes):
+        batches.append(make_batch(n, seed=40 + i, start=start))
+        start += n
+    path = tmp_path / "c.h5"
+    info = write_shard("hdf5", path, batches, compression=compression)
+    assert info["records"] == sum(sizes) == 32  # the last chunk holds 2
+    with h5py.File(path, "r") as f:
+        assert f["images"].chunks == (5, 64, 64)
+        np.testing.assert_array_equal(f["images"][:], np.concatenate([b.images for b in batches]))
+    assert_same_samples(read_shard(path), batches)
+
+
 def test_hdf5_empty_shard_and_missing_attrs(tmp_path):
     pytest.importorskip("h5py")
     from gntkit.writers.hdf5 import HDF5Writer, read_shard
