@@ -532,6 +532,31 @@ def test_example_kernel_matches_reference_parser():
     assert status.tolist() == [_kernels.BAD_IMAGE, _kernels.NO_LABEL, _kernels.TRUNCATED, _kernels.BAD_FRAME]
 
 
+def test_example_kernel_checks_lengths_against_the_bytes_there():
+    # Lengths a damaged record can carry; the kernel has no bounds checks of its own.
+    from numba.typed import List
+
+    label = _field(1, b"label") + _field(2, _field(3, _field(1, _varint(7))))
+    # 1. a bytes_list that claims 200 bytes inside a Feature of 14, whose value claims all 64
+    #    image bytes with only 10 there: the last entry, so a copy would read past the record.
+    overrun = _varint(1 << 3 | 2) + _varint(200) + _varint(1 << 3 | 2) + _varint(64) + b"x" * 10
+    image = _field(1, b"image") + _field(2, overrun)
+    first = _field(1, _field(1, label) + _field(1, image))
+    # 2. an unknown length-delimited field whose length (2**64 - 11) is -11 as a signed
+    #    number: skipped as signed, it would move back to its own start, over and over.
+    back = _varint(2 << 3 | 2) + _varint(2**64 - 11)
+    assert len(back) == 11
+    second = back + _example([("image", "bytes", [b"x" * 64]), ("label", "int64", [1])], True, False)
+    frames = [_frame(first), _frame(second)]
+    buf = np.frombuffer(b"".join(frames), np.uint8)
+    offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames])]).astype(np.int64)
+    status = np.full(2, -1, np.int64)
+    _kernels.parse_examples(List([buf]), np.zeros(2, np.int64), offsets[:-1], offsets[1:], np.arange(2, dtype=np.int64),
+                            np.frombuffer(b"image", np.uint8), np.frombuffer(b"label", np.uint8),
+                            np.zeros((2, 64), np.uint8), np.zeros(2, np.int64), status)
+    assert status.tolist() == [_kernels.BAD_IMAGE, _kernels.TRUNCATED]
+
+
 def _filter_rows(image: np.ndarray, filters: list[int]) -> bytes:
     """PNG-filter an 8-bit grayscale image with the given filter type per row (reference encoder)."""
     h, w = image.shape

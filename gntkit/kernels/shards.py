@@ -74,7 +74,7 @@ def _skip(buf, pos, end, wire_type):
         pos += 4
     elif wire_type == 2:
         length, pos = _varint(buf, pos, end)
-        if pos < 0:
+        if pos < 0 or length > np.uint64(end - pos):  # unsigned: a huge length cannot wrap negative
             return -1
         pos += np.int64(length)
     else:
@@ -101,7 +101,7 @@ def _feature_image(buf, pos, end, out_row):
             return False
         if tag == 10:  # field 1 (bytes_list), length-delimited
             length, pos = _varint(buf, pos, end)
-            if pos < 0:
+            if pos < 0 or length > np.uint64(end - pos):
                 return False
             list_end = pos + np.int64(length)
             while pos < list_end:
@@ -110,7 +110,7 @@ def _feature_image(buf, pos, end, out_row):
                     return False
                 if inner == 10:  # BytesList.value
                     size, pos = _varint(buf, pos, list_end)
-                    if pos < 0 or np.int64(size) != out_row.shape[0] or pos + np.int64(size) > list_end:
+                    if pos < 0 or size > np.uint64(list_end - pos) or np.int64(size) != out_row.shape[0]:
                         return False
                     _copy(buf, pos, out_row, out_row.shape[0])
                     return True
@@ -133,7 +133,7 @@ def _feature_int64(buf, pos, end):
             return np.int64(0), False
         if tag == 26:  # field 3 (int64_list), length-delimited
             length, pos = _varint(buf, pos, end)
-            if pos < 0:
+            if pos < 0 or length > np.uint64(end - pos):
                 return np.int64(0), False
             list_end = pos + np.int64(length)
             while pos < list_end:
@@ -176,7 +176,7 @@ def _parse_one(buf, start, end, image_key, label_key, out_row):
                 return TRUNCATED, label
             continue
         length, pos = _varint(buf, pos, end)
-        if pos < 0 or pos + np.int64(length) > end:
+        if pos < 0 or length > np.uint64(end - pos):
             return TRUNCATED, label
         features_end = pos + np.int64(length)
         while pos < features_end:
@@ -189,7 +189,7 @@ def _parse_one(buf, start, end, image_key, label_key, out_row):
                     return TRUNCATED, label
                 continue
             length, pos = _varint(buf, pos, features_end)
-            if pos < 0 or pos + np.int64(length) > features_end:
+            if pos < 0 or length > np.uint64(features_end - pos):
                 return TRUNCATED, label
             entry_end = pos + np.int64(length)
             key_start = -1
@@ -202,7 +202,7 @@ def _parse_one(buf, start, end, image_key, label_key, out_row):
                     return TRUNCATED, label
                 if tag == 10 or tag == 18:
                     length, pos = _varint(buf, pos, entry_end)
-                    if pos < 0 or pos + np.int64(length) > entry_end:
+                    if pos < 0 or length > np.uint64(entry_end - pos):
                         return TRUNCATED, label
                     if tag == 10:
                         key_start = pos
