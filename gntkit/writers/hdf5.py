@@ -85,6 +85,7 @@ class HDF5Writer(ShardWriter):
         root["num_records"] = 0
         self._datasets: dict = {}
         self._pixel_total = 0
+        self._pending = None  # images of an unfinished chunk (see _write_images)
 
     def _filter_options(self) -> dict:
         if self.compression == "gzip":
@@ -150,7 +151,7 @@ class HDF5Writer(ShardWriter):
             dataset[start:start + len(images)] = images
             return
         rows = dataset.chunks[0]
-        pending = getattr(self, "_pending", None)  # always starts at a chunk boundary
+        pending = self._pending  # always starts at a chunk boundary
         if pending is not None:
             need = rows - len(pending)
             if len(images) < need:
@@ -165,7 +166,7 @@ class HDF5Writer(ShardWriter):
             self._pending = images[whole:].copy()
 
     def _finish(self) -> tuple[int, None]:
-        pending = getattr(self, "_pending", None)
+        pending = self._pending
         if pending is not None:  # the last, partial chunk (the dataset's extent already covers it)
             self._datasets["images"][self.records - len(pending):self.records] = pending
             self._pending = None
