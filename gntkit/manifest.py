@@ -1,0 +1,270 @@
+"""The manifest's one home: file names, the table of output formats, shard names, and
+building and loading `dataset_info.json` with the checks every reader needs.
+
+convert writes through `build_manifest` / `write_json_atomic`; verify, gntkit.datasets,
+the trainers and preview read through `load_manifest`, `choose_split` and `shards_of`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gntkit.errors import FormatError, GntkitError
+
+MANIFEST = "dataset_info.json"
+JOURNAL = ".gntkit-journal.json"
+CHARSET_TEXT = "charset.txt"
+CHARSET_JSON = "charset.json"
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """One shard format gntkit writes and reads.
+
+    Attributes:
+        name: the canonical name ("tfrecord", "hdf5", "webdataset").
+        extension: the shard file extension, without the dot.
+        writer: "module:Class" of its ShardWriter.
+        reader: the gntkit.datasets module that reads its shards.
+        aliases: other names users may type (`--to h5`, a manifest's "wds").
+        tfds_names: shard names in the TFDS style (`name-split.ext-00000-of-00010`)
+            instead of ending in the extension (`name-split-00000-of-00010.ext`).
+    """
+
+    name: str
+    extension: str
+    writer: str
+    reader: str
+    aliases: tuple[str, ...] = ()
+    tfds_names: bool = False
+
+    def writer_class(self) -> type:
+        """The ShardWriter subclass (its module is imported now, on first use)."""
+        module, cls = self.writer.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def writer_module(self):
+        """The writer module, which also has `feature_spec` and `read_shard` (the stock reader)."""
+        return importlib.import_module(self.writer.split(":")[0])
+
+    def reader_module(self):
+        """The gntkit.datasets module that reads this format's shards."""
+        return importlib.import_module(self.reader)
+
+
+FORMATS: dict[str, OutputFormat] = {
+    f.name: f
+    for f in (
+        OutputFormat("tfrecord", "tfrecord", "gntkit.writers.tfrecord:TFRecordWriter", "gntkit.datasets.tfrecord", ("tfrecords",), tfds_names=True),
+        OutputFormat("hdf5", "h5", "gntkit.writers.hdf5:HDF5Writer", "gntkit.datasets.hdf5", ("h5",)),
+        OutputFormat("webdataset", "tar", "gntkit.writers.webdataset:WebDatasetWriter", "gntkit.datasets.webdataset", ("wds", "tar")),
+    )
+}
+_BY_ALIAS = {alias: f for f in FORMATS.values() for alias in (f.name, *f.aliases)}
+
+
+def output_format(name: str) -> OutputFormat:
+    """The output format for a name or alias (case-insensitive).
+
+    Raises:
+        GntkitError: unknown name.
+    """
+    found = _BY_ALIAS.get(str(name).lower()) if isinstance(name, str) else None
+    if found is None:
+        raise GntkitError(f"Unknown shard format {name!r}: expected one of {', '.join(FORMATS)}.")
+    return found
+
+
+def shard_name(name: str, split: str, fmt: str | OutputFormat, index: int, total: int | None = None) -> str:
+    """The file name of shard `index` of a split.
+
+    WebDataset and HDF5 shards end in their extension so that stock tools recognise them
+    (`hwdb-train-00000-of-00029.tar`); TFRecord keeps the TFDS style
+    (`hwdb-train.tfrecord-00000-of-00029`). While the total is unknown (`total=None`)
+    the `-of-N` part is left out.
+    """
+    fmt = fmt if isinstance(fmt, OutputFormat) else output_format(fmt)
+    number = f"{index:05d}" if total is None else f"{index:05d}-of-{total:05d}"
+    if fmt.tfds_names:
+        return f"{name}-{split}.{fmt.extension}-{number}"
+    return f"{name}-{split}-{number}.{fmt.extension}"
+
+
+def brace_pattern(name: str, split: str, fmt: str | OutputFormat, total: int) -> str:
+    """All shards of a split as one brace pattern (what `webdataset.WebDataset(url)` accepts),
+    e.g. `hwdb-train-{00000..00028}-of-00029.tar`."""
+    fmt = fmt if isinstance(fmt, OutputFormat) else output_format(fmt)
+    if total == 1:
+        return shard_name(name, split, fmt, 0, 1)
+    number = f"{{00000..{total - 1:05d}}}-of-{total:05d}"
+    if fmt.tfds_names:
+        return f"{name}-{split}.{fmt.extension}-{number}"
+    return f"{name}-{split}-{number}.{fmt.extension}"
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    """Write JSON to `path` through a `.partial` file and a rename: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: str | Path, what: str) -> dict:
+    """A JSON object from a file, or one sentence saying why it cannot be read.
+
+    Args:
+        path: the file.
+        what: what the file should be, e.g. "a gntkit manifest".
+
+    Raises:
+        GntkitError: missing, unreadable, not JSON, or not a JSON object.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GntkitError(f"{path}: expected {what}, found no file.") from None
+    except UnicodeDecodeError as exc:
+        raise FormatError(str(path), exc.start, f"{what} in UTF-8 JSON", "a byte that is not UTF-8") from None
+    except OSError as exc:
+        raise GntkitError(f"{path}: cannot read {what} ({exc.strerror or exc}).") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FormatError(str(path), exc.pos, f"{what} in JSON", f"a syntax error at line {exc.lineno} ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise FormatError(str(path), None, f"{what} as a JSON object", f"a JSON {type(data).__name__}")
+    return data
+
+
+def load_manifest(folder: str | Path) -> dict:
+    """The manifest of a complete conversion, checked as every reader needs it.
+
+    Checks: the folder exists and holds `dataset_info.json`, it is a JSON object with
+    `"complete": true`, a known `format`, a non-empty `splits` object whose entries
+    list shards with a file name and an integer record count, and a `charset` entry.
+
+    Raises:
+        GntkitError: not a gntkit output folder, an interrupted or incomplete conversion,
+            or a manifest that lacks what readers need (named with the field).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        found = "a file" if folder.exists() else "nothing there"
+        raise GntkitError(f"{folder}: expected a folder written by `gntkit convert`, found {found}.")
+    path = folder / MANIFEST
+    if not path.is_file():
+        if (folder / JOURNAL).is_file():
+            found = "an interrupted conversion (a journal, no manifest): finish it with `gntkit convert ... --resume`"
+        else:
+            found = f"no {MANIFEST} (write one with `gntkit convert`)"
+        raise GntkitError(f"{folder}: expected a complete gntkit conversion, found {found}.")
+    manifest = read_json(path, "a gntkit manifest")
+    return check_manifest(manifest, path)
+
+
+def check_manifest(manifest: dict, path: str | Path) -> dict:
+    """Check a manifest dict read from `path` (see load_manifest); returns it.
+
+    Raises:
+        GntkitError / FormatError: the first field that is missing or wrong.
+    """
+    if manifest.get("complete") is not True:
+        raise GntkitError(f"{path}: expected a manifest with \"complete\": true, found {json.dumps(manifest.get('complete'))}: "
+                          "the conversion did not finish; run `gntkit convert` again with --overwrite.")
+    for key in ("format", "splits", "charset"):
+        if key not in manifest:
+            raise FormatError(str(path), None, f"the field {key!r}", "no such field")
+    if not isinstance(manifest["format"], str) or str(manifest["format"]).lower() not in _BY_ALIAS:
+        raise FormatError(str(path), None, f"format one of {', '.join(FORMATS)}", repr(manifest["format"]))
+    splits = manifest["splits"]
+    if not isinstance(splits, dict) or not splits:
+        raise FormatError(str(path), None, "at least one split under 'splits'", repr(splits)[:80])
+    for split, entry in splits.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("shards"), list):
+            raise FormatError(str(path), None, f"a 'shards' list for split {split!r}", repr(entry)[:80])
+        for k, item in enumerate(entry["shards"]):
+            if not isinstance(item, dict) or not isinstance(item.get("file"), str) or not isinstance(item.get("records"), int):
+                raise FormatError(str(path), None, f"shard {k} of split {split!r} to have a 'file' name and integer 'records'", repr(item)[:80])
+    charset = manifest["charset"]
+    if not isinstance(charset, dict) or not isinstance(charset.get("num_classes"), int):
+        raise FormatError(str(path), None, "a 'charset' object with an integer 'num_classes'", repr(charset)[:80])
+    return manifest
+
+
+def choose_split(manifest: dict, split: str | None, where: str | Path) -> str:
+    """The split to read: the one asked for, else "train" when present, else the only one.
+
+    Raises:
+        GntkitError: the split does not exist (the message names those that do), or there
+            are several and none is "train".
+    """
+    names = list(manifest["splits"])
+    if split is None:
+        if "train" in names:
+            return "train"
+        if len(names) == 1:
+            return names[0]
+        raise GntkitError(f"{where} has splits {', '.join(names)} and none is 'train': pass split=... to choose one.")
+    if not isinstance(split, str):
+        raise GntkitError(f"split must be a split name (str) or None, found {type(split).__name__}.")
+    if split not in manifest["splits"]:
+        raise GntkitError(f"{where} has no split {split!r}; it has {', '.join(repr(s) for s in names)}.")
+    return split
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard file of a split, as the manifest lists it.
+
+    Attributes:
+        path: the shard file.
+        records: records in it (from the manifest).
+        start: global index (within the split) of its first record.
+        bytes: file size from the manifest, or None.
+        sha256: checksum from the manifest, or None.
+        index: the `{shard}.index.npy` record offsets file, or None.
+    """
+
+    path: Path
+    records: int
+    start: int
+    bytes: int | None = None
+    sha256: str | None = None
+    index: Path | None = None
+
+
+def shards_of(folder: str | Path, manifest: dict, split: str, check_files: bool = True) -> list[Shard]:
+    """The shards of one split, in order, with their record ranges.
+
+    Args:
+        folder: the output folder (shard paths are relative to it).
+        manifest: from load_manifest.
+        split: a split name in the manifest.
+        check_files: also check that every listed shard and index file exists.
+
+    Raises:
+        GntkitError: a listed file is missing (an incomplete conversion), or the split's
+            num_records disagrees with its shards.
+    """
+    folder = Path(folder)
+    entry = manifest["splits"][split]
+    shards, start = [], 0
+    for item in entry["shards"]:
+        path = folder / item["file"]
+        if check_files and not path.is_file():
+            raise GntkitError(f"{folder} holds an incomplete conversion: shard {item['file']} listed in {MANIFEST} is missing.")
+        index = folder / item["index"] if item.get("index") else None
+        if check_files and index is not None and not index.is_file():
+            raise GntkitError(f"{folder} holds an incomplete conversion: record index {item['index']} listed in {MANIFEST} is missing.")
+        shards.append(Shard(path, item["records"], start, item.get("bytes"), item.get("sha256"), index))
+        start += item["records"]
+    declared = entry.get("num_records")
+    if declared is not None and declared != start:
+        raise FormatError(str(folder / MANIFEST), None, f"split {split!r} num_records equal to the sum of its shards' records ({start})", str(declared))
+    return shards
