@@ -7,12 +7,39 @@ import pytest
 
 from gntkit.synth import write_corpus
 
-# The whole suite also runs with NUMBA_DISABLE_JIT=1 (see .ci/run); say which mode ran.
+# The tests marked numba also run with NUMBA_DISABLE_JIT=1 (see .ci/run); say which mode ran.
 JIT_DISABLED = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"
 
 
 def pytest_report_header(config):
     return f"gntkit: numba JIT {'DISABLED' if JIT_DISABLED else 'enabled'}"
+
+
+# Test modules whose tests run gntkit's numba kernels (gntkit/kernels/*, directly or through the
+# decoder, preprocessing, writers, shard readers or conversion): each gets the `numba` marker,
+# and the NUMBA_DISABLE_JIT=1 pass (README, .ci/run) runs only `-m numba`, not every framework
+# test twice. A new module that exercises kernels joins this set (or says
+# `pytestmark = pytest.mark.numba` itself).
+NUMBA_MODULES = {
+    "test_convert",
+    "test_datasets",
+    "test_digest",
+    "test_gnt",
+    "test_png",
+    "test_preprocess",
+    "test_preprocess_records",
+    "test_shard_fuzz",
+    "test_sources",
+    "test_stream",
+    "test_writers",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.rpartition(".")[2] in NUMBA_MODULES:
+            item.add_marker(pytest.mark.numba)
 
 
 @pytest.fixture(scope="session")
