@@ -6,10 +6,18 @@ parameter count) in both frameworks.
 
 A convolution list follows timm's VGG tables: an int is a convolution with
 that many output channels (kernel `kernel_size`, stride 1, padding `padding`,
-ReLU, optional batch norm), ``"M"`` is a 2x2 max pool with stride 2. After the
-convolutions the feature map is flattened and passed through the dense layers
-in `dense` (ReLU, dropout `dropout` after each), then a final dense layer with
-one output per class (logits, no softmax).
+optional batch norm, ReLU), ``"M"`` is a 2x2 max pool with stride 2 and ``"A"``
+a 3x3 average pool with stride 2 over the map zero-padded by 1 on every side
+(the padding counts in the mean, so both frameworks compute the same thing).
+
+After the convolutions the head (`head`) turns the feature map into a vector:
+``"flatten"`` flattens it; ``"gwap"`` is global weighted average pooling (one
+learned weight per position and channel, summed over positions: Melnyk et al.
+2020). The vector passes through the dense layers in `dense` (ReLU, dropout
+`dropout` after each), dropout `classifier_dropout`, then a final dense layer
+with one output per class. Every model returns logits: no softmax or
+log-softmax (the tutorials that end in one are reproduced up to that layer;
+the losses apply it).
 """
 
 from __future__ import annotations
@@ -36,13 +44,19 @@ class ModelConfig:
 
     Attributes:
         name: registry name, e.g. "vgg19".
-        convs: ints (convolution output channels) and "M" (2x2 max pool).
+        convs: ints (convolution output channels), "M" (2x2 max pool) and "A"
+            (3x3 average pool, stride 2, padding 1).
         dense: widths of the hidden dense layers before the class layer.
         dropout: dropout rate after each hidden dense layer (0 = none).
         kernel_size: convolution kernel size.
         padding: "same" (output as large as input) or "valid" (no padding).
         batch_norm: whether convolutions are followed by batch norm by default.
         description: one line for `gntkit train --help` and the docs.
+        conv_bias: whether a convolution followed by batch norm keeps its bias
+            (batch norm's shift makes it redundant); without batch norm a
+            convolution always has a bias.
+        head: "flatten" or "gwap" (global weighted average pooling).
+        classifier_dropout: dropout rate just before the class layer (0 = none).
     """
 
     name: str
@@ -53,6 +67,14 @@ class ModelConfig:
     padding: str = "same"
     batch_norm: bool = False
     description: str = ""
+    conv_bias: bool = True
+    head: str = "flatten"
+    classifier_dropout: float = 0.0
+
+    def conv_has_bias(self, batch_norm: bool | None = None) -> bool:
+        """Whether the convolutions have a bias when built with `batch_norm` (None = the table's)."""
+        bn = self.batch_norm if batch_norm is None else batch_norm
+        return self.conv_bias or not bn
 
     def scaled(self, width: float) -> "ModelConfig":
         """Return a copy with every convolution and hidden dense width multiplied by `width`.
@@ -68,7 +90,7 @@ class ModelConfig:
             raise GntkitError(f"The width multiplier must be a positive number, found {width!r}.")
         if width == 1:
             return self
-        convs = tuple(v if v == "M" else max(1, int(round(v * width))) for v in self.convs)
+        convs = tuple(v if isinstance(v, str) else max(1, int(round(v * width))) for v in self.convs)
         dense = tuple(max(1, int(round(v * width))) for v in self.dense)
         return dataclasses.replace(self, convs=convs, dense=dense)
 
@@ -95,16 +117,44 @@ for _name, _convs in _VGG_CONVS.items():
         description=MODEL_CONFIGS[_name].description + " with batch norm",
     )
 
-# The small CNNs of the digit tutorials.
-# cnn3: TensorFlow's CNN tutorial (3 valid 3x3 convolutions 32-64-64, two pools, dense 64).
+# The small CNNs of the digit tutorials (docs/models.md names each tutorial).
+# cnn3: TensorFlow's CNN tutorial (3 valid 3x3 convolutions 32-64-64, two pools, dense 64);
+# 93,322 parameters at 28x28x1 with 10 classes, as the tutorial's summary prints.
 MODEL_CONFIGS["cnn3"] = ModelConfig(
     name="cnn3", convs=(32, "M", 64, "M", 64), dense=(64,), dropout=0.0, padding="valid",
     description="small CNN: 3 valid 3x3 convolutions 32-64-64, 2 max pools, dense 64-classes",
 )
-# cnn2: two tiny convolutions with pools, then one 512-unit dense layer with dropout.
+# cnn2: two tiny convolutions with pools, then one 512-unit dense layer with dropout
+# (gntkit's own small net; not the PyTorch tutorial's, which is cnn2-tutorial).
 MODEL_CONFIGS["cnn2"] = ModelConfig(
     name="cnn2", convs=(16, "M", 32, "M"), dense=(512,), dropout=0.5,
     description="tiny CNN: 2 same 3x3 convolutions 16-32, 2 max pools, dense 512-classes, dropout 0.5",
+)
+# cnn2-tutorial: the PyTorch MNIST tutorial's net (conv 1->4, 4->8, dense 392->512, dropout 0.4);
+# 206,682 parameters at 28x28x1 with 10 classes. The tutorial ends in log-softmax; gntkit
+# returns the logits before it (cross-entropy on logits is the same loss).
+MODEL_CONFIGS["cnn2-tutorial"] = ModelConfig(
+    name="cnn2-tutorial", convs=(4, "M", 8, "M"), dense=(512,), dropout=0.4,
+    description="PyTorch MNIST tutorial net: 2 same 3x3 convolutions 4-8, 2 max pools, "
+                "dense 512-classes, dropout 0.4",
+)
+# vgg16-transfer: the Keras VGG16 transfer tutorial (ImageNet convolutions, include_top=False,
+# 48x48x3, frozen) with a new head 4096-4096-dropout-classes; load the convolutions with
+# apply_pretrained(..., freeze="features").
+MODEL_CONFIGS["vgg16-transfer"] = ModelConfig(
+    name="vgg16-transfer", convs=_VGG_CONVS["vgg16"], dense=(4096, 4096), dropout=0.0,
+    classifier_dropout=0.5,
+    description="VGG16 convolutions (for ImageNet weights) with a new head 4096-4096-dropout 0.5-classes",
+)
+# hccr-compact: Melnyk et al. 2020 ("Melnyk-Net"): 14 bias-free 3x3 convolutions with batch
+# norm, 4 average pools, global weighted average pooling, dropout 0.5, one dense layer;
+# 6,518,635 trainable parameters at 96x96x1 with 3,755 classes.
+MODEL_CONFIGS["hccr-compact"] = ModelConfig(
+    name="hccr-compact",
+    convs=(64, 64, "A", 96, 64, 96, "A", 128, 96, 128, "A", 256, 192, 256, "A", 448, 256, 448),
+    dense=(), dropout=0.0, batch_norm=True, conv_bias=False, head="gwap", classifier_dropout=0.5,
+    description="compact HCCR net (Melnyk et al. 2020): 14 3x3 convolutions with batch norm, "
+                "4 average pools, global weighted average pooling, dropout 0.5, dense classes",
 )
 
 
@@ -133,6 +183,24 @@ def get_config(name: str, width: float = 1.0) -> ModelConfig:
     return MODEL_CONFIGS[name].scaled(width)
 
 
+def _next_side(config: ModelConfig, v, side: int) -> int:
+    """Side of the map after one entry of the convolution list."""
+    if v == "M":
+        return side // 2
+    if v == "A":
+        return (side - 1) // 2 + 1  # 3x3, stride 2, padding 1
+    return side - (config.kernel_size - 1 if config.padding == "valid" else 0)
+
+
+def _fits(config: ModelConfig, image_size: int) -> bool:
+    side = image_size
+    for v in config.convs:
+        side = _next_side(config, v, side)
+        if side < 1:
+            return False
+    return True
+
+
 def feature_map_size(config: ModelConfig, image_size: int) -> int:
     """Side of the feature map after the convolutions of `config` for square inputs.
 
@@ -143,10 +211,7 @@ def feature_map_size(config: ModelConfig, image_size: int) -> int:
         raise GntkitError(f"The image size must be a positive integer, found {image_size!r}.")
     side = image_size
     for v in config.convs:
-        if v == "M":
-            side //= 2
-        elif config.padding == "valid":
-            side -= config.kernel_size - 1
+        side = _next_side(config, v, side)
         if side < 1:
             smallest = next(s for s in range(1, 4097) if _fits(config, s))
             raise GntkitError(
@@ -156,15 +221,6 @@ def feature_map_size(config: ModelConfig, image_size: int) -> int:
     return side
 
 
-def _fits(config: ModelConfig, image_size: int) -> bool:
-    side = image_size
-    for v in config.convs:
-        side = side // 2 if v == "M" else side - (config.kernel_size - 1 if config.padding == "valid" else 0)
-        if side < 1:
-            return False
-    return True
-
-
 def expected_parameter_count(config: ModelConfig, num_classes: int, image_size: int,
                              channels: int = 1, batch_norm: bool | None = None) -> int:
     """Count the trainable parameters that `config` has, computed from the table alone.
@@ -172,19 +228,36 @@ def expected_parameter_count(config: ModelConfig, num_classes: int, image_size: 
     Both framework builders must produce exactly this many trainable parameters;
     tests check it. Batch norm adds 2 trainable parameters per channel (its
     running mean and variance are buffers, not parameters).
+
+    Args:
+        config: the architecture.
+        num_classes: outputs of the class layer.
+        image_size: side of the square input.
+        channels: input channels.
+        batch_norm: force batch norm on or off; None keeps the table's choice.
+
+    Returns:
+        The number of trainable parameters.
+
+    Raises:
+        GntkitError: the image is too small for the model.
     """
     bn = config.batch_norm if batch_norm is None else batch_norm
+    bias = config.conv_has_bias(bn)
     total = 0
     c_in = channels
     for v in config.convs:
-        if v == "M":
+        if isinstance(v, str):
             continue
-        total += c_in * v * config.kernel_size ** 2 + v
+        total += c_in * v * config.kernel_size ** 2 + (v if bias else 0)
         if bn:
             total += 2 * v
         c_in = v
     side = feature_map_size(config, image_size)
     width = c_in * side * side
+    if config.head == "gwap":
+        total += width  # one weight per position and channel
+        width = c_in
     for d in (*config.dense, num_classes):
         total += width * d + d
         width = d

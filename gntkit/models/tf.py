@@ -19,7 +19,30 @@ from gntkit.models.configs import (
 tf = require("tensorflow", "tensorflow", "Building TensorFlow models")
 keras = tf.keras
 
-__all__ = ["create_model", "count_parameters"]
+__all__ = ["GlobalWeightedAveragePooling", "create_model", "count_parameters", "apply_pretrained"]
+
+
+@keras.utils.register_keras_serializable(package="gntkit")
+class GlobalWeightedAveragePooling(keras.layers.Layer):
+    """Global weighted average pooling (Melnyk et al. 2020): sum over positions of x * weight.
+
+    The weight has one value per position and channel, shaped (S, S, C), and
+    starts at one (the published model's initialiser). Maps (N, S, S, C) to (N, C).
+    """
+
+    def build(self, input_shape):
+        """Create the (S, S, C) weight for `input_shape` (N, S, S, C)."""
+        self.kernel = self.add_weight(name="kernel", shape=tuple(input_shape[1:]),
+                                      initializer="ones", trainable=True)
+
+    def call(self, inputs):
+        """Weighted sum over the two spatial axes."""
+        kernel = keras.ops.cast(self.kernel, inputs.dtype)
+        return keras.ops.sum(inputs * kernel, axis=(1, 2))
+
+    def compute_output_shape(self, input_shape):
+        """(N, C)."""
+        return (input_shape[0], input_shape[-1])
 
 _DTYPE_POLICIES = (None, "float32", "mixed_bfloat16", "mixed_float16")
 
@@ -30,7 +53,9 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
     """Build a registered model as a `keras.Sequential`.
 
     Args:
-        name: "vgg11", "vgg16", "vgg19" (add "_bn" for batch norm), "cnn3" or "cnn2".
+        name: a name of `gntkit.models.configs.model_names()`: "vgg11", "vgg16", "vgg19"
+            (add "_bn" for batch norm), "vgg16-transfer", "hccr-compact", "cnn3", "cnn2",
+            "cnn2-tutorial".
         num_classes: number of output classes (3755 for HWDB1.1).
         image_size: side of the square input images (64 for gntkit's default shards).
         channels: input channels (1 for gntkit shards).
@@ -65,8 +90,16 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
             pool_i += 1
             stack.append(layers.MaxPooling2D(2, 2, name=f"pool{pool_i}", dtype=policy))
             continue
+        if v == "A":
+            pool_i += 1
+            # Explicit symmetric zero padding: keras' padding="same" pads only bottom/right
+            # and leaves the padding out of the mean, which torch's AvgPool2d cannot do.
+            stack.append(layers.ZeroPadding2D(1, name=f"pad{pool_i}", dtype=policy))
+            stack.append(layers.AveragePooling2D(3, 2, name=f"pool{pool_i}", dtype=policy))
+            continue
         conv_i += 1
         stack.append(layers.Conv2D(v, config.kernel_size, padding=config.padding,
+                                   use_bias=config.conv_has_bias(bn),
                                    kernel_initializer=he_normal, name=f"conv{conv_i}",
                                    dtype=policy))
         if bn:
@@ -75,11 +108,16 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
                                                    name=f"bn{conv_i}", dtype=policy))
         stack.append(layers.ReLU(name=f"relu{conv_i}", dtype=policy))
     feature_map_size(config, image_size)
-    stack.append(layers.Flatten(name="flatten", dtype=policy))
+    if config.head == "gwap":
+        stack.append(GlobalWeightedAveragePooling(name="gwap", dtype=policy))
+    else:
+        stack.append(layers.Flatten(name="flatten", dtype=policy))
     for i, d in enumerate(config.dense, 1):
         stack.append(layers.Dense(d, activation="relu", name=f"fc{i}", dtype=policy))
         if config.dropout > 0:
             stack.append(layers.Dropout(config.dropout, name=f"dropout{i}", dtype=policy))
+    if config.classifier_dropout > 0:
+        stack.append(layers.Dropout(config.classifier_dropout, name="head_dropout", dtype=policy))
     stack.append(layers.Dense(num_classes, name="logits", dtype="float32"))
     model = keras.Sequential(stack, name=config.name)
     # The table is the single source of truth: a builder that disagrees with it is a bug.

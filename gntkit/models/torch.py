@@ -19,7 +19,24 @@ from gntkit.models.configs import (
 torch = require("torch", "torch", "Building PyTorch models")
 nn = torch.nn
 
-__all__ = ["ConvNet", "create_model", "count_parameters"]
+__all__ = ["ConvNet", "GlobalWeightedAveragePooling", "create_model", "count_parameters",
+           "apply_pretrained"]
+
+
+class GlobalWeightedAveragePooling(nn.Module):
+    """Global weighted average pooling (Melnyk et al. 2020): sum over positions of x * weight.
+
+    The weight has one value per channel and position, shaped (C, S, S), and
+    starts at one (the published model's initialiser).
+    """
+
+    def __init__(self, channels: int, side: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels, side, side))
+
+    def forward(self, x):
+        """Map (N, C, S, S) to (N, C)."""
+        return (x * self.weight).sum(dim=(2, 3))
 
 
 class ConvNet(nn.Module):
@@ -40,26 +57,39 @@ class ConvNet(nn.Module):
         self.channels = channels
         self.batch_norm = bn
         padding = config.kernel_size // 2 if config.padding == "same" else 0
+        bias = config.conv_has_bias(bn)
         layers: list = []
         c_in = channels
         for v in config.convs:
             if v == "M":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
                 continue
-            layers.append(nn.Conv2d(c_in, v, kernel_size=config.kernel_size, padding=padding))
+            if v == "A":
+                # count_include_pad=True: keras' ZeroPadding2D + AveragePooling2D compute the same.
+                layers.append(nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=True))
+                continue
+            layers.append(nn.Conv2d(c_in, v, kernel_size=config.kernel_size, padding=padding,
+                                    bias=bias))
             if bn:
                 layers.append(nn.BatchNorm2d(v))
             layers.append(nn.ReLU(inplace=True))
             c_in = v
         self.features = nn.Sequential(*layers)
         side = feature_map_size(config, image_size)
-        width = c_in * side * side
+        if config.head == "gwap":
+            self.pooling = GlobalWeightedAveragePooling(c_in, side)
+            width = c_in
+        else:
+            self.pooling = nn.Flatten(1)
+            width = c_in * side * side
         head: list = []
         for d in config.dense:
             head += [nn.Linear(width, d), nn.ReLU(inplace=True)]
             if config.dropout > 0:
                 head.append(nn.Dropout(config.dropout))
             width = d
+        if config.classifier_dropout > 0:
+            head.append(nn.Dropout(config.classifier_dropout))
         head.append(nn.Linear(width, num_classes))
         self.classifier = nn.Sequential(*head)
         self._init_weights()
@@ -69,7 +99,8 @@ class ConvNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -80,7 +111,7 @@ class ConvNet(nn.Module):
     def forward(self, x):
         """Map float images (N, C, S, S) in [0, 1] to logits (N, num_classes)."""
         x = self.features(x)
-        x = torch.flatten(x, 1)
+        x = self.pooling(x)
         return self.classifier(x)
 
 
@@ -89,7 +120,9 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
     """Build a registered model as a `torch.nn.Module`.
 
     Args:
-        name: "vgg11", "vgg16", "vgg19" (add "_bn" for batch norm), "cnn3" or "cnn2".
+        name: a name of `gntkit.models.configs.model_names()`: "vgg11", "vgg16", "vgg19"
+            (add "_bn" for batch norm), "vgg16-transfer", "hccr-compact", "cnn3", "cnn2",
+            "cnn2-tutorial".
         num_classes: number of output classes (3755 for HWDB1.1).
         image_size: side of the square input images (64 for gntkit's default shards).
         channels: input channels (1 for gntkit shards).
