@@ -12,6 +12,9 @@ from gntkit.formats.gnt import DEFAULT_MAX_SIDE, Problem
 from gntkit.sources import find_members
 from gntkit.stream import open_member
 
+# Progress appears only for runs longer than this: a quick survey prints its report alone.
+PROGRESS_DELAY = 2.0
+
 
 @dataclass
 class Inspection:
@@ -29,6 +32,7 @@ class Inspection:
     widths: list[np.ndarray] = field(default_factory=list)
     heights: list[np.ndarray] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    extra: list[dict] = field(default_factory=list)
 
     @property
     def records(self) -> int:
@@ -53,8 +57,10 @@ class Inspection:
                 return None
             return {"min": int(values.min()), "median": float(np.median(values)), "max": int(values.max())}
 
+        formats = Counter(f.get("format", "gnt") for f in self.files)
         return {
             "files": len(self.files),
+            "formats": dict(sorted(formats.items())),
             "writers": len({f["writer_id"] for f in self.files}),
             "bytes": int(sum(f["bytes"] for f in self.files)),
             "records": self.records,
@@ -71,7 +77,7 @@ class Inspection:
         }
 
 
-def inspect_sources(sources, max_side: int = DEFAULT_MAX_SIDE) -> Inspection:
+def inspect_sources(sources, max_side: int = DEFAULT_MAX_SIDE, progress: bool = False) -> Inspection:
     """Index every member of the sources and collect counts, sizes and all problems.
 
     Damaged records are skipped (and listed) so that one pass finds every problem.
@@ -79,6 +85,8 @@ def inspect_sources(sources, max_side: int = DEFAULT_MAX_SIDE) -> Inspection:
     Args:
         sources: paths (.gnt files, folders, zips).
         max_side: largest bitmap side accepted as real.
+        progress: show progress per member on stderr (bytes, rate, ETA; see gntkit.progress),
+            for runs longer than PROGRESS_DELAY seconds.
 
     Returns:
         Inspection.
@@ -86,20 +94,33 @@ def inspect_sources(sources, max_side: int = DEFAULT_MAX_SIDE) -> Inspection:
     Raises:
         GntkitError: a source that does not exist or holds no GNT files.
     """
+    from gntkit.progress import ProgressBar
+
     result = Inspection()
-    for member in find_members(sources):
-        gnt, problems = open_member(member, on_error="skip", max_side=max_side)
-        result.problems.extend(problems)
-        entry = {"name": member.name, "writer_id": member.writer_id, "bytes": member.size, "records": 0,
-                 "skipped_bytes": int(sum(p.skipped_bytes for p in problems))}
-        if gnt is not None:
-            entry["records"] = len(gnt)
-            codes, counts = np.unique(gnt.index.tag_codes, return_counts=True)
-            result.code_counts.update(dict(zip(codes.tolist(), counts.tolist())))
-            result.widths.append(gnt.index.widths)
-            result.heights.append(gnt.index.heights)
-        result.files.append(entry)
+    members = find_members(sources)
+    with ProgressBar(sum(m.size for m in members), unit="bytes", description="inspect", enabled=progress, delay=PROGRESS_DELAY) as bar:
+        for member in members:
+            _inspect_member(result, member, max_side)
+            bar.update(member.size, records=result.records, members=f"{len(result.files)}/{len(members)}")
     return result
+
+
+def _inspect_member(result: Inspection, member, max_side: int) -> None:
+    """Index one member and add its counts, sizes and problems to result."""
+    record_file, problems = open_member(member, on_error="skip", max_side=max_side)
+    result.problems.extend(problems)
+    entry = {"name": member.name, "format": member.format, "writer_id": member.writer_id, "bytes": member.size, "records": 0,
+             "skipped_bytes": int(sum(p.skipped_bytes for p in problems))}
+    if record_file is not None:
+        entry["records"] = len(record_file)
+        codes, counts = np.unique(record_file.index.tag_codes, return_counts=True)
+        result.code_counts.update(dict(zip(codes.tolist(), counts.tolist())))
+        result.widths.append(record_file.index.widths)
+        result.heights.append(record_file.index.heights)
+        stats = getattr(record_file, "inspect_stats", None)
+        if stats is not None:  # what a format measures beyond bitmap sizes (strokes, lines)
+            result.extra.append(stats())
+    result.files.append(entry)
 
 
 def format_inspection(report: dict) -> str:

@@ -1,8 +1,10 @@
-"""Find GNT files where they are: a .gnt file, a folder tree, a .zip (members read as
-streams, never unpacked to disk), or several of these at once.
+"""Find source files where they are: files, folder trees, archives (zip and the other
+registered containers, read as streams, never unpacked to disk), or several at once.
 
-Members are ordered by writer id (numerically where the id has digits), so record
-order is deterministic: by writer, then by position in the file.
+Every file is matched to a format of the registry (gntkit.formats): by content for a file
+the user names, by file name inside folders and archives (where the format module's own
+validation then checks the bytes). Members are ordered by writer id (numerically where the
+id has digits), so record order is deterministic: by writer, then by position in the file.
 """
 
 from __future__ import annotations
@@ -10,30 +12,23 @@ from __future__ import annotations
 import mmap
 import os
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gntkit.containers import container_by_name, container_class, sniff_container
 from gntkit.errors import FormatError, GntkitError
+from gntkit.formats import describe_content, format_by_name, get_format, sniff_format, source_kinds
 
-GNT_SUFFIX = ".gnt"
-_WRITER_RE = re.compile(r"^([A-Za-z]*\d+)(?:-[A-Za-z]+)*$")
+_HEAD_BYTES = 64
 
 
 def writer_id_from_name(name: str) -> str:
-    """Writer id from a GNT file name: `1001-c.gnt` -> "1001", `001-f.gnt` -> "001",
-    `006-t.gnt` -> "006", `C001-f-f.gnt` -> "C001"; otherwise the stem with any
-    character other than letters, digits, '_' and '-' replaced by '_'."""
-    stem = Path(name).name
-    if stem.lower().endswith(GNT_SUFFIX):
-        stem = stem[: -len(GNT_SUFFIX)]
-    match = _WRITER_RE.match(stem)
-    if match:
-        return match.group(1)
-    return re.sub(r"[^A-Za-z0-9_-]", "_", stem) or "_"
+    """Writer id from a source file name, by the format its name matches (GNT rules otherwise):
+    `1001-c.gnt` -> "1001", `001-f.gnt` -> "001", `C001-f-f.gnt` -> "C001"."""
+    module = format_by_name(Path(name).name) or get_format("gnt")
+    return module.writer_id(Path(name).name)
 
 
 def writer_sort_key(writer_id: str) -> tuple:
@@ -43,16 +38,20 @@ def writer_sort_key(writer_id: str) -> tuple:
 
 
 @dataclass(frozen=True)
-class GntMember:
-    """One writer's GNT file, on disk or inside a zip.
+class Member:
+    """One source file of some format, on disk or inside (nested) archives.
 
     Attributes:
         writer_id: from the file name.
-        name: display name: the file path, or `archive.zip:inner/path.gnt`.
+        name: display name: the file path, or `archive.zip:inner/path.gnt`
+            (`outer.zip:inner.alz:1001-c.gnt` when nested).
         source: the source path the user gave that holds this member.
-        archive: the zip's path, or None for a plain file.
-        inner: the member name inside the zip, or None.
-        size: uncompressed size in bytes.
+        archive: the outermost archive's path, or None for a plain file.
+        inner: the member's name inside its innermost archive, or None.
+        size: uncompressed size in bytes (-1 when the container does not say).
+        format: the registry name of its format ("gnt", ...).
+        layers: (container name, inner name) from the outermost archive inwards.
+        companions: other members this one is read with (e.g. an image file's labels).
     """
 
     writer_id: str
@@ -61,6 +60,14 @@ class GntMember:
     archive: str | None
     inner: str | None
     size: int
+    format: str = "gnt"
+    layers: tuple = ()
+    companions: tuple = ()
+
+    @property
+    def path(self) -> str:
+        """The file on disk that holds the member (itself, or its outermost archive)."""
+        return self.archive if self.archive is not None else self.name
 
     def read(self, map_file: bool = True) -> np.ndarray:
         """The member's bytes as a uint8 array (one writer file, 10-30 MB in real data).
@@ -70,25 +77,23 @@ class GntMember:
                 straight from the page cache) instead of copying it into a new array.
 
         Raises:
-            FormatError: the zip member is damaged (bad CRC or deflate data) or shorter than listed.
+            FormatError: a damaged archive member (bad CRC or compressed data) or one shorter
+                than listed.
+            GntkitError: the file cannot be read.
         """
-        if self.archive is None:
+        if not self.layers:
             try:
                 if map_file:
                     return mapped_bytes(self.name)
                 return np.fromfile(self.name, dtype=np.uint8)
             except OSError as exc:
                 raise GntkitError(f"{self.name}: cannot read the file ({exc.strerror or exc}).") from None
-        try:
-            with zipfile.ZipFile(self.archive) as archive, archive.open(self.inner) as stream:
-                data = stream.read()
-        except zipfile.BadZipFile as exc:
-            raise FormatError(self.name, None, "a zip member whose data matches its stored CRC-32", f"a damaged member ({exc})") from None
-        except (zlib.error, EOFError) as exc:
-            raise FormatError(self.name, None, "valid compressed data in the zip member", f"damaged data ({exc})") from None
-        if len(data) != self.size:
-            raise FormatError(self.name, len(data), f"{self.size} bytes as the zip directory lists", f"{len(data)} bytes")
-        return np.frombuffer(data, dtype=np.uint8)
+        container = open_container(self.archive, self.layers[:-1], self.layers[-1][0])
+        return np.frombuffer(container.read(self.layers[-1][1]), dtype=np.uint8)
+
+    def format_module(self):
+        """The gntkit.formats module that reads this member."""
+        return get_format(self.format)
 
 
 def mapped_bytes(path) -> np.ndarray:
@@ -101,73 +106,126 @@ def mapped_bytes(path) -> np.ndarray:
         return np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
 
 
-def _zip_members(path: Path, source: str) -> list[GntMember]:
+def open_container(path: str, outer_layers: tuple, kind: str):
+    """The container of kind `kind` found at `path` inside `outer_layers` ((kind, inner) pairs)."""
+    def opener(layers=tuple(outer_layers)):
+        if not layers:
+            return open(path, "rb")
+        outer = open_container(path, layers[:-1], layers[-1][0])
+        return outer.open(layers[-1][1])
+
+    display = ":".join([str(path)] + [inner for _, inner in outer_layers])
+    return container_class(kind)(opener, display)
+
+
+def _read_head(path: Path) -> bytes:
     try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise FormatError(str(path), 0, "a zip archive", "bytes that are not a readable zip archive") from None
-    with archive:
-        infos = [info for info in archive.infolist() if not info.is_dir()]
-    members = [
-        GntMember(writer_id_from_name(info.filename), f"{path}:{info.filename}", source, str(path), info.filename, info.file_size)
-        for info in infos
-        if info.filename.lower().endswith(GNT_SUFFIX)
-    ]
+        with open(path, "rb") as f:
+            return f.read(_HEAD_BYTES)
+    except OSError as exc:
+        raise GntkitError(f"{path}: cannot read the file ({exc.strerror or exc}).") from None
+
+
+def _container_members(path: Path, source: str, kind: str, layers: tuple = ()) -> list[Member]:
+    """Every member of a format in a container (recursing into nested containers)."""
+    container = open_container(str(path), layers, kind)
+    entries = container.entries()
+    members, skipped = [], []
+    for inner, size in entries:
+        base = inner.rsplit("/", 1)[-1]
+        here = layers + ((kind, inner),)
+        nested = container_by_name(base)
+        if nested is not None:
+            members.extend(_container_members(path, source, nested.name, here))
+            continue
+        module = format_by_name(base)
+        if module is None:
+            skipped.append(inner)
+            continue
+        display = ":".join([str(path)] + [name for _, name in here])
+        members.append(Member(module.writer_id(base), display, source, str(path), inner, size, module.NAME, here))
     if not members:
-        nested = [info.filename for info in infos if info.filename.lower().endswith((".alz", ".zip", ".rar"))]
-        if nested:
-            raise GntkitError(
-                f"{path}: expected .gnt files inside the zip, found the archive {nested[0]!r} instead: "
-                "unpack it first (ALZip .alz files need `unalz`), then point gntkit at the folder or the .gnt files."
-            )
-        raise GntkitError(f"{path}: expected .gnt files inside the zip, found none among its {len(infos)} members.")
+        where = ":".join([str(path)] + [name for _, name in layers])
+        raise GntkitError(f"{where}: expected {source_kinds()} inside the archive, found none among its {len(entries)} members.")
     return members
 
 
-def _members_of(path: Path) -> list[GntMember]:
+def _file_members(path: Path, source: str, named: bool) -> list[Member]:
+    """The members of one file: itself, or an archive's contents.
+
+    named=True: the user named this file, so its content decides what it is; inside a
+    folder, files are matched by name and files of no known kind are left out.
+    """
+    head = _read_head(path) if named else b""
+    kind = sniff_container(head) if named else None
+    kind = kind or container_by_name(path.name)
+    if kind is not None:
+        return _container_members(path, source, kind.name)
+    size = path.stat().st_size
+    by_name = format_by_name(path.name)
+    if not named:
+        return [] if by_name is None else [Member(by_name.writer_id(path.name), str(path), source, None, None, size, by_name.NAME)]
+    by_content = sniff_format(head, size)
+    module = by_name or by_content
+    if module is None:
+        raise GntkitError(f"{path}: expected {source_kinds()}, found a {path.suffix or 'suffix-less'} file ({describe_content(head, size)}).")
+    if by_name is not None and by_content is not None and by_content is not by_name:
+        raise FormatError(str(path), 0, f"a {by_name.NAME.upper()} file, as its name says", f"{describe_content(head, size)}: rename it")
+    return [Member(module.writer_id(path.name), str(path), source, None, None, size, module.NAME)]
+
+
+def _members_of(path: Path) -> list[Member]:
     source = str(path)
     if not path.exists():
-        raise GntkitError(f"{path}: expected a .gnt file, a folder or a .zip, found nothing at that path.")
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == GNT_SUFFIX)
-        members = [GntMember(writer_id_from_name(p.name), str(p), source, None, None, p.stat().st_size) for p in files]
-        zips = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".zip")
-        for zip_path in zips:
-            members.extend(_zip_members(zip_path, source))
-        if not members:
-            raise GntkitError(f"{path}: expected .gnt files or zips of them in this folder, found none.")
-        return members
-    if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path) and path.suffix.lower() != GNT_SUFFIX:
-        return _zip_members(path, source)
-    if path.suffix.lower() == GNT_SUFFIX:
-        return [GntMember(writer_id_from_name(path.name), str(path), source, None, None, path.stat().st_size)]
-    if path.suffix.lower() == ".alz":
-        raise GntkitError(f"{path}: expected a .gnt file, a folder or a .zip, found an ALZip archive: unpack it with `unalz` first.")
-    raise GntkitError(f"{path}: expected a .gnt file, a folder or a .zip, found a {path.suffix or 'suffix-less'} file.")
+        raise GntkitError(f"{path}: expected {source_kinds()}, found nothing at that path.")
+    if not path.is_dir():
+        return _file_members(path, source, named=True)
+    members = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        members.extend(_file_members(file, source, named=False))
+    if not members:
+        raise GntkitError(f"{path}: expected {source_kinds()} in this folder, found none.")
+    return members
 
 
-def find_members(sources) -> list[GntMember]:
-    """Every GNT member of the given sources, sorted by writer id.
+def _assemble(members: list[Member]) -> list[Member]:
+    """Let each format pair or filter its members (e.g. image files with their label files)."""
+    by_format: dict[str, list[Member]] = {}
+    for member in members:
+        by_format.setdefault(member.format, []).append(member)
+    out = []
+    for name, group in by_format.items():
+        assemble = getattr(get_format(name), "assemble", None)
+        out.extend(assemble(group) if assemble is not None else group)
+    return out
+
+
+def find_members(sources) -> list[Member]:
+    """Every member of the given sources, sorted by writer id.
 
     Args:
-        sources: a path or a list of paths (.gnt files, folders, .zip archives).
+        sources: a path or a list of paths (source files, folders, archives).
 
     Returns:
         Members in deterministic order.
 
     Raises:
-        GntkitError: a path that does not exist or holds no GNT files, or two files
-            with the same writer id (their sample keys would collide).
+        GntkitError: a path that does not exist or holds no source files, a file whose
+            content is another format than its name says, or two files with the same
+            writer id (their sample keys would collide).
     """
     if isinstance(sources, (str, Path)):
         sources = [sources]
     sources = list(sources)
     if not sources:
-        raise GntkitError("Expected at least one source (.gnt file, folder or .zip), found none.")
-    members: list[GntMember] = []
+        raise GntkitError(f"Expected at least one source ({source_kinds()}), found none.")
+    members: list[Member] = []
     for source in sources:
+        if not isinstance(source, (str, os.PathLike)):
+            raise GntkitError(f"A source must be a path, found {type(source).__name__}.")
         members.extend(_members_of(Path(source)))
-    seen: dict[str, GntMember] = {}
+    members = _assemble(members)
+    seen: dict[str, Member] = {}
     for member in members:
         if member.writer_id in seen:
             raise GntkitError(
@@ -177,3 +235,7 @@ def find_members(sources) -> list[GntMember]:
         seen[member.writer_id] = member
     members.sort(key=lambda m: writer_sort_key(m.writer_id))
     return members
+
+
+#: The name the GNT-only code used; every member is a Member now.
+GntMember = Member

@@ -20,8 +20,9 @@ import numpy as np
 from gntkit.batch import SampleBatch
 from gntkit.charset import ON_UNKNOWN_CHOICES, Charset, decode_tag, describe_tag
 from gntkit.errors import CharsetError, FormatError, GntkitError
-from gntkit.formats.gnt import DEFAULT_MAX_SIDE, HEADER_SIZE, ON_ERROR_CHOICES, GntFile, Problem
-from gntkit.sources import GntMember, find_members
+from gntkit.formats import get_format
+from gntkit.formats.gnt import DEFAULT_MAX_SIDE, ON_ERROR_CHOICES, Problem
+from gntkit.sources import Member, find_members
 
 DEFAULT_BATCH_SIZE = 2048
 
@@ -111,34 +112,84 @@ def check_choice(name: str, value: str, choices) -> None:
         raise GntkitError(f"{name} must be one of {', '.join(choices)}, found {value!r}.")
 
 
-def open_member(member: GntMember, on_error: str = "raise", max_side: int = DEFAULT_MAX_SIDE) -> tuple[GntFile | None, list[Problem]]:
-    """Read and index one member.
+def open_member(member: Member, on_error: str = "raise", max_side: int = DEFAULT_MAX_SIDE) -> tuple[object | None, list[Problem]]:
+    """Read, index and validate one member with its format's module.
 
     Returns:
-        (GntFile, problems). With on_error="skip" a damaged zip member gives
-        (None, [problem]) and damaged records are listed in the file's index.
+        (record file, problems). With on_error="skip" a member that cannot be read at all
+        gives (None, [problem]); damaged records are listed in the file's index.
 
     Raises:
         FormatError: damaged data with on_error="raise".
     """
     try:
         buf = member.read()
-        gnt = GntFile(buf, member.name, on_error=on_error, max_side=max_side)
+        record_file = member.format_module().open_file(buf, member.name, on_error=on_error, max_side=max_side)
     except FormatError as exc:
         if on_error == "raise":
             raise
-        # A damaged zip member (or an empty file) cannot be read at all: skip it whole.
-        return None, [Problem(member.name, exc.offset, exc.expected, exc.found, skipped_bytes=member.size, skipped_records=int(member.size > 0))]
-    return gnt, list(gnt.index.problems)
+        # A damaged archive member (or an empty file) cannot be read at all: skip it whole.
+        return None, [Problem(member.name, exc.offset, exc.expected, exc.found, skipped_bytes=max(member.size, 0), skipped_records=int(member.size != 0))]
+    return record_file, list(record_file.index.problems)
 
 
-def label_records(gnt: GntFile, charset: Charset, on_unknown: str, report: StreamReport) -> np.ndarray:
+def survey_codes(members, on_error: str = "raise", max_side: int = DEFAULT_MAX_SIDE) -> np.ndarray:
+    """Every tag code of every valid record of the members (headers only, no pixels).
+
+    Raises:
+        FormatError: the first damaged record or member with on_error="raise".
+    """
+    codes = []
+    for member in members:
+        record_file, _ = open_member(member, on_error, max_side)
+        if record_file is not None:
+            codes.append(record_file.index.tag_codes)
+    return np.concatenate(codes) if codes else np.zeros(0, np.uint16)
+
+
+def plan_charset(spec, members, *, codes: np.ndarray | None = None, on_error: str = "raise", on_unknown: str = "drop",
+                 max_side: int = DEFAULT_MAX_SIDE) -> Charset:
+    """The charset a pass over the members uses: the one step behind convert, open and preview.
+
+    Args:
+        spec: a Charset, a built-in name, a charset file, "data" (survey the tag codes of the
+            members once, then every decodable code in code order), or None for the sources'
+            own default (their format's native charset, else its DEFAULT_CHARSET).
+        members: from gntkit.sources.find_members.
+        codes: the members' tag codes when the caller has surveyed them already.
+        on_error, max_side: as for iter_batches (used by the survey).
+        on_unknown: "other" appends the catch-all class.
+
+    Raises:
+        CharsetError, FormatError, GntkitError: as the charset or the survey finds them.
+    """
+    from gntkit.charset import resolve
+
+    if spec is None:
+        formats = sorted({m.format for m in members})
+        module = get_format(formats[0]) if len(formats) == 1 else None
+        native = getattr(module, "native_charset", None) if module is not None else None
+        if native is not None:
+            charset = native(members)
+            return charset.with_other() if on_unknown == "other" else charset
+        defaults = sorted({get_format(name).DEFAULT_CHARSET for name in formats})
+        if len(defaults) != 1:
+            raise GntkitError(f"Sources of formats {', '.join(formats)} have different default charsets ({', '.join(defaults)}): choose one with --charset.")
+        spec = defaults[0]
+    if isinstance(spec, str) and spec == "data":
+        charset = resolve("data", codes if codes is not None else survey_codes(members, on_error, max_side))
+    else:
+        charset = resolve(spec)
+    return charset.with_other() if on_unknown == "other" else charset
+
+
+def label_records(record_file, charset: Charset, on_unknown: str, report: StreamReport) -> np.ndarray:
     """Class id of every valid record of a file; -1 for records to drop.
 
     Raises:
         CharsetError: a code outside the charset with on_unknown="error".
     """
-    codes = gnt.index.tag_codes
+    codes = record_file.index.tag_codes
     labels = charset.classes_of_codes(codes)
     missing = np.flatnonzero(labels < 0)
     if missing.size == 0:
@@ -146,7 +197,7 @@ def label_records(gnt: GntFile, charset: Charset, on_unknown: str, report: Strea
     if on_unknown == "error":
         i = int(missing[0])
         raise CharsetError(
-            f"{gnt.path} record {int(gnt.index.record_numbers[i])} at byte {int(gnt.index.offsets[i])}: "
+            f"{record_file.path} record {int(record_file.index.record_numbers[i])} at byte {int(record_file.index.offsets[i])}: "
             f"expected a character in charset {charset.name!r}, found {describe_tag(int(codes[i]))}."
         )
     for code, count in zip(*np.unique(codes[missing], return_counts=True)):
@@ -175,51 +226,52 @@ def member_batches(member: GntMember, charset: Charset, preprocess=None, on_erro
     every threading layer, and a pool already fills the cores).
     """
     report = report if report is not None else StreamReport()
-    gnt, problems = open_member(member, on_error, max_side)
+    record_file, problems = open_member(member, on_error, max_side)
     report.files += 1
     entry = {"name": member.name, "writer_id": member.writer_id, "bytes": member.size,
-             "records": 0 if gnt is None else len(gnt), "kept": 0}
-    if gnt is not None and (hash_members is True or (hash_members == "archived" and member.archive)):
-        entry["sha256"] = hashlib.sha256(gnt.buf).hexdigest()
+             "records": 0 if record_file is None else len(record_file), "kept": 0}
+    if record_file is not None and (hash_members is True or (hash_members == "archived" and member.archive)):
+        entry["sha256"] = hashlib.sha256(record_file.buf).hexdigest()
     report.members.append(entry)
     report.problems.extend(problems)
     report.skipped_records += sum(p.skipped_records for p in problems)
     report.skipped_bytes += sum(p.skipped_bytes for p in problems)
-    if gnt is None:
+    if record_file is None:
         return
-    report.records += len(gnt)
-    labels = label_records(gnt, charset, on_unknown, report)
+    report.records += len(record_file)
+    labels = label_records(record_file, charset, on_unknown, report)
     kept = np.flatnonzero(labels >= 0)
     report.kept += int(kept.size)
     entry["kept"] = int(kept.size)
-    index = gnt.index
     for start in range(0, kept.size, batch_size):
-        chosen = kept[start:start + batch_size]
-        heights, widths = index.heights[chosen].copy(), index.widths[chosen].copy()
-        batch_labels = labels[chosen].astype(np.int64)
-        common = dict(
-            keys=[f"{member.writer_id}/{n}" for n in index.record_numbers[chosen].tolist()],
-            writer_ids=[member.writer_id] * len(chosen),
-            tag_codes=index.tag_codes[chosen].copy(),
-            labels=batch_labels,
-            characters=[charset.characters[i] for i in batch_labels.tolist()],
-        )
-        if preprocess is None or preprocess.raw:
-            pixels, pixel_offsets = gnt.gather(chosen, serial=serial)
-            yield SampleBatch(**common, heights=heights, widths=widths, pixels=pixels, pixel_offsets=pixel_offsets)
-        else:
-            from gntkit.preprocess import preprocess_records
-
-            # Straight from the file's buffer: no gathered copy of the bitmaps.
-            starts = index.offsets[chosen].astype(np.int64) + HEADER_SIZE
-            images = preprocess_records(gnt.buf, starts, heights, widths, preprocess, serial=serial)
-            size = images.shape[1]
-            yield SampleBatch(**common, heights=np.full(len(chosen), size, np.int32), widths=np.full(len(chosen), size, np.int32), images=images)
+        yield _batch_of(member, record_file, kept[start:start + batch_size], labels, charset, preprocess, serial)
 
 
-def resolve_members(sources) -> list[GntMember]:
-    """GntMembers as given, or found from paths (see gntkit.sources.find_members)."""
-    if isinstance(sources, (list, tuple)) and sources and all(isinstance(s, GntMember) for s in sources):
+def _batch_of(member: Member, record_file, chosen: np.ndarray, labels: np.ndarray, charset: Charset, preprocess, serial: bool) -> SampleBatch:
+    """One SampleBatch of the chosen records of a member (raw bitmaps or preprocessed images)."""
+    index = record_file.index
+    batch_labels = labels[chosen].astype(np.int64)
+    common = dict(
+        keys=[f"{member.writer_id}/{n}" for n in index.record_numbers[chosen].tolist()],
+        writer_ids=[member.writer_id] * len(chosen),
+        tag_codes=index.tag_codes[chosen].copy(),
+        labels=batch_labels,
+        characters=[charset.characters[i] for i in batch_labels.tolist()],
+    )
+    extras = getattr(record_file, "batch_extras", None)
+    if extras is not None:  # what a format carries beyond the image (text lines, strokes)
+        common["meta"] = extras(chosen)
+    if preprocess is None or preprocess.raw:
+        pixels, pixel_offsets = record_file.gather(chosen, serial=serial)
+        return SampleBatch(**common, heights=index.heights[chosen].copy(), widths=index.widths[chosen].copy(), pixels=pixels, pixel_offsets=pixel_offsets)
+    images = record_file.preprocess(chosen, preprocess, serial=serial)
+    size = images.shape[1]
+    return SampleBatch(**common, heights=np.full(len(chosen), size, np.int32), widths=np.full(len(chosen), size, np.int32), images=images)
+
+
+def resolve_members(sources) -> list[Member]:
+    """Members as given, or found from paths (see gntkit.sources.find_members)."""
+    if isinstance(sources, (list, tuple)) and sources and all(isinstance(s, Member) for s in sources):
         return list(sources)
     return find_members(sources)
 
@@ -343,13 +395,13 @@ class Sample:
     image: np.ndarray
 
 
-class GntSource:
-    """GNT sources opened for reading: `len()`, per-sample iteration and batch iteration.
+class Source:
+    """Sources opened for reading: `len()`, per-sample iteration and batch iteration.
 
     Args:
-        sources: .gnt files, folders, zips (or a list of them).
-        charset: a Charset, a built-in name, "data" (every decodable code found, by code)
-            or a charset file.
+        sources: source files, folders, archives (or a list of them), or Members.
+        charset: a Charset, a built-in name, "data" (every decodable code found, by code),
+            a charset file, or None for the sources' default (see plan_charset).
         preprocess: None for original bitmaps, or a gntkit.preprocess.Preprocess.
         on_error / on_unknown / max_side: as for iter_batches.
 
@@ -359,22 +411,14 @@ class GntSource:
 
     def __init__(self, sources, charset="data", preprocess=None, *, on_error: str = "raise", on_unknown: str = "drop",
                  max_side: int = DEFAULT_MAX_SIDE):
-        from gntkit.charset import resolve
-
         check_choice("on_error", on_error, ON_ERROR_CHOICES)
         check_choice("on_unknown", on_unknown, ON_UNKNOWN_CHOICES)
         self.members = resolve_members(sources)
         self.preprocess = preprocess
         self.on_error, self.on_unknown, self.max_side = on_error, on_unknown, max_side
         self.report = StreamReport()
-        codes = []
-        for member in self.members:
-            gnt, _ = open_member(member, on_error, max_side)
-            codes.append(gnt.index.tag_codes if gnt is not None else np.zeros(0, np.uint16))
-        self._codes = codes
-        all_codes = np.concatenate(codes) if codes else np.zeros(0, np.uint16)
-        charset = resolve(charset, all_codes)
-        self.charset = charset.with_other() if on_unknown == "other" else charset
+        all_codes = survey_codes(self.members, on_error, max_side)
+        self.charset = plan_charset(charset, self.members, codes=all_codes, on_error=on_error, on_unknown=on_unknown, max_side=max_side)
         labels = self.charset.classes_of_codes(all_codes)
         if on_unknown == "error" and (labels < 0).any():
             list(self.batches())  # raises the CharsetError naming the file and record
@@ -397,6 +441,11 @@ class GntSource:
                              int(batch.labels[i]), batch.image(i))
 
 
-def open_source(sources, charset="data", preprocess=None, **options) -> GntSource:
-    """Open GNT sources for reading; see GntSource."""
-    return GntSource(sources, charset, preprocess, **options)
+
+#: The name of the GNT-only days.
+GntSource = Source
+
+
+def open_source(sources, charset="data", preprocess=None, **options) -> Source:
+    """Open sources for reading; see Source."""
+    return Source(sources, charset, preprocess, **options)

@@ -18,6 +18,13 @@ import numpy as np
 from gntkit.errors import FormatError, GntkitError
 from gntkit.kernels import gnt as kernels
 
+NAME = "gnt"
+DESCRIPTION = "CASIA offline isolated characters, HWDB1.x"
+KIND_WORDS = ".gnt files"
+DEFAULT_CHARSET = "gb2312-1"
+POLARITY = "dark-on-light"
+SUFFIX = ".gnt"
+
 # The record header as a numpy structured dtype with explicit byte orders.
 HEADER_DTYPE = np.dtype([("size", "<u4"), ("tag_code", ">u2"), ("width", "<u2"), ("height", "<u2")])
 HEADER_SIZE = kernels.HEADER_SIZE
@@ -91,6 +98,11 @@ def describe_header_problem(buf: np.ndarray, pos: int, status: int, max_side: in
         for magic, what in _MAGIC.items():
             if head.startswith(magic):
                 return "a GNT record header", f"{what}, not a GNT file"
+        from gntkit.formats import sniff_format
+
+        other = sniff_format(bytes(buf[:64]), n)
+        if other is not None and other.NAME != NAME:
+            return "a GNT record header", f"a {other.NAME.upper()} file ({other.DESCRIPTION}), not a GNT file"
     if status == kernels.TRUNCATED_HEADER:
         return "a 10-byte record header", f"only {n - pos} bytes before the end of the file (truncated)"
     size, width, height = _u32(buf, pos), _u16(buf, pos + 6), _u16(buf, pos + 8)
@@ -274,6 +286,56 @@ class GntFile:
         gather = kernels.gather_bitmaps_serial if serial else kernels.gather_bitmaps
         gather(self.buf, record_offsets, counts, pixels, pixel_offsets)
         return pixels, pixel_offsets
+
+    def preprocess(self, records: np.ndarray, preprocess, serial: bool = False) -> np.ndarray:
+        """Fixed-size preprocessed images of the chosen records, straight from the file's
+        buffer (no gathered copy of the bitmaps).
+
+        Args:
+            records: int indices of valid records.
+            preprocess: a gntkit.preprocess.Preprocess (not raw).
+            serial: run on the calling thread only (for pool threads).
+
+        Returns:
+            uint8 (N, S, S).
+        """
+        from gntkit.preprocess import preprocess_records
+
+        chosen = np.asarray(records, dtype=np.int64)
+        starts = self.index.offsets[chosen].astype(np.int64) + HEADER_SIZE
+        return preprocess_records(self.buf, starts, self.index.heights[chosen].copy(), self.index.widths[chosen].copy(),
+                                  preprocess, serial=serial)
+
+
+def matches_name(name: str) -> bool:
+    """True for a `.gnt` file name (any case)."""
+    return name.lower().endswith(SUFFIX)
+
+
+def sniff(head: bytes, size: int) -> bool:
+    """True when the first record header is consistent: sample size = 10 + width*height,
+    both sides at least 1 and at most DEFAULT_MAX_SIDE, and the record fits in the file."""
+    if len(head) < HEADER_SIZE:
+        return False
+    record = np.frombuffer(head[:HEADER_SIZE], HEADER_DTYPE)[0]
+    width, height = int(record["width"]), int(record["height"])
+    return (1 <= width <= DEFAULT_MAX_SIDE and 1 <= height <= DEFAULT_MAX_SIDE
+            and int(record["size"]) == HEADER_SIZE + width * height and int(record["size"]) <= size)
+
+
+def writer_id(name: str) -> str:
+    """Writer id from a GNT file name: `1001-c.gnt` -> "1001", `C001-f-f.gnt` -> "C001"."""
+    from gntkit.formats import writer_id_from_stem
+
+    stem = name.rsplit("/", 1)[-1]
+    if stem.lower().endswith(SUFFIX):
+        stem = stem[: -len(SUFFIX)]
+    return writer_id_from_stem(stem)
+
+
+def open_file(buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", max_side: int = DEFAULT_MAX_SIDE) -> GntFile:
+    """Index and validate a GNT file held in memory (see GntFile)."""
+    return GntFile(buf, path, on_error=on_error, max_side=max_side)
 
 
 def encode_records(tag_codes, bitmaps) -> bytes:

@@ -1,0 +1,562 @@
+"""ALZip archives (`.alz`): the old `HWDB1.1trn_gnt.zip` holds one. Members are streamed, never
+unpacked to disk, and at most one member is decoded at a time.
+
+No official specification exists. The layout below follows the source of `unalz` 0.65
+(kippler/unalz: `UnAlz.h` structs `_SAlzLocalFileHeaderHead` / `SAlzLocalFileHeader`,
+`CUnAlz::ReadLocalFileheader`, `FOpen` for volumes, `UnAlzBz2decompress.c` for bzip2), the
+Debian package that CI uses to prove our fixtures genuine, cross-checked with the notes of
+unalz-rs (`docs/specification.md`) and XADMaster's AlZipSpecs wiki page. All integers are
+little-endian.
+
+    "ALZ\\x01"  archive header, 4 more bytes (the last one is the volume number: 0 in an
+               .alz, 1.. in the .a00, .a01 ... volumes of a split archive)
+    "BLZ\\x01"  local file header:
+               u16 name length, u8 attributes (0x10 directory), u32 DOS time,
+               u8 descriptor (bit 0 encrypted, bit 3 data descriptor, high nibble 0x10 / 0x20 /
+               0x40 / 0x80: the size fields are 1, 2, 4 or 8 bytes; 0: no sizes, a directory),
+               u8 unknown; when the sizes are present: u8 method (0 store, 1 bzip2, 2 deflate),
+               u8 unknown, u32 CRC-32, compressed size, uncompressed size;
+               then the name (CP949 or UTF-8), 12 bytes of encryption header when encrypted,
+               then the compressed data (the encryption header is not counted in its size)
+    "CLZ\\x01"  central directory: 12 opaque bytes (unalz skips them)
+    "CLZ\\x02"  end of the archive
+    "CLZ\\x03"  split marker (unalz-rs), seen in split volumes
+
+A split archive's first volume ends with a 16-byte tail and its data continue in the .a00
+file (unalz's `MULTIVOL_TAIL_SIZE`, `MULTIVOL_HEAD_SIZE`); gntkit refuses split volumes and
+encrypted members with one sentence each.
+
+Method 1 is not standard bzip2: ALZip drops the "BZh9" stream header, writes "DLZ\\x01" for each
+block's 48-bit magic and "DLZ\\x02" for the end-of-stream magic, and leaves out the block CRC,
+the randomised bit and the combined CRC. Python's `bz2` (libbzip2) cannot read that and
+checks the CRCs ALZip left out, so gntkit decodes those blocks itself (`alz_bzip2_blocks`):
+plain Python, slow (about 1 MB/s), used only by ALZip 4.9x archives; ALZip 5 and later write
+deflate (unalz's notes), which `zlib` inflates.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from gntkit.errors import FormatError, GntkitError
+
+SIG_ARCHIVE = b"ALZ\x01"
+SIG_FILE = b"BLZ\x01"
+SIG_DIRECTORY = b"CLZ\x01"
+SIG_END = b"CLZ\x02"
+SIG_SPLIT = b"CLZ\x03"
+METHOD_STORE, METHOD_BZIP2, METHOD_DEFLATE = 0, 1, 2
+METHOD_NAMES = {METHOD_STORE: "stored", METHOD_BZIP2: "bzip2", METHOD_DEFLATE: "deflate"}
+FLAG_ENCRYPTED = 0x01
+ATTR_DIRECTORY = 0x10
+ENCRYPTION_HEADER = 12
+SPLIT_TAIL = 16
+#: descriptor high nibble -> width in bytes of the two size fields
+SIZE_WIDTHS = {0x00: 0, 0x10: 1, 0x20: 2, 0x40: 4, 0x80: 8}
+_CHUNK = 1 << 20
+# Offsets beyond this are damage, not data: no file is 4 EiB, and seek() rejects > 2**63.
+_MAX_OFFSET = 1 << 62
+_SPLIT_HINT = "gntkit reads single-volume .alz archives only: join the volumes with `unalz` first"
+
+
+@dataclass(frozen=True)
+class AlzEntry:
+    """One local file header.
+
+    Attributes:
+        name: the member name ('/' separated).
+        header_offset: byte offset of its "BLZ\\x01" signature.
+        data_offset: byte offset of its compressed data.
+        method: 0 stored, 1 bzip2 (ALZip's variant), 2 deflate.
+        crc32: CRC-32 of the uncompressed data.
+        compressed_size / size: compressed and uncompressed sizes in bytes.
+        encrypted: ALZip password protection (refused).
+        directory: a directory entry (no data).
+    """
+
+    name: str
+    header_offset: int
+    data_offset: int
+    method: int
+    crc32: int
+    compressed_size: int
+    size: int
+    encrypted: bool
+    directory: bool
+
+
+class AlzContainer:
+    """An ALZip archive's file members (see gntkit.containers for the interface).
+
+    The archive is read through one open file object: listing walks the local headers,
+    seeking over each member's data, and reading members in archive order only seeks
+    forward. A backward seek (or a seek on a stream that cannot seek) opens the archive
+    again with `opener`, which is costly when the archive is itself a zip member.
+
+    Args:
+        opener: returns a new binary file object of the archive at offset 0.
+        path: the archive's display name, used in messages.
+    """
+
+    name = "alz"
+    suffixes = (".alz",)
+
+    def __init__(self, opener, path: str):
+        if not callable(opener):
+            raise GntkitError(f"{path}: expected a callable that opens the archive, found {type(opener).__name__}.")
+        self.opener = opener
+        self.path = str(path)
+        self._stream = None
+        self._position = 0
+        self._index: list[AlzEntry] | None = None
+
+    @staticmethod
+    def sniff(head: bytes) -> bool:
+        """True when `head` starts with the ALZip archive header "ALZ\\x01"."""
+        return bytes(head[:4]) == SIG_ARCHIVE
+
+    # -- the one archive stream ------------------------------------------------------------
+
+    def _read_at(self, offset: int, size: int) -> bytes:
+        """Up to `size` bytes at `offset` (fewer only at the end of the archive)."""
+        if self._stream is None or offset < self._position:
+            self.close()
+            self._stream, self._position = self.opener(), 0
+        if offset > self._position:
+            if self._stream.seekable():
+                self._stream.seek(offset)
+            else:
+                self._discard(offset - self._position)
+            self._position = offset
+        parts, wanted = [], size
+        while wanted > 0:
+            part = self._stream.read(wanted)
+            if not part:
+                break
+            parts.append(part)
+            wanted -= len(part)
+        data = b"".join(parts)
+        self._position += len(data)
+        return data
+
+    def _discard(self, count: int) -> None:
+        while count > 0:
+            part = self._stream.read(min(count, _CHUNK))
+            if not part:
+                return
+            count -= len(part)
+
+    def _archive_size(self) -> int:
+        """The archive's length in bytes (only on error paths: a zip member stream inflates to its end)."""
+        stream = self.opener()
+        try:
+            return stream.seek(0, io.SEEK_END)
+        finally:
+            stream.close()
+
+    def close(self) -> None:
+        """Close the archive stream (a later read opens it again)."""
+        if self._stream is not None:
+            self._stream.close()
+        self._stream, self._position = None, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- the directory -------------------------------------------------------------------
+
+    def index(self) -> list[AlzEntry]:
+        """Every local file header, in archive order (directories included).
+
+        Raises:
+            FormatError: a damaged or truncated header, an unknown record, a split volume.
+            GntkitError: a split volume, or two members with one name.
+        """
+        if self._index is None:
+            self._index = self._scan()
+        return self._index
+
+    def _scan(self) -> list[AlzEntry]:
+        head = self._read_at(0, 8)
+        if head[:4] != SIG_ARCHIVE:
+            raise FormatError(self.path, 0, 'the ALZip archive header "ALZ\\x01"', repr(head[:4]))
+        if len(head) < 8:
+            raise FormatError(self.path, len(head), "an 8-byte ALZip archive header", f"{len(head)} bytes (truncated archive)")
+        if head[7] != 0:
+            raise GntkitError(f"{self.path}: volume {head[7] + 1} of a split (multi-volume) ALZip archive (.a00, .a01 ...): {_SPLIT_HINT}.")
+        entries, names, position = [], {}, 8
+        while True:
+            signature = self._read_at(position, 4)
+            if signature == SIG_FILE:
+                entry = self._local_header(position)
+                if entry.name in names and not entry.directory:
+                    raise GntkitError(f"{self.path}: two members named {entry.name!r}, at bytes {names[entry.name]} and {position}: "
+                                      "expected unique names.")
+                names[entry.name] = position
+                entries.append(entry)
+                position = entry.data_offset + entry.compressed_size
+            elif signature == SIG_DIRECTORY:
+                if len(self._read_at(position + 4, 12)) < 12:
+                    self._raise_truncated(position, entries)
+                position += 16
+            elif signature == SIG_END:
+                return entries
+            elif signature == SIG_SPLIT:
+                raise GntkitError(f"{self.path}: a split marker (CLZ\\x03) at byte {position}: this is one volume of a split ALZip archive: {_SPLIT_HINT}.")
+            elif len(signature) < 4:
+                self._raise_truncated(position, entries)
+            else:
+                raise FormatError(self.path, position, 'an ALZip record ("BLZ\\x01" file header, "CLZ\\x01" directory or "CLZ\\x02" end)',
+                                  repr(signature))
+
+    def _local_header(self, position: int) -> AlzEntry:
+        """Parse the local file header whose signature is at `position`."""
+        head = self._fixed(position + 4, 9, "a 9-byte ALZip file header")
+        name_length, attributes, _dos_time, descriptor, _unknown = struct.unpack("<HBIBB", head)
+        width = SIZE_WIDTHS.get(descriptor & 0xF0)
+        if width is None:
+            raise FormatError(self.path, position + 11, "a size-field width flag of 0x00, 0x10, 0x20, 0x40 or 0x80",
+                              f"0x{descriptor & 0xF0:02x}")
+        cursor = position + 13
+        method, crc, compressed, size = METHOD_STORE, 0, 0, 0
+        if width:
+            sizes = self._fixed(cursor, 6 + 2 * width, f"the method, CRC-32 and two {width}-byte sizes")
+            method, crc = sizes[0], struct.unpack_from("<I", sizes, 2)[0]
+            compressed = int.from_bytes(sizes[6:6 + width], "little")
+            size = int.from_bytes(sizes[6 + width:], "little")
+            cursor += 6 + 2 * width
+        if name_length == 0:
+            raise FormatError(self.path, position + 4, "a file name length of at least 1", "0")
+        name = _decode_name(self._fixed(cursor, name_length, f"a {name_length}-byte file name"), self.path, cursor)
+        cursor += name_length
+        encrypted = bool(descriptor & FLAG_ENCRYPTED)
+        if encrypted:
+            cursor += ENCRYPTION_HEADER
+        directory = bool(attributes & ATTR_DIRECTORY) or width == 0
+        if not directory and method not in METHOD_NAMES:
+            raise FormatError(self.path, position + 13, "compression method 0 (stored), 1 (bzip2) or 2 (deflate)", str(method))
+        if method == METHOD_STORE and not directory and not encrypted and compressed != size:
+            raise FormatError(self.path, position + 19, f"a stored member's compressed size equal to its size {size}", str(compressed))
+        if cursor + compressed > _MAX_OFFSET:
+            raise FormatError(self.path, position + 19, "a compressed size that fits in the archive", str(compressed))
+        return AlzEntry(name, position, cursor, method, crc, compressed, size, encrypted, directory)
+
+    def _fixed(self, offset: int, size: int, expected: str) -> bytes:
+        data = self._read_at(offset, size)
+        if len(data) < size:
+            raise FormatError(self.path, offset, expected, f"{len(data)} bytes before the end of the archive (truncated)")
+        return data
+
+    def _raise_truncated(self, position: int, entries: list[AlzEntry]):
+        """The archive ended before the "CLZ\\x02" end record: a split first volume, or truncation."""
+        total = self._archive_size()
+        tail = self._read_at(max(total - SPLIT_TAIL, 0), SPLIT_TAIL) if total >= SPLIT_TAIL else b""
+        if tail.startswith(SIG_SPLIT) or tail.startswith(SIG_ARCHIVE):
+            raise GntkitError(f"{self.path}: the first volume of a split (multi-volume) ALZip archive (its data continue in an .a00 file): "
+                              f"{_SPLIT_HINT}.")
+        last = entries[-1] if entries else None
+        if last is not None and position > total:
+            raise FormatError(self.path, last.data_offset, f"{last.compressed_size} bytes of data of member {last.name!r}",
+                              f"{total - last.data_offset} bytes before the end of the archive (truncated)")
+        raise FormatError(self.path, min(position, total), 'another ALZip record or the "CLZ\\x02" end record',
+                          "the end of the archive (truncated)")
+
+    # -- the interface -------------------------------------------------------------------
+
+    def entries(self) -> list[tuple[str, int]]:
+        """(inner name, uncompressed size) of every file member, in archive order (no directories).
+
+        Raises:
+            FormatError / GntkitError: see `index`.
+        """
+        return [(entry.name, entry.size) for entry in self.index() if not entry.directory]
+
+    def entry(self, inner: str) -> AlzEntry:
+        """The file member named `inner`.
+
+        Raises:
+            GntkitError: no such file member.
+        """
+        for entry in self.index():
+            if entry.name == inner and not entry.directory:
+                return entry
+        raise GntkitError(f"{self.path}: expected a member named {inner!r}, found none.")
+
+    def open(self, inner: str):
+        """A binary file object streaming one member; reading it to the end checks its size and CRC-32.
+
+        Raises:
+            GntkitError: no such member, or an encrypted one.
+            FormatError (while reading): damaged compressed data, wrong size or CRC-32.
+        """
+        entry = self.entry(inner)
+        if entry.encrypted:
+            raise GntkitError(f"{self.path}:{inner}: the member is encrypted (ALZip password): gntkit reads unencrypted members only; "
+                              "extract it with `unalz -pwd PASSWORD` first.")
+        return io.BufferedReader(_MemberStream(self, entry), buffer_size=_CHUNK)
+
+    def read(self, inner: str) -> bytes:
+        """One whole member, checked against its size and CRC-32.
+
+        Raises:
+            GntkitError / FormatError: see `open`.
+        """
+        with self.open(inner) as stream:
+            return stream.read()
+
+
+def _decode_name(raw: bytes, path: str, offset: int) -> str:
+    """A member name: UTF-8 where it is valid, else CP949 (ALZip's Korean code page); '\\' -> '/'."""
+    for encoding in ("utf-8", "cp949"):
+        try:
+            return raw.decode(encoding).replace("\\", "/")
+        except UnicodeDecodeError:
+            continue
+    raise FormatError(path, offset, "a file name in UTF-8 or CP949", repr(raw[:40]))
+
+
+class _MemberStream(io.RawIOBase):
+    """Decodes one member chunk by chunk; the end of the data checks size and CRC-32."""
+
+    def __init__(self, container: AlzContainer, entry: AlzEntry):
+        self._container = container
+        self._entry = entry
+        self._name = f"{container.path}:{entry.name}"
+        self._next = entry.data_offset
+        self._left = entry.compressed_size
+        self._pending = memoryview(b"")
+        self._produced = 0
+        self._crc = 0
+        self._done = False
+        self._inflater = zlib.decompressobj(-15) if entry.method == METHOD_DEFLATE else None
+        self._blocks = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not len(self._pending) and not self._done:
+            self._accept(self._decode_some())
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def _compressed(self, size: int) -> bytes:
+        size = min(size, self._left)
+        data = self._container._read_at(self._next, size) if size else b""
+        if len(data) < size:
+            raise FormatError(self._name, self._produced, f"{self._entry.compressed_size} bytes of compressed data",
+                              "the end of the archive first (truncated)")
+        self._next += len(data)
+        self._left -= len(data)
+        return data
+
+    def _decode_some(self) -> bytes:
+        method = self._entry.method
+        if method == METHOD_STORE:
+            data = self._compressed(_CHUNK)
+            self._done = self._left == 0
+            return data
+        if method == METHOD_DEFLATE:
+            return self._inflate()
+        if self._blocks is None:
+            self._blocks = alz_bzip2_blocks(self._compressed(self._left), self._name)
+        block = next(self._blocks, None)
+        self._done = block is None
+        return block or b""
+
+    def _inflate(self) -> bytes:
+        inflater = self._inflater
+        source = inflater.unconsumed_tail or self._compressed(_CHUNK)
+        if not source:
+            raise FormatError(self._name, self._produced, "the end of the deflate stream", "the end of the member's compressed data")
+        try:
+            data = inflater.decompress(source, _CHUNK)
+        except zlib.error as exc:
+            raise FormatError(self._name, self._produced, "valid deflate data", f"damaged data ({exc})") from None
+        if inflater.eof:
+            if inflater.unused_data or self._left:
+                extra = len(inflater.unused_data) + self._left
+                raise FormatError(self._name, self._produced + len(data), "the deflate stream to end with the member's compressed data",
+                                  f"{extra} bytes after its end")
+            self._done = True
+        return data
+
+    def _accept(self, data: bytes) -> None:
+        entry = self._entry
+        self._produced += len(data)
+        if self._produced > entry.size:
+            raise FormatError(self._name, entry.size, f"{entry.size} bytes as the file header lists", "more data than that")
+        self._crc = zlib.crc32(data, self._crc)
+        self._pending = memoryview(data)
+        if self._done:
+            if self._produced != entry.size:
+                raise FormatError(self._name, self._produced, f"{entry.size} bytes as the file header lists", f"{self._produced} bytes")
+            if self._crc != entry.crc32:
+                raise FormatError(self._name, self._produced, f"CRC-32 0x{entry.crc32:08x} as the file header lists",
+                                  f"0x{self._crc:08x} (damaged data)")
+
+
+# -- ALZip's bzip2 variant -------------------------------------------------------------------
+
+_BLOCK_MAGIC = int.from_bytes(b"DLZ\x01", "big")
+_END_MAGIC = int.from_bytes(b"DLZ\x02", "big")
+_MAX_BLOCK = 900_000  # ALZip always uses bzip2's 900 kB blocks (unalz: blockSize100k = 9)
+
+
+class _Bits:
+    """MSB-first bit reader over a member's compressed bytes."""
+
+    def __init__(self, data: bytes, name: str):
+        self.data, self.name, self.position, self.limit = data, name, 0, len(data) * 8
+
+    def read(self, count: int) -> int:
+        end = self.position + count
+        if end > self.limit:
+            raise FormatError(self.name, self.position // 8, f"{count} more bits of bzip2 data", "the end of the member's data (truncated)")
+        first, last = self.position >> 3, (end + 7) >> 3
+        value = int.from_bytes(self.data[first:last], "big") >> ((last << 3) - end)
+        self.position = end
+        return value & ((1 << count) - 1)
+
+    def fail(self, expected: str, found) -> FormatError:
+        return FormatError(self.name, self.position // 8, expected, str(found))
+
+
+def alz_bzip2_blocks(data: bytes, name: str):
+    """Yield the decoded bytes of each block of ALZip's bzip2 variant (see the module docstring).
+
+    Args:
+        data: the member's compressed bytes.
+        name: `archive:member`, for messages.
+
+    Raises:
+        FormatError: a missing block marker, damaged Huffman tables or codes, impossible counts.
+    """
+    bits = _Bits(data, name)
+    while True:
+        magic = bits.read(32)
+        if magic == _END_MAGIC:
+            return
+        if magic != _BLOCK_MAGIC:
+            raise bits.fail('an ALZip bzip2 block marker "DLZ\\x01" or end marker "DLZ\\x02"', f"0x{magic:08x}")
+        yield _undo_rle1(_inverse_bwt(*_block_symbols(bits)))
+
+
+def _huffman_tables(bits: _Bits, alphabet: int) -> tuple[list, list]:
+    """The selectors and one canonical decoding table ({(length, code): symbol}) per group."""
+    groups = bits.read(3)
+    if not 2 <= groups <= 6:
+        raise bits.fail("2 to 6 Huffman groups", groups)
+    count = bits.read(15)
+    if count < 1:
+        raise bits.fail("at least one selector", count)
+    order, selectors = list(range(groups)), []
+    for _ in range(count):
+        rank = 0
+        while bits.read(1):
+            rank += 1
+            if rank >= groups:
+                raise bits.fail(f"a selector below {groups}", rank)
+        order.insert(0, order.pop(rank))
+        selectors.append(order[0])
+    tables = []
+    for _ in range(groups):
+        length, lengths = bits.read(5), []
+        for _ in range(alphabet):
+            while True:
+                if not 1 <= length <= 20:
+                    raise bits.fail("Huffman code lengths of 1 to 20 bits", length)
+                if not bits.read(1):
+                    break
+                length += -1 if bits.read(1) else 1
+            lengths.append(length)
+        table, code = {}, 0
+        for size in range(1, 21):  # canonical codes: by length, then by symbol (bzip2's hbAssignCodes)
+            for symbol, symbol_length in enumerate(lengths):
+                if symbol_length == size:
+                    table[(size, code)] = symbol
+                    code += 1
+            code <<= 1
+        tables.append(table)
+    return selectors, tables
+
+
+def _block_symbols(bits: _Bits) -> tuple[bytes, int]:
+    """Decode one block's Huffman/MTF/run-length symbols: (the BWT's last column, origPtr)."""
+    origin = bits.read(24)
+    used = bits.read(16)
+    byte_values = []
+    for row in range(16):
+        if used & (0x8000 >> row):
+            mask = bits.read(16)
+            byte_values.extend(row * 16 + col for col in range(16) if mask & (0x8000 >> col))
+    if not byte_values:
+        raise bits.fail("at least one byte value in use", 0)
+    alphabet = len(byte_values) + 2
+    selectors, tables = _huffman_tables(bits, alphabet)
+    mtf, column, run, weight, decoded = list(range(len(byte_values))), bytearray(), 0, 1, 0
+    while True:
+        group = decoded // 50
+        if group >= len(selectors):
+            raise bits.fail(f"at most {50 * len(selectors)} symbols for {len(selectors)} selectors", "more")
+        table, length, code = tables[selectors[group]], 0, 0
+        while (length, code) not in table:
+            if length == 20:
+                raise bits.fail("a Huffman code of at most 20 bits", "none that matches")
+            code, length = (code << 1) | bits.read(1), length + 1
+        symbol = table[(length, code)]
+        decoded += 1
+        if symbol <= 1:  # RUNA / RUNB: a bijective base-2 repeat count of the front byte
+            run += weight << symbol
+            weight <<= 1
+            if len(column) + run > _MAX_BLOCK:
+                raise bits.fail(f"a block of at most {_MAX_BLOCK} bytes", "a longer run")
+            continue
+        if run:
+            column += bytes([byte_values[mtf[0]]]) * run
+            run, weight = 0, 1
+        if symbol == alphabet - 1:
+            break
+        mtf.insert(0, mtf.pop(symbol - 1))
+        column.append(byte_values[mtf[0]])
+        if len(column) > _MAX_BLOCK:
+            raise bits.fail(f"a block of at most {_MAX_BLOCK} bytes", "more")
+    if len(column) > _MAX_BLOCK or origin >= len(column):
+        raise bits.fail(f"a block origin below the block length {len(column)} (at most {_MAX_BLOCK})", origin)
+    return bytes(column), origin
+
+
+def _inverse_bwt(column: bytes, origin: int) -> bytes:
+    """Undo the Burrows-Wheeler transform: follow the stable sort of the last column."""
+    last = np.frombuffer(column, dtype=np.uint8)
+    successor = np.argsort(last, kind="stable").tolist()
+    out, position = bytearray(len(column)), successor[origin]
+    for i in range(len(column)):
+        out[i] = column[position]
+        position = successor[position]
+    return bytes(out)
+
+
+def _undo_rle1(data: bytes) -> bytes:
+    """Undo bzip2's first run-length step: four equal bytes are followed by a repeat count."""
+    out, i, n = bytearray(), 0, len(data)
+    while i < n:
+        value, run = data[i], 1
+        while run < 4 and i + run < n and data[i + run] == value:
+            run += 1
+        out += bytes([value]) * run
+        i += run
+        if run == 4 and i < n:
+            out += bytes([value]) * data[i]
+            i += 1
+    return bytes(out)
