@@ -47,9 +47,6 @@ from gntkit.kernels import preprocess as _kernels
 PREPROCESS_VERSION = 1
 """Version of the step definitions above; stored in `Preprocess.to_json()`."""
 
-STEP_ORDER = ("grayscale", "contrast", "binarize", "denoise", "crop", "resize", "invert")
-"""Every step, in the order they run."""
-
 RESIZE_METHOD = "area-shrink-bilinear-enlarge"
 """Name of the resampling rule of step 6, stored in `Preprocess.to_json()`."""
 

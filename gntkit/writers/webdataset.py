@@ -23,8 +23,6 @@ webdataset itself is imported only by `read_shard`.
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 
 import numpy as np
 
@@ -36,9 +34,6 @@ from gntkit.writers import PixelView, ShardSink, ShardWriter, utf8_column
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile.RECORDSIZE: the archive is padded to a multiple of it
-#: zlib level of `png_from_scanlines`, the zlib path (the shards' PNGs come from
-#: `gntkit.kernels.png`). Level 1 deflates a 64x64 glyph about 2.5x faster than level 6.
-PNG_ZLIB_LEVEL = 1
 MEMBER_SUFFIXES = (".png", ".cls", ".json")
 
 
@@ -85,35 +80,6 @@ def tar_header(name: bytes, size: int) -> bytes:
 
 
 # --------------------------------------------------------------------------- PNG
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
-_IDAT_CRC = zlib.crc32(b"IDAT")
-
-
-def _png_head(height: int, width: int) -> bytes:
-    """PNG signature + IHDR chunk of an 8-bit grayscale, non-interlaced image."""
-    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return _PNG_SIGNATURE + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
-
-
-def png_from_scanlines(scanlines, height: int, width: int, head: bytes | None = None) -> bytes:
-    """Assemble a grayscale PNG from its filtered scanlines with zlib (the baseline; shards use the kernel).
-
-    Each row is prefixed by its filter type byte (0 for the rows `encode_png` would write).
-
-    Args:
-        scanlines: bytes-like of height * (width + 1) bytes.
-        height, width: image size (both >= 1).
-        head: `_png_head(height, width)` when the caller caches it.
-
-    Returns:
-        The PNG file bytes.
-    """
-    compressed = zlib.compress(scanlines, PNG_ZLIB_LEVEL)
-    return b"".join((head or _png_head(height, width), struct.pack(">I", len(compressed)), b"IDAT",
-                     compressed, struct.pack(">I", zlib.crc32(compressed, _IDAT_CRC)), _IEND))
-
-
 def encode_png(image: np.ndarray) -> bytes:
     """Encode a 2-D uint8 array as an 8-bit grayscale PNG (lossless, deterministic), as the writer does.
 
