@@ -75,11 +75,12 @@ def inspect(
     sources: Sources,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     on_error: Annotated[OnError, typer.Option(help="raise: exit 2 when any problem is found; skip: report problems, exit 3.")] = OnError.raise_,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
     """Report files, writers, records, classes, Chinese vs symbol counts, bitmap sizes and every problem found."""
     from gntkit.inspection import format_inspection, inspect_sources
 
-    report = run(lambda: inspect_sources(sources)).to_json()
+    report = run(lambda: inspect_sources(sources, progress=not quiet)).to_json()
     typer.echo(json.dumps(report, ensure_ascii=False, indent=1) if as_json else format_inspection(report))
     if report["problems"]:
         if on_error == OnError.raise_:
@@ -240,11 +241,12 @@ def convert(
 def verify(
     folder: Annotated[Path, typer.Argument(help="A folder written by `gntkit convert`.")],
     decode: Annotated[bool, typer.Option(help="Decode every record with the format's stock reader (--no-decode: sizes and checksums only).")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
     """Re-check every shard against the manifest (count, sha256) and decode every record with the stock reader."""
     from gntkit.verify import verify as run_verify
 
-    summary = run(lambda: run_verify(folder, decode=decode))
+    summary = run(lambda: run_verify(folder, decode=decode, progress=not quiet))
     splits = ", ".join(f"{k} {v:,}" for k, v in summary["splits"].items())
     typer.echo(f"ok: {summary['shards']} shard(s), {summary['records']:,} records ({splits}) match the manifest")
 

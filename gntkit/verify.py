@@ -11,6 +11,8 @@ from gntkit.charset import Charset
 from gntkit.errors import GntkitError
 
 MANIFEST = "dataset_info.json"
+# Progress appears only for runs longer than this: a quick check stays one line of output.
+PROGRESS_DELAY = 2.0
 
 
 def load_manifest(out_dir: str | Path) -> dict:
@@ -36,7 +38,7 @@ def load_manifest(out_dir: str | Path) -> dict:
     return manifest
 
 
-def verify(out_dir: str | Path, decode: bool = True, progress=None) -> dict:
+def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> dict:
     """Check every shard against the manifest and decode every record.
 
     Checks: each shard exists with the listed size and sha256; its record index (if
@@ -48,7 +50,8 @@ def verify(out_dir: str | Path, decode: bool = True, progress=None) -> dict:
     Args:
         out_dir: a folder written by `gntkit convert`.
         decode: also decode every record (False: sizes and checksums only).
-        progress: optional callable(message) for per-shard messages.
+        progress: show progress per shard on stderr (records, rate, ETA; see gntkit.progress),
+            for runs longer than PROGRESS_DELAY seconds.
 
     Returns:
         {"splits": {split: records}, "shards": count, "records": total}.
@@ -57,6 +60,7 @@ def verify(out_dir: str | Path, decode: bool = True, progress=None) -> dict:
         GntkitError: the first problem, naming the shard and record.
     """
     from gntkit.digest import default_threads, sha256_files
+    from gntkit.progress import ProgressBar
     from gntkit.writers import get_format_module
 
     out_dir = Path(out_dir)
@@ -83,42 +87,51 @@ def verify(out_dir: str | Path, decode: bool = True, progress=None) -> dict:
         if path.stat().st_size != shard["bytes"]:
             raise GntkitError(f"{path}: expected {shard['bytes']} bytes as the manifest lists, found {path.stat().st_size}.")
     digests = dict(zip((shard["file"] for _, shard in listed), sha256_files([out_dir / shard["file"] for _, shard in listed], threads=default_threads())))
-    for split, info in manifest["splits"].items():
-        counts = np.zeros(len(charset), np.int64)
-        total = 0
-        for shard in info["shards"]:
-            path = out_dir / shard["file"]
-            digest = digests[shard["file"]]
-            if digest != shard["sha256"]:
-                raise GntkitError(f"{path}: expected sha256 {shard['sha256']}, found {digest} (the shard changed after conversion).")
-            if shard.get("index"):
-                offsets = np.load(out_dir / shard["index"], allow_pickle=False)
-                if len(offsets) != shard["records"] + 1 or offsets[0] != 0 or int(offsets[-1]) > shard["bytes"] or (np.diff(offsets) <= 0).any():
-                    raise GntkitError(f"{out_dir / shard['index']}: expected {shard['records'] + 1} increasing offsets within the shard, found {len(offsets)} that do not fit.")
-            if decode:
-                count = 0
-                try:
-                    for count, sample in enumerate(module.read_shard(path, compression=manifest.get("compression")), start=1):
-                        _check_sample(path, count - 1, sample, charset, tag_codes, size, other, keys)
-                        counts[sample["label"]] += 1
-                except GntkitError:
-                    raise
-                except Exception as exc:  # the stock reader's own error on damaged bytes
-                    raise GntkitError(f"{path}: the stock {manifest['format']} reader failed after record {count}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-                if count != shard["records"]:
-                    raise GntkitError(f"{path}: expected {shard['records']} records as the manifest lists, found {count}.")
-            total += shard["records"]
-            summary["shards"] += 1
-            if progress:
-                progress(f"ok {shard['file']}: {shard['records']} records")
-        if total != info["num_records"]:
-            raise GntkitError(f"split '{split}': expected {info['num_records']} records, found {total} in its shards.")
-        if decode and counts.tolist() != info["class_counts"]:
-            bad = int(np.flatnonzero(counts != np.asarray(info["class_counts"]))[0])
-            raise GntkitError(f"split '{split}' class {bad} ({charset.characters[bad]}): expected {info['class_counts'][bad]} samples, found {counts[bad]}.")
-        summary["splits"][split] = total
-        summary["records"] += total
+    bar = ProgressBar(sum(shard["records"] for _, shard in listed), unit="records", description="verify",
+                      enabled=progress, delay=PROGRESS_DELAY)
+    try:
+        for split, info in manifest["splits"].items():
+            counts = np.zeros(len(charset), np.int64)
+            total = 0
+            for shard in info["shards"]:
+                path = out_dir / shard["file"]
+                digest = digests[shard["file"]]
+                if digest != shard["sha256"]:
+                    raise GntkitError(f"{path}: expected sha256 {shard['sha256']}, found {digest} (the shard changed after conversion).")
+                if shard.get("index"):
+                    offsets = np.load(out_dir / shard["index"], allow_pickle=False)
+                    if len(offsets) != shard["records"] + 1 or offsets[0] != 0 or int(offsets[-1]) > shard["bytes"] or (np.diff(offsets) <= 0).any():
+                        raise GntkitError(f"{out_dir / shard['index']}: expected {shard['records'] + 1} increasing offsets within the shard, found {len(offsets)} that do not fit.")
+                if decode:
+                    _decode_shard(path, shard, manifest, module, counts, (charset, tag_codes, size, other, keys))
+                total += shard["records"]
+                summary["shards"] += 1
+                bar.update(shard["records"], shards=f"{summary['shards']}/{len(listed)}")
+            if total != info["num_records"]:
+                raise GntkitError(f"split '{split}': expected {info['num_records']} records, found {total} in its shards.")
+            if decode and counts.tolist() != info["class_counts"]:
+                bad = int(np.flatnonzero(counts != np.asarray(info["class_counts"]))[0])
+                raise GntkitError(f"split '{split}' class {bad} ({charset.characters[bad]}): expected {info['class_counts'][bad]} samples, found {counts[bad]}.")
+            summary["splits"][split] = total
+            summary["records"] += total
+    finally:
+        bar.close()
     return summary
+
+
+def _decode_shard(path, shard, manifest, module, counts, checks) -> None:
+    """Read one shard with the format's stock reader, check every sample, count classes into counts."""
+    count = 0
+    try:
+        for count, sample in enumerate(module.read_shard(path, compression=manifest.get("compression")), start=1):
+            _check_sample(path, count - 1, sample, *checks)
+            counts[sample["label"]] += 1
+    except GntkitError:
+        raise
+    except Exception as exc:  # the stock reader's own error on damaged bytes
+        raise GntkitError(f"{path}: the stock {manifest['format']} reader failed after record {count}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if count != shard["records"]:
+        raise GntkitError(f"{path}: expected {shard['records']} records as the manifest lists, found {count}.")
 
 
 def _check_sample(path, i, sample, charset, tag_codes, size, other, keys) -> None:
