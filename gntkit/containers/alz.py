@@ -210,7 +210,8 @@ class AlzContainer:
             elif signature == SIG_END:
                 return entries
             elif signature == SIG_SPLIT:
-                raise GntkitError(f"{self.path}: a split marker (CLZ\\x03) at byte {position}: this is one volume of a split ALZip archive: {_SPLIT_HINT}.")
+                raise GntkitError(f"{self.path}: a split marker (CLZ\\x03) at byte {position}: this is one volume of a split ALZip "
+                                  f"archive: {_SPLIT_HINT}.")
             elif len(signature) < 4:
                 self._raise_truncated(position, entries)
             else:
