@@ -136,3 +136,50 @@ def count_parameters(model, trainable_only: bool = True) -> int:
         raise GntkitError(f"count_parameters needs a keras.Model, found {type(model).__name__}.")
     weights = model.trainable_weights if trainable_only else model.weights
     return int(sum(int(tf.size(w)) for w in weights if "seed_generator" not in w.path))
+
+
+def apply_pretrained(model, path, freeze: str | None = None, channels: int = 1):
+    """Load ImageNet VGG convolution weights from a local file into a model, optionally frozen.
+
+    Reads a Keras `vgg16/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5` or a
+    torchvision `vgg16-397923af.pth` / `vgg19-dcbb9e9d.pth` (see
+    `gntkit.models.pretrained`; a .pth needs torch installed); every
+    convolution's shape is checked before anything is copied. The dense head
+    keeps its fresh initialisation. Call it before `model.compile` (keras
+    reads `trainable` when it compiles).
+
+    Args:
+        model: a keras model without batch norm from `create_model` ("vgg16",
+            "vgg16-transfer", "vgg19", ...) with the file's convolution widths.
+        path: the weights file; nothing is downloaded.
+        freeze: None, or "features" to freeze every convolution (trainable False).
+        channels: 1: the model takes grey images and the first convolution gets the
+            file's weights summed over RGB; 3: the model takes RGB and keeps them.
+
+    Returns:
+        The same model, loaded.
+
+    Raises:
+        GntkitError: bad arguments, a missing file (naming where to get it), a model
+            with batch norm, or the first convolution whose shape differs.
+        FormatError: the file is not one of the two layouts.
+    """
+    from gntkit.models import pretrained
+
+    path = pretrained.check_pretrained_arguments(path, freeze, channels)
+    if not isinstance(model, keras.Model):
+        raise GntkitError(f"apply_pretrained needs a keras.Model, found {type(model).__name__}.")
+    if any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers):
+        raise GntkitError(f"Model {model.name} has batch norm, but the ImageNet VGG files hold "
+                          f"convolutions without it: build the model with batch_norm=False.")
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    if any(not layer.use_bias for layer in convs):
+        raise GntkitError(f"Model {model.name} has convolutions without bias; the VGG files have biases.")
+    shapes = [tuple(layer.kernel.shape) for layer in convs]
+    arrays = pretrained.match_pretrained(pretrained.read_pretrained_convs(path), shapes,
+                                         [layer.name for layer in convs], channels, path)
+    for layer, (kernel, bias) in zip(convs, arrays):
+        layer.set_weights([kernel, bias])
+        if freeze == "features":
+            layer.trainable = False
+    return model

@@ -154,3 +154,50 @@ def count_parameters(model, trainable_only: bool = True) -> int:
     if not isinstance(model, nn.Module):
         raise GntkitError(f"count_parameters needs a torch.nn.Module, found {type(model).__name__}.")
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def apply_pretrained(model, path, freeze: str | None = None, channels: int = 1):
+    """Load ImageNet VGG convolution weights from a local file into a model, optionally frozen.
+
+    Reads a Keras `vgg16/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5` or a
+    torchvision `vgg16-397923af.pth` / `vgg19-dcbb9e9d.pth` (see
+    `gntkit.models.pretrained`); every convolution's shape is checked before
+    anything is copied. The dense head keeps its fresh initialisation. Call it
+    before building the optimizer (frozen parameters get no gradients).
+
+    Args:
+        model: a ConvNet without batch norm from `create_model` ("vgg16",
+            "vgg16-transfer", "vgg19", ...) with the file's convolution widths.
+        path: the weights file; nothing is downloaded.
+        freeze: None, or "features" to freeze every convolution (requires_grad False).
+        channels: 1: the model takes grey images and the first convolution gets the
+            file's weights summed over RGB; 3: the model takes RGB and keeps them.
+
+    Returns:
+        The same model, loaded.
+
+    Raises:
+        GntkitError: bad arguments, a missing file (naming where to get it), a model
+            with batch norm, or the first convolution whose shape differs.
+        FormatError: the file is not one of the two layouts.
+    """
+    from gntkit.models import pretrained
+
+    path = pretrained.check_pretrained_arguments(path, freeze, channels)
+    if not isinstance(model, ConvNet):
+        raise GntkitError(f"apply_pretrained needs a gntkit ConvNet, found {type(model).__name__}.")
+    if model.batch_norm:
+        raise GntkitError(f"Model {model.config.name} has batch norm, but the ImageNet VGG files hold "
+                          f"convolutions without it: build the model with batch_norm=False.")
+    convs = [(f"features.{i}", m) for i, m in enumerate(model.features) if isinstance(m, nn.Conv2d)]
+    shapes = [tuple(m.weight.shape[i] for i in (2, 3, 1, 0)) for _, m in convs]  # OIHW -> HWIO
+    arrays = pretrained.match_pretrained(pretrained.read_pretrained_convs(path), shapes,
+                                         [name for name, _ in convs], channels, path)
+    with torch.no_grad():
+        for (_, conv), (kernel, bias) in zip(convs, arrays):
+            conv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1)))  # HWIO -> OIHW
+            conv.bias.copy_(torch.from_numpy(bias))
+    if freeze == "features":
+        for parameter in model.features.parameters():
+            parameter.requires_grad_(False)
+    return model
