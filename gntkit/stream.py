@@ -124,7 +124,9 @@ def open_member(member: Member, on_error: str = "raise", max_side: int = DEFAULT
     """
     try:
         buf = member.read()
-        record_file = member.format_module().open_file(buf, member.name, on_error=on_error, max_side=max_side)
+        # Companions (an IDX images file's labels file) go only to formats that pair files.
+        extra = {"companions": member.companions} if member.companions else {}
+        record_file = member.format_module().open_file(buf, member.name, on_error=on_error, max_side=max_side, **extra)
     except FormatError as exc:
         if on_error == "raise":
             raise
