@@ -175,14 +175,28 @@ class Charset:
             raise CharsetError(f"{source}: expected the fields name, tag_codes and characters, found no {', '.join(missing)}.")
         return cls(data["name"], data["tag_codes"], data["characters"], data.get("order", "as listed"))
 
-    def save(self, folder: str | Path) -> tuple[Path, Path]:
-        """Write charset.txt (line number = class id) and charset.json into folder.
+    def save(self, folder: str | Path, overwrite: bool = True) -> tuple[Path, Path]:
+        """Write charset.txt (line number = class id) and charset.json into folder (created).
+
+        Args:
+            folder: where to write.
+            overwrite: replace existing charset files (False: refuse, as `charset export` does).
 
         Returns:
             The two paths written.
+
+        Raises:
+            OutputExistsError: a charset file exists and overwrite is False.
         """
+        from gntkit.errors import OutputExistsError
+
         folder = Path(folder)
         text_path, json_path = folder / "charset.txt", folder / "charset.json"
+        if not overwrite:
+            for existing in (text_path, json_path):
+                if existing.exists():
+                    raise OutputExistsError(f"{existing}: the file already exists; choose another folder.")
+        folder.mkdir(parents=True, exist_ok=True)
         text_path.write_text("".join(c + "\n" for c in self.characters), encoding="utf-8")
         json_path.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         return text_path, json_path
