@@ -81,6 +81,9 @@ class Preprocess:
         binarize: None, "otsu", or a fixed threshold 0..255 (levels <= it become ink).
         denoise: remove isolated one-pixel specks.
         contrast: stretch the grey range (darkest ink -> 0, paper -> 255).
+        pen_width: for sources of strokes (POT): the pen width in pixels of the rendered
+            bitmap, 0.5..16; None for the format's default (gntkit.formats.pot.DEFAULT_PEN_WIDTH).
+            Left out of `to_json()` when None, so settings without strokes read as before.
 
     Raises:
         GntkitError: on any out-of-range or contradictory setting.
@@ -94,6 +97,7 @@ class Preprocess:
     binarize: str | int | None = None
     denoise: bool = False
     contrast: bool = False
+    pen_width: float | None = None
 
     def __post_init__(self):
         if not _is_int(self.size) or not MIN_SIZE <= self.size <= MAX_SIZE:
@@ -118,6 +122,10 @@ class Preprocess:
                     f"Preprocess binarize must be None, 'otsu' or a threshold from 0 to 255, found {binarize!r}."
                 )
             object.__setattr__(self, "binarize", int(binarize))
+        if self.pen_width is not None:
+            from gntkit.formats.pot import check_pen_width
+
+            object.__setattr__(self, "pen_width", check_pen_width(self.pen_width))
         if self.raw:
             if self.binarize is not None or self.denoise or self.contrast:
                 raise GntkitError(
@@ -165,6 +173,8 @@ class Preprocess:
     def to_json(self) -> dict:
         """JSON-able description: every setting, plus "version" and the ordered "steps" actually applied."""
         settings = {f.name: getattr(self, f.name) for f in fields(self)}
+        if settings["pen_width"] is None:  # only stroke sources have a pen: GNT settings stay as they were
+            del settings["pen_width"]
         return {"version": PREPROCESS_VERSION, **settings, "steps": self.steps}
 
     @classmethod

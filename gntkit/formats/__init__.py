@@ -30,7 +30,9 @@ import re
 #: registry name -> module; one line per format. Order matters for sniffing: formats with
 #: magic bytes first, then those recognised by structure alone.
 FORMATS: dict[str, str] = {
+    "idx": "gntkit.formats.idx",
     "gnt": "gntkit.formats.gnt",
+    "pot": "gntkit.formats.pot",
 }
 
 # Files that are plainly something else, named in messages ("found a PNG image").
