@@ -24,6 +24,7 @@ import importlib
 #: registry name -> "module:Class"; one line per container type.
 CONTAINERS: dict[str, str] = {
     "zip": "gntkit.containers.zip:ZipContainer",
+    "alz": "gntkit.containers.alz:AlzContainer",
 }
 
 

@@ -1,0 +1,37 @@
+"""End to end: the old HWDB1.1 train download (a zip holding an ALZip archive of .gnt files) read in
+place by `gntkit inspect`, with the same counts as the unpacked files."""
+
+import json
+import zipfile
+
+from typer.testing import CliRunner
+
+from alz_fixtures import Member, alz_bytes
+from gntkit.cli.main import app
+from gntkit.sources import find_members
+from gntkit.synth import write_corpus
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_inspect_zip_holding_alz_holding_gnt(tmp_path):
+    files = write_corpus(tmp_path / "gnt", writers=3, num_classes=6, samples_per_class=2, style="f", num_symbols=3)
+    methods = [2, 0, 1]  # deflate, stored, ALZip's bzip2
+    members = [Member("HWDB1.1trn_gnt/", directory=True)] + [
+        Member(f"HWDB1.1trn_gnt/{path.name}", path.read_bytes(), method=methods[i % 3]) for i, path in enumerate(sorted(files))]
+    outer = tmp_path / "HWDB1.1trn_gnt.zip"
+    with zipfile.ZipFile(outer, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("HWDB1.1trn_gnt.alz", alz_bytes(members))
+
+    found = find_members([outer])
+    assert [m.writer_id for m in found] == ["1001", "1002", "1003"]
+    assert all(m.archive == str(outer) and m.layers[0] == ("zip", "HWDB1.1trn_gnt.alz") and m.layers[1][0] == "alz" for m in found)
+
+    nested = invoke("inspect", outer, "--json")
+    assert nested.exit_code == 0, nested.output
+    plain = json.loads(invoke("inspect", tmp_path / "gnt", "--json").output)
+    report = json.loads(nested.output)
+    assert report["files"] == plain["files"] == 3 and report["problems"] == []
+    assert report["records"] == plain["records"] > 0 and report["chinese"] == plain["chinese"]
