@@ -6,8 +6,9 @@ Decoding a GNT tag code is total and explicit (`decode_tag`):
 - a code valid only in GBK -> its GBK character;
 - anything else -> None, reported as unknown with its raw code, never guessed.
 
-A charset is saved as `charset.txt` (UTF-8, one character per line, line number = class
-id, no other text) and `charset.json` (name, order, tag codes and characters).
+A charset is saved as `charset.txt` (UTF-8, one class name per line, line number = class
+id, no other text; a name is one character for CASIA data, a word for some IDX data sets)
+and `charset.json` (name, order, tag codes and characters).
 """
 
 from __future__ import annotations
@@ -101,8 +102,10 @@ class Charset:
         if codes.min() < 0 or codes.max() > 0xFFFF:
             raise CharsetError(f"Charset {name!r}: tag codes must be 0..0xFFFF, found {codes.min()}..{codes.max()}.")
         for i, character in enumerate(characters):
-            if not isinstance(character, str) or len(character) != 1 or character in "\r\n":
-                raise CharsetError(f"Charset {name!r}: class {i} must be one character (not a line break), found {character!r}.")
+            # Class names are usually one character (CASIA); IDX data sets name classes in words
+            # ("T-shirt/top"). Either way a name is one line of charset.txt.
+            if not isinstance(character, str) or not character or "\r" in character or "\n" in character:
+                raise CharsetError(f"Charset {name!r}: class {i} must be a non-empty name without line breaks, found {character!r}.")
         if len(set(codes.tolist())) != len(codes):
             dup = _first_duplicate(codes.tolist())
             raise CharsetError(f"Charset {name!r}: each tag code must appear once, found 0x{dup:04X} twice.")
@@ -232,9 +235,16 @@ class Charset:
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
+        if lines and len(lines[0]) != 1:
+            # A list of class names (Fashion-MNIST's "T-shirt/top", ...): tag code = class id,
+            # as IDX labels store it.
+            for number, line in enumerate(lines, start=1):
+                if not line or "\r" in line:
+                    raise CharsetError(f"{path} line {number}: expected a class name, found {line!r}.")
+            return cls(path.stem, range(len(lines)), lines, "as listed in " + path.name + " (tag code = line number - 1)")
         for number, line in enumerate(lines, start=1):
             if len(line) != 1:
-                raise CharsetError(f"{path} line {number}: expected exactly one character, found {line!r}.")
+                raise CharsetError(f"{path} line {number}: expected exactly one character, as line 1 holds, found {line!r}.")
         codes = [encode_character(c, f"{path} line {i}") for i, c in enumerate(lines, start=1)]
         return cls(path.stem, codes, lines, "as listed in " + path.name)
 
@@ -288,16 +298,21 @@ def _from_codes(name: str, codes, order: str) -> Charset:
     return Charset(name, codes, [table[c] for c in codes], order)
 
 
+#: Fashion-MNIST's classes in label order (Xiao et al. 2017, the data set's README).
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
 BUILTIN_CHARSETS = {
     "gb2312-1": "GB2312-80 level 1: 3,755 characters (HWDB1.1's Chinese classes), in GB code order",
     "gb2312": "GB2312-80 levels 1 and 2: 6,763 characters, in GB code order",
+    "mnist": "MNIST digits 0-9 (tag code = the IDX label value)",
+    "fashion-mnist": "Fashion-MNIST's 10 class names, T-shirt/top .. Ankle boot (tag code = the IDX label value)",
     "data": "every tag code found in the data that decodes to a character, sorted by code",
 }
 
 
 @lru_cache(maxsize=None)
 def builtin(name: str) -> Charset:
-    """A built-in charset by name: "gb2312-1" or "gb2312" (see BUILTIN_CHARSETS).
+    """A built-in charset by name: "gb2312-1", "gb2312", "mnist" or "fashion-mnist" (see BUILTIN_CHARSETS).
 
     Raises:
         CharsetError: unknown name.
@@ -306,6 +321,9 @@ def builtin(name: str) -> Charset:
         return _from_codes(name, _gb2312_codes(range(0xB0, 0xD8)), "GB code order (B0A1 啊 .. D7F9 座)")
     if name == "gb2312":
         return _from_codes(name, _gb2312_codes(range(0xB0, 0xF8)), "GB code order (level 1 B0A1..D7F9, then level 2 D8A1..F7FE)")
+    if name in ("mnist", "fashion-mnist"):
+        names = [str(d) for d in range(10)] if name == "mnist" else list(FASHION_CLASSES)
+        return Charset(name, range(10), names, "IDX label order (tag code = label value 0..9)")
     names = ", ".join(n for n in BUILTIN_CHARSETS if n != "data")
     raise CharsetError(f"Unknown built-in charset {name!r}: expected one of {names}, 'data', or a path to charset.txt/charset.json.")
 

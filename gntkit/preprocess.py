@@ -50,6 +50,9 @@ PREPROCESS_VERSION = 1
 RESIZE_METHOD = "area-shrink-bilinear-enlarge"
 """Name of the resampling rule of step 6, stored in `Preprocess.to_json()`."""
 
+PAD_METHOD = "tf-resize-with-pad-bilinear"
+"""Name of step 6 with `pad=True` (tf.image.resize_with_pad's rule)."""
+
 MIN_SIZE = 8
 MAX_SIZE = 1024
 MAX_IMAGE_PIXELS = 1 << 26
@@ -84,6 +87,12 @@ class Preprocess:
         pen_width: for sources of strokes (POT): the pen width in pixels of the rendered
             bitmap, 0.5..16; None for the format's default (gntkit.formats.pot.DEFAULT_PEN_WIDTH).
             Left out of `to_json()` when None, so settings without strokes read as before.
+        pad: replace step 6 by tf.image.resize_with_pad's rule (the Keras VGG16-on-MNIST
+            tutorial): bilinear with half-pixel centres and no anti-aliasing, the shorter side
+            floored, placed at floor((S - 2*margin - side) / 2), zero padding in the output's
+            ink-bright space; computed on ink-bright float32 values as TF does, rounded half
+            up. Needs contrast, binarize and denoise off (it is meant for images that are
+            already normalised, like MNIST). Left out of `to_json()` when False.
 
     Raises:
         GntkitError: on any out-of-range or contradictory setting.
@@ -98,6 +107,7 @@ class Preprocess:
     denoise: bool = False
     contrast: bool = False
     pen_width: float | None = None
+    pad: bool = False
 
     def __post_init__(self):
         if not _is_int(self.size) or not MIN_SIZE <= self.size <= MAX_SIZE:
@@ -110,7 +120,7 @@ class Preprocess:
                 f"(below half of size {self.size}), found {self.margin!r}."
             )
         object.__setattr__(self, "margin", int(margin))
-        for name in ("raw", "crop", "invert", "denoise", "contrast"):
+        for name in ("raw", "crop", "invert", "denoise", "contrast", "pad"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise GntkitError(f"Preprocess {name} must be True or False, found {value!r}.")
@@ -126,6 +136,9 @@ class Preprocess:
             from gntkit.formats.pot import check_pen_width
 
             object.__setattr__(self, "pen_width", check_pen_width(self.pen_width))
+        if self.pad and (self.binarize is not None or self.denoise or self.contrast or self.raw):
+            raise GntkitError("Preprocess pad (tf.image.resize_with_pad) is for images that are already normalised: "
+                              "raw, binarize, denoise and contrast must be off.")
         if self.raw:
             if self.binarize is not None or self.denoise or self.contrast:
                 raise GntkitError(
@@ -165,7 +178,8 @@ class Preprocess:
             steps.append("denoise")
         if self.crop:
             steps.append("crop")
-        steps.append(f"resize:{self.size}x{self.size},margin={self.margin},{RESIZE_METHOD}")
+        method = PAD_METHOD if self.pad else RESIZE_METHOD
+        steps.append(f"resize:{self.size}x{self.size},margin={self.margin},{method}")
         if self.invert:
             steps.append("invert")
         return steps
@@ -175,6 +189,8 @@ class Preprocess:
         settings = {f.name: getattr(self, f.name) for f in fields(self)}
         if settings["pen_width"] is None:  # only stroke sources have a pen: GNT settings stay as they were
             del settings["pen_width"]
+        if not settings["pad"]:  # only the resize_with_pad rule says so: other settings read as before
+            del settings["pad"]
         return {"version": PREPROCESS_VERSION, **settings, "steps": self.steps}
 
     @classmethod
@@ -343,6 +359,8 @@ def _run(pixels, offsets, heights, widths, settings: Preprocess, out: np.ndarray
     count = len(heights)
     if count == 0:
         return out
+    if settings.pad:
+        return _run_pad(pixels, offsets, heights, widths, settings, out)
     if settings.binarize is None:
         binarize, threshold = _kernels.BINARIZE_NONE, 0
     elif settings.binarize == "otsu":
@@ -356,6 +374,130 @@ def _run(pixels, offsets, heights, widths, settings: Preprocess, out: np.ndarray
     else:
         _kernels.preprocess_batch_kernel(*arguments)
     return out
+
+
+def keeps_images(settings: Preprocess, height: int, width: int) -> bool:
+    """True when the settings give back (height, width) images unchanged (inverted when invert is on).
+
+    That is: a square side equal to S, margin 0, no crop, contrast, binarisation or denoising:
+    step 6 then samples every pixel at its own centre (bilinear at scale 1, and
+    resize_with_pad at scale 1 without padding). IDX sources use it to skip the resampling.
+    """
+    return (isinstance(settings, Preprocess) and not settings.raw and height == width == settings.size and settings.margin == 0
+            and not (settings.crop or settings.contrast or settings.denoise) and settings.binarize is None)
+
+
+def _pad_axis(in_size: int, out_size: int):
+    """tf.image.resize's bilinear taps with half-pixel centres: (lower, upper, float32 lerp) per output."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    centre = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    floor = np.floor(centre)
+    lower = np.maximum(floor, 0).astype(np.int64)
+    upper = np.minimum(np.ceil(centre), in_size - 1).astype(np.int64)
+    return lower, upper, (centre - floor).astype(np.float32)
+
+
+def _resize_with_pad(ink: np.ndarray, target: int) -> tuple[np.ndarray, int, int]:
+    """tf.image.resize_with_pad's resize of ink-bright images (N, h, w) to fit a target square.
+
+    Returns:
+        (resized float32 (N, rh, rw), top, left) as TF computes them (float32 sizes, floors).
+    """
+    height, width = ink.shape[1:]
+    f_height, f_width, f_target = np.float32(height), np.float32(width), np.float32(target)
+    ratio = max(f_width / f_target, f_height / f_target)
+    resized_h, resized_w = f_height / ratio, f_width / ratio
+    out_h, out_w = max(int(np.floor(resized_h)), 1), max(int(np.floor(resized_w)), 1)
+    top = max(int(np.floor((f_target - resized_h) / np.float32(2))), 0)
+    left = max(int(np.floor((f_target - resized_w) / np.float32(2))), 0)
+    y0, y1, ly = _pad_axis(height, out_h)
+    x0, x1, lx = _pad_axis(width, out_w)
+    rows_top, rows_bottom = ink[:, y0, :], ink[:, y1, :]
+    top_row = rows_top[:, :, x0] + (rows_top[:, :, x1] - rows_top[:, :, x0]) * lx
+    bottom_row = rows_bottom[:, :, x0] + (rows_bottom[:, :, x1] - rows_bottom[:, :, x0]) * lx
+    return top_row + (bottom_row - top_row) * ly[:, None], top, left
+
+
+def _crop_box(bitmap: np.ndarray) -> tuple[int, int, int, int]:
+    """Bounding box (y0, y1, x0, x1) of the pixels below 255; the whole bitmap when there are none."""
+    rows = np.flatnonzero((bitmap < 255).any(axis=1))
+    if rows.size == 0:
+        return 0, bitmap.shape[0], 0, bitmap.shape[1]
+    cols = np.flatnonzero((bitmap < 255).any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _run_pad(pixels, offsets, heights, widths, settings: Preprocess, out: np.ndarray) -> np.ndarray:
+    """Step 6 as tf.image.resize_with_pad (after an optional crop), on checked arrays, in numpy.
+
+    Images of one size go through together (an IDX batch is one size), in chunks of 256 to
+    bound the float32 working set (256 x 224 x 224 x 4 bytes = 51 MB).
+    """
+    target, margin = settings.size - 2 * settings.margin, settings.margin
+    bitmaps = []
+    for i in range(len(heights)):
+        start, h, w = int(offsets[i]), int(heights[i]), int(widths[i])
+        bitmap = pixels[start:start + h * w].reshape(h, w)
+        if settings.crop:
+            y0, y1, x0, x1 = _crop_box(bitmap)
+            bitmap = bitmap[y0:y1, x0:x1]
+        bitmaps.append(bitmap)
+    groups: dict[tuple, list[int]] = {}
+    for i, bitmap in enumerate(bitmaps):
+        groups.setdefault(bitmap.shape, []).append(i)
+    out[:] = 0
+    for members in groups.values():
+        for start in range(0, len(members), 256):
+            chosen = members[start:start + 256]
+            ink = np.float32(255) - np.stack([bitmaps[i] for i in chosen]).astype(np.float32)
+            resized, top, left = _resize_with_pad(ink, target)
+            rounded = np.clip(np.floor(resized + np.float32(0.5)), 0, 255).astype(np.uint8)
+            rh, rw = rounded.shape[1:]
+            out[chosen, margin + top:margin + top + rh, margin + left:margin + left + rw] = rounded
+    if not settings.invert:
+        np.subtract(255, out, out=out)
+    return out
+
+
+def prepare_digit(image, settings: Preprocess | None = None, threshold: str | int = "otsu") -> np.ndarray:
+    """A user's drawing of one digit (dark on light, any size) prepared as MNIST was built.
+
+    MNIST's recipe (LeCun et al.): the binary digit is fitted into a 20 x 20 box with its aspect
+    ratio kept (anti-aliased: grey edges), then placed in a 28 x 28 field so that its centre of
+    mass lies at the field's centre. Here: grey, contrast stretch, threshold (Otsu or a fixed
+    level: levels <= it are ink), speck removal, crop to the ink, area-resize into 20 x 20,
+    invert (ink bright on 0), then the integer shift that brings the centre of mass nearest to
+    (14, 14), kept within the field so no ink is cut. Then the run's own settings, as its IDX
+    training images got them (nothing at all for the IDX default 28 x 28).
+
+    Args:
+        image: uint8 (H, W) grey or (H, W, 3|4) RGB(A) array (see `load_image`).
+        settings: the run's Preprocess; None for the IDX default (28 x 28 as is).
+        threshold: "otsu" or a level 0..255 (the Keras tutorial uses 105: 150 after inversion).
+
+    Returns:
+        uint8 (S, S): (28, 28) ink bright on 0 with the default settings.
+
+    Raises:
+        GntkitError: a bad array, a bad threshold, or an image without ink.
+    """
+    fitted = preprocess_image(image, Preprocess(size=20, margin=0, crop=True, invert=True, contrast=True,
+                                                binarize=threshold, denoise=True))
+    mass = fitted.astype(np.float64)
+    total = mass.sum()
+    if total == 0:
+        raise GntkitError("The image holds no ink after thresholding: expected a dark digit on light paper.")
+    rows, cols = np.nonzero(fitted)
+    centre_y = (mass.sum(axis=1) @ np.arange(20)) / total
+    centre_x = (mass.sum(axis=0) @ np.arange(20)) / total
+    # Pixel i's centre is at i + 0.5; the field's centre is 14.0. Keep the ink inside the field.
+    top = int(np.clip(np.floor(13.5 - centre_y + 0.5), -rows.min(), 27 - rows.max()))
+    left = int(np.clip(np.floor(13.5 - centre_x + 0.5), -cols.min(), 27 - cols.max()))
+    field = np.zeros((28, 28), np.uint8)
+    field[rows + top, cols + left] = fitted[rows, cols]
+    if settings is None or keeps_images(settings, 28, 28):
+        return field if settings is None or settings.invert else 255 - field
+    return preprocess_image(255 - field, settings)
 
 
 def to_grey(image) -> np.ndarray:

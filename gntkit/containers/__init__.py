@@ -25,6 +25,7 @@ import importlib
 CONTAINERS: dict[str, str] = {
     "zip": "gntkit.containers.zip:ZipContainer",
     "alz": "gntkit.containers.alz:AlzContainer",
+    "gzip": "gntkit.containers.gzip:GzipContainer",
 }
 
 
