@@ -53,7 +53,8 @@ def _torch_setup(args):
 def run_gntkit_torch(args) -> dict:
     torch, torch_trainer, device = _torch_setup(args)
     from gntkit.models.torch import create_model
-    from gntkit.training.common import ArrayBatches, TrainConfig
+    from gntkit.training.batches import ArrayBatches
+    from gntkit.training.config import TrainConfig
 
     config = TrainConfig(framework="torch", model=args.model, epochs=1, batch_size=args.batch,
                          precision=args.precision, lr=0.001)
@@ -129,7 +130,8 @@ def _tf_peak_memory(tf):
 def run_gntkit_tf(args) -> dict:
     from gntkit.models.tf import create_model
     from gntkit.training import tf_trainer
-    from gntkit.training.common import ArrayBatches, TrainConfig
+    from gntkit.training.batches import ArrayBatches
+    from gntkit.training.config import TrainConfig
 
     tf = tf_trainer.tf
     placement = tf_trainer.make_strategy("gpu" if args.device == "gpu" else args.device)

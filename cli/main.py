@@ -284,54 +284,24 @@ def demo(
     run(lambda: run_demo(out, workers=workers, log=typer.echo))
 
 
-class Framework(str, Enum):
-    torch = "torch"
-    tf = "tf"
+# gntkit train's options are TrainConfig's fields (gntkit.training.cli_options builds them).
+from gntkit.training.cli_options import with_train_options  # noqa: E402
 
 
 @app.command()
+@with_train_options
 def train(
     data: Annotated[Path, typer.Argument(help="A folder written by `gntkit convert` (fixed-size images).")],
-    out: Annotated[Path, typer.Option(help="Run folder to create (checkpoints, metrics, curves, charset).")],
-    framework: Annotated[Optional[Framework], typer.Option(help="torch or tf (default torch; on --resume, the run's).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="vgg19 (default), vgg16, vgg11 (+ _bn), cnn3, cnn2.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 30).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Global batch size (default 128).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate (default 0.01 SGD, 0.001 Adam/AdamW).")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="cosine, step or constant.")] = None,
-    warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up epochs.")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="sgd, adam or adamw.")] = None,
-    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum (default 0.9).")] = None,
-    step_epochs: Annotated[Optional[int], typer.Option(help="Step schedule: epochs between decays.")] = None,
-    step_gamma: Annotated[Optional[float], typer.Option(help="Step schedule: decay factor.")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default 5e-4).")] = None,
-    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing (default 0).")] = None,
-    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="Small random affine on the device.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed (default 0).")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16.")] = None,
-    early_stopping: Annotated[Optional[int], typer.Option(help="Stop after this many epochs without validation gain.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N (torch) or gpu (tf).")] = None,
-    val_split: Annotated[Optional[str], typer.Option(help="Validation split: auto, a name, or none.")] = None,
-    train_split: Annotated[Optional[str], typer.Option(help="Training split (default train).")] = None,
-    batch_norm: Annotated[Optional[bool], typer.Option("--batch-norm/--no-batch-norm", help="Batch norm after each convolution.")] = None,
-    width: Annotated[Optional[float], typer.Option(help="Channel width multiplier (1.0 = the published architecture).")] = None,
-    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="torch: channels-last memory format (default on CUDA).")] = None,
-    eval_batch_size: Annotated[Optional[int], typer.Option(help="Batch size for validation.")] = None,
-    num_workers: Annotated[Optional[int], typer.Option(help="Loader worker processes (torch).")] = None,
+    out: Annotated[Path, typer.Option(help="Run folder to create (checkpoints, metrics, curves, TensorBoard logs, charset).")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing (train.log still gets every line).")] = False,
+    **options,
 ):
-    """Train a reference model (VGG19 by default) on converted shards; torchrun / TF strategies for several GPUs."""
+    """Train a reference model on converted shards; every option below is a gntkit.training.TrainConfig field."""
     from gntkit.training import train as run_train
 
-    summary = run(lambda: run_train(
-        data, out, framework=framework.value if framework else None, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
-        schedule=schedule, warmup_epochs=warmup_epochs, optimizer=optimizer, momentum=momentum, weight_decay=weight_decay,
-        label_smoothing=label_smoothing, augment=augment, seed=seed, precision=precision, channels_last=channels_last,
-        early_stopping=early_stopping, device=device, train_split=train_split, val_split=val_split, batch_norm=batch_norm,
-        width=width, step_epochs=step_epochs, step_gamma=step_gamma, num_workers=num_workers,
-        eval_batch_size=eval_batch_size, resume=resume, overwrite=overwrite, quiet=quiet))
+    summary = run(lambda: run_train(data, out, resume=resume, overwrite=overwrite, quiet=quiet, **options))
     best = summary.get("best_val_accuracy")
     best_text = f"best validation accuracy {best:.4f} (epoch {summary.get('best_epoch')})" if best is not None else "no validation split"
     typer.echo(f"run {summary['run_dir']}: {summary['epochs_completed']} epoch(s), {best_text}")

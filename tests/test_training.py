@@ -21,8 +21,9 @@ from gntkit.charset import Charset, decode_tag
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.preprocess import Preprocess, preprocess_image
 import gntkit.training as training
-from gntkit.training import common
-from gntkit.training.common import RunFolder, read_metrics
+from gntkit.training import figures
+from gntkit.training.metrics import read_metrics
+from gntkit.training.run_folder import RunFolder
 
 pytest.importorskip("torch")
 pytest.importorskip("tensorflow")
@@ -109,7 +110,7 @@ def test_resume_continues_with_the_same_metrics(data, tmp_path, monkeypatch, fra
     def crash(*args, **kwargs):  # the process dies right after epoch 1 was checkpointed
         raise Crash()
 
-    monkeypatch.setattr(common, "draw_curves", crash)
+    monkeypatch.setattr(figures, "draw_curves", crash)
     with pytest.raises(Crash):
         training.train_arrays(small_train, small_val, CHARSET, tmp_path / "resumed", epochs=3, **options)
     monkeypatch.undo()
@@ -278,7 +279,7 @@ def test_augmentation_is_the_same_warp_in_both_frameworks():
     import torch
 
     from gntkit.training import tf_trainer, torch_trainer
-    from gntkit.training.common import affine_matrices
+    from gntkit.training.augment import affine_matrices
 
     images, _ = glyph_arrays(1, seed=9)
     x = images[:6].astype(np.float32) / 255
@@ -292,7 +293,7 @@ def test_augmentation_is_the_same_warp_in_both_frameworks():
     np.testing.assert_allclose(tf_trainer.apply_affine(tf.constant(x[..., None]), tf.constant(identity))[..., 0],
                                x, atol=1e-6)
     # the TF sampler draws from the same ranges as the numpy one
-    tf_m = tf_trainer._affine_params(2000, tf.constant([1, 2], tf.int32)).numpy()
+    tf_m = tf_trainer.warp_params(2000, tf.constant([1, 2], tf.int32), SIZE)[0].numpy()
     np_m = affine_matrices(np.random.default_rng(2), 2000)
     for i in range(2):
         for j in range(3):

@@ -12,21 +12,36 @@ import pytest
 from PIL import Image
 
 from gntkit.errors import GntkitError, OutputExistsError
-from gntkit.training import common
-from gntkit.training.common import (
-    ArrayBatches,
-    EarlyStopping,
-    RunFolder,
-    TrainConfig,
-    affine_matrices,
-    learning_rate_at,
-    normalized_to_pixel_transform,
-)
+from gntkit.training import augment, config as config_module, figures, metrics, schedule
+from gntkit.training.augment import affine_matrices
+from gntkit.training.batches import ArrayBatches
+from gntkit.training.config import TrainConfig
 from gntkit.training.evaluation import EvaluationAccumulator, compute_report, render_markdown
+from gntkit.training.metrics import EarlyStopping
+from gntkit.training.run_folder import RunFolder
+from gntkit.training.schedule import learning_rate_at
+
+
+def normalized_to_pixel_transform(matrices: np.ndarray, size: int) -> np.ndarray:
+    """Reference: (N, 2, 3) normalised output->input affines as TensorFlow's 8-number pixel transforms.
+
+    `tf.raw_ops.ImageProjectiveTransformV3` maps output pixel (x, y) to input
+    (a0 x + a1 y + a2, b0 x + b1 y + b2) with pixel centres at integers; torch's
+    grid_sample with align_corners=False has pixel i's centre at (2i+1)/S - 1.
+    """
+    matrices = np.asarray(matrices, np.float64)
+    n = matrices.shape[0]
+    to_norm = np.array([[2.0 / size, 0, 1.0 / size - 1], [0, 2.0 / size, 1.0 / size - 1], [0, 0, 1]])
+    to_pixel = np.linalg.inv(to_norm)
+    full = np.zeros((n, 3, 3))
+    full[:, :2, :] = matrices
+    full[:, 2, 2] = 1
+    pixel = to_pixel @ full @ to_norm
+    return pixel.reshape(n, 9)[:, :8].astype(np.float32)
 
 
 def test_import_loads_no_framework():
-    code = ("import sys, gntkit.training, gntkit.training.common, gntkit.training.evaluation, "
+    code = ("import sys, gntkit.training, gntkit.training.loop, gntkit.training.figures, gntkit.training.evaluation, "
             "gntkit.training.prediction, gntkit.training.exporter, gntkit.models.configs\n"
             "heavy = [m for m in ('torch', 'tensorflow', 'keras', 'h5py') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
@@ -63,9 +78,9 @@ def test_config_roundtrip_and_normalisation():
 
 def test_resume_config_allows_only_safe_changes(tmp_path):
     stored = TrainConfig(model="cnn3", epochs=3)
-    assert common.check_resume_config(stored, {"epochs": 5, "model": "cnn3"}, tmp_path).epochs == 5
+    assert config_module.check_resume_config(stored, {"epochs": 5, "model": "cnn3"}, tmp_path).epochs == 5
     with pytest.raises(GntkitError, match="trained with model='cnn3', found model='vgg19'"):
-        common.check_resume_config(stored, {"model": "vgg19"}, tmp_path)
+        config_module.check_resume_config(stored, {"model": "vgg19"}, tmp_path)
 
 
 def test_cosine_schedule_with_warmup():
@@ -113,9 +128,9 @@ def test_affine_matrices_ranges_and_pixel_form():
     m = affine_matrices(rng, 1000)
     assert m.shape == (1000, 2, 3) and m.dtype == np.float32
     det = np.linalg.det(m[:, :, :2].astype(np.float64))
-    r = common.AUGMENT_RANGES
-    assert det.min() > 1 / (1 + r["scale"]) ** 2 * 0.95 and det.max() < 1 / (1 - r["scale"]) ** 2 * 1.05
-    assert np.abs(m[:, :, 2]).max() <= 2 * r["translate"] + 1e-6
+    r = augment.AUGMENT
+    assert det.min() > 1 / (1 + r.scale) ** 2 * 0.95 and det.max() < 1 / (1 - r.scale) ** 2 * 1.05
+    assert np.abs(m[:, :, 2]).max() <= 2 * r.translate + 1e-6
     # identity in normalised coordinates is identity in pixel coordinates
     identity = np.array([[[1, 0, 0], [0, 1, 0]]], np.float32)
     assert normalized_to_pixel_transform(identity, 32)[0] == pytest.approx([1, 0, 0, 0, 1, 0, 0, 0])
@@ -156,14 +171,14 @@ def test_run_folder_refuses_existing_without_flags(tmp_path):
 
 def test_metrics_roundtrip_and_truncate(tmp_path):
     run = RunFolder(tmp_path, "tf")
-    rows = [common.metrics_row(e, {"loss": 1 / e, "accuracy": 0.1 * e, "lr": 0.01, "seconds": 1.0, "images": 10},
+    rows = [metrics.metrics_row(e, {"loss": 1 / e, "accuracy": 0.1 * e, "lr": 0.01, "seconds": 1.0, "images": 10},
                                {"loss": 2 / e, "accuracy": 0.05 * e, "top5": 0.2 * e}) for e in (1, 2, 3)]
     for row in rows:
         run.append_metrics(row)
-    back = common.read_metrics(run.metrics_file)
+    back = metrics.read_metrics(run.metrics_file)
     assert back == rows
     assert run.truncate_metrics(2) == rows[:2]
-    assert common.read_metrics(run.metrics_file) == rows[:2]
+    assert metrics.read_metrics(run.metrics_file) == rows[:2]
     assert run.checkpoint_path("best").name == "best"
     assert RunFolder(tmp_path, "torch").checkpoint_path("last").name == "last.pt"
 
@@ -171,7 +186,7 @@ def test_metrics_roundtrip_and_truncate(tmp_path):
 def test_curves_png(tmp_path):
     rows = [{"epoch": e, "train_loss": 2 / e, "train_accuracy": 1 - 1 / (e + 1), "val_loss": 2.2 / e,
              "val_accuracy": 1 - 1.2 / (e + 1)} for e in range(1, 8)]
-    path = common.draw_curves(rows, tmp_path / "curves.png", title="test run")
+    path = figures.draw_curves(rows, tmp_path / "curves.png", title="test run")
     image = np.asarray(Image.open(path).convert("RGB"))
     assert image.shape == (420, 1000, 3)
     # both series drawn in both panels: blue (train) and red (validation) pixels left and right
@@ -180,7 +195,7 @@ def test_curves_png(tmp_path):
     for half in (slice(0, 500), slice(500, 1000)):
         assert blue[:, half].sum() > 100 and red[:, half].sum() > 100
     # one epoch and missing validation values still draw
-    common.draw_curves([{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": None,
+    figures.draw_curves([{"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "val_loss": None,
                          "val_accuracy": None}], tmp_path / "one.png")
 
 
@@ -242,11 +257,11 @@ def test_report_rejects_bad_input():
 
 
 def test_resolve_precision():
-    assert common.resolve_precision("auto", False, False) == "fp32"
-    assert common.resolve_precision("auto", True, True) == "bf16"
-    assert common.resolve_precision("auto", True, False) == "fp16"
+    assert schedule.resolve_precision("auto", False, False) == "fp32"
+    assert schedule.resolve_precision("auto", True, True) == "bf16"
+    assert schedule.resolve_precision("auto", True, False) == "fp16"
     with pytest.raises(GntkitError, match="fp16 needs a GPU"):
-        common.resolve_precision("fp16", False, False)
+        schedule.resolve_precision("fp16", False, False)
 
 
 def test_entry_points_stay_functions_after_submodule_imports():

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import gntkit.training as training
-from gntkit.training.common import read_metrics
+from gntkit.training.metrics import read_metrics
 
 from test_training import CHARSET, PREPROCESS, glyph_arrays
 

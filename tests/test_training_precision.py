@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import gntkit.training as training
-from gntkit.training.common import ArrayBatches, TrainConfig
+from gntkit.training.batches import ArrayBatches
+from gntkit.training.config import TrainConfig
 
 from test_training import CHARSET, PREPROCESS, glyph_arrays
 

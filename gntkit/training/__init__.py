@@ -9,8 +9,12 @@ Entry points (the CLI only parses arguments and calls these):
 - `export(run_dir, out=None, format=None)` -> path of the exported model
 
 `import gntkit.training` imports neither torch nor tensorflow: each entry point
-loads the framework of the run it works on. The implementations live in
-`torch_trainer`, `tf_trainer`, `common`, `evaluation`, `prediction` and
+loads the framework of the run it works on. The modules, one job each:
+`config` (TrainConfig: every option, once), `batches` (in-memory batches, data
+facts), `schedule` (learning rate, precision), `augment` (the random warp),
+`metrics` (early stopping, metrics.csv), `run_folder`, `figures`
+(matplotlib), `summaries`, `loop` (the one epoch loop), `torch_trainer` and
+`tf_trainer` (its framework hooks), `evaluation`, `prediction` and
 `exporter` (modules are not named after the functions, so that
 `gntkit.training.predict` stays the function after any submodule import).
 """
@@ -20,7 +24,14 @@ from __future__ import annotations
 import importlib
 
 from gntkit.errors import GntkitError
-from gntkit.training.common import FRAMEWORKS, RunFolder, TrainConfig, check_resume_config
+from gntkit.training.config import (
+    FRAMEWORKS,
+    TrainConfig,
+    check_option_names,
+    check_resume_config,
+    options_help,
+)
+from gntkit.training.run_folder import RunFolder
 
 __all__ = ["train", "train_arrays", "evaluate", "predict", "export", "TrainConfig", "trainer_module"]
 
@@ -46,43 +57,19 @@ def _resolve_config(out_dir, options: dict, resume: bool) -> TrainConfig:
     return TrainConfig(**given)
 
 
-def train(data_dir, out_dir, *, framework: str | None = None, model: str | None = None,
-          epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
-          schedule: str | None = None, warmup_epochs: float | None = None, optimizer: str | None = None,
-          momentum: float | None = None, weight_decay: float | None = None,
-          label_smoothing: float | None = None, augment: bool | None = None, seed: int | None = None,
-          precision: str | None = None, channels_last: bool | None = None,
-          early_stopping: int | None = None, device: str | None = None,
-          train_split: str | None = None, val_split: str | None = None,
-          batch_norm: bool | None = None, width: float | None = None,
-          step_epochs: int | None = None, step_gamma: float | None = None,
-          num_workers: int | None = None, eval_batch_size: int | None = None,
-          resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
+def train(data_dir, out_dir, *, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+          **options) -> dict:
     """Train a model on gntkit shards and write a self-contained run folder.
-
-    Every option left as None takes its default (listed here) or, with
-    `resume=True`, the value stored in the run; see `TrainConfig` for details.
 
     Args:
         data_dir: a folder written by `gntkit convert` (shards, charset.txt, dataset_info.json)
             with fixed-size images.
         out_dir: the run folder to create (or to continue with resume=True).
-        framework: "torch" (default) or "tf".
-        model: "vgg19" (default), "vgg16", "vgg11", their "_bn" variants, "cnn3", "cnn2".
-        epochs: 30. batch_size: 128 (global). lr: 0.01 for SGD, 0.001 for Adam/AdamW.
-        schedule: "cosine" (default), "step" or "constant"; warmup_epochs: 0.
-        optimizer: "sgd" (default, momentum 0.9), "adam" or "adamw"; weight_decay: 5e-4.
-        label_smoothing: 0. augment: False (small random affine on the device). seed: 0.
-        precision: "auto" (bf16/fp16 on a GPU, fp32 on CPU), "fp32", "bf16", "fp16".
-        channels_last: torch only; None = on for CUDA.
-        early_stopping: patience in epochs (None or 0 = off).
-        device: "auto", "cpu", "cuda", "cuda:N" (torch) / "gpu" (tf).
-        train_split: "train". val_split: "auto" (val, validation, valid, else test) or a name or "none".
-        batch_norm, width: architecture variants (see gntkit.models).
-        num_workers: torch DataLoader workers (0).
         resume: continue the run in out_dir from its last checkpoint.
         overwrite: replace an existing run folder.
         quiet: print nothing (train.log still gets every line).
+        **options: TrainConfig fields (listed below); an option left out or None takes its
+            default or, with resume=True, the value stored in the run.
 
     Returns:
         Summary dict: run_dir, framework, model, parameters, epochs_completed, best_epoch,
@@ -90,20 +77,21 @@ def train(data_dir, out_dir, *, framework: str | None = None, model: str | None 
 
     Raises:
         OutputExistsError: out_dir exists and neither resume nor overwrite was given.
-        GntkitError: a bad option, missing data, or a resume that changes the architecture.
+        GntkitError: an unknown or bad option, missing data, or a resume that changes the architecture.
+
+    Options:
     """
-    options = dict(framework=framework, model=model, epochs=epochs, batch_size=batch_size, lr=lr,
-                   schedule=schedule, warmup_epochs=warmup_epochs, optimizer=optimizer, momentum=momentum,
-                   weight_decay=weight_decay, label_smoothing=label_smoothing, augment=augment, seed=seed,
-                   precision=precision, channels_last=channels_last, early_stopping=early_stopping,
-                   device=device, train_split=train_split, val_split=val_split, batch_norm=batch_norm,
-                   width=width, step_epochs=step_epochs, step_gamma=step_gamma, num_workers=num_workers,
-                   eval_batch_size=eval_batch_size)
+    check_option_names(options)
     if data_dir is None:
         raise GntkitError("train needs a data folder written by gntkit convert, found None.")
     config = _resolve_config(out_dir, options, resume)
     return trainer_module(config.framework).main(config, out_dir, data_dir=data_dir, resume=resume,
                                                  overwrite=overwrite, quiet=quiet)
+
+
+# The option list of train()'s docstring comes from TrainConfig's fields (one definition).
+if train.__doc__:  # None under python -OO
+    train.__doc__ += options_help() + "\n"
 
 
 def train_arrays(train, val, classes, out_dir, *, preprocess=None, resume: bool = False,
@@ -131,9 +119,7 @@ def train_arrays(train, val, classes, out_dir, *, preprocess=None, resume: bool 
         raise GntkitError("train must be a pair (images, labels).")
     if val is not None and (not isinstance(val, (tuple, list)) or len(val) != 2):
         raise GntkitError("val must be a pair (images, labels) or None.")
-    unknown = sorted(set(options) - set(TrainConfig.__dataclass_fields__))
-    if unknown:
-        raise GntkitError(f"Unknown training option {unknown[0]!r}.")
+    check_option_names(options)
     config = _resolve_config(out_dir, options, resume)
     arrays = (train[0], train[1], val[0] if val else None, val[1] if val else None)
     return trainer_module(config.framework).main(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gntkit.errors import GntkitError
-from gntkit.training.common import RunFolder
+from gntkit.training.run_folder import RunFolder
 
 __all__ = ["EvaluationAccumulator", "compute_report", "render_markdown", "evaluate_run"]
 

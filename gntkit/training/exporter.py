@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 
 from gntkit.errors import GntkitError, OutputExistsError
-from gntkit.training.common import RunFolder
+from gntkit.training.run_folder import RunFolder
 
 __all__ = ["export_run", "FORMATS"]
 
@@ -117,6 +117,7 @@ def _export_torch(run: RunFolder, info: dict, checkpoint: str, format: str, arti
 
     torch = torch_trainer.torch
     model, _ = torch_trainer.load_run_model(run.path, checkpoint, "cpu")
+    channels = int(info.get("channels", 1))
 
     class Probabilities(torch.nn.Module):
         """uint8 (N, S, S) -> float32 probabilities (N, C)."""
@@ -128,6 +129,8 @@ def _export_torch(run: RunFolder, info: dict, checkpoint: str, format: str, arti
         def forward(self, images):
             """uint8 (N, S, S) images -> probabilities."""
             x = images.to(torch.float32).div(255.0).unsqueeze(1)
+            if channels > 1:  # a model for 3-channel (pretrained) input gets the gray image in each
+                x = x.expand(-1, channels, -1, -1)
             return torch.softmax(self.net(x).float(), dim=1)
 
     wrapper = Probabilities(model).eval()
@@ -154,7 +157,7 @@ def _export_tf(run: RunFolder, info: dict, checkpoint: str, artifact: Path) -> N
 
     tf = tf_trainer.tf
     model, _ = tf_trainer.load_run_model(run.path, checkpoint)
-    size = info["image_size"]
+    size, channels = info["image_size"], int(info.get("channels", 1))
 
     class Serving(tf.Module):
         """uint8 (N, S, S) -> {"probabilities": float32 (N, C)}."""
@@ -166,7 +169,7 @@ def _export_tf(run: RunFolder, info: dict, checkpoint: str, artifact: Path) -> N
         @tf.function(input_signature=[tf.TensorSpec([None, size, size], tf.uint8, name="images")])
         def serve(self, images):
             """The serving_default signature."""
-            x = tf.expand_dims(tf.cast(images, tf.float32) / 255.0, -1)
+            x = tf_trainer.to_model_input(images, channels)
             return {"probabilities": tf.nn.softmax(tf.cast(self.net(x, training=False), tf.float32))}
 
     module = Serving(model)

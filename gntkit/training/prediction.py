@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from gntkit.errors import GntkitError
-from gntkit.training.common import RunFolder
+from gntkit.training.run_folder import RunFolder
 
 __all__ = ["photo_settings", "prepare_images", "predict_images", "top_k_results"]
 

@@ -1,11 +1,11 @@
 """The TensorFlow trainer (imports tensorflow): `main()`, `train_one_epoch()`, `validate()`.
 
-A custom loop (not `model.fit`) so that the schedule, label smoothing, weight
+A custom step (not `model.fit`) so that the schedule, label smoothing, weight
 decay, augmentation, metrics, checkpoints and resume mean exactly what they
-mean in the torch trainer. The loops take iterables of (uint8 images
-(B, S, S), int64 labels (B,)) batches: numpy arrays, tensors or a
-`tf.data.Dataset`; conversion to float (x / 255, one channel), augmentation and
-mixed precision happen on the device inside one compiled step.
+mean in the torch trainer; the epochs themselves are gntkit.training.loop's.
+The steps take (uint8 images (B, S, S), int64 labels (B,)) batches: numpy
+arrays, tensors or a `tf.data.Dataset`; conversion to float (x / 255),
+augmentation and mixed precision happen on the device inside one compiled step.
 
 Distribution uses TensorFlow's own engines: `MultiWorkerMirroredStrategy`
 when TF_CONFIG names more than one worker, `MirroredStrategy` when more than
@@ -17,24 +17,20 @@ strategy requires every worker to take part in saving).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from gntkit.errors import GntkitError, require
-from gntkit.training import common
-from gntkit.training.common import (
-    AUGMENT_RANGES,
-    EarlyStopping,
-    RunFolder,
-    TrainConfig,
-    learning_rate_at,
-)
+from gntkit.training import batches as batch_facts
+from gntkit.training.augment import AUGMENT, affine_from_uniform, upsample_matrix
+from gntkit.training.config import TrainConfig, pick_val_split
+from gntkit.training.loop import Backend, run_training, train_epoch
+from gntkit.training.run_folder import RunFolder
+from gntkit.training.schedule import cpu_has_bf16, resolve_precision
 
 # tensorflow is the one heavy framework of this module; `import gntkit.training` does not load it.
 tf = require("tensorflow", "tensorflow", "Training with TensorFlow")
@@ -52,7 +48,9 @@ __all__ = [
     "make_strategy",
     "Placement",
     "Steps",
+    "TFBackend",
     "apply_affine",
+    "warp_params",
 ]
 
 
@@ -117,25 +115,32 @@ def _bf16_supported() -> bool:
     return True
 
 
+# "auto" uses mixed_bfloat16 on CPUs with native bf16: cnn3 at 64x64 trained about 2x faster than fp32
+# on an AVX-512 BF16 CPU (benchmarks/bench_train.py, docs/benchmarks.md).
+TF_CPU_AUTO_BF16 = True
+
+
 def precision_policy(requested: str, on_gpu: bool) -> tuple[str | None, str]:
     """Return (keras dtype policy or None, resolved precision name)."""
-    resolved = common.resolve_precision(requested, on_gpu, _bf16_supported() if on_gpu else False)
+    bf16 = _bf16_supported() if on_gpu else (TF_CPU_AUTO_BF16 and cpu_has_bf16())
+    resolved = resolve_precision(requested, on_gpu, bf16)
     return {"fp32": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[resolved], resolved
 
 
 def build_optimizer(config: TrainConfig, loss_scale: bool):
     """SGD (momentum) / Adam / AdamW; the learning rate is a variable set every step.
 
-    Weight decay: L2 added to the loss for SGD and Adam (as torch's weight_decay),
-    decoupled for AdamW (as torch's AdamW); biases and batch norm are excluded.
+    Weight decay is decoupled in every optimizer (keras applies
+    w -= w x lr x weight_decay before each update, as torch's AdamW and gntkit's
+    torch trainer do); biases and batch-norm scales and offsets are excluded.
     """
     lr = config.peak_lr
+    decay = config.weight_decay or None
     if config.optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum)
-    elif config.optimizer == "adam":
-        opt = keras.optimizers.Adam(learning_rate=lr, epsilon=1e-8)
+        opt = keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum, weight_decay=decay)
     else:
-        opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay, epsilon=1e-8)
+        opt = keras.optimizers.Adam(learning_rate=lr, epsilon=1e-8, weight_decay=decay)
+    if decay:
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     if loss_scale:
         opt = keras.optimizers.LossScaleOptimizer(opt)
@@ -149,47 +154,64 @@ def _set_lr(optimizer, value: float) -> None:
 
 # --- augmentation -------------------------------------------------------------------------
 
-def _affine_params(batch, seed):
-    """Random affines as in common.affine_matrices, drawn with stateless TF ops from `seed` (int32[2])."""
-    r = AUGMENT_RANGES
-    u = tf.random.stateless_uniform([batch, 6], seed=seed, minval=-1.0, maxval=1.0)
-    angle = u[:, 0] * (r["rotation_degrees"] * math.pi / 180)
-    shear = u[:, 1] * (r["shear_degrees"] * math.pi / 180)
-    scale = 1.0 + u[:, 2] * r["scale"]
-    shift = u[:, 3:5] * (2 * r["translate"])
-    cos, sin, tan = tf.cos(angle), tf.sin(angle), tf.tan(shear)
-    row0 = tf.stack([cos / scale, (cos * tan - sin) / scale, shift[:, 0]], axis=1)
-    row1 = tf.stack([sin / scale, (sin * tan + cos) / scale, shift[:, 1]], axis=1)
-    return tf.stack([row0, row1], axis=1)  # (B, 2, 3) normalised output -> input
+def warp_params(count, seed, size: int):
+    """Random warps as gntkit.training.augment draws them, with stateless TF ops from `seed` (int32[2]).
+
+    Returns:
+        (matrices (count, 2, 3), elastic offsets (count, G, G, 2) or None), normalised units.
+    """
+    u = tf.random.stateless_uniform([count, 5], seed=seed, minval=-1.0, maxval=1.0)
+    matrices = affine_from_uniform(u, AUGMENT, xp=tf)
+    if AUGMENT.elastic_pixels <= 0:
+        return matrices, None
+    g = AUGMENT.elastic_grid
+    v = tf.random.stateless_uniform([count, g, g, 2], seed=seed + tf.constant([0, 1 << 20], tf.int32),
+                                    minval=-1.0, maxval=1.0)
+    return matrices, v * (2.0 * AUGMENT.elastic_pixels / size)
 
 
-def _to_pixel_transforms(matrices, size: int):
-    """TF version of common.normalized_to_pixel_transform: (B, 2, 3) -> (B, 8)."""
-    s = float(size)
-    to_norm = tf.constant([[2 / s, 0, 1 / s - 1], [0, 2 / s, 1 / s - 1], [0, 0, 1]], tf.float32)
-    to_pixel = tf.constant([[s / 2, 0, (s - 1) / 2], [0, s / 2, (s - 1) / 2], [0, 0, 1]], tf.float32)
-    b = tf.shape(matrices)[0]
-    last = tf.tile(tf.constant([[[0.0, 0.0, 1.0]]]), [b, 1, 1])
-    full = tf.concat([tf.cast(matrices, tf.float32), last], axis=1)
-    pixel = tf.einsum("ij,bjk,kl->bil", to_pixel, full, to_norm)
-    return tf.reshape(pixel, [b, 9])[:, :8]
+def sample_grid(images, grid):
+    """Bilinear sampling of float images (B, S, S, C) at normalised points grid (B, S, S, 2), zero outside.
+
+    The same arithmetic as torch's grid_sample(align_corners=False, padding_mode="zeros").
+    """
+    size = tf.shape(images)[1]
+    s = tf.cast(size, tf.float32)
+    ix = ((grid[..., 0] + 1.0) * s - 1.0) / 2.0
+    iy = ((grid[..., 1] + 1.0) * s - 1.0) / 2.0
+    x0, y0 = tf.floor(ix), tf.floor(iy)
+    wx, wy = ix - x0, iy - y0
+    out = 0.0
+    for dy, dx, weight in ((0, 0, (1 - wx) * (1 - wy)), (0, 1, wx * (1 - wy)),
+                           (1, 0, (1 - wx) * wy), (1, 1, wx * wy)):
+        xi, yi = tf.cast(x0, tf.int32) + dx, tf.cast(y0, tf.int32) + dy
+        inside = (xi >= 0) & (xi < size) & (yi >= 0) & (yi < size)
+        idx = tf.stack([tf.clip_by_value(yi, 0, size - 1), tf.clip_by_value(xi, 0, size - 1)], axis=-1)
+        value = tf.gather_nd(images, idx, batch_dims=1)
+        out += value * (weight * tf.cast(inside, tf.float32))[..., None]
+    return out
 
 
-def apply_affine(images, matrices):
-    """Warp float images (B, S, S, C) by (B, 2, 3) normalised output->input affines (bilinear, zero fill).
+def apply_affine(images, matrices, offsets=None):
+    """Warp float images (B, S, S, C) by (B, 2, 3) normalised output->input affines plus elastic offsets.
 
-    Gives the same result as torch's affine_grid + grid_sample(align_corners=False).
+    Bilinear, zero fill; the same result as gntkit.training.torch_trainer.augment_batch.
     """
     size = images.shape[1]
-    transforms = _to_pixel_transforms(matrices, size)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-        interpolation="BILINEAR", fill_mode="CONSTANT", fill_value=0.0)
+    centres = tf.constant((2 * np.arange(size) + 1) / size - 1, tf.float32)
+    gx, gy = tf.meshgrid(centres, centres)
+    base = tf.stack([gx, gy, tf.ones_like(gx)], axis=-1)  # (S, S, 3)
+    grid = tf.einsum("hwk,bjk->bhwj", base, tf.cast(matrices, tf.float32))
+    if offsets is not None:
+        up = tf.constant(upsample_matrix(size, int(offsets.shape[1])))
+        grid += tf.einsum("hg,bgki,wk->bhwi", up, tf.cast(offsets, tf.float32), up)
+    return sample_grid(tf.cast(images, tf.float32), grid)
 
 
-def to_model_input(images):
-    """uint8 (B, S, S) -> float32 (B, S, S, 1) in [0, 1] (inside the compiled step, on the device)."""
-    return tf.expand_dims(tf.cast(images, tf.float32) / 255.0, -1)
+def to_model_input(images, channels: int = 1):
+    """uint8 (B, S, S) -> float32 (B, S, S, channels) in [0, 1] (inside the compiled step, on the device)."""
+    x = tf.expand_dims(tf.cast(images, tf.float32) / 255.0, -1)
+    return tf.repeat(x, channels, axis=-1) if channels > 1 else x
 
 
 def smoothed_cross_entropy(labels, logits, label_smoothing: float):
@@ -205,7 +227,11 @@ def smoothed_cross_entropy(labels, logits, label_smoothing: float):
 # --- compiled steps ------------------------------------------------------------------------------
 
 class Steps:
-    """The compiled train and validation steps of one model/optimizer under a strategy."""
+    """The compiled train and validation steps of one model/optimizer under a strategy.
+
+    Also the step hooks of gntkit.training.loop (begin_epoch, distribute,
+    train_step, totals). With `config.compile` the per-replica step is compiled by XLA.
+    """
 
     def __init__(self, model, optimizer, config: TrainConfig, strategy, top_k: int = 5):
         self.model = model
@@ -213,26 +239,31 @@ class Steps:
         self.config = config
         self.strategy = strategy
         self.top_k = top_k
+        self.channels = int(model.inputs[0].shape[-1]) if getattr(model, "inputs", None) else 1
         self.loss_scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-        self.l2 = config.weight_decay if config.optimizer in ("sgd", "adam") else 0.0
-        self.decayed = [v for v in model.trainable_variables if len(v.shape) > 1]
-        self.train_step = tf.function(self._train_step, reduce_retracing=True)
+        replica = tf.function(self._replica_train, jit_compile=True) if config.compile else self._replica_train
+        self._replica_fn = replica
+        self.train_step_fn = tf.function(self._train_step, reduce_retracing=True)
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
+        self.epoch, self.sums, self.pending = 0, np.zeros(3), []
+        self.eval_model = model  # TFBackend puts a float32 twin here under a mixed policy
 
     def _replica_train(self, images, labels, seed):
-        x = to_model_input(images)
+        x = to_model_input(images, self.channels)
         labels = tf.cast(labels, tf.int64)
         if self.config.augment:
+            # Draw the warps of the whole global batch and keep this replica's contiguous share,
+            # so that the split over replicas does not change which sample gets which warp.
             ctx = tf.distribute.get_replica_context()
             replica = tf.cast(ctx.replica_id_in_sync_group if ctx else 0, tf.int32)
-            x = apply_affine(x, _affine_params(tf.shape(x)[0], seed + tf.stack([replica, 0])))
+            n = tf.shape(x)[0]
+            matrices, offsets = warp_params(n * self.strategy.num_replicas_in_sync, seed, x.shape[1])
+            share = tf.range(replica * n, (replica + 1) * n)
+            x = apply_affine(x, tf.gather(matrices, share), None if offsets is None else tf.gather(offsets, share))
         with tf.GradientTape() as tape:
             logits = self.model(x, training=True)
             per_example = smoothed_cross_entropy(labels, logits, self.config.label_smoothing)
             loss = tf.nn.compute_average_loss(per_example)
-            if self.l2:
-                penalty = self.l2 * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in self.decayed])
-                loss += tf.nn.scale_regularization_loss(penalty)
             scaled = self.optimizer.scale_loss(loss) if self.loss_scale else loss
         variables = self.model.trainable_variables
         grads = tape.gradient(scaled, variables)
@@ -242,11 +273,11 @@ class Steps:
                 tf.cast(tf.shape(labels)[0], tf.float64))
 
     def _train_step(self, images, labels, seed):
-        per_replica = self.strategy.run(self._replica_train, args=(images, labels, seed))
+        per_replica = self.strategy.run(self._replica_fn, args=(images, labels, seed))
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica]
 
     def _replica_eval(self, images, labels):
-        logits = tf.cast(self.model(to_model_input(images), training=False), tf.float32)
+        logits = tf.cast(self.eval_model(to_model_input(images, self.channels), training=False), tf.float32)
         labels = tf.cast(labels, tf.int64)
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
         k = min(self.top_k, int(logits.shape[-1]))
@@ -260,6 +291,34 @@ class Steps:
     def _eval_step(self, images, labels):
         per_replica = self.strategy.run(self._replica_eval, args=(images, labels))
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica]
+
+    # step hooks of gntkit.training.loop ------------------------------------------------------
+    def begin_epoch(self, epoch: int) -> None:
+        """Reseed dropout for `epoch` and zero the running sums."""
+        self.epoch = epoch
+        _seed_dropout(self.model, self.config, epoch)
+        self.sums, self.pending = np.zeros(3), []
+
+    def distribute(self, batches):
+        """Batches under the strategy (global batches split over replicas)."""
+        return _distribute(self.strategy, batches)
+
+    def train_step(self, images, labels, lr: float, index: int) -> None:
+        """One compiled step; sums stay as tensors until `totals` (no per-step synchronisation)."""
+        _set_lr(self.optimizer, lr)
+        self.pending.append(self.train_step_fn(images, labels, _epoch_seed(self.config, self.epoch, index)))
+        if len(self.pending) >= 64:
+            self._fold()
+
+    def _fold(self) -> None:
+        if self.pending:
+            self.sums += np.sum([[float(v) for v in p] for p in self.pending], axis=0)
+            self.pending = []
+
+    def totals(self, reduce: bool) -> list[float]:
+        """[loss sum, correct, count] so far (already summed over replicas by the strategy)."""
+        self._fold()
+        return [float(v) for v in self.sums]
 
 
 def _seed_dropout(model, config: TrainConfig, epoch: int) -> None:
@@ -303,38 +362,16 @@ def _as_dataset(batches):
 
 # --- the loops ---------------------------------------------------------------------------------
 
-def train_one_epoch(steps: Steps, batches, config: TrainConfig, *, epoch: int, steps_per_epoch: int) -> dict:
+def train_one_epoch(steps: Steps, batches, config: TrainConfig, *, epoch: int, steps_per_epoch: int,
+                    progress=None) -> dict:
     """Train one epoch; return {"loss", "accuracy", "images", "seconds", "lr", "steps"}.
 
+    The epoch is gntkit.training.loop.train_epoch over `steps`.
+
     Raises:
-        GntkitError: the loss became NaN or infinite (the run diverged).
+        GntkitError: no batches, or the loss became NaN or infinite (the run diverged).
     """
-    totals = np.zeros(3)
-    lr = learning_rate_at(config, epoch * steps_per_epoch, steps_per_epoch)
-    start = time.perf_counter()
-    i = 0
-    pending = []
-    for i, (images, labels) in enumerate(_distribute(steps.strategy, batches)):
-        lr = learning_rate_at(config, epoch * steps_per_epoch + i, steps_per_epoch)
-        _set_lr(steps.optimizer, lr)
-        pending.append(steps.train_step(images, labels, _epoch_seed(config, epoch, i)))
-        if len(pending) >= 64:  # read sums now and then, not every step (no per-step sync)
-            totals += np.sum([[float(v) for v in p] for p in pending], axis=0)
-            pending = []
-    if pending:
-        totals += np.sum([[float(v) for v in p] for p in pending], axis=0)
-    seconds = time.perf_counter() - start
-    loss_sum, correct, count = totals
-    if count == 0:
-        raise GntkitError(f"Epoch {epoch + 1} saw no training batches: expected a non-empty training split.")
-    loss = loss_sum / count
-    if not math.isfinite(loss):
-        raise GntkitError(
-            f"Training diverged in epoch {epoch + 1}: expected a finite loss, found {loss}; "
-            f"lower the learning rate (now {config.peak_lr:g}) or use a batch-norm model."
-        )
-    return {"loss": loss, "accuracy": correct / count, "images": int(count), "seconds": seconds,
-            "lr": lr, "steps": i + 1}
+    return train_epoch(steps, batches, config, epoch=epoch, steps_per_epoch=steps_per_epoch, progress=progress)
 
 
 def validate(steps: Steps, batches) -> dict:
@@ -348,9 +385,14 @@ def validate(steps: Steps, batches) -> dict:
     return {"loss": loss_sum / count, "accuracy": correct / count, "top5": correct_k / count, "images": int(count)}
 
 
+def _model_channels(model) -> int:
+    return int(model.inputs[0].shape[-1]) if getattr(model, "inputs", None) else 1
+
+
 def predict_logits(model, batches):
     """Yield (float32 logits numpy (B, C), labels numpy (B,)) for each batch of (images, labels)."""
-    forward = tf.function(lambda x: tf.cast(model(to_model_input(x), training=False), tf.float32),
+    channels = _model_channels(model)
+    forward = tf.function(lambda x: tf.cast(model(to_model_input(x, channels), training=False), tf.float32),
                           reduce_retracing=True)
     for images, labels in batches:
         yield forward(tf.convert_to_tensor(images)).numpy(), np.asarray(labels, np.int64)
@@ -361,7 +403,8 @@ def predict_probabilities(model, images, batch_size: int = 256) -> np.ndarray:
     out = []
     for start in range(0, len(images), batch_size):
         x = tf.convert_to_tensor(np.ascontiguousarray(images[start:start + batch_size]))
-        out.append(tf.nn.softmax(tf.cast(model(to_model_input(x), training=False), tf.float32)).numpy())
+        logits = model(to_model_input(x, _model_channels(model)), training=False)
+        out.append(tf.nn.softmax(tf.cast(logits, tf.float32)).numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -471,7 +514,7 @@ def _open_sources(config: TrainConfig, data_dir, strategy):
     import gntkit.datasets as datasets
 
     train_set = datasets.open(data_dir, config.train_split)
-    val_split = common.pick_val_split(common.splits_in(data_dir), config.val_split, config.train_split)
+    val_split = pick_val_split(batch_facts.splits_in(data_dir), config.val_split, config.train_split)
     train = _ShardSource(data_dir, config.train_split, config.batch_size, True, config.seed, strategy, len(train_set))
     val = None
     val_samples = 0
@@ -479,7 +522,123 @@ def _open_sources(config: TrainConfig, data_dir, strategy):
         val_samples = len(datasets.open(data_dir, val_split))
         val = _ShardSource(data_dir, val_split, config.eval_batch_size or 2 * config.batch_size, False,
                            config.seed, strategy, val_samples)
-    return train, val, common.data_facts(train_set, data_dir, config.train_split, val_split, val_samples)
+    return train, val, batch_facts.data_facts(train_set, data_dir, config.train_split, val_split, val_samples)
+
+
+class _TFBoard:
+    """TensorBoard event files through tf.summary."""
+
+    def __init__(self, logdir):
+        self.writer = tf.summary.create_file_writer(str(logdir))
+
+    def scalars(self, values: dict, step: int) -> None:
+        """Write each value under its tag at `step` and flush."""
+        with self.writer.as_default():
+            for tag, value in values.items():
+                tf.summary.scalar(tag, value, step=step)
+        self.writer.flush()
+
+    def images(self, tag: str, images, step: int) -> None:
+        """Write uint8 images (N, S, S)."""
+        with self.writer.as_default():
+            tf.summary.image(tag, np.asarray(images, np.uint8)[..., None], step=step, max_outputs=len(images))
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()
+
+
+class TFBackend(Backend):
+    """gntkit.training.loop hooks for TensorFlow: strategy, model, checkpoints, TensorBoard."""
+
+    framework = "tf"
+    channels_last = False
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.placement = make_strategy(config.device)
+        self.strategy = self.placement.strategy
+        self.is_main = self.placement.is_chief
+        self.world_size = self.strategy.num_replicas_in_sync
+        self.policy, self.precision = precision_policy(config.precision, self.placement.on_gpu)
+        self.version = tf.__version__
+        self.label = f"tensorflow {tf.__version__}"
+        self.device_name = self.placement.description
+        self.device_text = (f"device {self.placement.description}, {self.world_size} replica(s), precision "
+                            f"{self.precision}" + (", XLA-compiled" if config.compile else ""))
+        self.scratch = None
+
+    def open_shards(self, config, data_dir):
+        """Per-epoch tf.data pipelines over shards, and the data facts."""
+        return _open_sources(config, data_dir, self.strategy)
+
+    def build(self, config, facts) -> int:
+        """Create model (seeded), optimizer and compiled steps under the strategy."""
+        keras.utils.set_random_seed(config.seed)
+        with self.strategy.scope():
+            model = create_model(config.model, facts["num_classes"], facts["image_size"], config.channels,
+                                 batch_norm=config.batch_norm, width=config.width, dtype_policy=self.policy)
+            if config.pretrained is not None:
+                _apply_pretrained(model, config)
+            self.optimizer = build_optimizer(config, loss_scale=self.precision == "fp16")
+            self.optimizer.build(model.trainable_variables)
+            self.steps = Steps(model, self.optimizer, config, self.strategy)
+            if self.policy is not None:
+                # Validation runs in float32 on a twin of the model, so that it equals what
+                # `gntkit evaluate` (which loads the checkpoint as float32) reports.
+                self.steps.eval_model = create_model(
+                    config.model, facts["num_classes"], facts["image_size"], config.channels,
+                    batch_norm=config.batch_norm, width=config.width)
+        self.model = model
+        return count_parameters(model)
+
+    def validate(self, batches) -> dict:
+        """Validation under the strategy, in float32 (the twin gets the current weights first)."""
+        if self.steps.eval_model is not self.model:
+            self.steps.eval_model.set_weights(self.model.get_weights())
+        return validate(self.steps, batches)
+
+    def save(self, folder, which, state, with_optimizer) -> None:
+        """Every worker saves (the strategy needs all); only the chief into the run folder."""
+        if not self.is_main:
+            if self.scratch is None:
+                self.scratch = Path(tempfile.mkdtemp(prefix=f"gntkit-worker{self.placement.worker}-"))
+            folder = self.scratch
+        save_checkpoint(Path(folder) / which, self.model, self.optimizer if with_optimizer else None, state)
+
+    def load(self, path, with_optimizer) -> dict:
+        """Restore model (and optimizer) from a checkpoint prefix; return the trainer state."""
+        return restore_checkpoint(path, self.model, self.optimizer if with_optimizer else None)
+
+    def tensorboard(self, logdir):
+        """A tf.summary-backed writer."""
+        return _TFBoard(logdir)
+
+    def augmented_preview(self, images) -> np.ndarray:
+        """uint8 (N, S, S): images after one random warp (as in training)."""
+        x = to_model_input(tf.convert_to_tensor(images))
+        if self.config.augment:
+            matrices, offsets = warp_params(int(x.shape[0]), tf.constant([self.config.seed, 99], tf.int32),
+                                            int(x.shape[1]))
+            x = apply_affine(x, matrices, offsets)
+        return np.clip(np.round(x.numpy()[..., 0] * 255), 0, 255).astype(np.uint8)
+
+    def close(self) -> None:
+        """Remove a worker's scratch checkpoints."""
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _apply_pretrained(model, config: TrainConfig) -> None:
+    """Load `config.pretrained` into `model` through gntkit.models.tf.apply_pretrained."""
+    import gntkit.models.tf as models_tf
+
+    apply = getattr(models_tf, "apply_pretrained", None)
+    if apply is None:
+        raise GntkitError("pretrained weights need gntkit.models.tf.apply_pretrained, found none in this "
+                          "gntkit version.")
+    apply(model, config.pretrained, config.freeze, config.channels)
 
 
 def main(config: TrainConfig, out_dir, *, data_dir=None, arrays=None, classes=None, preprocess=None,
@@ -492,87 +651,9 @@ def main(config: TrainConfig, out_dir, *, data_dir=None, arrays=None, classes=No
     Raises:
         GntkitError: bad options or data; OutputExistsError for an existing run folder.
     """
-    placement = make_strategy(config.device)
-    strategy, is_chief, worker, where = (placement.strategy, placement.is_chief, placement.worker,
-                                         placement.description)
-    if data_dir is not None:
-        train_batches, val_batches, facts = _open_sources(config, data_dir, strategy)
-    else:
-        # Global batches; the strategy splits them over replicas.
-        train_batches, val_batches, facts = common.array_sources(arrays, classes, preprocess, config)
-    run = RunFolder(out_dir, "tf")
-    policy, precision = precision_policy(config.precision, placement.on_gpu)
-    if is_chief:
-        run.prepare(resume=resume, overwrite=overwrite)
-    keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
-        model = create_model(config.model, facts["num_classes"], facts["image_size"], 1,
-                             batch_norm=config.batch_norm, width=config.width, dtype_policy=policy)
-        optimizer = build_optimizer(config, loss_scale=precision == "fp16")
-        optimizer.build(model.trainable_variables)
-        steps = Steps(model, optimizer, config, strategy)
-    parameters = count_parameters(model)
-
-    early = EarlyStopping(config.early_stopping)
-    start_epoch = 0
-    if resume:
-        state = restore_checkpoint(run.checkpoint_path("last"), model, optimizer)
-        start_epoch = int(state["epoch"])
-        early.load_state(state["early_stopping"])
-    rows = []
-    if is_chief:
-        if resume:
-            rows = run.truncate_metrics(start_epoch)
-        else:
-            if data_dir is not None:
-                run.copy_data_files(data_dir)
-            else:
-                run.write_charset(classes)
-            run.write_preprocess(facts["preprocess"])
-        run.write_run_info(common.run_info(config, facts, parameters, precision,
-                                           strategy.num_replicas_in_sync, where, False,
-                                           framework_version=tf.__version__))
-
-    def log(message):
-        if is_chief:
-            run.log(message, quiet)
-
-    for line in common.startup_messages(
-            config, facts, f"tensorflow {tf.__version__}",
-            f"device {where}, {strategy.num_replicas_in_sync} replica(s), precision {precision}",
-            val_batches is not None, resume, start_epoch):
-        log(line)
-
-    steps_per_epoch = len(train_batches)
-    stopped_early = early.patience is not None and early.bad_epochs >= early.patience
-    t0 = time.perf_counter()
-    scratch = None if is_chief else Path(tempfile.mkdtemp(prefix=f"gntkit-worker{worker}-"))
+    backend = TFBackend(config)
     try:
-        for epoch in range(start_epoch, config.epochs):
-            if stopped_early:
-                break
-            train_batches.set_epoch(epoch)
-            _seed_dropout(model, config, epoch)
-            tr = train_one_epoch(steps, train_batches, config, epoch=epoch, steps_per_epoch=steps_per_epoch)
-            va = validate(steps, val_batches) if val_batches is not None else None
-            row = common.metrics_row(epoch + 1, tr, va)
-            monitored = va["accuracy"] if va else tr["accuracy"]
-            improved = early.improved(monitored)
-            stopped_early = early.step(monitored, epoch + 1) and va is not None
-            state = {"epoch": epoch + 1, "early_stopping": early.state(), "config": config.to_json()}
-            folder = run.checkpoint_dir if is_chief else scratch
-            save_checkpoint(folder / "last", model, optimizer, state)
-            if improved:
-                save_checkpoint(folder / "best", model, state=state)
-            if is_chief:
-                run.append_metrics(row)
-                rows.append(row)
-                common.draw_curves(rows, run.curves_file, title=f"{run.path.name}: {config.model} (tensorflow)")
-            log(common.format_epoch(row, config.epochs) + ("  *best" if improved else ""))
-            if stopped_early:
-                log(f"early stopping: no better validation accuracy for {config.early_stopping} epochs")
+        return run_training(backend, config, out_dir, data_dir=data_dir, arrays=arrays, classes=classes,
+                            preprocess=preprocess, resume=resume, overwrite=overwrite, quiet=quiet)
     finally:
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    rows = common.read_metrics(run.metrics_file) if is_chief else rows
-    return common.summarize(run, config, rows, parameters, stopped_early, time.perf_counter() - t0)
+        backend.close()

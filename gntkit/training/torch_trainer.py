@@ -14,22 +14,18 @@ read by every process at resume, so multi-node runs need a shared run folder.
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
 from gntkit.errors import GntkitError, require
-from gntkit.training import common
-from gntkit.training.common import (
-    EarlyStopping,
-    RunFolder,
-    TrainConfig,
-    affine_matrices,
-    learning_rate_at,
-)
+from gntkit.training import batches as batch_facts
+from gntkit.training.augment import AUGMENT, affine_matrices, elastic_offsets, upsample_matrix
+from gntkit.training.config import TrainConfig, pick_val_split
+from gntkit.training.loop import Backend, run_training, train_epoch
+from gntkit.training.run_folder import RunFolder
+from gntkit.training.schedule import cpu_has_bf16, resolve_precision
 
 # torch is the one heavy framework of this module; `import gntkit.training` does not load it.
 torch = require("torch", "torch", "Training with PyTorch")
@@ -46,6 +42,8 @@ __all__ = [
     "load_run_model",
     "resolve_device",
     "Distributed",
+    "TorchSteps",
+    "TorchBackend",
 ]
 
 CHECKPOINT_FORMAT = 1
@@ -142,11 +140,25 @@ class Distributed:
             torch.distributed.destroy_process_group()
 
 
+def bf16_on_cpu() -> bool:
+    """Whether this CPU runs bf16 natively (AVX-512 BF16 or AMX) and torch's oneDNN can use it."""
+    mkldnn = getattr(torch.ops, "mkldnn", None)
+    try:
+        supported = bool(mkldnn._is_mkldnn_bf16_supported()) if mkldnn is not None else False
+    except (AttributeError, RuntimeError):
+        supported = False
+    return supported and torch.backends.mkldnn.is_available() and cpu_has_bf16()
+
+
 def precision_setup(requested: str, device):
-    """Return (autocast dtype or None, GradScaler or None, resolved name) for a device."""
+    """Return (autocast dtype or None, GradScaler or None, resolved name) for a device.
+
+    "auto" is bf16 on GPUs that have it and on CPUs with native bf16 (`bf16_on_cpu`),
+    fp16 with loss scaling on other GPUs, fp32 on other CPUs.
+    """
     accelerator = device.type == "cuda"
-    bf16 = accelerator and torch.cuda.is_bf16_supported()
-    resolved = common.resolve_precision(requested, accelerator, bf16)
+    bf16 = torch.cuda.is_bf16_supported() if accelerator else (device.type == "cpu" and bf16_on_cpu())
+    resolved = resolve_precision(requested, accelerator, bf16)
     if resolved == "fp32":
         return None, None, resolved
     if resolved == "bf16":
@@ -160,10 +172,11 @@ def _autocast(device, dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def to_model_input(images, device, channels_last: bool = False):
-    """uint8 images (B, S, S) (numpy or tensor) -> float (B, 1, S, S) in [0, 1] on `device`.
+def to_model_input(images, device, channels_last: bool = False, channels: int = 1):
+    """uint8 images (B, S, S) (numpy or tensor) -> float (B, channels, S, S) in [0, 1] on `device`.
 
-    The uint8 batch travels to the device and is converted there (4x less to copy).
+    The uint8 batch travels to the device and is converted there (4x less to copy);
+    a model of several channels gets the gray image in each.
 
     Raises:
         GntkitError: the batch is not uint8 (B, S, S).
@@ -172,16 +185,45 @@ def to_model_input(images, device, channels_last: bool = False):
     if x.dtype != torch.uint8 or x.dim() != 3:
         raise GntkitError(f"Image batches must be uint8 (B, S, S), found {x.dtype} {tuple(x.shape)}.")
     x = x.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
+    if channels > 1:
+        x = x.expand(-1, channels, -1, -1)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
 
 
-def augment_batch(x, matrices):
-    """Apply (B, 2, 3) normalised output->input affines to float images (B, C, S, S) on their device."""
+def augment_batch(x, matrices, offsets=None):
+    """Warp float images (B, C, S, S) on their device (bilinear, zero fill).
+
+    Args:
+        x: the images.
+        matrices: (B, 2, 3) normalised output->input affines (gntkit.training.augment.affine_matrices).
+        offsets: None or (B, G, G, 2) elastic control displacements (augment.elastic_offsets).
+
+    Returns:
+        The warped images, same shape and dtype.
+    """
     theta = torch.as_tensor(matrices, dtype=x.dtype, device=x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    if offsets is not None:
+        offsets = torch.as_tensor(offsets, dtype=x.dtype, device=x.device)
+        up = torch.as_tensor(upsample_matrix(x.shape[-1], offsets.shape[1]), dtype=x.dtype, device=x.device)
+        grid = grid + torch.einsum("hg,bgki,wk->bhwi", up, offsets, up)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_warp(x, rng: np.random.Generator, rank: int = 0, world_size: int = 1):
+    """Augment float images (B, C, S, S) with warps drawn from `rng` for the whole global batch.
+
+    Every process draws the warps of all B x world_size samples and keeps its
+    share (rank::world_size, the samples it holds), so a distributed run warps
+    each sample as one process would.
+    """
+    total = x.shape[0] * world_size
+    matrices = affine_matrices(rng, total)[rank::world_size]
+    offsets = (elastic_offsets(rng, total, x.shape[-1])[rank::world_size]
+               if AUGMENT.elastic_pixels > 0 else None)
+    return augment_batch(x, matrices, offsets)
 
 
 def smoothed_cross_entropy(logits, labels, label_smoothing: float = 0.0):
@@ -190,19 +232,24 @@ def smoothed_cross_entropy(logits, labels, label_smoothing: float = 0.0):
 
 
 def build_optimizer(model, config: TrainConfig):
-    """SGD (momentum) / Adam / AdamW with weight decay on weights only (not biases or batch norm)."""
+    """SGD (momentum) / Adam / AdamW over the trainable parameters.
+
+    Weight decay is not the optimizer's: `TorchSteps` applies it decoupled
+    (w *= 1 - lr x weight_decay before each step, as torch's AdamW does) to the
+    weights of the first param group only (matrices and kernels; biases and
+    batch norm are the second group), so it means the same for every optimizer
+    and in TensorFlow. "adam" and "adamw" are therefore the same update.
+    """
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.dim() > 1 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "decoupled_decay": config.weight_decay},
+              {"params": no_decay, "decoupled_decay": 0.0}]
     lr = config.peak_lr
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=lr)
-    return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, weight_decay=0.0)
+    return torch.optim.Adam(groups, lr=lr, weight_decay=0.0)
 
 
 def _seed_epoch(config: TrainConfig, epoch: int, rank: int) -> None:
@@ -213,72 +260,98 @@ def _seed_epoch(config: TrainConfig, epoch: int, rank: int) -> None:
 
 # --- the loops ------------------------------------------------------------------------------
 
+class TorchSteps:
+    """The step hooks of gntkit.training.loop for one torch model and optimizer.
+
+    Args:
+        model: the module to train (DistributedDataParallel-wrapped when distributed).
+        optimizer: from `build_optimizer`.
+        config: the TrainConfig (augment, label_smoothing, weight_decay, seed, compile).
+        device, autocast_dtype, scaler, channels_last: from `precision_setup` and the run.
+        dist: a Distributed, or None for one process.
+        channels: input channels of the model.
+    """
+
+    def __init__(self, model, optimizer, config: TrainConfig, device, autocast_dtype=None, scaler=None,
+                 channels_last: bool = False, dist: Distributed | None = None, channels: int = 1):
+        self.model, self.optimizer, self.config, self.device = model, optimizer, config, device
+        self.autocast_dtype, self.scaler, self.channels_last = autocast_dtype, scaler, channels_last
+        self.dist, self.channels = dist, channels
+        self.rank = dist.rank if dist else 0
+        self.world_size = dist.world_size if dist else 1
+        # torch.compile traces the forward and backward once (tens of seconds on a CPU), then runs fused kernels.
+        self.forward = torch.compile(model) if config.compile else model
+        self.epoch = 0
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Train mode, reseed dropout, zero the running sums."""
+        self.model.train()
+        self.epoch = epoch
+        _seed_epoch(self.config, epoch, self.rank)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        self.count = 0
+
+    def distribute(self, batches):
+        """Batches as they come (DistributedDataParallel splits nothing: each process has its share)."""
+        return batches
+
+    def train_step(self, images, labels, lr: float, index: int) -> None:
+        """One optimizer step on a batch; `index` is the batch's position in the epoch (seeds augmentation)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x = to_model_input(images, self.device, self.channels_last, self.channels)
+        y = torch.as_tensor(labels).to(self.device, non_blocking=True).long()
+        if self.config.augment:
+            rng = np.random.default_rng([self.config.seed, self.epoch, index, 7])
+            x = random_warp(x, rng, self.rank, self.world_size)
+        with _autocast(self.device, self.autocast_dtype):
+            logits = self.forward(x)
+        loss = smoothed_cross_entropy(logits, y, self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        self._decay(lr)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.loss_sum += loss.detach().double() * y.shape[0]
+        self.correct += (logits.detach().argmax(1) == y).sum()
+        self.count += y.shape[0]
+
+    @torch.no_grad()
+    def _decay(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            rate = group.get("decoupled_decay", 0.0)
+            if rate and group["params"]:
+                torch._foreach_mul_(group["params"], 1.0 - lr * rate)
+
+    def totals(self, reduce: bool) -> list[float]:
+        """[loss sum, correct, count] of this epoch so far; summed over processes when `reduce`."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        values = [self.loss_sum.item(), self.correct.item(), self.count]
+        return self.dist.all_sum(values) if reduce and self.dist else values
+
+
 def train_one_epoch(model, batches, optimizer, config: TrainConfig, *, epoch: int, steps_per_epoch: int,
                     device, autocast_dtype=None, scaler=None, channels_last: bool = False,
-                    dist: Distributed | None = None) -> dict:
+                    dist: Distributed | None = None, progress=None) -> dict:
     """Train one epoch over `batches`; return {"loss", "accuracy", "images", "seconds", "lr", "steps"}.
 
-    The learning rate is set before every step from `learning_rate_at` (global
-    step = epoch * steps_per_epoch + i). Loss and accuracy are summed on the
-    device and read once at the end (no per-step synchronisation).
+    The epoch is gntkit.training.loop.train_epoch over a `TorchSteps`.
 
     Raises:
-        GntkitError: the loss became NaN or infinite (the run diverged).
+        GntkitError: no batches, or the loss became NaN or infinite (the run diverged).
     """
-    rank = dist.rank if dist else 0
-    model.train()
-    _seed_epoch(config, epoch, rank)
-    aug_rng = np.random.default_rng([config.seed, epoch, rank, 7]) if config.augment else None
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    count = 0
-    lr = learning_rate_at(config, epoch * steps_per_epoch, steps_per_epoch)
-    start = time.perf_counter()
-    steps = 0
-    for i, (images, labels) in enumerate(batches):
-        lr = learning_rate_at(config, epoch * steps_per_epoch + i, steps_per_epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x = to_model_input(images, device, channels_last)
-        y = torch.as_tensor(labels).to(device, non_blocking=True).long()
-        if aug_rng is not None:
-            x = augment_batch(x, affine_matrices(aug_rng, x.shape[0]))
-        with _autocast(device, autocast_dtype):
-            logits = model(x)
-        loss = smoothed_cross_entropy(logits, y, config.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        n = y.shape[0]
-        loss_sum += loss.detach().double() * n
-        correct += (logits.detach().argmax(1) == y).sum()
-        count += n
-        steps += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    total_loss, total_correct, total_count = (dist.all_sum([loss_sum.item(), correct.item(), count])
-                                              if dist else [loss_sum.item(), correct.item(), count])
-    if total_count == 0:
-        raise GntkitError(f"Epoch {epoch + 1} saw no training batches: expected a non-empty training split.")
-    loss = total_loss / total_count
-    if not math.isfinite(loss):
-        raise GntkitError(
-            f"Training diverged in epoch {epoch + 1}: expected a finite loss, found {loss}; "
-            f"lower the learning rate (now {config.peak_lr:g}) or use a batch-norm model."
-        )
-    return {"loss": loss, "accuracy": total_correct / total_count, "images": int(total_count),
-            "seconds": seconds, "lr": lr, "steps": steps}
+    steps = TorchSteps(model, optimizer, config, device, autocast_dtype, scaler, channels_last, dist)
+    return train_epoch(steps, batches, config, epoch=epoch, steps_per_epoch=steps_per_epoch, progress=progress)
 
 
 @torch.no_grad()
 def validate(model, batches, *, device, autocast_dtype=None, channels_last: bool = False,
-             dist: Distributed | None = None, top_k: int = 5) -> dict:
+             dist: Distributed | None = None, top_k: int = 5, channels: int = 1) -> dict:
     """Evaluate on `batches`; return {"loss", "accuracy", "top5", "images"} (plain cross entropy)."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -286,7 +359,7 @@ def validate(model, batches, *, device, autocast_dtype=None, channels_last: bool
     correct_k = torch.zeros((), dtype=torch.int64, device=device)
     count = 0
     for images, labels in batches:
-        x = to_model_input(images, device, channels_last)
+        x = to_model_input(images, device, channels_last, channels)
         y = torch.as_tensor(labels).to(device, non_blocking=True).long()
         with _autocast(device, autocast_dtype):
             logits = model(x)
@@ -305,13 +378,17 @@ def validate(model, batches, *, device, autocast_dtype=None, channels_last: bool
             "images": int(total)}
 
 
+def _model_channels(model) -> int:
+    return int(getattr(_unwrap(model), "channels", 1))
+
+
 @torch.no_grad()
 def predict_logits(model, batches, device=None, autocast_dtype=None, channels_last: bool = False):
     """Yield (float32 logits numpy (B, C), labels numpy (B,)) for each batch of (images, labels)."""
     device = device or next(model.parameters()).device
     model.eval()
     for images, labels in batches:
-        x = to_model_input(images, device, channels_last)
+        x = to_model_input(images, device, channels_last, _model_channels(model))
         with _autocast(device, autocast_dtype):
             logits = model(x)
         yield logits.float().cpu().numpy(), np.asarray(torch.as_tensor(labels).cpu().numpy(), np.int64)
@@ -324,7 +401,8 @@ def predict_probabilities(model, images, batch_size: int = 256) -> np.ndarray:
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
-        x = to_model_input(np.ascontiguousarray(images[start:start + batch_size]), device)
+        x = to_model_input(np.ascontiguousarray(images[start:start + batch_size]), device,
+                           channels=_model_channels(model))
         out.append(torch.softmax(model(x).float(), dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -404,7 +482,7 @@ def _open_loaders(config: TrainConfig, data_dir, dist: Distributed):
 
     train_set = datasets.open(data_dir, config.train_split)
     available = _available_splits(data_dir)
-    val_split = common.pick_val_split(available, config.val_split, config.train_split)
+    val_split = pick_val_split(available, config.val_split, config.train_split)
     per_rank = max(1, config.batch_size // dist.world_size)
     eval_batch = max(1, (config.eval_batch_size or 2 * config.batch_size) // dist.world_size)
     train = datasets_torch.make_loader(
@@ -418,12 +496,149 @@ def _open_loaders(config: TrainConfig, data_dir, dist: Distributed):
             num_workers=config.num_workers, rank=dist.rank, world_size=dist.world_size, drop_last=False,
             even="none")  # no padding: each validation sample counted once (only sums are all-reduced)
         val_samples = len(datasets.open(data_dir, val_split))
-    facts = common.data_facts(train_set, data_dir, config.train_split, val_split, val_samples)
+    facts = batch_facts.data_facts(train_set, data_dir, config.train_split, val_split, val_samples)
     return train, val, facts
 
 
 def _available_splits(data_dir) -> list[str]:
-    return common.splits_in(data_dir)
+    return batch_facts.splits_in(data_dir)
+
+
+class _TorchBoard:
+    """TensorBoard event files through torch.utils.tensorboard.SummaryWriter."""
+
+    def __init__(self, logdir):
+        require("tensorboard", "tensorboard", "Writing TensorBoard logs")
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(logdir))
+
+    def scalars(self, values: dict, step: int) -> None:
+        """Write each value under its tag at `step` and flush."""
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+        self.writer.flush()
+
+    def images(self, tag: str, images, step: int) -> None:
+        """Write uint8 images (N, S, S) as one image grid."""
+        self.writer.add_images(tag, np.asarray(images, np.uint8)[:, None], step, dataformats="NCHW")
+        self.writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()
+
+
+class TorchBackend(Backend):
+    """gntkit.training.loop hooks for PyTorch: device and processes, model, checkpoints, TensorBoard."""
+
+    framework = "torch"
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.dist = Distributed(config.device)
+        self.device = device = self.dist.device
+        self.is_main, self.world_size = self.dist.is_main, self.dist.world_size
+        self.autocast_dtype, self.scaler, self.precision = precision_setup(config.precision, device)
+        # channels-last is what oneDNN's and cuDNN's fast bf16/fp16 convolutions read.
+        default_last = device.type == "cuda" or (device.type == "cpu" and self.precision == "bf16")
+        self.channels_last = default_last if config.channels_last is None else config.channels_last
+        self.version = torch.__version__
+        self.label = f"torch {torch.__version__}"
+        self.device_name = str(device)
+        self.device_text = (f"device {device}, {self.world_size} process(es), precision {self.precision}, "
+                            f"channels-last {'on' if self.channels_last else 'off'}"
+                            + (", compiled" if config.compile else ""))
+
+    def open_shards(self, config, data_dir):
+        """Train and validation DataLoaders over shards, and the data facts."""
+        return _open_loaders(config, data_dir, self.dist)
+
+    def rank_share(self):
+        """(rank, world size): each process trains on its share of in-memory arrays."""
+        return self.dist.rank, self.world_size
+
+    def build(self, config, facts) -> int:
+        """Create the model (seeded), apply pretrained weights, move it, make the optimizer and steps."""
+        device = self.device
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # speed over bitwise reproducibility on GPUs
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        torch.manual_seed(config.seed)
+        model = create_model(config.model, facts["num_classes"], facts["image_size"], config.channels,
+                             batch_norm=config.batch_norm, width=config.width)
+        if config.pretrained is not None:
+            _apply_pretrained(model, config)
+        parameters = count_parameters(model)
+        model = model.to(device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.optimizer = build_optimizer(model, config)
+        train_model = model
+        if self.world_size > 1:
+            ddp_kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
+            train_model = torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
+        self.steps = TorchSteps(train_model, self.optimizer, config, device, self.autocast_dtype, self.scaler,
+                                self.channels_last, self.dist, config.channels)
+        return parameters
+
+    def validate(self, batches) -> dict:
+        """Validation in float32 (no autocast), so it equals what `gntkit evaluate` reports for the checkpoint."""
+        return validate(self.model, batches, device=self.device, autocast_dtype=None,
+                        channels_last=self.channels_last, dist=self.dist, channels=self.config.channels)
+
+    def save(self, folder, which, state, with_optimizer) -> None:
+        """Main process: checkpoints/{which}.pt (with optimizer and scaler for "last")."""
+        if self.is_main:
+            save_checkpoint(Path(folder) / f"{which}.pt", self.model, self.optimizer if with_optimizer else None,
+                            self.scaler if with_optimizer else None, state)
+
+    def load(self, path, with_optimizer) -> dict:
+        """Restore model, optimizer and scaler from a checkpoint file; return its trainer state."""
+        payload = load_checkpoint(path, self.device)
+        self.model.load_state_dict(payload["model"])
+        if with_optimizer and "optimizer" in payload:
+            self.optimizer.load_state_dict(payload["optimizer"])
+        if with_optimizer and self.scaler is not None and "scaler" in payload:
+            self.scaler.load_state_dict(payload["scaler"])
+        return payload["state"]
+
+    def tensorboard(self, logdir):
+        """A SummaryWriter-backed writer."""
+        return _TorchBoard(logdir)
+
+    @torch.no_grad()
+    def augmented_preview(self, images) -> np.ndarray:
+        """uint8 (N, S, S): images after one random warp (as in training)."""
+        x = to_model_input(images, self.device)
+        if self.config.augment:
+            x = random_warp(x, np.random.default_rng([self.config.seed, 99]))
+        return (x[:, 0] * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+    def on_main(self, action) -> None:
+        """Rank 0 runs `action`; its GntkitError is raised everywhere."""
+        self.dist.run_on_main(action)
+
+    def barrier(self) -> None:
+        """Wait for every process."""
+        self.dist.barrier()
+
+    def close(self) -> None:
+        """Destroy the process group this backend started."""
+        self.dist.close()
+
+
+def _apply_pretrained(model, config: TrainConfig) -> None:
+    """Load `config.pretrained` into `model` through gntkit.models.torch.apply_pretrained."""
+    import gntkit.models.torch as models_torch
+
+    apply = getattr(models_torch, "apply_pretrained", None)
+    if apply is None:
+        raise GntkitError("pretrained weights need gntkit.models.torch.apply_pretrained, found none in this "
+                          "gntkit version.")
+    apply(model, config.pretrained, config.freeze, config.channels)
 
 
 def main(config: TrainConfig, out_dir, *, data_dir=None, arrays=None, classes=None, preprocess=None,
@@ -437,116 +652,9 @@ def main(config: TrainConfig, out_dir, *, data_dir=None, arrays=None, classes=No
     Raises:
         GntkitError: bad options or data; OutputExistsError for an existing run folder.
     """
-    dist = Distributed(config.device)
+    backend = TorchBackend(config)
     try:
-        return _main(config, out_dir, dist, data_dir, arrays, classes, preprocess, resume, overwrite, quiet)
+        return run_training(backend, config, out_dir, data_dir=data_dir, arrays=arrays, classes=classes,
+                            preprocess=preprocess, resume=resume, overwrite=overwrite, quiet=quiet)
     finally:
-        dist.close()
-
-
-def _main(config, out_dir, dist, data_dir, arrays, classes, preprocess, resume, overwrite, quiet):
-    device = dist.device
-    if data_dir is not None:
-        train_batches, val_batches, facts = _open_loaders(config, data_dir, dist)
-    else:
-        train_batches, val_batches, facts = common.array_sources(
-            arrays, classes, preprocess, config, dist.rank, dist.world_size)
-    run = RunFolder(out_dir, "torch")
-    autocast_dtype, scaler, precision = precision_setup(config.precision, device)
-    channels_last = device.type == "cuda" if config.channels_last is None else config.channels_last
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # speed over bitwise reproducibility on GPUs
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-    torch.manual_seed(config.seed)
-    model = create_model(config.model, facts["num_classes"], facts["image_size"], 1,
-                         batch_norm=config.batch_norm, width=config.width)
-    parameters = count_parameters(model)
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, config)
-
-    dist.run_on_main(lambda: run.prepare(resume=resume, overwrite=overwrite))
-    resumed = resume
-
-    early = EarlyStopping(config.early_stopping)
-    start_epoch = 0
-    if resumed:
-        payload = load_checkpoint(run.checkpoint_path("last"), device)
-        model.load_state_dict(payload["model"])
-        if "optimizer" in payload:
-            optimizer.load_state_dict(payload["optimizer"])
-        if scaler is not None and "scaler" in payload:
-            scaler.load_state_dict(payload["scaler"])
-        start_epoch = int(payload["state"]["epoch"])
-        early.load_state(payload["state"]["early_stopping"])
-        early.patience = config.early_stopping
-    if dist.is_main:
-        if resumed:
-            rows = run.truncate_metrics(start_epoch)
-        else:
-            rows = []
-            if data_dir is not None:
-                run.copy_data_files(data_dir)
-            else:
-                run.write_charset(classes)
-            run.write_preprocess(facts["preprocess"])
-        info = common.run_info(config, facts, parameters, precision, dist.world_size, str(device),
-                               channels_last, framework_version=torch.__version__)
-        run.write_run_info(info)
-    dist.barrier()
-
-    if dist.world_size > 1:
-        ddp_kwargs = {"device_ids": [device.index]} if device.type == "cuda" else {}
-        train_model = torch.nn.parallel.DistributedDataParallel(model, **ddp_kwargs)
-    else:
-        train_model = model
-
-    def log(message):
-        if dist.is_main:
-            run.log(message, quiet)
-
-    for line in common.startup_messages(
-            config, facts, f"torch {torch.__version__}",
-            f"device {device}, {dist.world_size} process(es), precision {precision}, "
-            f"channels-last {'on' if channels_last else 'off'}",
-            val_batches is not None, resumed, start_epoch):
-        log(line)
-
-    steps_per_epoch = len(train_batches)
-    if steps_per_epoch < 1:
-        raise GntkitError("The training split gives no batches: expected at least one sample per process.")
-    stopped_early = False
-    t0 = time.perf_counter()
-    if early.patience is not None and early.bad_epochs >= early.patience:
-        stopped_early = True
-    for epoch in range(start_epoch, config.epochs):
-        if stopped_early:
-            break
-        if hasattr(train_batches, "set_epoch"):
-            train_batches.set_epoch(epoch)
-        tr = train_one_epoch(train_model, train_batches, optimizer, config, epoch=epoch,
-                             steps_per_epoch=steps_per_epoch, device=device, autocast_dtype=autocast_dtype,
-                             scaler=scaler, channels_last=channels_last, dist=dist)
-        va = (validate(model, val_batches, device=device, autocast_dtype=autocast_dtype,
-                       channels_last=channels_last, dist=dist) if val_batches is not None else None)
-        row = common.metrics_row(epoch + 1, tr, va)
-        monitored = va["accuracy"] if va else tr["accuracy"]
-        improved = early.improved(monitored)
-        stopped_early = early.step(monitored, epoch + 1) and va is not None
-        state = {"epoch": epoch + 1, "early_stopping": early.state(), "config": config.to_json()}
-        if dist.is_main:
-            save_checkpoint(run.checkpoint_path("last"), model, optimizer, scaler, state)
-            if improved:
-                save_checkpoint(run.checkpoint_path("best"), model, state=state)
-            run.append_metrics(row)
-            rows.append(row)
-            common.draw_curves(rows, run.curves_file, title=f"{run.path.name}: {config.model} (torch)")
-            log(common.format_epoch(row, config.epochs) + ("  *best" if improved else ""))
-        if stopped_early:
-            log(f"early stopping: no better validation accuracy for {config.early_stopping} epochs")
-    dist.barrier()
-    rows = common.read_metrics(run.metrics_file)
-    return common.summarize(run, config, rows, parameters, stopped_early, time.perf_counter() - t0)
+        backend.close()

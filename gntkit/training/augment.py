@@ -1,0 +1,120 @@
+"""The augmentation of `augment=True`, defined once for numpy, torch and TensorFlow.
+
+`AUGMENT` holds the ranges. A sample's warp maps each output point to the input
+point it samples, in normalised coordinates ([-1, 1] across the image, pixel i's
+centre at (2i+1)/S - 1, as torch's `grid_sample(align_corners=False)`):
+
+    input = A @ (x, y, 1) + elastic(x, y)
+
+A is a random small affine (rotation, shear, scale, shift: `affine_matrices`);
+`elastic` is a smooth random displacement field: a coarse grid of
+`elastic_grid` x `elastic_grid` control displacements, uniform in
++-`elastic_pixels` pixels, interpolated bilinearly to every pixel by the
+matrix `upsample_matrix` (the elastic distortion of the HCCR literature, made
+smooth by interpolation instead of a Gaussian filter so both frameworks
+compute it with one matrix product). Here the numbers are drawn with numpy;
+the TF trainer draws the same distributions with stateless TF ops (so that
+they live inside the compiled step) and both warp with the same formula.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from gntkit.errors import GntkitError
+
+__all__ = ["AugmentParams", "AUGMENT", "affine_matrices", "elastic_offsets", "upsample_matrix",
+           "affine_from_uniform", "sampling_grid"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentParams:
+    """Ranges of the random warp (each drawn uniformly in +-value).
+
+    Attributes:
+        rotation_degrees: rotation angle.
+        shear_degrees: horizontal shear angle.
+        scale: relative scale change (0.1 = 0.9 to 1.1).
+        translate: shift as a fraction of the image side.
+        elastic_pixels: largest elastic displacement of a control point, in pixels (0 = no elastic).
+        elastic_grid: control points per side of the elastic field.
+    """
+
+    rotation_degrees: float = 10.0
+    shear_degrees: float = 8.0
+    scale: float = 0.10
+    translate: float = 0.08
+    elastic_pixels: float = 1.5
+    elastic_grid: int = 4
+
+
+# The one definition used by every framework.
+AUGMENT = AugmentParams()
+
+
+def affine_from_uniform(u, params: AugmentParams = AUGMENT, xp=np):
+    """Affine matrices (B, 2, 3) from uniform numbers u (B, 5) in [-1, 1]: angle, shear, scale, shift x, shift y.
+
+    `xp` is the array module (numpy here; the TF trainer passes an adapter), so
+    numpy and TensorFlow turn random numbers into matrices with one formula.
+    """
+    angle = u[:, 0] * (params.rotation_degrees * math.pi / 180)
+    shear = u[:, 1] * (params.shear_degrees * math.pi / 180)
+    scale = 1.0 + u[:, 2] * params.scale
+    shift_x = u[:, 3] * (2 * params.translate)  # normalised units: the side is 2 long
+    shift_y = u[:, 4] * (2 * params.translate)
+    cos, sin, tan = xp.cos(angle), xp.sin(angle), xp.tan(shear)
+    # rotation @ shear(x by y), divided by scale (the matrix maps output -> input)
+    row0 = xp.stack([cos / scale, (cos * tan - sin) / scale, shift_x], axis=1)
+    row1 = xp.stack([sin / scale, (sin * tan + cos) / scale, shift_y], axis=1)
+    return xp.stack([row0, row1], axis=1)
+
+
+def affine_matrices(rng: np.random.Generator, count: int, params: AugmentParams = AUGMENT) -> np.ndarray:
+    """Random small affines for augmentation: float32 (count, 2, 3), output -> input, normalised coordinates."""
+    u = rng.uniform(-1.0, 1.0, (count, 5))
+    return affine_from_uniform(u, params).astype(np.float32)
+
+
+def elastic_offsets(rng: np.random.Generator, count: int, size: int, params: AugmentParams = AUGMENT) -> np.ndarray:
+    """Coarse elastic control displacements float32 (count, G, G, 2), in normalised units (x, y)."""
+    u = rng.uniform(-1.0, 1.0, (count, params.elastic_grid, params.elastic_grid, 2))
+    return (u * (2.0 * params.elastic_pixels / size)).astype(np.float32)
+
+
+def upsample_matrix(size: int, grid: int) -> np.ndarray:
+    """Bilinear interpolation float32 (size, grid): pixel centres from `grid` control points spanning the image.
+
+    Control point j sits at normalised position -1 + 2j/(grid-1); rows sum to 1.
+
+    Raises:
+        GntkitError: size or grid below 2.
+    """
+    if size < 2 or grid < 2:
+        raise GntkitError(f"Elastic distortion needs an image side and a grid of at least 2, found {size} and {grid}.")
+    centres = (2 * np.arange(size) + 1) / size - 1  # normalised pixel centres
+    position = (centres + 1) / 2 * (grid - 1)
+    low = np.clip(np.floor(position).astype(int), 0, grid - 2)
+    frac = position - low
+    m = np.zeros((size, grid), np.float64)
+    m[np.arange(size), low] = 1 - frac
+    m[np.arange(size), low + 1] = frac
+    return m.astype(np.float32)
+
+
+def sampling_grid(matrices: np.ndarray, offsets: np.ndarray | None, size: int) -> np.ndarray:
+    """Reference (numpy) sampling grid (B, S, S, 2) in normalised (x, y): affine plus elastic field.
+
+    The torch and TF trainers compute the same grid on the device; tests compare them to this.
+    """
+    centres = ((2 * np.arange(size) + 1) / size - 1).astype(np.float64)
+    gx, gy = np.meshgrid(centres, centres)  # gx[row, col] = x of column
+    base = np.stack([gx, gy, np.ones_like(gx)], axis=-1)  # (S, S, 3)
+    grid = np.einsum("hwk,bjk->bhwj", base, np.asarray(matrices, np.float64))
+    if offsets is not None:
+        up = upsample_matrix(size, offsets.shape[1]).astype(np.float64)
+        grid = grid + np.einsum("hg,bgki,wk->bhwi", up, np.asarray(offsets, np.float64), up)
+    return grid.astype(np.float32)
