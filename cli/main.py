@@ -1,8 +1,8 @@
 """The `gntkit` command line: each command parses its options and calls library code.
 
-Exit codes: 0 success; 2 bad input or a failed check (one sentence on stderr, no
-traceback); 3 finished, but records were skipped or samples dropped (counted in the
-output); 130 interrupted.
+Exit codes: 0 success; 1 an internal error (a bug in gntkit, said so); 2 bad input or a
+failed check (one sentence on stderr, no traceback); 3 finished, but records were skipped
+or samples dropped (counted in the output); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from gntkit.errors import GntkitError
 # TensorFlow's C++ start-up chatter would bury the one-sentence messages of the CLI.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
 EXIT_SKIPPED = 3
 
@@ -65,9 +66,14 @@ def run(call: Callable):
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         fail(f"{where}{exc.strerror or exc}.")
+    except Exception as exc:  # not bad input: a bug in gntkit, and said to be one
+        if os.environ.get("GNTKIT_DEBUG"):
+            raise
+        fail(f"internal error, a bug in gntkit, not a problem with your input: {type(exc).__name__}: {exc}. "
+             "Please report it with the command; GNTKIT_DEBUG=1 shows the traceback.", EXIT_BUG)
 
 
-Sources = Annotated[list[Path], typer.Argument(help="GNT sources: .gnt files, folders of them, or .zip archives (read in place).", show_default=False)]
+Sources = Annotated[list[Path], typer.Argument(help="Sources: .gnt and other CASIA / MNIST files, folders of them, or archives (read in place).", show_default=False)]
 
 
 @app.command()
@@ -125,15 +131,7 @@ def charset_export(
     from gntkit.charset import resolve
 
     charset = run(lambda: resolve(name))
-
-    def save():
-        out.mkdir(parents=True, exist_ok=True)
-        for existing in ("charset.txt", "charset.json"):
-            if (out / existing).exists():
-                raise GntkitError(f"{out / existing}: the file already exists; choose another folder.")
-        return charset.save(out)
-
-    paths = run(save)
+    paths = run(lambda: charset.save(out, overwrite=False))
     typer.echo(f"wrote {len(charset)} classes to {paths[0]} and {paths[1]}")
 
 
@@ -164,38 +162,38 @@ class Format(str, Enum):
     webdataset = "webdataset"
 
 
-def build_preprocess(size: int, raw: bool, margin: Optional[int], crop: bool, invert: bool, binarize: Optional[str],
-                     denoise: bool, contrast: bool):
-    """Preprocess settings from CLI options (validated by Preprocess itself)."""
-    from gntkit.preprocess import Preprocess
-
+def build_preprocess(size: Optional[int], raw: bool, margin: Optional[int], crop: Optional[bool], invert: Optional[bool],
+                     binarize: Optional[str], denoise: bool, contrast: bool, **more) -> dict:
+    """Preprocess settings the user set, as a dict (None: the source format's default; see
+    gntkit.convert.resolve_preprocess, which validates them)."""
     threshold = None
     if binarize is not None:
         if binarize != "otsu" and not binarize.isdigit():
             raise GntkitError(f"--binarize must be 'otsu' or a threshold 0..255, found {binarize!r}.")
         threshold = binarize if binarize == "otsu" else int(binarize)
     if raw:
-        return Preprocess(raw=True)
-    return Preprocess(size=size, margin=margin, crop=crop, invert=invert, binarize=threshold, denoise=denoise, contrast=contrast)
+        return {"raw": True, **{k: v for k, v in more.items() if v is not None}}
+    return {"size": size, "margin": margin, "crop": crop, "invert": invert, "binarize": threshold,
+            "denoise": denoise or None, "contrast": contrast or None, **more}
 
 
 @app.command()
 def convert(
     sources: Sources,
     to: Annotated[Format, typer.Option(help="Shard format.")] = Format.tfrecord,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: <source name>-<format> here).")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Output folder, or a URL (s3://bucket/prefix, any fsspec URL: uploaded when complete). Default: <source name>-<format> here.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Dataset name in shard file names (default: from the source).")] = None,
-    split: Annotated[str, typer.Option(help="'all', 'hwdb1.1' (train 1001-1240, test 1241-1300), or ranges 'train=1001-1240,test=1241-1300'.")] = "all",
+    split: Annotated[Optional[str], typer.Option(help="'all', a preset ('hwdb1.1': train 1001-1240, test 1241-1300; see docs/casia.md), or ranges 'train=1001-1240,test=1241-1300'. Default: the format's (GNT: all; MNIST: from the file names).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Move this fraction of the train writers to a 'val' split (seeded).")] = 0.0,
     split_seed: Annotated[int, typer.Option(help="Seed of the validation writers.")] = 0,
-    charset: Annotated[str, typer.Option(help="gb2312-1 (3,755), gb2312 (6,763), data (every code seen, by code), or a charset.txt/.json.")] = "gb2312-1",
+    charset: Annotated[Optional[str], typer.Option(help="gb2312-1 (3,755), gb2312 (6,763), data (every code seen, by code), or a charset.txt/.json. Default: the format's (GNT: gb2312-1).")] = None,
     on_unknown: Annotated[OnUnknown, typer.Option(help="Characters outside the charset: drop and count, error, or map to an 'other' class.")] = OnUnknown.drop,
     on_error: Annotated[OnError, typer.Option(help="Damaged records: raise (exit 2) or skip, count and report (exit 3).")] = OnError.raise_,
-    size: Annotated[int, typer.Option(help="Output image side S (S x S canvas).")] = 64,
+    size: Annotated[Optional[int], typer.Option(help="Output image side S (S x S canvas). Default: the format's (GNT: 64; MNIST: 28, as stored).")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Keep the original bitmaps losslessly (variable size); no preprocessing.")] = False,
-    margin: Annotated[Optional[int], typer.Option(help="Blank border in the canvas, pixels (default S/16).")] = None,
-    crop: Annotated[bool, typer.Option(help="Crop to the ink's bounding box before resizing.")] = True,
-    invert: Annotated[bool, typer.Option(help="Ink bright on a 0 background.")] = True,
+    margin: Annotated[Optional[int], typer.Option(help="Blank border in the canvas, pixels (default S/16 for GNT).")] = None,
+    crop: Annotated[Optional[bool], typer.Option("--crop/--no-crop", help="Crop to the ink's bounding box before resizing (default: the format's).", show_default=False)] = None,
+    invert: Annotated[Optional[bool], typer.Option("--invert/--no-invert", help="Ink bright on a 0 background (default: the format's).", show_default=False)] = None,
     binarize: Annotated[Optional[str], typer.Option(help="'otsu' or a fixed threshold 0..255 (default: keep grey levels).")] = None,
     denoise: Annotated[bool, typer.Option("--denoise", help="Remove isolated specks.")] = False,
     contrast: Annotated[bool, typer.Option("--contrast", help="Stretch each bitmap's grey range.")] = False,
@@ -207,9 +205,9 @@ def convert(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing gntkit output folder.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of the same command, keeping its finished shards.")] = False,
     hash_sources: Annotated[bool, typer.Option("--hash-sources/--no-hash-sources", help="Record every source file's sha256 in the manifest.")] = True,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress line.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ):
-    """Convert GNT sources (files, folders, zips) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""
+    """Convert sources (.gnt and other CASIA / MNIST files, folders, archives) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""
     from gntkit.convert import convert as run_convert
 
     def call():
@@ -230,10 +228,8 @@ def convert(
     for split_name, info in manifest["splits"].items():
         typer.echo(f"  {split_name:<6} {info['num_records']:>10,} samples in {len(info['shards'])} shard(s), {len(info['writers'])} writer(s)")
     typer.echo(f"  charset {manifest['charset']['name']}: {manifest['charset']['num_classes']:,} classes ({manifest['charset']['order']})")
-    skipped = manifest["skipped"]
-    lost = skipped["skipped_records"] or skipped["skipped_bytes"] or skipped["dropped_samples"]
     typer.echo(f"  {manifest['summary']}")
-    if lost:
+    if manifest["lost_anything"]:
         raise typer.Exit(EXIT_SKIPPED)
 
 

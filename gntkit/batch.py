@@ -23,6 +23,9 @@ class SampleBatch:
         tag_codes: uint16 GB/ASCII tag code as stored in the file (high byte first).
         labels: int64 class id in the charset.
         characters: the character each label stands for.
+        meta: what a format carries beyond the image (text lines, strokes): each entry is
+            either one value per sample (a list or an array of length N) or ragged data
+            `meta[k]` delimited by `meta[k + "_offsets"]` (int64, N+1 entries).
     """
 
     keys: list[str]
@@ -65,3 +68,30 @@ class SampleBatch:
             return self.images[i]
         start, end = int(self.pixel_offsets[i]), int(self.pixel_offsets[i + 1])
         return self.pixels[start:end].reshape(int(self.heights[i]), int(self.widths[i]))
+
+    def slice(self, start: int, end: int) -> SampleBatch:
+        """Samples start..end as a new SampleBatch (pixel data and ragged meta data are views)."""
+        common = dict(
+            keys=self.keys[start:end], writer_ids=self.writer_ids[start:end], tag_codes=self.tag_codes[start:end],
+            labels=self.labels[start:end], characters=self.characters[start:end],
+            heights=self.heights[start:end], widths=self.widths[start:end], meta=_slice_meta(self.meta, start, end),
+        )
+        if self.images is not None:
+            return SampleBatch(**common, images=self.images[start:end])
+        first, last = int(self.pixel_offsets[start]), int(self.pixel_offsets[end])
+        return SampleBatch(**common, pixels=self.pixels[first:last], pixel_offsets=self.pixel_offsets[start:end + 1] - first)
+
+
+def _slice_meta(meta: dict, start: int, end: int) -> dict:
+    out = {}
+    for key, value in meta.items():
+        if key.endswith("_offsets") and key[: -len("_offsets")] in meta:
+            continue  # sliced with its values below
+        offsets = meta.get(key + "_offsets")
+        if offsets is not None:
+            first, last = int(offsets[start]), int(offsets[end])
+            out[key] = value[first:last]
+            out[key + "_offsets"] = offsets[start:end + 1] - first
+        else:
+            out[key] = value[start:end]
+    return out

@@ -1,21 +1,33 @@
 """`gntkit convert`: the sample stream -> TFRecord / HDF5 / WebDataset shards + charset + manifest.
 
+Four stages a reader can follow, each a function here:
+- plan (`plan_conversion`): check the arguments, find the members, choose the split of every
+  writer, survey the charset once (shared with the stream), settle the preprocessing;
+- output folder (`OutputFolder`): prepare it (or the resume journal), record finished shards,
+  give shards their final names;
+- write (`write_shards`): the one sample stream into shards, split by split, with progress;
+- finalise (`finalise`): digests of sources and shards, charset files, the manifest.
+
 Life of an output folder:
-- while running: shards appear as `{name}-{split}.{ext}-{i:05d}` once complete (the writer
+- while running: shards appear as `{name}-{split}-{i:05d}.{ext}` once complete (the writer
   writes `.partial` first), and `.gntkit-journal.json` lists the finished ones;
-- at the end: shards are renamed `...-{i:05d}-of-{n:05d}`, then `dataset_info.json` is
-  written (atomically) with `"complete": true`, then the journal is removed.
+- at the end: shards are renamed `...-{i:05d}-of-{n:05d}...` (gntkit.manifest.shard_name),
+  then `dataset_info.json` is written (atomically) with `"complete": true`, then the journal
+  is removed.
 A folder without `dataset_info.json` is never a complete conversion. `resume=True` keeps
 the finished shards of an interrupted run with the same settings and writes only the rest.
+An `out_dir` URL (`s3://bucket/prefix`, any fsspec URL) is written locally first and
+uploaded when complete, manifest last (gntkit.remote).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
-import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,66 +36,48 @@ import numpy as np
 
 import gntkit
 from gntkit.batch import SampleBatch
-from gntkit.charset import Charset, resolve
+from gntkit.charset import Charset
 from gntkit.digest import default_threads, sha256_files
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.formats.gnt import DEFAULT_MAX_SIDE
-from gntkit.inspection import inspect_sources
-from gntkit.sources import GntMember, find_members
+from gntkit.manifest import JOURNAL, MANIFEST, OutputFormat, brace_pattern, output_format, read_json, shard_name, write_json_atomic
+from gntkit.sources import Member, find_members
 from gntkit.splits import SplitPlan, parse_split
-from gntkit.stream import DEFAULT_BATCH_SIZE, PARALLEL_CHOICES, StreamReport, check_choice, iter_batches
+from gntkit.stream import DEFAULT_BATCH_SIZE, PARALLEL_CHOICES, StreamReport, check_choice, iter_batches, plan_charset
 
-MANIFEST = "dataset_info.json"
-JOURNAL = ".gntkit-journal.json"
-FORMATS = {"tfrecord": "tfrecord", "hdf5": "h5", "webdataset": "tar"}
 # 128 MB: about 30 shards for HWDB1.1-train at 64 x 64, enough for shuffling across shards and
 # for hashing them side by side (gntkit.digest), each still large for sequential reads.
 DEFAULT_SHARD_BYTES = 128 * 1024 * 1024
 # Rough per-record overhead (keys, labels, framing) used to size shards by bytes.
 _RECORD_OVERHEAD = 96
+_SOURCE_SUFFIXES = (".zip", ".gnt", ".gz", ".alz", ".pot", ".dgrl")
+
+
+def _first_source(sources) -> Path:
+    return Path(list(sources)[0] if not isinstance(sources, (str, Path)) else sources)
+
+
+def _strip_suffixes(name: str) -> str:
+    while name.lower().endswith(_SOURCE_SUFFIXES):
+        name = name[: name.rindex(".")]
+    return name
 
 
 def default_name(sources) -> str:
     """Dataset name from the first source: `HWDB1.1trn_gnt.zip` -> "hwdb1.1trn_gnt"."""
-    first = Path(list(sources)[0] if not isinstance(sources, (str, Path)) else sources)
-    name = first.name
-    for suffix in (".zip", ".gnt"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
+    name = _strip_suffixes(_first_source(sources).name)
     name = "".join(c if c.isalnum() or c in "._" else "_" for c in name.lower()).strip("._")
     return name or "gnt"
 
 
 def default_output(sources, to: str) -> Path:
     """Default output folder: `<source name>-<format>` in the current folder."""
-    first = Path(list(sources)[0] if not isinstance(sources, (str, Path)) else sources)
-    stem = first.name[:-4] if first.name.lower().endswith((".zip", ".gnt")) else first.name
-    return Path.cwd() / f"{stem}-{to}"
-
-
-def shard_name(name: str, split: str, ext: str, index: int, total: int | None = None) -> str:
-    """`{name}-{split}.{ext}-{i:05d}-of-{n:05d}` (without `-of-` while the total is unknown)."""
-    base = f"{name}-{split}.{ext}-{index:05d}"
-    return base if total is None else f"{base}-of-{total:05d}"
+    return Path.cwd() / f"{_strip_suffixes(_first_source(sources).name)}-{to}"
 
 
 def slice_batch(batch: SampleBatch, start: int, end: int) -> SampleBatch:
-    """Samples start..end of a batch as a new SampleBatch (pixel data are views)."""
-    common = dict(
-        keys=batch.keys[start:end], writer_ids=batch.writer_ids[start:end], tag_codes=batch.tag_codes[start:end],
-        labels=batch.labels[start:end], characters=batch.characters[start:end],
-        heights=batch.heights[start:end], widths=batch.widths[start:end],
-    )
-    if batch.images is not None:
-        return SampleBatch(**common, images=batch.images[start:end])
-    first, last = int(batch.pixel_offsets[start]), int(batch.pixel_offsets[end])
-    return SampleBatch(**common, pixels=batch.pixels[first:last], pixel_offsets=batch.pixel_offsets[start:end + 1] - first)
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Samples start..end of a batch as a new SampleBatch (see SampleBatch.slice)."""
+    return batch.slice(start, end)
 
 
 def _file_digests(path: Path, md5: bool) -> dict:
@@ -103,9 +97,9 @@ def _file_digests(path: Path, md5: bool) -> dict:
 class _SourceHasher(threading.Thread):
     """Hashes the source files in the background while conversion runs (the kernels release the GIL).
 
-    Plain .gnt files go through the multi-buffer SHA-256 (gntkit.digest); zip archives get
-    sha256 and md5 (the digests download pages publish). Members inside zips are hashed by
-    the stream, which has their inflated bytes anyway.
+    Plain source files go through the multi-buffer SHA-256 (gntkit.digest); archives get
+    sha256 and md5 (the digests download pages publish). Members inside archives are hashed
+    by the stream, which has their unpacked bytes anyway.
     """
 
     def __init__(self, files, archives):
@@ -124,42 +118,26 @@ class _SourceHasher(threading.Thread):
         except (OSError, GntkitError) as exc:  # reported after the join
             self.error = exc
 
+    def result(self) -> tuple[dict, dict]:
+        """Wait for the digests: (plain file -> sha256, archive -> {sha256, md5}).
 
-class Progress:
-    """A one-line progress display on stderr: samples, samples/s, percent of bytes, ETA."""
-
-    def __init__(self, total_bytes: int, enabled: bool):
-        self.total = max(total_bytes, 1)
-        self.enabled = enabled
-        self.start = time.perf_counter()
-        self.last = 0.0
-        self.tty = sys.stderr.isatty()
-
-    def update(self, done_bytes: int, samples: int, final: bool = False) -> None:
-        """Redraw at most 4 times a second (every 5 s when stderr is not a terminal)."""
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if not final and now - self.last < (0.25 if self.tty else 5.0):
-            return
-        self.last = now
-        elapsed = max(now - self.start, 1e-9)
-        fraction = min(done_bytes / self.total, 1.0)
-        eta = elapsed * (1 - fraction) / fraction if fraction > 0 else float("nan")
-        line = f"{samples:>10,} samples  {samples / elapsed:>9,.0f}/s  {100 * fraction:5.1f}%  ETA {eta:5.0f}s"
-        if self.tty:
-            sys.stderr.write("\r" + line + ("\n" if final else ""))
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        Raises:
+            GntkitError: a file could not be read.
+        """
+        self.join()
+        if isinstance(self.error, OSError):
+            raise GntkitError(f"{self.error.filename}: cannot read the file to hash it ({self.error.strerror}).")
+        if self.error is not None:
+            raise self.error
+        return self.file_digests, self.digests
 
 
 class _SplitOutput:
     """Rolls one split's samples over shards by count or size; skips shards the journal has."""
 
-    def __init__(self, split, *, out_dir, name, ext, writer_class, attrs, compression, shard_records, shard_bytes, finished, on_shard_done):
+    def __init__(self, split, *, out_dir, name, fmt, writer_class, attrs, compression, shard_records, shard_bytes, finished, on_shard_done):
         self.split = split
-        self.out_dir, self.name, self.ext = out_dir, name, ext
+        self.out_dir, self.name, self.fmt = out_dir, name, fmt
         self.writer_class, self.attrs, self.compression = writer_class, attrs, compression
         self.shard_records, self.shard_bytes = shard_records, shard_bytes
         self.finished = finished  # shard entries from the journal, in order
@@ -183,7 +161,7 @@ class _SplitOutput:
         if self.index < len(self.finished):
             self.writer = None  # replaying a shard that is already on disk
             return
-        path = self.out_dir / shard_name(self.name, self.split, self.ext, self.index)
+        path = self.out_dir / shard_name(self.name, self.split, self.fmt, self.index)
         self.writer = self.writer_class(str(path), split=self.split, attrs=self.attrs, compression=self.compression, compute_sha256=False)
 
     def _close(self):
@@ -196,7 +174,7 @@ class _SplitOutput:
                 )
         else:
             info = self.writer.close()
-            entry = {"file": shard_name(self.name, self.split, self.ext, self.index), "records": int(info["records"]),
+            entry = {"file": shard_name(self.name, self.split, self.fmt, self.index), "records": int(info["records"]),
                      "bytes": int(info["bytes"]), "sha256": info["sha256"], "index": info.get("index")}
         self.shards.append(entry)
         if len(self.shards) > len(self.finished):
@@ -222,7 +200,7 @@ class _SplitOutput:
                 if over.size:
                     end = start + int(over[0]) + 1
             if self.writer is not None:
-                self.writer.write(slice_batch(batch, start, end) if (start, end) != (0, len(batch)) else batch)
+                self.writer.write(batch.slice(start, end) if (start, end) != (0, len(batch)) else batch)
             self.count += end - start
             self.size += int(per_record[start:end].sum())
             start = end
@@ -239,232 +217,408 @@ class _SplitOutput:
             self.writer = None
 
 
-def _settings_key(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+# --------------------------------------------------------------------------- stage 1: plan
 
 
-def _prepare_output(out_dir: Path, overwrite: bool, resume: bool, key: str) -> dict:
-    """Create or clear the output folder; return the journal's finished shards per split."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputExistsError(f"{out_dir}: expected an output folder, found a file.")
-    journal_path = out_dir / JOURNAL
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if resume and journal_path.is_file():
-            journal = json.loads(journal_path.read_text(encoding="utf-8"))
-            if journal.get("settings_key") != key:
-                raise GntkitError(
-                    f"{out_dir}: the interrupted run there used other sources or settings, so it cannot be resumed: "
-                    "use the same command, or --overwrite to start again."
+@dataclasses.dataclass
+class ConversionPlan:
+    """Everything decided before a byte is written (the output of `plan_conversion`).
+
+    Attributes:
+        sources: the paths as given.
+        members: every source file, in stream order.
+        out_dir: the local output folder (a staging folder when `upload_to` is set).
+        upload_to: the URL the finished conversion goes to, or None.
+        name: dataset name used in shard names.
+        fmt: the output format.
+        split: the split plan; assignment: writer id -> split name.
+        charset: the classes (surveyed once for "data").
+        preprocess: the preprocessing applied to every bitmap.
+        options: the remaining settings (on_error, on_unknown, shard sizes, workers, ...).
+    """
+
+    sources: list
+    members: list[Member]
+    out_dir: Path
+    upload_to: str | None
+    name: str
+    fmt: OutputFormat
+    split: SplitPlan
+    assignment: dict
+    charset: Charset
+    preprocess: object
+    options: dict
+
+    def settings_key(self) -> str:
+        """A digest of every setting that shapes the shards (resume checks it)."""
+        o = self.options
+        settings = {
+            "sources": [str(Path(s).resolve()) for s in self.sources], "members": [(m.name, m.size) for m in self.members],
+            "to": self.fmt.name, "name": self.name, "split": self.split.to_json(), "charset": self.charset.to_json(),
+            "preprocess": self.preprocess.to_json(), "on_error": o["on_error"], "on_unknown": o["on_unknown"],
+            "shard_records": o["shard_records"], "shard_bytes": o["shard_bytes"], "compression": o["compression"],
+            "batch_size": o["batch_size"], "max_side": o["max_side"],
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def resolve_preprocess(members: list[Member], preprocess=None):
+    """The preprocessing for these members: a Preprocess as given, or the members' format
+    defaults (`PREPROCESS_DEFAULTS` of the format module) updated with the options the user
+    set (a dict whose None values mean "the format's default").
+
+    Raises:
+        GntkitError: a bad setting, or formats whose defaults disagree with nothing given.
+    """
+    from gntkit.formats import get_format
+    from gntkit.preprocess import Preprocess
+
+    if isinstance(preprocess, Preprocess):
+        return preprocess
+    if preprocess is not None and not isinstance(preprocess, dict):
+        raise GntkitError(f"preprocess must be a gntkit.preprocess.Preprocess or a dict of its settings, found {type(preprocess).__name__}.")
+    chosen = {k: v for k, v in (preprocess or {}).items() if v is not None}
+    defaults = {}
+    for name in sorted({m.format for m in members}):
+        own = dict(getattr(get_format(name), "PREPROCESS_DEFAULTS", {}))
+        clash = {k for k in own.keys() & defaults.keys() if own[k] != defaults[k]} - chosen.keys()
+        if clash:
+            raise GntkitError(f"The sources mix formats whose default preprocessing differs in {', '.join(sorted(clash))}: set it explicitly (e.g. --size).")
+        defaults.update(own)
+    if chosen.get("raw"):
+        return Preprocess(**chosen)
+    try:
+        return Preprocess(**{**defaults, **chosen})
+    except TypeError as exc:
+        raise GntkitError(f"preprocess: expected settings of gntkit.preprocess.Preprocess, found {exc}.") from None
+
+
+def _default_split(members: list[Member]) -> str:
+    from gntkit.formats import get_format
+
+    splits = {getattr(get_format(name), "DEFAULT_SPLIT", "all") for name in {m.format for m in members}}
+    return splits.pop() if len(splits) == 1 else "all"
+
+
+def _check_options(options: dict) -> None:
+    check_choice("parallel", options["parallel"], PARALLEL_CHOICES)
+    for key in ("shard_records", "shard_bytes"):
+        if options[key] is not None and (not isinstance(options[key], int) or options[key] < 1):
+            raise GntkitError(f"{key} must be a whole number of at least 1, found {options[key]!r}.")
+    if int(options["batch_size"]) < 1:
+        raise GntkitError(f"batch_size must be at least 1, found {options['batch_size']}.")
+
+
+def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = None, split=None,
+                    val_fraction: float = 0.0, split_seed: int = 0, charset=None, preprocess=None, **options) -> ConversionPlan:
+    """Stage 1 of convert: check the arguments and decide everything (see convert for them).
+
+    Raises:
+        GntkitError: bad arguments, sources or charset.
+    """
+    fmt = output_format(to)
+    _check_options(options)
+    source_list = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    members = find_members(source_list)
+    plan = split if isinstance(split, SplitPlan) else parse_split(split or _default_split(members), val_fraction, split_seed)
+    assignment = plan.assign([m.writer_id for m in members])
+    charset_obj = plan_charset(charset, members, on_error=options["on_error"], on_unknown=options["on_unknown"], max_side=options["max_side"])
+    upload_to = None
+    if out_dir is not None and "://" in str(out_dir):
+        if options.get("resume"):
+            raise GntkitError(f"{out_dir}: --resume works on local folders only; convert to a local folder, then upload it.")
+        upload_to = str(out_dir)
+        out_dir = Path(tempfile.mkdtemp(prefix="gntkit-upload-"))
+        options["overwrite"] = True
+    out = Path(out_dir) if out_dir is not None else default_output(source_list, fmt.name)
+    return ConversionPlan(source_list, members, out, upload_to, name or default_name(source_list), fmt, plan, assignment,
+                          charset_obj, resolve_preprocess(members, preprocess), options)
+
+
+# --------------------------------------------------------------------------- stage 2: the output folder
+
+
+class OutputFolder:
+    """The output folder's life: prepare (or resume), the journal of finished shards, final names.
+
+    Args:
+        path: the folder.
+        key: the plan's settings key (a resumed run must have the same).
+    """
+
+    def __init__(self, path: Path, key: str):
+        self.path = Path(path)
+        self.key = key
+        self.journal_path = self.path / JOURNAL
+
+    def prepare(self, overwrite: bool, resume: bool) -> dict:
+        """Create or clear the folder; return the journal's finished shards per split.
+
+        Raises:
+            OutputExistsError / GntkitError: a folder that must not be touched, a journal
+                of other settings, or a damaged journal (one sentence each).
+        """
+        out_dir = self.path
+        if out_dir.exists() and not out_dir.is_dir():
+            raise OutputExistsError(f"{out_dir}: expected an output folder, found a file.")
+        if out_dir.exists() and any(out_dir.iterdir()):
+            if resume and self.journal_path.is_file():
+                return self._resume()
+            if resume and (out_dir / MANIFEST).is_file():
+                raise OutputExistsError(f"{out_dir}: this conversion is already complete ({MANIFEST} exists); nothing to resume.")
+            if not overwrite:
+                hint = " or --resume to finish the interrupted run" if self.journal_path.is_file() else ""
+                raise OutputExistsError(f"{out_dir}: the output folder exists and is not empty: pass --overwrite to replace it{hint}.")
+            if not ((out_dir / MANIFEST).is_file() or self.journal_path.is_file()):
+                raise OutputExistsError(
+                    f"{out_dir}: the folder exists and is not a gntkit output (no {MANIFEST} or journal), so --overwrite will not delete it: choose another folder."
                 )
-            for split_entries in journal["shards"].values():
-                for entry in split_entries:
-                    path = out_dir / entry["file"]
-                    if not path.is_file() or path.stat().st_size != entry["bytes"]:
-                        raise GntkitError(f"{path}: the journal lists this finished shard ({entry['bytes']} bytes) but found {'no file' if not path.is_file() else f'{path.stat().st_size} bytes'}: use --overwrite to start again.")
-            for leftover in out_dir.glob("*.partial"):
-                leftover.unlink()
-            return journal["shards"]
-        if resume and (out_dir / MANIFEST).is_file():
-            raise OutputExistsError(f"{out_dir}: this conversion is already complete ({MANIFEST} exists); nothing to resume.")
-        if not overwrite:
-            hint = " or --resume to finish the interrupted run" if journal_path.is_file() else ""
-            raise OutputExistsError(f"{out_dir}: the output folder exists and is not empty: pass --overwrite to replace it{hint}.")
-        if not ((out_dir / MANIFEST).is_file() or journal_path.is_file()):
-            raise OutputExistsError(
-                f"{out_dir}: the folder exists and is not a gntkit output (no {MANIFEST} or journal), so --overwrite will not delete it: choose another folder."
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return {}
+
+    def _resume(self) -> dict:
+        journal = read_json(self.journal_path, "a gntkit resume journal")
+        shards = journal.get("shards")
+        if not isinstance(shards, dict) or not all(isinstance(v, list) and all(isinstance(e, dict) and {"file", "bytes", "records"} <= e.keys() for e in v) for v in shards.values()):
+            raise GntkitError(f"{self.journal_path}: expected a resume journal listing finished shards (file, bytes, records), found a damaged one: use --overwrite to start again.")
+        if journal.get("settings_key") != self.key:
+            raise GntkitError(
+                f"{self.path}: the interrupted run there used other sources or settings, so it cannot be resumed: "
+                "use the same command, or --overwrite to start again."
             )
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return {}
+        for entries in shards.values():
+            for entry in entries:
+                path = self.path / entry["file"]
+                if not path.is_file() or path.stat().st_size != entry["bytes"]:
+                    found = "no file" if not path.is_file() else f"{path.stat().st_size} bytes"
+                    raise GntkitError(f"{path}: the journal lists this finished shard ({entry['bytes']} bytes) but found {found}: use --overwrite to start again.")
+        for leftover in self.path.glob("*.partial"):
+            leftover.unlink()
+        return shards
+
+    def save_journal(self, shards: dict) -> None:
+        """Record the finished shards of every split (written atomically)."""
+        write_json_atomic(self.journal_path, {"settings_key": self.key, "shards": shards})
+
+    def final_names(self, name: str, split: str, fmt: OutputFormat, shards: list[dict]) -> None:
+        """Rename a split's shards (and indexes) to `...-of-N` names; updates the entries."""
+        total = len(shards)
+        for i, entry in enumerate(shards):
+            final = shard_name(name, split, fmt, i, total)
+            os.replace(self.path / entry["file"], self.path / final)
+            if entry.get("index"):
+                index_final = final + ".index.npy"
+                os.replace(self.path / entry["index"], self.path / index_final)
+                entry["index"] = index_final
+            entry["file"] = final
+
+    def finish(self, manifest: dict) -> None:
+        """Write the manifest (last, atomically) and remove the journal."""
+        write_json_atomic(self.path / MANIFEST, manifest)
+        self.journal_path.unlink(missing_ok=True)
 
 
-def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = None, split: str | SplitPlan = "all",
-            val_fraction: float = 0.0, split_seed: int = 0, charset: str | Charset = "gb2312-1", preprocess=None,
+# --------------------------------------------------------------------------- stage 3: write
+
+
+def _split_outputs(plan: ConversionPlan, folder: OutputFolder, finished: dict) -> dict:
+    """One _SplitOutput per split, each saving the journal when it finishes a shard."""
+    attrs = {"gntkit_version": gntkit.__version__, "charset": plan.charset.to_json(), "preprocess": plan.preprocess.to_json()}
+    writer_class = plan.fmt.writer_class()
+    outputs: dict[str, _SplitOutput] = {}
+
+    def save_journal():
+        folder.save_journal({s: outputs[s].shards if s in outputs else list(finished.get(s, [])) for s in plan.split.names})
+
+    for split_name in plan.split.names:
+        outputs[split_name] = _SplitOutput(
+            split_name, out_dir=folder.path, name=plan.name, fmt=plan.fmt, writer_class=writer_class, attrs=attrs,
+            compression=plan.options["compression"], shard_records=plan.options["shard_records"],
+            shard_bytes=plan.options["shard_bytes"], finished=finished.get(split_name, []), on_shard_done=save_journal,
+        )
+    save_journal()
+    return outputs
+
+
+def write_shards(plan: ConversionPlan, outputs: dict, report: StreamReport) -> int:
+    """Stage 3: the one sample stream into each split's shards, with a progress bar.
+
+    Returns:
+        Samples written. On any error the unfinished shards are removed and it re-raises.
+    """
+    from gntkit.progress import ProgressBar
+
+    o = plan.options
+    sizes = {m.name: max(m.size, 0) for m in plan.members}
+    samples, seen = 0, 0
+    stream = iter_batches(plan.members, plan.charset, plan.preprocess, on_error=o["on_error"], on_unknown=o["on_unknown"],
+                          batch_size=o["batch_size"], workers=o["workers"], parallel=o["parallel"], max_side=o["max_side"],
+                          report=report, hash_members="archived" if o["hash_sources"] else False)
+    try:
+        with ProgressBar(sum(sizes.values()), unit="bytes", description="convert", enabled=o["progress"]) as bar:
+            for batch in stream:
+                outputs[plan.assignment[batch.writer_ids[0]]].write(batch, len(plan.charset))
+                samples += len(batch)
+                done = sum(sizes[entry["name"]] for entry in report.members[seen:])
+                seen = len(report.members)
+                bar.update(done, samples=samples)
+            for output in outputs.values():
+                output.finish()
+            bar.update(sum(sizes[entry["name"]] for entry in report.members[seen:]), samples=samples)
+    except BaseException:
+        for output in outputs.values():
+            output.abort()
+        raise
+    return samples
+
+
+# --------------------------------------------------------------------------- stage 4: finalise
+
+
+def _hash_shards(folder: OutputFolder, outputs: dict) -> None:
+    # Shards are hashed together now (and any finished before a resume that lacks a digest):
+    # the multi-buffer kernel on all cores beats one hashlib stream per shard while writing.
+    # The source hasher may still be running; both share the cores until it ends.
+    unhashed = [entry for output in outputs.values() for entry in output.shards if entry.get("sha256") is None]
+    for entry, digest in zip(unhashed, sha256_files([folder.path / e["file"] for e in unhashed], threads=default_threads())):
+        entry["sha256"] = digest
+
+
+def _splits_json(plan: ConversionPlan, folder: OutputFolder, outputs: dict) -> tuple[dict, list[str]]:
+    """Final shard names and each split's manifest entry; splits no writer fell in are left out."""
+    splits_json, empty = {}, [name for name, output in outputs.items() if output.num_records == 0]
+    for split_name, output in outputs.items():
+        if split_name in empty:
+            continue  # no writer of the sources falls in it: listed under split.empty instead
+        folder.final_names(plan.name, split_name, plan.fmt, output.shards)
+        counts = output.class_counts if output.class_counts is not None else np.zeros(len(plan.charset), np.int64)
+        writers = sorted((w for w, s in plan.assignment.items() if s == split_name), key=lambda w: (len(w), w))
+        splits_json[split_name] = {"num_records": output.num_records, "writers": writers, "class_counts": counts.astype(int).tolist(),
+                                   "pattern": brace_pattern(plan.name, split_name, plan.fmt, len(output.shards)), "shards": output.shards}
+    return splits_json, empty
+
+
+def build_manifest(plan: ConversionPlan, splits_json: dict, empty: list[str], report: StreamReport, samples: int,
+                   seconds: float, digests: tuple[dict, dict]) -> dict:
+    """The manifest of a finished conversion (what `dataset_info.json` holds)."""
+    o = plan.options
+    file_digests, archive_digests = digests
+    for entry in report.members:
+        entry.setdefault("sha256", file_digests.get(entry["name"]))
+    member_entries = {e["name"]: e for e in report.members}
+    workers, parallel = o["workers"], o["parallel"]
+    manifest = {
+        "gntkit_version": gntkit.__version__,
+        "format": plan.fmt.name,
+        "name": plan.name,
+        "command": o.get("command") or f"gntkit.convert.convert({plan.sources!r}, to={plan.fmt.name!r})",
+        "complete": True,
+        "source_formats": sorted({m.format for m in plan.members}),
+        "charset": {"name": plan.charset.name, "order": plan.charset.order, "num_classes": len(plan.charset),
+                    "file": "charset.txt", "json": "charset.json", "on_unknown": o["on_unknown"], "has_other": plan.charset.has_other},
+        "preprocess": plan.preprocess.to_json(),
+        "features": plan.fmt.writer_module().feature_spec(plan.preprocess.raw, None if plan.preprocess.raw else plan.preprocess.size),
+        "compression": o["compression"],
+        "split": {**plan.split.to_json(), "empty": empty},
+        "sources": [_source_entry(Path(s), plan.members, member_entries, archive_digests) for s in plan.sources],
+        "splits": splits_json,
+        "skipped": report.to_json(),
+        "stats": {"records_read": report.records, "samples_written": samples, "seconds": round(seconds, 3), "workers": workers, "parallel": parallel,
+                  "peak_rss_mb": {"main": round(_peak_rss_kb() / 1024, 1),
+                                  "worker": round(report.worker_peak_rss_kb / 1024, 1) if parallel == "processes" and workers > 1 else None},
+                  "sources_hashed": o["hash_sources"]},
+    }
+    manifest["summary"] = report.summary() + (f" Split(s) with no samples, left out: {', '.join(empty)}." if empty else "")
+    manifest["lost_anything"] = report.lost_anything
+    return manifest
+
+
+def finalise(plan: ConversionPlan, folder: OutputFolder, outputs: dict, report: StreamReport, samples: int,
+             seconds: float, hasher: _SourceHasher) -> dict:
+    """Stage 4: shard digests, final names, charset files, the manifest written last.
+
+    Raises:
+        GntkitError: no sample was kept, or a source could not be hashed.
+    """
+    _hash_shards(folder, outputs)
+    digests = hasher.result()
+    if not any(output.num_records for output in outputs.values()):
+        raise GntkitError(f"{folder.path}: no sample was kept ({report.summary()}); nothing to write. Check --charset and --split.")
+    splits_json, empty = _splits_json(plan, folder, outputs)
+    plan.charset.save(folder.path)
+    manifest = build_manifest(plan, splits_json, empty, report, samples, seconds, digests)
+    manifest["output"] = plan.upload_to or str(folder.path)
+    folder.finish(manifest)
+    if plan.upload_to:
+        from gntkit.remote import upload_folder
+
+        upload_folder(folder.path, plan.upload_to)
+        shutil.rmtree(folder.path, ignore_errors=True)
+    return manifest
+
+
+def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = None, split=None,
+            val_fraction: float = 0.0, split_seed: int = 0, charset=None, preprocess=None,
             on_error: str = "raise", on_unknown: str = "drop", shard_records: int | None = None,
             shard_bytes: int | None = DEFAULT_SHARD_BYTES, compression: str | None = None, workers: int | None = None,
             parallel: str = "threads", overwrite: bool = False, resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
             max_side: int = DEFAULT_MAX_SIDE, progress: bool = False, command: str | None = None,
             hash_sources: bool = True) -> dict:
-    """Convert GNT sources to shards of one format, with charset files and a manifest.
+    """Convert sources of any registered format to shards of one format, with charset files and a manifest.
 
     Args:
-        sources: .gnt files, folders, zips (or a list of them).
-        out_dir: output folder; default `<source name>-<format>` in the current folder.
-        to: "tfrecord", "hdf5" or "webdataset".
+        sources: source files (.gnt, ...), folders, archives (or a list of them).
+        out_dir: output folder, or an fsspec URL (written locally, then uploaded); default
+            `<source name>-<format>` in the current folder.
+        to: "tfrecord", "hdf5" or "webdataset" (or an alias: "h5", "wds").
         name: dataset name used in shard names; default from the first source.
-        split: "all", a preset ("hwdb1.1") or ranges ("train=1001-1240,test=1241-1300").
+        split: "all", a preset ("hwdb1.1", ...), ranges ("train=1001-1240,test=1241-1300"), a
+            SplitPlan, or None for the sources' format default.
         val_fraction / split_seed: move a seeded fraction of the train writers to "val".
-        charset: "gb2312-1", "gb2312", "data", a charset file, or a Charset.
-        preprocess: gntkit.preprocess.Preprocess; default 64x64 crop+resize+invert.
+        charset: "gb2312-1", "gb2312", "data", a charset file, a Charset, or None for the
+            sources' format default (GNT: "gb2312-1").
+        preprocess: a gntkit.preprocess.Preprocess, a dict of its settings (None values: the
+            format's default), or None for the format's defaults (GNT: 64x64 crop+resize+invert).
         on_error: "raise" or "skip" damaged records (skips are counted in the manifest).
         on_unknown: "drop", "error" or "other" for characters outside the charset.
         shard_records / shard_bytes: start a new shard after this many records / bytes.
         compression: tfrecord: None or "gzip"; hdf5: None, "lzf" or "gzip".
         workers: parallel decoders (default: all cores); output is identical for any value.
-        parallel: "threads" (default: the kernels release the GIL, no copies between
-            processes) or "processes" (forkserver workers; see gntkit.stream.iter_batches).
+        parallel: "threads" (default) or "processes" (see gntkit.stream.iter_batches).
         overwrite: replace an existing gntkit output folder.
         resume: finish an interrupted run of the same command, keeping its finished shards.
         batch_size: samples per stream batch.
         max_side: largest bitmap side accepted as real.
-        progress: show a progress line on stderr.
+        progress: show progress on stderr (gntkit.progress).
         command: the command line to record in the manifest.
-        hash_sources: record the sha256 of every source file and zip (md5 too for zips) in the
-            manifest. SHA-256 runs at a few hundred MB/s on CPUs without SHA instructions,
-            so on such machines this is a large share of the conversion time.
+        hash_sources: record the sha256 of every source file and archive (md5 too for
+            archives) in the manifest; a large share of the time on CPUs without SHA instructions.
 
     Returns:
-        The manifest (also written to `dataset_info.json`).
+        The manifest (also written to `dataset_info.json`); `manifest["lost_anything"]` says
+        whether a record was skipped or a sample dropped.
 
     Raises:
         GntkitError: bad input or settings, with the file and offset where it applies.
     """
-    from gntkit.preprocess import Preprocess
-    from gntkit.writers import get_format_module, get_writer_class
-
-    check_choice("--to", to, tuple(FORMATS))
-    check_choice("parallel", parallel, PARALLEL_CHOICES)
-    preprocess = Preprocess() if preprocess is None else preprocess
-    if not isinstance(preprocess, Preprocess):
-        raise GntkitError(f"preprocess must be a gntkit.preprocess.Preprocess, found {type(preprocess).__name__}.")
-    if shard_records is not None and shard_records < 1:
-        raise GntkitError(f"shard_records must be at least 1, found {shard_records}.")
-    if shard_bytes is not None and shard_bytes < 1:
-        raise GntkitError(f"shard_bytes must be at least 1, found {shard_bytes}.")
-    workers = int(workers or os.cpu_count() or 1)
-    plan = split if isinstance(split, SplitPlan) else parse_split(split, val_fraction, split_seed)
-    source_list = [sources] if isinstance(sources, (str, Path)) else list(sources)
-    members = find_members(source_list)
-    assignment = plan.assign([m.writer_id for m in members])
-    name = name or default_name(source_list)
-    out_dir = Path(out_dir) if out_dir is not None else default_output(source_list, to)
-
-    if charset == "data":
-        survey = inspect_sources(source_list, max_side=max_side)
-        if survey.problems and on_error == "raise":
-            raise GntkitError(survey.problems[0].message())
-        charset_obj = resolve("data", survey.tag_codes)
-    else:
-        charset_obj = resolve(charset)
-    if on_unknown == "other":
-        charset_obj = charset_obj.with_other()
-
-    settings = {
-        "sources": [str(Path(s).resolve()) for s in source_list], "members": [(m.name, m.size) for m in members],
-        "to": to, "name": name, "split": plan.to_json(), "charset": charset_obj.to_json(), "preprocess": preprocess.to_json(),
-        "on_error": on_error, "on_unknown": on_unknown, "shard_records": shard_records, "shard_bytes": shard_bytes,
-        "compression": compression, "batch_size": batch_size, "max_side": max_side,
-    }
-    key = _settings_key(settings)
-    finished = _prepare_output(out_dir, overwrite, resume, key)
-
-    format_module = get_format_module(to)
-    writer_class = get_writer_class(to)
-    ext = FORMATS[to]
-    attrs = {"gntkit_version": gntkit.__version__, "charset": charset_obj.to_json(), "preprocess": preprocess.to_json()}
-    journal = {"settings_key": key, "shards": {s: list(finished.get(s, [])) for s in plan.names}}
-
-    outputs: dict[str, _SplitOutput] = {}
-
-    def save_journal():
-        journal["shards"] = {s: outputs[s].shards if s in outputs else journal["shards"].get(s, []) for s in plan.names}
-        _write_json_atomic(out_dir / JOURNAL, journal)
-
-    for split_name in plan.names:
-        outputs[split_name] = _SplitOutput(
-            split_name, out_dir=out_dir, name=name, ext=ext, writer_class=writer_class, attrs=attrs, compression=compression,
-            shard_records=shard_records, shard_bytes=shard_bytes, finished=finished.get(split_name, []), on_shard_done=save_journal,
-        )
-    save_journal()
-
-    archives = sorted({m.archive for m in members if m.archive}) if hash_sources else []
-    plain_files = [m.name for m in members if not m.archive] if hash_sources else []
+    plan = plan_conversion(
+        sources, out_dir, to=to, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed, charset=charset,
+        preprocess=preprocess, on_error=on_error, on_unknown=on_unknown, shard_records=shard_records, shard_bytes=shard_bytes,
+        compression=compression, workers=int(workers or os.cpu_count() or 1), parallel=parallel, overwrite=overwrite,
+        resume=resume, batch_size=batch_size, max_side=max_side, progress=progress, command=command, hash_sources=hash_sources,
+    )
+    folder = OutputFolder(plan.out_dir, plan.settings_key())
+    finished = folder.prepare(plan.options["overwrite"], resume)
+    outputs = _split_outputs(plan, folder, finished)
+    archives = sorted({m.archive for m in plan.members if m.archive}) if hash_sources else []
+    plain_files = [m.name for m in plan.members if not m.archive] if hash_sources else []
     hasher = _SourceHasher(plain_files, archives)
     hasher.start()
     report = StreamReport()
-    total_bytes = sum(m.size for m in members)
-    bar = Progress(total_bytes, progress)
-    sizes = {m.name: m.size for m in members}
-    done_bytes, samples, seen_members = 0, 0, set()
     started = time.perf_counter()
-    try:
-        for batch in iter_batches(members, charset_obj, preprocess, on_error=on_error, on_unknown=on_unknown,
-                                  batch_size=batch_size, workers=workers, parallel=parallel, max_side=max_side, report=report,
-                                  hash_members="archived" if hash_sources else False):
-            outputs[assignment[batch.writer_ids[0]]].write(batch, len(charset_obj))
-            samples += len(batch)
-            for entry in report.members[len(seen_members):]:
-                seen_members.add(entry["name"])
-                done_bytes += sizes[entry["name"]]
-            bar.update(done_bytes, samples)
-        for output in outputs.values():
-            output.finish()
-    except BaseException:
-        for output in outputs.values():
-            output.abort()
-        raise
-    bar.update(total_bytes, samples, final=True)
-    # Shards are hashed together now (and any finished before a resume that lacks a digest):
-    # the multi-buffer kernel on all cores beats one hashlib stream per shard while writing.
-    # The source hasher may still be running; both share the cores until it ends.
-    unhashed = [entry for output in outputs.values() for entry in output.shards if entry.get("sha256") is None]
-    for entry, digest in zip(unhashed, sha256_files([out_dir / e["file"] for e in unhashed], threads=default_threads())):
-        entry["sha256"] = digest
-    hasher.join()
-    if isinstance(hasher.error, OSError):
-        raise GntkitError(f"{hasher.error.filename}: cannot read the archive to hash it ({hasher.error.strerror}).")
-    if hasher.error is not None:
-        raise hasher.error
-    for entry in report.members:
-        entry.setdefault("sha256", hasher.file_digests.get(entry["name"]))
-    seconds = time.perf_counter() - started
-
-    # Final names now that shard counts are known; the manifest is written last.
-    splits_json = {}
-    empty_splits = [name for name, output in outputs.items() if output.num_records == 0]
-    for split_name, output in outputs.items():
-        if split_name in empty_splits:
-            continue  # no writer of the sources falls in it: listed under split.empty instead
-        total = len(output.shards)
-        for i, entry in enumerate(output.shards):
-            final = shard_name(name, split_name, ext, i, total)
-            os.replace(out_dir / entry["file"], out_dir / final)
-            if entry.get("index"):
-                index_final = final + ".index.npy"
-                os.replace(out_dir / entry["index"], out_dir / index_final)
-                entry["index"] = index_final
-            entry["file"] = final
-        counts = output.class_counts if output.class_counts is not None else np.zeros(len(charset_obj), np.int64)
-        splits_json[split_name] = {"num_records": output.num_records, "writers": sorted((w for w, s in assignment.items() if s == split_name), key=lambda w: (len(w), w)),
-                                   "class_counts": counts.astype(int).tolist(), "shards": output.shards}
-    charset_obj.save(out_dir)
-    member_entries = {e["name"]: e for e in report.members}
-    manifest = {
-        "gntkit_version": gntkit.__version__,
-        "format": to,
-        "name": name,
-        "command": command or f"gntkit.convert.convert({source_list!r}, to={to!r})",
-        "complete": True,
-        "charset": {"name": charset_obj.name, "order": charset_obj.order, "num_classes": len(charset_obj),
-                    "file": "charset.txt", "json": "charset.json", "on_unknown": on_unknown, "has_other": charset_obj.has_other},
-        "preprocess": preprocess.to_json(),
-        "features": format_module.feature_spec(preprocess.raw, None if preprocess.raw else preprocess.size),
-        "compression": compression,
-        "split": {**plan.to_json(), "empty": empty_splits},
-        "sources": [_source_entry(Path(s), members, member_entries, hasher.digests) for s in source_list],
-        "splits": splits_json,
-        "skipped": report.to_json(),
-        "stats": {"records_read": report.records, "samples_written": samples, "seconds": round(seconds, 3), "workers": workers, "parallel": parallel,
-                  "peak_rss_mb": {"main": round(_peak_rss_kb() / 1024, 1), "worker": round(report.worker_peak_rss_kb / 1024, 1) if parallel == "processes" and workers > 1 else None},
-                  "sources_hashed": hash_sources},
-    }
-    manifest["summary"] = report.summary() + (f" Split(s) with no samples, left out: {', '.join(empty_splits)}." if empty_splits else "")
-    manifest["output"] = str(out_dir)
-    if not splits_json:
-        raise GntkitError(f"{out_dir}: no sample was kept ({report.summary()}); nothing to write. Check --charset and --split.")
-    _write_json_atomic(out_dir / MANIFEST, manifest)
-    (out_dir / JOURNAL).unlink(missing_ok=True)
-    return manifest
+    samples = write_shards(plan, outputs, report)
+    return finalise(plan, folder, outputs, report, samples, time.perf_counter() - started, hasher)
 
 
 def _peak_rss_kb() -> int:
@@ -473,21 +627,22 @@ def _peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _source_entry(path: Path, members: list[GntMember], member_entries: dict, archive_digests: dict) -> dict:
-    """Manifest entry of one source: its files (or zip) with sizes and digests."""
+def _source_entry(path: Path, members: list[Member], member_entries: dict, archive_digests: dict) -> dict:
+    """Manifest entry of one source: its files (or archive) with sizes and digests."""
     mine = [m for m in members if m.source == str(path)]
     files = []
     for m in mine:
         entry = member_entries.get(m.name, {})
         files.append({"name": m.name if m.archive else str(Path(m.name).relative_to(path) if path.is_dir() else Path(m.name).name),
-                      "writer_id": m.writer_id, "bytes": m.size, "sha256": entry.get("sha256"),
+                      "format": m.format, "writer_id": m.writer_id, "bytes": m.size, "sha256": entry.get("sha256"),
                       "records": entry.get("records"), "kept": entry.get("kept")})
-    out = {"path": str(path), "kind": "folder" if path.is_dir() else ("zip" if path.suffix.lower() == ".zip" else "file")}
+    archive_kind = mine[0].layers[0][0] if mine and mine[0].archive == str(path) else None
+    out = {"path": str(path), "kind": "folder" if path.is_dir() else (archive_kind or "file")}
     if path.is_file():
         out["bytes"] = path.stat().st_size
-        out.update(archive_digests.get(str(path), {}) if out["kind"] == "zip" else {"sha256": files[0]["sha256"]})
-    zips = {m.archive for m in mine if m.archive and m.archive != str(path)}
-    if zips:
-        out["archives"] = [{"path": z, "bytes": Path(z).stat().st_size, **archive_digests.get(z, {})} for z in sorted(zips)]
+        out.update(archive_digests.get(str(path), {}) if archive_kind else {"sha256": files[0]["sha256"] if files else None})
+    archives = {m.archive for m in mine if m.archive and m.archive != str(path)}
+    if archives:
+        out["archives"] = [{"path": z, "bytes": Path(z).stat().st_size, **archive_digests.get(z, {})} for z in sorted(archives)]
     out["files"] = files
     return out

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from gntkit.charset import resolve
 from gntkit.errors import GntkitError
 
 CELL = 72
@@ -93,24 +92,80 @@ def _stage_settings(settings):
     return stages
 
 
+def _folder_samples(folder: Path, split: str | None, count: int, cjk: bool) -> tuple[list, list, bool]:
+    """The first samples of a converted folder (images, labels, whether ink is bright)."""
+    from gntkit.manifest import choose_split, load_manifest, output_format
+
+    manifest = load_manifest(folder)
+    split = choose_split(manifest, split, folder) if split is not None else next(iter(manifest["splits"]))
+    module = output_format(manifest["format"]).writer_module()
+    images, labels = [], []
+    for shard in manifest["splits"][split]["shards"]:
+        for sample in module.read_shard(folder / shard["file"], compression=manifest.get("compression")):
+            images.append(sample["image"])
+            labels.append(_label_text(sample["character"], sample["tag_code"], cjk))
+            if len(images) >= count:
+                return images, labels, bool(manifest["preprocess"].get("invert"))
+    return images, labels, bool(manifest["preprocess"].get("invert"))
+
+
+def _source_samples(sources: list, charset, count: int, cjk: bool) -> tuple[list, list, bool]:
+    """The first samples of source files of any format (original bitmaps)."""
+    from gntkit.sources import find_members
+    from gntkit.stream import iter_batches, plan_charset
+
+    chosen = find_members(sources)[:4]
+    names = plan_charset(charset, chosen, on_error="skip")
+    # The grid shows ink dark on white: MNIST-like sources store it bright on black.
+    light_on_dark = any(getattr(m.format_module(), "POLARITY", "") == "light-on-dark" for m in chosen)
+    images, labels = [], []
+    for batch in iter_batches(chosen, names, None, on_unknown="drop", on_error="skip"):
+        for i in range(len(batch)):
+            images.append(batch.image(i).copy())
+            labels.append(_label_text(batch.characters[i], int(batch.tag_codes[i]), cjk))
+            if len(images) >= count:
+                return images, labels, light_on_dark
+    return images, labels, light_on_dark
+
+
+def _stages_panel(raw_images: list, preprocess) -> Image.Image:
+    """Each of the first raw images beside every preprocessing stage applied to it."""
+    from gntkit.preprocess import Preprocess, preprocess_image
+
+    settings = preprocess if isinstance(preprocess, Preprocess) else Preprocess(**{k: v for k, v in (preprocess or {}).items() if v is not None})
+    steps = _stage_settings(settings)
+    stage_images, stage_labels = [], []
+    for image in raw_images:
+        stage_images.append(image)
+        stage_labels.append("original")
+        for name, step in steps:
+            stage_images.append(preprocess_image(image, step))  # the invert stage shows bright ink, as stored
+            stage_labels.append(name)
+    return draw_grid(stage_images, stage_labels, len(steps) + 1)
+
+
 def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | None = None, stages: int = 0,
-            preprocess=None, charset: str = "data") -> dict:
-    """Write a PNG grid of the first samples of GNT sources or of a converted folder.
+            preprocess=None, charset="data") -> dict:
+    """Write a PNG grid of the first samples of sources (any registered format) or of a converted folder.
 
     Args:
-        source: GNT source(s) (.gnt, folder of them, zip), or a folder written by `convert`.
+        source: source(s) (.gnt and other formats, folders, archives), or a folder written by `convert`.
         out_png: the PNG to write.
         count: samples in the grid.
         columns: cells per row.
         split: for a converted folder, the split to show (default: the first).
-        stages: for GNT sources, also show the preprocessing stages of this many samples.
-        preprocess: settings for the stages view (default Preprocess()).
-        charset: for GNT sources, the charset used for labels.
+        stages: for sources, also show the preprocessing stages of this many samples.
+        preprocess: settings for the stages view: a Preprocess or a dict of its settings
+            (default Preprocess()).
+        charset: for sources, the charset used for labels (None: the format's default).
 
     Returns:
         {"path", "samples", "font": whether a CJK font drew the characters}.
+
+    Raises:
+        GntkitError: bad arguments, or sources / a folder that cannot be read.
     """
-    from gntkit.preprocess import Preprocess, preprocess_image
+    from gntkit.manifest import MANIFEST
 
     if count < 1 or columns < 1 or stages < 0:
         raise GntkitError(f"count and columns must be at least 1 and stages at least 0, found {count}, {columns}, {stages}.")
@@ -119,62 +174,17 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
         raise GntkitError(f"{out_png}: expected an output file name ending in .png, found {out_png.suffix or 'no suffix'}.")
     sources = source if isinstance(source, (list, tuple)) else [source]
     _, cjk = _label_font()
-    images, labels, raw_images = [], [], []
     first = Path(sources[0])
-    if len(sources) == 1 and first.is_dir() and (first / "dataset_info.json").is_file():
-        from gntkit.verify import load_manifest
-        from gntkit.writers import get_format_module
-
-        manifest = load_manifest(first)
-        split = split or next(iter(manifest["splits"]))
-        if split not in manifest["splits"]:
-            raise GntkitError(f"{first}: expected a split named one of {', '.join(manifest['splits'])}, found {split!r}.")
-        module = get_format_module(manifest["format"])
-        for shard in manifest["splits"][split]["shards"]:
-            for sample in module.read_shard(first / shard["file"], compression=manifest.get("compression")):
-                images.append(sample["image"])
-                labels.append(_label_text(sample["character"], sample["tag_code"], cjk))
-                if len(images) >= count:
-                    break
-            if len(images) >= count:
-                break
-        invert = bool(manifest["preprocess"].get("invert"))
+    from_folder = len(sources) == 1 and first.is_dir() and (first / MANIFEST).is_file()
+    if from_folder:
+        images, labels, invert = _folder_samples(first, split, count, cjk)
     else:
-        from gntkit.stream import iter_batches
-        from gntkit.sources import find_members
-
-        chosen = find_members(sources)[:4]
-        codes = None
-        if charset == "data":
-            from gntkit.stream import open_member
-
-            files = [open_member(m, on_error="skip")[0] for m in chosen]
-            codes = np.concatenate([f.index.tag_codes for f in files if f is not None] or [np.zeros(0, np.uint16)])
-        names = resolve(charset, codes)
-        for batch in iter_batches(chosen, names, None, on_unknown="drop", on_error="skip"):
-            for i in range(len(batch)):
-                images.append(batch.image(i).copy())
-                raw_images.append(images[-1])
-                labels.append(_label_text(batch.characters[i], int(batch.tag_codes[i]), cjk))
-                if len(images) >= count:
-                    break
-            if len(images) >= count:
-                break
-        invert = False
+        images, labels, invert = _source_samples(sources, charset, count, cjk)
     if not images:
         raise GntkitError(f"{first}: expected samples to preview, found none.")
     grid = draw_grid(images, labels, columns, invert_display=invert)
-    if stages and raw_images:
-        settings = preprocess or Preprocess()
-        steps = _stage_settings(settings)
-        stage_images, stage_labels = [], []
-        for image in raw_images[:stages]:
-            stage_images.append(image)
-            stage_labels.append("original")
-            for name, step in steps:
-                stage_images.append(preprocess_image(image, step))  # the invert stage shows bright ink, as stored
-                stage_labels.append(name)
-        panel = draw_grid(stage_images, stage_labels, len(steps) + 1)
+    if stages and not from_folder:
+        panel = _stages_panel(images[:stages], preprocess)
         combined = Image.new("L", (max(grid.width, panel.width), grid.height + panel.height + 8), 255)
         combined.paste(grid, (0, 0))
         combined.paste(panel, (0, grid.height + 8))
@@ -182,4 +192,3 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
     out_png.parent.mkdir(parents=True, exist_ok=True)
     grid.save(out_png)
     return {"path": str(out_png), "samples": len(images), "font": cjk}
-

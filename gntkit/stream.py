@@ -217,7 +217,7 @@ def label_records(record_file, charset: Charset, on_unknown: str, report: Stream
     return labels
 
 
-def member_batches(member: GntMember, charset: Charset, preprocess=None, on_error: str = "raise",
+def member_batches(member: Member, charset: Charset, preprocess=None, on_error: str = "raise",
                    on_unknown: str = "drop", batch_size: int = DEFAULT_BATCH_SIZE,
                    max_side: int = DEFAULT_MAX_SIDE, report: StreamReport | None = None,
                    hash_members: bool | str = False, serial: bool = False) -> Iterator[SampleBatch]:

@@ -14,6 +14,7 @@ from gntkit.charset import builtin
 from gntkit.cli.main import app
 from gntkit.convert import _SplitOutput, convert
 from gntkit.errors import GntkitError, OutputExistsError
+from gntkit.manifest import shard_name
 from gntkit.preprocess import Preprocess
 from gntkit.verify import verify
 from gntkit.writers import get_format_module
@@ -60,7 +61,9 @@ def test_raw_round_trip_is_pixel_and_label_exact(tmp_path, corpus_f, to):
     assert len(charset) == 6763
     assert manifest["splits"]["all"]["num_records"] == len(reference) == 56
     assert [s["records"] for s in manifest["splits"]["all"]["shards"]] == [9] * 6 + [2]
-    assert manifest["splits"]["all"]["shards"][0]["file"] == f"gnt-all.{ {'tfrecord': 'tfrecord', 'hdf5': 'h5', 'webdataset': 'tar'}[to]}-00000-of-00007"
+    # Names stock tools recognise: .tar / .h5 last, TFRecord in the TFDS style.
+    assert manifest["splits"]["all"]["shards"][0]["file"] == {"tfrecord": "gnt-all.tfrecord-00000-of-00007", "hdf5": "gnt-all-00000-of-00007.h5",
+                                                              "webdataset": "gnt-all-00000-of-00007.tar"}[to]
     assert verify(out)["records"] == 56
 
 
@@ -168,7 +171,8 @@ def test_resume_after_interrupted_run(tmp_path, corpus_c, monkeypatch, to):
     assert [s["sha256"] for s in resumed["splits"]["all"]["shards"]] == [s["sha256"] for s in fresh["splits"]["all"]["shards"]]
     assert resumed["splits"]["all"]["class_counts"] == fresh["splits"]["all"]["class_counts"]
     for i, name in enumerate(sorted(stamps)):  # finished shards were kept, not rewritten
-        assert (out / f"{name}-of-00008").stat().st_mtime_ns == stamps[name]
+        assert name == shard_name("gnt", "all", to, i)
+        assert (out / shard_name("gnt", "all", to, i, 8)).stat().st_mtime_ns == stamps[name]
     assert verify(out)["records"] == 72
 
 
