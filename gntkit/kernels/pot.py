@@ -145,16 +145,19 @@ def scan_records(buf, start, max_extent, offsets, tag_codes, stroke_counts, poin
 
 @njit
 def find_next_record(buf, start, max_extent):
-    """First position after start where a valid record begins and is followed by a valid
-    record or the exact end of the buffer; len(buf) if there is none."""
+    """First position after start where a whole valid record begins; len(buf) if there is none.
+
+    Unlike GNT (where any header with size = 10 + w*h passes), a POT record checks itself end
+    to end: zero tag bytes, its end marker exactly at its size, as many pen-up markers as its
+    stroke count, no empty stroke, no negative coordinate. One valid record is evidence enough,
+    so a good record between two damaged ones is kept.
+    """
     n = buf.shape[0]
     pos = start + 1
     while pos + HEADER_SIZE <= n:
         # Cheap tests first: most positions fail on the zero tag bytes.
         if buf[pos + 4] == 0 and buf[pos + 5] == 0 and check_record(buf, pos, max_extent)[0] == OK:
-            following = pos + _u16(buf, pos)
-            if following == n or check_record(buf, following, max_extent)[0] == OK:
-                return pos
+            return pos
         pos += 1
     return n
 
