@@ -197,6 +197,8 @@ def convert(
     binarize: Annotated[Optional[str], typer.Option(help="'otsu' or a fixed threshold 0..255 (default: keep grey levels).")] = None,
     denoise: Annotated[bool, typer.Option("--denoise", help="Remove isolated specks.")] = False,
     contrast: Annotated[bool, typer.Option("--contrast", help="Stretch each bitmap's grey range.")] = False,
+    pen_width: Annotated[Optional[float], typer.Option(help="POT (online strokes): pen width in pixels of the rendered bitmaps.")] = None,
+    pad: Annotated[bool, typer.Option("--pad", help="Resize as tf.image.resize_with_pad (aspect kept, zero padding), e.g. MNIST to 224.")] = False,
     shard_records: Annotated[Optional[int], typer.Option(help="Start a new shard after this many records.")] = None,
     shard_mb: Annotated[float, typer.Option(help="Start a new shard after about this many MB (MiB).")] = 128.0,
     compression: Annotated[Optional[str], typer.Option(help="tfrecord: gzip; hdf5: lzf or gzip (default: none).")] = None,
@@ -211,7 +213,7 @@ def convert(
     from gntkit.convert import convert as run_convert
 
     def call():
-        settings = build_preprocess(size, raw, margin, crop, invert, binarize, denoise, contrast)
+        settings = build_preprocess(size, raw, margin, crop, invert, binarize, denoise, contrast, pen_width=pen_width, pad=pad or None)
         return run_convert(
             sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed,
             charset=charset, preprocess=settings, on_error=on_error.value, on_unknown=on_unknown.value,

@@ -321,7 +321,7 @@ def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | 
     source_list = [sources] if isinstance(sources, (str, Path)) else list(sources)
     members = find_members(source_list)
     plan = split if isinstance(split, SplitPlan) else parse_split(split or _default_split(members), val_fraction, split_seed)
-    assignment = plan.assign([m.writer_id for m in members])
+    assignment = plan.assign(members)
     charset_obj = plan_charset(charset, members, on_error=options["on_error"], on_unknown=options["on_unknown"], max_side=options["max_side"])
     upload_to = None
     if out_dir is not None and "://" in str(out_dir):
