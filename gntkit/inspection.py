@@ -70,11 +70,19 @@ class Inspection:
             "unknown_codes": {f"0x{c:04X}": n for c, n in sorted(unknown.items())},
             "width": stats(widths),
             "height": stats(heights),
+            **self._extra_stats(stats),
             "skipped_bytes": int(sum(p.skipped_bytes for p in self.problems)),
             "skipped_records": int(sum(p.skipped_records for p in self.problems)),
             "problems": [p.to_json() for p in self.problems],
             "per_file": self.files,
         }
+
+
+    def _extra_stats(self, stats) -> dict:
+        """min / median / max of what formats measure beyond bitmap sizes (POT: strokes and
+        points per sample), pooled over the files that report them."""
+        names = sorted({name for entry in self.extra for name in entry})
+        return {f"{name}_per_sample": stats(np.concatenate([np.asarray(e[name]) for e in self.extra if name in e])) for name in names}
 
 
 def inspect_sources(sources, max_side: int = DEFAULT_MAX_SIDE, progress: bool = False) -> Inspection:
@@ -138,6 +146,9 @@ def format_inspection(report: dict) -> str:
         s = report[side]
         if s:
             lines.append(f"{side:<10} min {s['min']}, median {s['median']:g}, max {s['max']}")
+    for key, s in report.items():  # what a format measures beyond bitmap sizes (strokes, points)
+        if key.endswith("_per_sample") and s:
+            lines.append(f"{key[:-len('_per_sample')]:<10} per sample: min {s['min']}, median {s['median']:g}, max {s['max']}")
     if report["problems"]:
         lines.append(f"problems   {len(report['problems'])} ({report['skipped_records']} damaged record(s) or member(s), {report['skipped_bytes']:,} bytes):")
         lines.extend(f"  {p['message']}" for p in report["problems"])

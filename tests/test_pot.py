@@ -297,3 +297,19 @@ def test_fuzz_mutations_never_crash_hang_or_read_out_of_bounds(data):
         assert offsets[-1] == len(pixels)
         extras = skipped.strokes()
         assert extras["points_offsets"][-1] == len(extras["points"]) == extras["stroke_lengths"].sum()
+
+
+def test_inspect_reports_strokes_and_points_per_sample(tmp_path):
+    from gntkit.inspection import format_inspection, inspect_sources
+
+    write_pot_corpus(tmp_path, writers=2, num_classes=4)
+    inspection = inspect_sources(tmp_path)
+    report = inspection.to_json()
+    files = [pot.open_file(np.fromfile(p, np.uint8), str(p)) for p in sorted(tmp_path.glob("*.pot"))]
+    strokes = np.concatenate([f.index.stroke_counts for f in files])
+    points = np.concatenate([f.index.point_counts for f in files])
+    assert report["records"] == 8 and report["formats"] == {"pot": 2}
+    assert report["strokes_per_sample"] == {"min": int(strokes.min()), "median": float(np.median(strokes)), "max": int(strokes.max())}
+    assert report["points_per_sample"]["max"] == int(points.max())
+    text = format_inspection(report)
+    assert f"strokes    per sample: min {strokes.min()}" in text
