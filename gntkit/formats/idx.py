@@ -263,7 +263,9 @@ class IdxFile:
         problems = list(images.problems) + list(label_header.problems)
         if images.dims[0] != label_header.dims[0]:
             problem = Problem(self.labels_path, 4, f"{images.dims[0]} labels, one per image of {self.path}",
-                              f"a count of {label_header.dims[0]}", skipped_records=abs(images.dims[0] - label_header.dims[0]))
+                              f"a count of {label_header.dims[0]}",
+                              # whole records of the longer file left without a partner (truncation counts the rest)
+                              skipped_records=max(images.records, label_header.records) - min(images.records, label_header.records))
             if on_error == "raise":
                 raise FormatError(problem.path, problem.offset, problem.expected, problem.found)
             problems.append(problem)
@@ -415,26 +417,32 @@ def assemble(members: list) -> list:
         parsed = parse_name(member.inner or member.name)
         if parsed["kind"] == "mapping":
             if parsed["set"] in mappings:
-                raise GntkitError(f"Two EMNIST mapping files for set {parsed['set']!r}: {mappings[parsed['set']].name} and {member.name}; give one.")
+                first = mappings[parsed["set"]].name
+                raise GntkitError(f"Two EMNIST mapping files for set {parsed['set']!r}: {first} and {member.name}; give one.")
             mappings[parsed["set"]] = member
             continue
         slot = slots.setdefault(_pair_key(member), {})
         if parsed["kind"] in slot:
-            raise GntkitError(f"Two IDX {parsed['kind']} files for the same split: {slot[parsed['kind']].name} and {member.name}; give one of them.")
+            first = slot[parsed["kind"]].name
+            raise GntkitError(f"Two IDX {parsed['kind']} files for the same split: {first} and {member.name}; give one of them.")
         slot[parsed["kind"]] = member
     out = []
     for (emnist_set, split), slot in slots.items():
         if "images" not in slot:
-            raise GntkitError(f"{slot['labels'].name}: expected the images file of this labels file ({split} split) among the sources, found none.")
+            raise GntkitError(f"{slot['labels'].name}: expected the images file of this labels file ({split} split) "
+                              "among the sources, found none.")
         images = slot["images"]
         labels = slot.get("labels") or _beside(images, "labels")
         if labels is None:
-            raise GntkitError(f"{images.name}: expected its labels file ({split}-labels-idx1-ubyte, plain or .gz) beside it or among the sources, found none.")
+            word = f"emnist-{emnist_set}-{split}" if emnist_set else ("t10k" if split == "test" else "train")
+            raise GntkitError(f"{images.name}: expected its labels file ({word}-labels-idx1-ubyte, plain or .gz) "
+                              "beside it or among the sources, found none.")
         companions = (labels,)
         if emnist_set is not None:
             mapping = mappings.get(emnist_set) or _mapping_beside(images, emnist_set)
             if mapping is None:
-                raise GntkitError(f"{images.name}: expected emnist-{emnist_set}-mapping.txt (EMNIST's label -> character table) beside it, found none.")
+                raise GntkitError(f"{images.name}: expected emnist-{emnist_set}-mapping.txt (EMNIST's label -> character table) "
+                                  "beside it, found none.")
             companions = (labels, mapping)
         out.append(replace(images, companions=companions))
     if not out:
@@ -484,7 +492,11 @@ def parse_mapping(text: str, path: str) -> tuple[list[int], list[str]]:
 
 
 def _is_fashion(member) -> bool:
-    parts = re.split(r"[/:\\]", member.name.lower())
+    """A path part from the source the user gave inwards says "fashion" (folders above it do not count)."""
+    name, above = member.name, str(Path(member.source).parent)
+    if name.startswith(above + "/"):
+        name = name[len(above) + 1:]
+    parts = re.split(r"[/:\\]", name.lower())
     return any("fashion" in part for part in parts[:-1])
 
 
