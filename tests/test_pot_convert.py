@@ -1,0 +1,75 @@
+"""POT through the one sample stream: rendered samples mixed with GNT in one conversion, every
+writer, verify and the adapters."""
+
+import numpy as np
+import pytest
+
+from gntkit.formats import pot
+from gntkit.preprocess import Preprocess
+from gntkit.synth import write_corpus
+from pot_fixtures import write_pot_corpus
+
+pytestmark = pytest.mark.numba
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """One folder: GNT writers 1001-1002 and POT writers 1003-1004, the same 6 classes."""
+    folder = tmp_path_factory.mktemp("mixed") / "src"
+    write_corpus(folder, writers=2, num_classes=6, samples_per_class=1, seed=3)
+    write_pot_corpus(folder, writers=2, first_writer=1003, num_classes=6, seed=3)
+    return folder
+
+
+def test_stream_renders_pot_beside_gnt_with_writer_ids_and_labels(mixed):
+    from gntkit.charset import builtin
+    from gntkit.stream import StreamReport, iter_batches
+
+    report = StreamReport()
+    charset = builtin("gb2312-1")
+    batches = list(iter_batches(mixed, charset, Preprocess(size=32, pen_width=2.0), report=report))
+    assert [b.writer_ids[0] for b in batches] == ["1001", "1002", "1003", "1004"]
+    assert report.records == report.kept == 24 and not report.lost_anything
+    for batch in batches[2:]:
+        assert batch.images.shape == (6, 32, 32) and batch.images.max() > 200 and np.median(batch.images) == 0  # inverted, like GNT
+        assert sorted(batch.characters) == sorted(batches[0].characters)  # same classes, same charset
+        assert batch.meta["points_offsets"][-1] == len(batch.meta["points"])
+        # the images are the record file's own rendering at that pen width
+        member_file = pot.open_file(np.fromfile(mixed / f"{batch.writer_ids[0]}.pot", np.uint8), "x.pot")
+        assert np.array_equal(batch.images, member_file.preprocess(np.arange(6), Preprocess(size=32, pen_width=2.0)))
+    raw = list(iter_batches(mixed / "1003.pot", charset, Preprocess(raw=True)))[0]
+    assert raw.raw and raw.pixels.min() == 0 and raw.pixels.max() == 255
+
+
+@pytest.mark.parametrize("to", ["tfrecord", "hdf5", "webdataset"])
+def test_convert_mixes_gnt_and_pot_and_verifies(mixed, tmp_path, to):
+    from gntkit.convert import convert
+    from gntkit.verify import verify
+
+    out = tmp_path / to
+    manifest = convert(mixed, out, to=to, preprocess=Preprocess(size=32, pen_width=2.0), split="train=1001-1003,test=1004",
+                       workers=1, hash_sources=False)
+    assert manifest["splits"]["train"]["num_records"] == 18 and manifest["splits"]["test"]["num_records"] == 6
+    assert manifest["preprocess"]["pen_width"] == 2.0
+    assert verify(out)["records"] == 24
+
+
+def test_adapters_read_rendered_pot_shards(mixed, tmp_path):
+    from gntkit.convert import convert
+    from gntkit.datasets import open as open_shards
+
+    out = tmp_path / "h5"
+    convert(mixed, out, to="hdf5", preprocess=Preprocess(size=32), workers=1, hash_sources=False)
+    shards = open_shards(out)
+    images, labels = shards.read_arrays()
+    assert images.shape == (24, 32, 32) and len(set(labels.tolist())) == 6
+    torch_module = pytest.importorskip("torch")
+    from gntkit.datasets.torch import make_loader
+
+    batch = next(iter(make_loader(out, batch_size=8, shuffle=False)))
+    assert isinstance(batch[0], torch_module.Tensor) and batch[0].shape[0] == 8
+    pytest.importorskip("tensorflow")
+    from gntkit.datasets.tf import make_dataset
+
+    images_tf, labels_tf = next(iter(make_dataset(out, batch_size=8, shuffle=False)))
+    assert images_tf.shape[0] == 8 and labels_tf.numpy().tolist() == labels[:8].tolist()
