@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from gntkit.charset import Charset
 from gntkit.errors import GntkitError
+from gntkit.manifest import load_manifest
 
-MANIFEST = "dataset_info.json"
 # Progress appears only for runs longer than this: a quick check stays one line of output.
 PROGRESS_DELAY = 2.0
-
-
-def load_manifest(out_dir: str | Path) -> dict:
-    """The manifest of a complete conversion.
-
-    Raises:
-        GntkitError: the folder is not a gntkit output, or the conversion is incomplete.
-    """
-    out_dir = Path(out_dir)
-    path = out_dir / MANIFEST
-    if not out_dir.is_dir():
-        raise GntkitError(f"{out_dir}: expected a folder written by `gntkit convert`, found {'a file' if out_dir.exists() else 'nothing'}.")
-    if not path.is_file():
-        journal = out_dir / ".gntkit-journal.json"
-        found = "an interrupted conversion (journal, no manifest): finish it with --resume" if journal.is_file() else f"no {MANIFEST}"
-        raise GntkitError(f"{out_dir}: expected a complete gntkit conversion, found {found}.")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise GntkitError(f"{path}: expected JSON, found unreadable content ({exc}).") from None
-    if not isinstance(manifest, dict) or manifest.get("complete") is not True:
-        raise GntkitError(f"{path}: expected a manifest with \"complete\": true, found an incomplete one.")
-    return manifest
 
 
 def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> dict:
@@ -48,7 +24,8 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
     counts per split match the manifest.
 
     Args:
-        out_dir: a folder written by `gntkit convert`.
+        out_dir: a folder written by `gntkit convert`, or its fsspec URL (`https://`,
+            `s3://`, ...): a remote folder is copied to a temporary local folder first.
         decode: also decode every record (False: sizes and checksums only).
         progress: show progress per shard on stderr (records, rate, ETA; see gntkit.progress),
             for runs longer than PROGRESS_DELAY seconds.
@@ -59,10 +36,14 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
     Raises:
         GntkitError: the first problem, naming the shard and record.
     """
+    from gntkit import remote
     from gntkit.digest import default_threads, sha256_files
     from gntkit.progress import ProgressBar
     from gntkit.writers import get_format_module
 
+    if remote.is_url(out_dir):
+        with remote.mirror(out_dir) as local:
+            return verify(local, decode, progress)
     out_dir = Path(out_dir)
     manifest = load_manifest(out_dir)
     charset = Charset.load(out_dir / manifest["charset"]["json"])

@@ -23,6 +23,8 @@ def pytest_report_header(config):
 NUMBA_MODULES = {
     "test_convert",
     "test_datasets",
+    "test_datasets_layout",
+    "test_datasets_remote",
     "test_digest",
     "test_gnt",
     "test_png",

@@ -191,7 +191,7 @@ def test_loader_arguments_are_checked(sets, tmp_path):
         make_loader(sets["hdf5"], shuffle="random")
     with pytest.raises(GntkitError, match="has no split 'val'"):
         make_loader(sets["hdf5"], "val")
-    with pytest.raises(GntkitError, match="not a gntkit output folder"):
+    with pytest.raises(GntkitError, match="expected a complete gntkit conversion"):
         ShardStream(tmp_path)
 
 

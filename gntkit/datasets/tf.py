@@ -19,10 +19,13 @@ Epoch order, rank split, padding and batching are the ones in `gntkit.datasets`.
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf  # this module is the TensorFlow adapter: tensorflow is its one heavy import
 
-from gntkit.datasets import _EVEN_MODES, _as_shardset, _check_count, _shuffle_mode, check_rank, num_batches, rank_share
-from gntkit.errors import GntkitError
+from gntkit.datasets import as_shardset, check_count, check_even, check_rank, num_batches, rank_share, shuffle_mode
+from gntkit.errors import GntkitError, require
+
+# This module is the TensorFlow adapter: tensorflow is its one heavy import, with the
+# one-sentence install hint when it is missing.
+tf = require("tensorflow", "tensorflow", "The TensorFlow data pipeline (gntkit.datasets.tf)")
 
 __all__ = ["make_dataset", "rank_of"]
 
@@ -82,15 +85,14 @@ def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffl
     Raises:
         GntkitError: bad arguments, a raw-mode conversion, or see `gntkit.datasets.open`.
     """
-    shards = _as_shardset(source, split)
+    shards = as_shardset(source, split)
     size = shards._require_fixed_size("make_dataset")
-    batch_size = _check_count("batch_size", batch_size, 1)
-    mode = _shuffle_mode(shuffle)
-    seed, epoch = _check_count("seed", seed), _check_count("epoch", epoch)
-    num_epochs = _check_count("num_epochs", num_epochs, 1)
-    start_batch = _check_count("start_batch", start_batch)
-    if even not in _EVEN_MODES:
-        raise GntkitError(f"even must be one of {', '.join(_EVEN_MODES)}, found {even!r}.")
+    batch_size = check_count("batch_size", batch_size, 1)
+    mode = shuffle_mode(shuffle)
+    seed, epoch = check_count("seed", seed), check_count("epoch", epoch)
+    num_epochs = check_count("num_epochs", num_epochs, 1)
+    start_batch = check_count("start_batch", start_batch)
+    even = check_even(even)
     if reader not in _READERS:
         raise GntkitError(f"reader must be one of {', '.join(_READERS)}, found {reader!r}.")
     if reader == "auto":
@@ -98,8 +100,8 @@ def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffl
     if reader == "native" and shards.format != "tfrecord":
         raise GntkitError(f"reader='native' reads TFRecord shards; {shards.path} holds {shards.format} shards (use reader='numpy').")
     rank, world_size = rank_of(input_context, rank, world_size)
-    shuffle_buffer = _check_count("shuffle_buffer", shuffle_buffer, 1)
-    parallel = _check_count("num_parallel_reads", num_parallel_reads, 1) if num_parallel_reads is not None else 4
+    shuffle_buffer = check_count("shuffle_buffer", shuffle_buffer, 1)
+    parallel = check_count("num_parallel_reads", num_parallel_reads, 1) if num_parallel_reads is not None else 4
     settings = dict(shards=shards, size=size, batch_size=batch_size, mode=mode, seed=seed, rank=rank, world_size=world_size,
                     drop_last=bool(drop_last), even=even)
     if reader == "numpy":

@@ -21,11 +21,14 @@ import math
 import time
 
 import numpy as np
-import torch  # this module is the PyTorch adapter: torch is its one heavy import
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
 
-from gntkit.datasets import _EVEN_MODES, ShardSet, _as_shardset, _check_count, _shuffle_mode, check_rank, epoch_order, rank_share
-from gntkit.errors import GntkitError
+from gntkit.datasets import ShardSet, as_shardset, check_count, check_even, check_rank, epoch_order, rank_share, shuffle_mode
+from gntkit.errors import GntkitError, require
+
+# This module is the PyTorch adapter: torch is its one heavy import, with the one-sentence
+# install hint when it is missing.
+torch = require("torch", "torch", "The PyTorch data loaders (gntkit.datasets.torch)")
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info  # noqa: E402 - after require's hint
 
 __all__ = [
     "ShardDataset",
@@ -71,7 +74,7 @@ class ShardDataset(Dataset):
     """
 
     def __init__(self, source, split: str | None = None):
-        self.shards = _as_shardset(source, split)
+        self.shards = as_shardset(source, split)
 
     def __len__(self) -> int:
         return len(self.shards)
@@ -108,18 +111,16 @@ class EpochSampler(Sampler):
         if isinstance(source, ShardSet):
             self.n, self.shard_sizes = len(source), source.shard_sizes
         else:
-            self.n, self.shard_sizes = _check_count("number of records", source), None
-        self.shuffle = _shuffle_mode(shuffle)
-        self.seed = _check_count("seed", seed)
+            self.n, self.shard_sizes = check_count("number of records", source), None
+        self.shuffle = shuffle_mode(shuffle)
+        self.seed = check_count("seed", seed)
         self.rank, self.world_size = default_rank(rank, world_size)
-        self.even = even
+        self.even = check_even(even)
         self.epoch = 0
-        if even not in _EVEN_MODES:
-            raise GntkitError(f"even must be one of {', '.join(_EVEN_MODES)}, found {even!r}.")
 
     def set_epoch(self, epoch: int) -> None:
         """Use the order of this epoch in the next iteration."""
-        self.epoch = _check_count("epoch", epoch)
+        self.epoch = check_count("epoch", epoch)
 
     def indices(self) -> np.ndarray:
         """This rank's record indices for the current epoch."""
@@ -155,11 +156,11 @@ class ShardStream(IterableDataset):
     def __init__(self, source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0,
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = False, even: str = "pad",
                  streaming: bool = False):
-        self.shards = _as_shardset(source, split)
+        self.shards = as_shardset(source, split)
         self.shards._require_fixed_size("ShardStream")
-        self.batch_size = _check_count("batch_size", batch_size, 1)
-        self.shuffle = _shuffle_mode(shuffle) or False
-        self.seed = _check_count("seed", seed)
+        self.batch_size = check_count("batch_size", batch_size, 1)
+        self.shuffle = shuffle_mode(shuffle) or False
+        self.seed = check_count("seed", seed)
         self.rank, self.world_size = default_rank(rank, world_size)
         self.drop_last = bool(drop_last)
         self.even = even
@@ -171,8 +172,8 @@ class ShardStream(IterableDataset):
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Iterate epoch `epoch` next, starting at batch `start_batch` of this rank's epoch."""
-        self.epoch = _check_count("epoch", epoch)
-        self.start_batch = _check_count("start_batch", start_batch)
+        self.epoch = check_count("epoch", epoch)
+        self.start_batch = check_count("start_batch", start_batch)
 
     def __len__(self) -> int:
         return max(self.batches_per_epoch - self.start_batch, 0)
@@ -260,7 +261,7 @@ class _EpochState:
 
     def set_epoch(self, epoch: int) -> None:
         """Start epoch `epoch` (its own order) at its first batch on the next iteration."""
-        self.epoch = _check_count("epoch", epoch)
+        self.epoch = check_count("epoch", epoch)
         self.batch = 0
 
     def state_dict(self) -> dict:
@@ -282,8 +283,8 @@ class _EpochState:
         for key in ("seed", "shuffle", "batch_size", "world_size", "num_records", "drop_last", "even"):
             if key in state and state[key] != mine[key]:
                 raise GntkitError(f"Cannot resume: the saved loader state has {key}={state[key]!r}, this loader has {key}={mine[key]!r}.")
-        self.epoch = _check_count("epoch", state["epoch"])
-        batch = _check_count("batch", state["batch"])
+        self.epoch = check_count("epoch", state["epoch"])
+        batch = check_count("batch", state["batch"])
         if batch > len(self):
             raise GntkitError(f"Cannot resume at batch {batch}: an epoch of this loader has {len(self)} batches.")
         self.batch = batch
@@ -387,7 +388,7 @@ def make_loader(source, split: str | None = None, batch_size: int = 256, shuffle
     Raises:
         GntkitError: bad arguments, or see `gntkit.datasets.open`.
     """
-    num_workers = _check_count("num_workers", num_workers)
+    num_workers = check_count("num_workers", num_workers)
     stream = ShardStream(source, split, batch_size, shuffle, seed, rank, world_size, drop_last, even, streaming)
     device = torch.device(device) if device is not None else None
     if pin_memory is None:
@@ -411,11 +412,11 @@ class GpuResidentLoader(_EpochState):
 
     def __init__(self, source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0, device=None,
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = False, even: str = "pad"):
-        self.shards = _as_shardset(source, split)
+        self.shards = as_shardset(source, split)
         size = self.shards._require_fixed_size("GpuResidentLoader")
-        self.batch_size = _check_count("batch_size", batch_size, 1)
-        self.shuffle = _shuffle_mode(shuffle) or False
-        self.seed = _check_count("seed", seed)
+        self.batch_size = check_count("batch_size", batch_size, 1)
+        self.shuffle = shuffle_mode(shuffle) or False
+        self.seed = check_count("seed", seed)
         self.rank, self.world_size = default_rank(rank, world_size)
         self.drop_last, self.even = bool(drop_last), even
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
