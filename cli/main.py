@@ -237,7 +237,8 @@ def convert(
 
 @app.command()
 def verify(
-    folder: Annotated[Path, typer.Argument(help="A folder written by `gntkit convert`.")],
+    # str, not Path: Path would turn a URL's `//` into `/`.
+    folder: Annotated[str, typer.Argument(help="A folder written by `gntkit convert`, or its URL (https://, s3://, gs://, any fsspec URL).")],
     decode: Annotated[bool, typer.Option(help="Decode every record with the format's stock reader (--no-decode: sizes and checksums only).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
@@ -308,7 +309,7 @@ def train(
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `gntkit train`.")],
-    data: Annotated[Path, typer.Argument(help="A folder written by `gntkit convert`.")],
+    data: Annotated[str, typer.Argument(help="A folder written by `gntkit convert`, or its URL (https://, s3://, gs://, any fsspec URL).")],
     split: Annotated[str, typer.Option(help="Split to evaluate.")] = "test",
     top_k: Annotated[int, typer.Option(help="Also report top-k accuracy.")] = 5,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
