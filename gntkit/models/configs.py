@@ -291,7 +291,9 @@ def describe(config: ModelConfig, num_classes: int, image_size: int, channels: i
     """One line naming the model, its input and its parameter count, printed at the start of training."""
     n = expected_parameter_count(config, num_classes, image_size, channels, batch_norm)
     bn = config.batch_norm if batch_norm is None else batch_norm
-    return (f"{config.name}{' +bn' if bn and not config.name.endswith('_bn') else ''}: "
+    # Batch norm is named only where it differs from the table's choice for this model.
+    override = "" if bn == config.batch_norm else (" +bn" if bn else " -bn")
+    return (f"{config.name}{override}: "
             f"input {image_size}x{image_size}x{channels}, {num_classes} classes, "
             f"{n:,} parameters ({n * 4 / 2**20:.1f} MiB as float32)")
 

@@ -1,0 +1,199 @@
+"""The tutorials' networks and the compact HCCR network: exact parameter counts, layers, and
+the same function in both frameworks given the same weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gntkit.models import configs
+
+torch_models = pytest.importorskip("gntkit.models.torch")
+tf_models = pytest.importorskip("gntkit.models.tf")
+torch = torch_models.torch
+keras = tf_models.keras
+nn = torch.nn
+
+
+# (name, classes, image size, channels, the count the tutorial or paper prints)
+PUBLISHED_COUNTS = [
+    ("cnn2-tutorial", 10, 28, 1, 206_682),    # PyTorch MNIST tutorial
+    ("cnn3", 10, 28, 1, 93_322),              # Keras 3-conv MNIST tutorial
+    ("vgg16", 10, 224, 1, 134_300_362),       # VGG16 in tf.keras at 224x224x1
+    ("vgg16-transfer", 10, 48, 3, 33_638_218),  # VGG16 notop + 4096-4096-dropout-10
+    ("hccr-compact", 3755, 96, 1, 6_518_635),   # Melnyk et al.: "about 6.5 M"
+]
+
+
+@pytest.mark.parametrize("name, classes, size, channels, count", PUBLISHED_COUNTS)
+def test_published_parameter_counts_in_both_frameworks(name, classes, size, channels, count):
+    assert configs.expected_parameter_count(configs.get_config(name), classes, size, channels) == count
+    t = torch_models.create_model(name, classes, size, channels)
+    assert torch_models.count_parameters(t) == count
+    del t
+    k = tf_models.create_model(name, classes, size, channels)
+    assert tf_models.count_parameters(k) == count
+
+
+def test_cnn2_tutorial_layers():
+    t = torch_models.create_model("cnn2-tutorial", 10, 28)
+    described = [(type(m).__name__, getattr(m, "in_channels", None), getattr(m, "out_channels", None),
+                  getattr(m, "padding", None)) for m in t.features]
+    assert described == [("Conv2d", 1, 4, (1, 1)), ("ReLU", None, None, None), ("MaxPool2d", None, None, 0),
+                         ("Conv2d", 4, 8, (1, 1)), ("ReLU", None, None, None), ("MaxPool2d", None, None, 0)]
+    head = list(t.classifier)
+    assert [type(m).__name__ for m in head] == ["Linear", "ReLU", "Dropout", "Linear"]
+    assert (head[0].in_features, head[0].out_features, head[2].p, head[3].out_features) == (392, 512, 0.4, 10)
+    # logits, not the tutorial's log-softmax: rows do not sum to one after exp
+    with torch.no_grad():
+        out = t.eval()(torch.rand(2, 1, 28, 28))
+    assert not torch.allclose(out.exp().sum(1), torch.ones(2))
+
+
+def test_hccr_compact_layers():
+    cfg = configs.get_config("hccr-compact")
+    assert configs.feature_map_size(cfg, 96) == 6 and configs.feature_map_size(cfg, 100) == 7
+    t = torch_models.create_model("hccr-compact", 3755, 96)
+    convs = [m for m in t.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 64, 96, 64, 96, 128, 96, 128, 256, 192, 256, 448, 256, 448]
+    assert all(c.bias is None for c in convs)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in t.features) == 14
+    assert sum(isinstance(m, nn.AvgPool2d) for m in t.features) == 4
+    assert tuple(t.pooling.weight.shape) == (448, 6, 6)
+    assert [type(m).__name__ for m in t.classifier] == ["Dropout", "Linear"]
+    assert t.classifier[0].p == 0.5 and t.classifier[1].in_features == 448
+    k = tf_models.create_model("hccr-compact", 3755, 96)
+    assert tuple(k.get_layer("gwap").kernel.shape) == (6, 6, 448)
+    assert k.get_layer("head_dropout").rate == 0.5 and not k.get_layer("conv14").use_bias
+    # batch norm's moving mean and variance are weights but not trainable: 2 x 2,592 channels
+    assert tf_models.count_parameters(k, trainable_only=False) == 6_518_635 + 5_184
+    assert "hccr-compact: input 96x96x1, 3755 classes, 6,518,635 parameters" in configs.describe(cfg, 3755, 96)
+
+
+def _copy_torch_to_keras(t, k, config, image_size):
+    """Copy every weight of a torch ConvNet into the keras model of the same name, in layer order."""
+    tm = [m for m in t.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear,
+                                                      torch_models.GlobalWeightedAveragePooling))]
+    km = [layer for layer in k.layers if layer.weights and not isinstance(layer, keras.layers.Dropout)]
+    assert len(tm) == len(km)
+    first_dense = True
+    for m, layer in zip(tm, km):
+        if isinstance(m, nn.Conv2d):
+            weights = [m.weight.detach().numpy().transpose(2, 3, 1, 0)]
+            weights += [] if m.bias is None else [m.bias.detach().numpy()]
+        elif isinstance(m, nn.BatchNorm2d):
+            weights = [v.detach().numpy() for v in (m.weight, m.bias, m.running_mean, m.running_var)]
+        elif isinstance(m, torch_models.GlobalWeightedAveragePooling):
+            weights = [m.weight.detach().numpy().transpose(1, 2, 0)]
+        else:
+            w = m.weight.detach().numpy()
+            if first_dense and config.head == "flatten":  # NCHW flatten order -> NHWC
+                side = configs.feature_map_size(config, image_size)
+                w = w.reshape(w.shape[0], -1, side, side).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+            first_dense = False
+            weights = [w.T, m.bias.detach().numpy()]
+        layer.set_weights(weights)
+
+
+@pytest.mark.parametrize("name, width, size", [
+    ("cnn2-tutorial", 1.0, 28),
+    ("hccr-compact", 0.125, 40),  # 40 -> 20 -> 10 -> 5 -> 3: the average pools meet odd sides
+    ("vgg16-transfer", 0.0625, 48),
+])
+def test_same_function_in_both_frameworks(name, width, size):
+    torch.manual_seed(1)
+    config = configs.get_config(name, width)
+    t = torch_models.create_model(name, 7, size, width=width)
+    with torch.no_grad():  # non-trivial batch-norm statistics and pooling weights
+        for m in t.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+            elif isinstance(m, torch_models.GlobalWeightedAveragePooling):
+                m.weight.uniform_(0.0, 0.1)
+    t.eval()
+    k = tf_models.create_model(name, 7, size, width=width)
+    _copy_torch_to_keras(t, k, config, size)
+    x = np.random.default_rng(2).random((3, size, size), dtype=np.float32)
+    with torch.no_grad():
+        a = t(torch.from_numpy(x)[:, None]).numpy()
+    b = k(x[..., None], training=False).numpy()
+    assert np.abs(a).max() > 1e-3
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+
+
+def _numpy_average_pool(x):
+    """3x3 stride-2 mean over the map zero-padded by one on each side (the "A" entry), NCHW."""
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    out = np.empty((n, c, oh, ow), np.float32)
+    for i in range(oh):
+        for j in range(ow):
+            out[:, :, i, j] = padded[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].sum(axis=(2, 3)) / 9
+    return out
+
+
+def test_average_pool_and_gwap_against_numpy():
+    rng = np.random.default_rng(4)
+    x = rng.random((2, 3, 5, 5), dtype=np.float32)
+    pool = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=True)
+    np.testing.assert_allclose(pool(torch.from_numpy(x)).numpy(), _numpy_average_pool(x), rtol=1e-6)
+    pad = keras.layers.ZeroPadding2D(1)
+    kpool = keras.layers.AveragePooling2D(3, 2)
+    np.testing.assert_allclose(kpool(pad(x.transpose(0, 2, 3, 1))).numpy().transpose(0, 3, 1, 2),
+                               _numpy_average_pool(x), rtol=1e-6)
+    weight = rng.random((3, 5, 5), dtype=np.float32)
+    gwap = torch_models.GlobalWeightedAveragePooling(3, 5)
+    with torch.no_grad():
+        gwap.weight.copy_(torch.from_numpy(weight))
+    expected = (x * weight).sum(axis=(2, 3))
+    np.testing.assert_allclose(gwap(torch.from_numpy(x)).detach().numpy(), expected, rtol=1e-5)
+    layer = tf_models.GlobalWeightedAveragePooling()
+    layer.build((None, 5, 5, 3))
+    layer.set_weights([weight.transpose(1, 2, 0)])
+    np.testing.assert_allclose(layer(x.transpose(0, 2, 3, 1)).numpy(), expected, rtol=1e-5)
+
+
+def _separable_batch(rng, classes=4, n=16, size=16):
+    """Each class lights one quadrant: a task a working network learns in a few steps."""
+    y = np.arange(n) % classes
+    x = rng.random((n, size, size), dtype=np.float32) * 0.2
+    half = size // 2
+    for i, label in enumerate(y):
+        r, c = divmod(int(label), 2)
+        x[i, r * half:(r + 1) * half, c * half:(c + 1) * half] += 0.8
+    return x, y
+
+
+def test_hccr_compact_trains_in_both_frameworks():
+    """A narrow copy (16x16 input: the four pools leave 1x1) fits a small batch in both frameworks."""
+    x, y = _separable_batch(np.random.default_rng(5))
+    torch.manual_seed(0)
+    t = torch_models.create_model("hccr-compact", 4, 16, width=1 / 8)
+    optimizer = torch.optim.Adam(t.parameters(), lr=3e-3)
+    xt, yt = torch.from_numpy(x)[:, None], torch.from_numpy(y)
+    losses = []
+    for _ in range(20):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(t(xt), yt)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-4:]) < 0.15 * losses[0]  # dropout 0.5 makes single steps noisy
+    keras.utils.set_random_seed(0)
+    k = tf_models.create_model("hccr-compact", 4, 16, width=1 / 8)
+    k.compile(optimizer=keras.optimizers.Adam(3e-3),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = k.fit(x[..., None], y, batch_size=16, epochs=20, verbose=0).history["loss"]
+    assert np.mean(history[-4:]) < 0.15 * history[0]
+
+
+def test_hccr_compact_mixed_precision_keeps_float32_logits():
+    k = tf_models.create_model("hccr-compact", 5, 32, width=0.125, dtype_policy="mixed_bfloat16")
+    out = k(np.zeros((2, 32, 32, 1), np.float32))
+    assert out.dtype == tf_models.tf.float32
+    assert k.get_layer("gwap").compute_dtype == "bfloat16"
+    assert k.get_layer("gwap").kernel.dtype == "float32"
