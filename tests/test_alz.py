@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from alz_fixtures import Member, alz_bytes, alz_bzip2, sample_members, write_alz, write_split, zero_bzip2_crc
 from gntkit.containers.alz import AlzContainer, alz_bzip2_blocks
 from gntkit.errors import FormatError, GntkitError
-from naive_alz import read_archive
+from naive_alz import naive_bzip2_blocks, read_archive
 
 UNALZ = shutil.which("unalz")
 needs_unalz = pytest.mark.skipif(UNALZ is None, reason="Debian's `unalz` is not installed (apt-get install unalz; CI installs it)")
@@ -42,6 +42,36 @@ def test_every_method_matches_source_and_reference():
         assert ours == (ref["offset"], ref["method"], ref["crc"], ref["compressed_size"])
         if ref["data"] is not None and not ref["directory"]:
             assert alz.read(entry.name) == ref["data"]
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("seed", range(4))
+def test_bzip2_kernels_match_reference(seed):
+    import random
+
+    rng = random.Random(seed)
+    kinds = [
+        bytes(rng.choice(b"ab") for _ in range(rng.randrange(1, 3000))),
+        bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 3000))),
+        b"".join(bytes([rng.randrange(256)]) * rng.randrange(1, 600) for _ in range(rng.randrange(1, 30))),
+        bytes([rng.randrange(256)]),
+    ]
+    for data in kinds:
+        stream = alz_bzip2(data)
+        assert b"".join(alz_bzip2_blocks(stream, "x")) == b"".join(naive_bzip2_blocks(stream)) == data
+    assert list(alz_bzip2_blocks(alz_bzip2(b""), "x")) == []
+
+
+@pytest.mark.numba
+def test_bzip2_kernels_refuse_damage():
+    stream = alz_bzip2(b"hello world " * 40)
+    with pytest.raises(FormatError, match="block marker"):
+        list(alz_bzip2_blocks(b"XLZ\x01" + stream[4:], "a.alz:m"))
+    with pytest.raises(FormatError, match=r"a\.alz:m at byte \d+: expected .*truncated"):
+        list(alz_bzip2_blocks(stream[:20], "a.alz:m"))
+    for cut in range(4, len(stream) - 1, 7):
+        with pytest.raises(FormatError):
+            list(alz_bzip2_blocks(stream[:cut], "a.alz:m"))
 
 
 @pytest.mark.slow

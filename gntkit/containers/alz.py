@@ -29,9 +29,9 @@ encrypted members with one sentence each.
 Method 1 is not standard bzip2: ALZip drops the "BZh9" stream header, writes "DLZ\\x01" for each
 block's 48-bit magic and "DLZ\\x02" for the end-of-stream magic, and leaves out the block CRC,
 the randomised bit and the combined CRC. Python's `bz2` (libbzip2) cannot read that and
-checks the CRCs ALZip left out, so gntkit decodes those blocks itself (`alz_bzip2_blocks`):
-plain Python, slow (about 1 MB/s), used only by ALZip 4.9x archives; ALZip 5 and later write
-deflate (unalz's notes), which `zlib` inflates.
+checks the CRCs ALZip left out, so gntkit decodes those blocks with its own numba kernels
+(gntkit/kernels/bzip2.py; `alz_bzip2_blocks`). Only ALZip 4.9x wrote bzip2; ALZip 5 and later
+write deflate (unalz's notes), which `zlib` inflates.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gntkit.errors import FormatError, GntkitError
+from gntkit.kernels import bzip2 as bzip2_kernels
 
 SIG_ARCHIVE = b"ALZ\x01"
 SIG_FILE = b"BLZ\x01"
@@ -411,26 +412,11 @@ class _MemberStream(io.RawIOBase):
 
 _BLOCK_MAGIC = int.from_bytes(b"DLZ\x01", "big")
 _END_MAGIC = int.from_bytes(b"DLZ\x02", "big")
-_MAX_BLOCK = 900_000  # ALZip always uses bzip2's 900 kB blocks (unalz: blockSize100k = 9)
 
 
-class _Bits:
-    """MSB-first bit reader over a member's compressed bytes."""
-
-    def __init__(self, data: bytes, name: str):
-        self.data, self.name, self.position, self.limit = data, name, 0, len(data) * 8
-
-    def read(self, count: int) -> int:
-        end = self.position + count
-        if end > self.limit:
-            raise FormatError(self.name, self.position // 8, f"{count} more bits of bzip2 data", "the end of the member's data (truncated)")
-        first, last = self.position >> 3, (end + 7) >> 3
-        value = int.from_bytes(self.data[first:last], "big") >> ((last << 3) - end)
-        self.position = end
-        return value & ((1 << count) - 1)
-
-    def fail(self, expected: str, found) -> FormatError:
-        return FormatError(self.name, self.position // 8, expected, str(found))
+def _bits_at(data: bytes, position: int, count: int) -> int:
+    first, last = position >> 3, (position + count + 7) >> 3
+    return (int.from_bytes(data[first:last], "big") >> ((last << 3) - position - count)) & ((1 << count) - 1)
 
 
 def alz_bzip2_blocks(data: bytes, name: str):
@@ -441,123 +427,29 @@ def alz_bzip2_blocks(data: bytes, name: str):
         name: `archive:member`, for messages.
 
     Raises:
-        FormatError: a missing block marker, damaged Huffman tables or codes, impossible counts.
+        FormatError: a missing block marker, damaged Huffman tables or codes, impossible counts;
+            the offset is the byte in the member's compressed data.
     """
-    bits = _Bits(data, name)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    limit, position = len(data) * 8, 0
+    column = np.empty(bzip2_kernels.MAX_BLOCK, dtype=np.uint8)
+    plain = np.empty(bzip2_kernels.MAX_BLOCK, dtype=np.uint8)
     while True:
-        magic = bits.read(32)
+        if position + 32 > limit:
+            raise FormatError(name, position // 8, 'an ALZip bzip2 block marker "DLZ\\x01" or end marker "DLZ\\x02"',
+                              "the end of the member's compressed data (truncated)")
+        magic = _bits_at(data, position, 32)
+        position += 32
         if magic == _END_MAGIC:
             return
         if magic != _BLOCK_MAGIC:
-            raise bits.fail('an ALZip bzip2 block marker "DLZ\\x01" or end marker "DLZ\\x02"', f"0x{magic:08x}")
-        yield _undo_rle1(_inverse_bwt(*_block_symbols(bits)))
-
-
-def _huffman_tables(bits: _Bits, alphabet: int) -> tuple[list, list]:
-    """The selectors and one canonical decoding table ({(length, code): symbol}) per group."""
-    groups = bits.read(3)
-    if not 2 <= groups <= 6:
-        raise bits.fail("2 to 6 Huffman groups", groups)
-    count = bits.read(15)
-    if count < 1:
-        raise bits.fail("at least one selector", count)
-    order, selectors = list(range(groups)), []
-    for _ in range(count):
-        rank = 0
-        while bits.read(1):
-            rank += 1
-            if rank >= groups:
-                raise bits.fail(f"a selector below {groups}", rank)
-        order.insert(0, order.pop(rank))
-        selectors.append(order[0])
-    tables = []
-    for _ in range(groups):
-        length, lengths = bits.read(5), []
-        for _ in range(alphabet):
-            while True:
-                if not 1 <= length <= 20:
-                    raise bits.fail("Huffman code lengths of 1 to 20 bits", length)
-                if not bits.read(1):
-                    break
-                length += -1 if bits.read(1) else 1
-            lengths.append(length)
-        table, code = {}, 0
-        for size in range(1, 21):  # canonical codes: by length, then by symbol (bzip2's hbAssignCodes)
-            for symbol, symbol_length in enumerate(lengths):
-                if symbol_length == size:
-                    table[(size, code)] = symbol
-                    code += 1
-            code <<= 1
-        tables.append(table)
-    return selectors, tables
-
-
-def _block_symbols(bits: _Bits) -> tuple[bytes, int]:
-    """Decode one block's Huffman/MTF/run-length symbols: (the BWT's last column, origPtr)."""
-    origin = bits.read(24)
-    used = bits.read(16)
-    byte_values = []
-    for row in range(16):
-        if used & (0x8000 >> row):
-            mask = bits.read(16)
-            byte_values.extend(row * 16 + col for col in range(16) if mask & (0x8000 >> col))
-    if not byte_values:
-        raise bits.fail("at least one byte value in use", 0)
-    alphabet = len(byte_values) + 2
-    selectors, tables = _huffman_tables(bits, alphabet)
-    mtf, column, run, weight, decoded = list(range(len(byte_values))), bytearray(), 0, 1, 0
-    while True:
-        group = decoded // 50
-        if group >= len(selectors):
-            raise bits.fail(f"at most {50 * len(selectors)} symbols for {len(selectors)} selectors", "more")
-        table, length, code = tables[selectors[group]], 0, 0
-        while (length, code) not in table:
-            if length == 20:
-                raise bits.fail("a Huffman code of at most 20 bits", "none that matches")
-            code, length = (code << 1) | bits.read(1), length + 1
-        symbol = table[(length, code)]
-        decoded += 1
-        if symbol <= 1:  # RUNA / RUNB: a bijective base-2 repeat count of the front byte
-            run += weight << symbol
-            weight <<= 1
-            if len(column) + run > _MAX_BLOCK:
-                raise bits.fail(f"a block of at most {_MAX_BLOCK} bytes", "a longer run")
-            continue
-        if run:
-            column += bytes([byte_values[mtf[0]]]) * run
-            run, weight = 0, 1
-        if symbol == alphabet - 1:
-            break
-        mtf.insert(0, mtf.pop(symbol - 1))
-        column.append(byte_values[mtf[0]])
-        if len(column) > _MAX_BLOCK:
-            raise bits.fail(f"a block of at most {_MAX_BLOCK} bytes", "more")
-    if len(column) > _MAX_BLOCK or origin >= len(column):
-        raise bits.fail(f"a block origin below the block length {len(column)} (at most {_MAX_BLOCK})", origin)
-    return bytes(column), origin
-
-
-def _inverse_bwt(column: bytes, origin: int) -> bytes:
-    """Undo the Burrows-Wheeler transform: follow the stable sort of the last column."""
-    last = np.frombuffer(column, dtype=np.uint8)
-    successor = np.argsort(last, kind="stable").tolist()
-    out, position = bytearray(len(column)), successor[origin]
-    for i in range(len(column)):
-        out[i] = column[position]
-        position = successor[position]
-    return bytes(out)
-
-
-def _undo_rle1(data: bytes) -> bytes:
-    """Undo bzip2's first run-length step: four equal bytes are followed by a repeat count."""
-    out, i, n = bytearray(), 0, len(data)
-    while i < n:
-        value, run = data[i], 1
-        while run < 4 and i + run < n and data[i + run] == value:
-            run += 1
-        out += bytes([value]) * run
-        i += run
-        if run == 4 and i < n:
-            out += bytes([value]) * data[i]
-            i += 1
-    return bytes(out)
+            raise FormatError(name, (position - 32) // 8, 'an ALZip bzip2 block marker "DLZ\\x01" or end marker "DLZ\\x02"',
+                              f"0x{magic:08x}")
+        status, position, origin, count = bzip2_kernels.decode_block(buffer, limit, position, column)
+        if status != bzip2_kernels.OK:
+            expected, found = bzip2_kernels.MESSAGES[status]
+            raise FormatError(name, position // 8, f"{expected} (compressed data)", found)
+        bzip2_kernels.inverse_bwt(column, count, origin, plain)
+        out = np.empty(bzip2_kernels.rle1_length(plain, count), dtype=np.uint8)
+        bzip2_kernels.undo_rle1(plain, count, out)
+        yield out.tobytes()
