@@ -318,7 +318,8 @@ def locate_png(bufs, shard_of, sample_starts, sample_ends, rows, side, idat_star
 
     Sample r spans bufs[shard_of[r]][sample_starts[r]:sample_ends[r]] (its members' headers
     and data). Writes idat_starts[i], idat_lens[i], labels[i]; status[i] is OK or a code
-    that sends the sample to the slow path (pillow, full tar header handling).
+    that sends the sample to the slow path (pillow, full tar header handling), among them
+    UNUSUAL_TAR for a member whose size runs past the sample's end: no read leaves the sample.
     """
     for i in range(rows.shape[0]):
         r = rows[i]
@@ -340,6 +341,13 @@ def locate_png(bufs, shard_of, sample_starts, sample_ends, rows, side, idat_star
             if kind != 48 and kind != 0:
                 code = UNUSUAL_TAR
                 break
+            data = pos + 512
+            if size > end - data:
+                # A member running past its sample (a damaged size field) would send the reads
+                # below past the sample, and past the buffer for the last one: the slow path
+                # (Python slicing, pillow) decides what the sample holds.
+                code = UNUSUAL_TAR
+                break
             # extension: after the first '.' following the last '/' of the name
             name_end = 0
             while name_end < 100 and buf[pos + name_end] != 0:
@@ -353,7 +361,6 @@ def locate_png(bufs, shard_of, sample_starts, sample_ends, rows, side, idat_star
                 if buf[pos + j] == 46:
                     dot = j
                     break
-            data = pos + 512
             ext_len = name_end - dot - 1
             if dot >= 0 and ext_len == 3 and buf[pos + dot + 1] == 112 and buf[pos + dot + 2] == 110 and buf[pos + dot + 3] == 103:
                 idat_start, idat_len, png_code = _png_idat(buf, data, size, side)
@@ -368,11 +375,12 @@ def locate_png(bufs, shard_of, sample_starts, sample_ends, rows, side, idat_star
                 for j in range(size):
                     c = buf[data + j]
                     if c >= 48 and c <= 57:
-                        value = value * 10 + (c - 48)
                         digits += 1
+                        if digits <= 18:
+                            value = value * 10 + (c - 48)
                     elif c != 10 and c != 32:
                         code = UNUSUAL_TAR
-                if digits == 0:
+                if digits == 0 or digits > 18:  # more than 18 digits may not fit an int64
                     code = UNUSUAL_TAR
                 labels[i] = value
                 found_cls = True
