@@ -114,7 +114,7 @@ class RemoteFolder:
         slug = hashlib.sha256(self.url.encode("utf-8")).hexdigest()[:16]
         self.local = self.cache_dir / "folders" / slug
         self.objects = self.cache_dir / "objects" / slug
-        self._fs, self._root = None, None
+        self._fs, self._root, self._pid = None, None, None
         self._remote_names: dict[Path, str] = {}  # cached path -> file name in the remote folder
         self._manifest = None
         self._lock = threading.Lock()
@@ -131,8 +131,10 @@ class RemoteFolder:
     @property
     def fs(self):
         """The fsspec filesystem (opened on first use, in each process)."""
-        if self._fs is None:
+        if self._fs is None or self._pid != os.getpid():
+            # A forked data-loader worker opens its own: fsspec's async filesystems are not fork-safe.
             self._fs, self._root = _filesystem(self.url, self.storage_options)
+            self._pid = os.getpid()
         return self._fs
 
     def remote_path(self, name: str) -> str:

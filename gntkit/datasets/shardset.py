@@ -115,6 +115,23 @@ class ShardSet:
         if not forked:
             self._bulk_reader = None
 
+    def fetch(self, shard_ids=None) -> list[Path]:
+        """The local paths of shards `shard_ids` (default: all), fetched first when the set is remote.
+
+        For readers that open shard files themselves (TensorFlow's TFRecordDataset): a remote
+        set fetches each shard into its cache once, checked against its sha256.
+
+        Raises:
+            GntkitError: a shard id out of range, or a fetch or checksum failure.
+        """
+        ids = range(len(self.shards)) if shard_ids is None else [int(k) for k in shard_ids]
+        if any(not 0 <= k < len(self.shards) for k in ids):
+            raise GntkitError(f"{self.url or self.path} split {self.split!r} has shards 0..{len(self.shards) - 1}, asked for {list(ids)}.")
+        wanted = [self.shards[k] for k in ids]
+        if self.remote is not None:
+            self.remote.fetch(wanted)
+        return [shard.path for shard in wanted]
+
     def prepare(self) -> ShardSet:
         """Open every shard and load the numba kernels now, in this process.
 

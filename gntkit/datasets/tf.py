@@ -164,6 +164,8 @@ def _native_epoch(shards, size, batch_size, mode, seed, rank, world_size, drop_l
     order = shards.epoch_order(seed, epoch, mode or False)
     share = rank_share(order, rank, world_size, even)
     paths = [str(s.path) for s in shards.shards]
+    if shards.remote is not None:  # TFRecordDataset opens files itself: fetch this rank's shards first
+        shards.fetch(np.unique(np.searchsorted(shards.shard_sizes.cumsum(), share, side="right")))
     if mode == "global":
         records = _global_records(shards, share, paths, compression, parallel)
         shuffle_seed = int(np.random.default_rng([seed, epoch, rank]).integers(2**31 - 1))
