@@ -221,3 +221,22 @@ def test_fuzz_mutated_archives_fail_cleanly(data):
             assert len(alz.read(name)) == size
     except GntkitError:
         pass
+
+
+_SEED_BZIP2 = alz_bzip2(b"".join(bytes([i % 7]) * (i % 11 + 1) for i in range(400)) + bytes(range(256)))
+
+
+@pytest.mark.numba
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_bzip2_kernels_fail_cleanly(data):
+    # The kernels do no bounds checking of their own arrays: damaged streams must end in a status
+    # (a FormatError here), never a read past the data or a hang.
+    raw = bytearray(_SEED_BZIP2)
+    for _ in range(data.draw(st.integers(1, 4))):
+        raw[data.draw(st.integers(4, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        for block in alz_bzip2_blocks(bytes(raw[:data.draw(st.integers(4, len(raw)))]), "f.alz:m"):
+            assert len(block) <= 900_000 * 52
+    except FormatError:
+        pass
