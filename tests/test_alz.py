@@ -138,6 +138,13 @@ def test_split_volumes_refused(tmp_path):
         AlzContainer(lambda: open(first, "rb"), str(first)).entries()
     with pytest.raises(GntkitError, match="volume 2 of a split"):
         AlzContainer(lambda: open(second, "rb"), str(second)).entries()
+    # A tail we did not write: the .a00 beside the file still says "split".
+    first.write_bytes(first.read_bytes()[:-16] + bytes(16))
+    with pytest.raises(GntkitError, match="first volume of a split"):
+        AlzContainer(lambda: open(first, "rb"), str(first)).entries()
+    second.unlink()
+    with pytest.raises(FormatError, match="truncated"):
+        AlzContainer(lambda: open(first, "rb"), str(first)).entries()
 
 
 @pytest.mark.parametrize("damage, expected", [

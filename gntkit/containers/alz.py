@@ -40,6 +40,7 @@ import io
 import struct
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -261,7 +262,10 @@ class AlzContainer:
         """The archive ended before the "CLZ\\x02" end record: a split first volume, or truncation."""
         total = self._archive_size()
         tail = self._read_at(max(total - SPLIT_TAIL, 0), SPLIT_TAIL) if total >= SPLIT_TAIL else b""
-        if tail.startswith(SIG_SPLIT) or tail.startswith(SIG_ARCHIVE):
+        # The 16-byte tail's contents are not documented (unalz skips it), so a next volume beside
+        # the file (unalz's naming: x.alz, x.a00) also says "split".
+        next_volume = Path(self.path).with_suffix(".a00")
+        if tail.startswith(SIG_SPLIT) or tail.startswith(SIG_ARCHIVE) or next_volume.is_file():
             raise GntkitError(f"{self.path}: the first volume of a split (multi-volume) ALZip archive (its data continue in an .a00 file): "
                               f"{_SPLIT_HINT}.")
         last = entries[-1] if entries else None
