@@ -113,3 +113,35 @@ def test_folders_with_old_shard_names_still_open(sets, truth, tmp_path, fmt):
     images, labels = shards.read_batch(order)
     np.testing.assert_array_equal(images, truth["train"].images[order])
     assert shards.get(7)[1] == truth["train"].labels[7]
+
+
+# --------------------------------------------------------------------------- stock tools on gntkit's WebDataset output
+
+
+def test_stock_webdataset_reads_the_manifest_brace_pattern(sets, truth):
+    webdataset = pytest.importorskip("webdataset")
+    folder = sets["webdataset"]
+    for split in ("train", "test"):
+        entry = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))["splits"][split]
+        assert entry["pattern"].endswith(".tar") and "{" in entry["pattern"]
+        stream = webdataset.WebDataset(str(folder / entry["pattern"]), shardshuffle=False, empty_check=True)
+        samples = list(stream.decode("l8").to_tuple("__key__", "png", "cls"))
+        assert [key for key, _, _ in samples] == truth[split].keys
+        np.testing.assert_array_equal(np.stack([image for _, image, _ in samples]), truth[split].images)
+        assert [label for _, _, label in samples] == truth[split].labels.tolist()
+
+
+def test_hugging_face_datasets_reads_webdataset_output(sets, truth, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # no network: the packaged webdataset builder only
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hf_datasets = pytest.importorskip("datasets")
+    folder = sets["webdataset"]
+    files = {split: str(folder / f"gnt-{split}-*.tar") for split in ("train", "test")}  # a plain *.tar glob finds the shards
+    loaded = hf_datasets.load_dataset("webdataset", data_files=files, cache_dir=str(tmp_path / "hf-cache"))
+    for split in ("train", "test"):
+        rows = loaded[split]
+        assert rows.num_rows == len(truth[split])
+        assert rows["__key__"] == truth[split].keys
+        assert rows["cls"] == truth[split].labels.tolist()
+        assert [meta["label"] for meta in rows["json"]] == truth[split].labels.tolist()
+        np.testing.assert_array_equal(np.stack([np.asarray(image) for image in rows["png"]]), truth[split].images)
