@@ -35,3 +35,16 @@ def test_inspect_zip_holding_alz_holding_gnt(tmp_path):
     report = json.loads(nested.output)
     assert report["files"] == plain["files"] == 3 and report["problems"] == []
     assert report["records"] == plain["records"] > 0 and report["chinese"] == plain["chinese"]
+
+
+def test_plain_alz_source_and_split_refusal(tmp_path):
+    files = write_corpus(tmp_path / "gnt", writers=2, num_classes=4, samples_per_class=1, style="c", num_symbols=0)
+    archive = tmp_path / "HWDB1.1tst_gnt.alz"
+    archive.write_bytes(alz_bytes([Member(p.name, p.read_bytes(), method=0) for p in sorted(files)]))
+    found = find_members([archive])
+    assert [m.writer_id for m in found] == ["1001", "1002"]
+    assert found[0].read().tobytes() == sorted(files)[0].read_bytes()
+    volume = tmp_path / "split.alz"
+    volume.write_bytes(archive.read_bytes()[:200] + b"CLZ\x03" + bytes(12))
+    result = invoke("inspect", volume)
+    assert result.exit_code == 2 and "first volume of a split" in result.output and "Traceback" not in result.output
