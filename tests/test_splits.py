@@ -144,3 +144,42 @@ def test_bad_input():
         parse_split("all").assign([42])
     with pytest.raises(GntkitError, match="preset name or ranges"):
         parse_split(None)
+
+
+def test_icdar2013_setup_in_one_command(tmp_path):
+    """The documented command on miniature downloads: HWDB1.0 and HWDB1.1 zips train, the competition zip tests,
+    and gb2312-1 drops (and counts) the symbols and the classes outside level 1."""
+    import json
+    import zipfile
+
+    from typer.testing import CliRunner
+
+    from gntkit.charset import builtin
+    from gntkit.cli.main import app
+    from gntkit.synth import symbol_codes, write_gnt, writer_records
+
+    level1 = builtin("gb2312-1").tag_codes[:3]
+    outside = [0xD8A1]  # GB2312 level 2: HWDB1.0 holds 126 such classes
+    downloads = {"Gnt1.0TrainPart1.zip": ["001"], "Gnt1.0Test.zip": ["006"], "Gnt1.1TrainPart1.zip": ["1001"],
+                 "Gnt1.1Test.zip": ["1241"], "competition-gnt.zip": ["C001", "C002"]}
+    sources = []
+    for archive_name, writers in downloads.items():
+        folder = tmp_path / archive_name[:-4]
+        folder.mkdir()
+        with zipfile.ZipFile(tmp_path / archive_name, "w") as archive:
+            for writer in writers:
+                number = int(writer.lstrip("C")) + (5000 if writer.startswith("C") else 0)
+                codes, bitmaps = writer_records(number, list(level1) + outside + symbol_codes(1), 1)
+                path = write_gnt(folder / f"{writer}-f.gnt", codes, bitmaps)
+                archive.write(path, path.name)
+        sources.append(tmp_path / archive_name)
+    out = tmp_path / "icdar2013-tfrecord"
+    result = CliRunner().invoke(app, ["convert", *map(str, sources), "--split", "icdar2013", "--charset", "gb2312-1",
+                                      "--to", "tfrecord", "--out", str(out), "--quiet"])
+    # Exit code 3: samples were dropped, here by design (the symbols and the level-2 class), and counted.
+    assert result.exit_code == 3, result.output
+    assert "dropped 12 sample(s) outside the charset" in result.output
+    manifest = json.loads((out / "dataset_info.json").read_text(encoding="utf-8"))
+    assert manifest["splits"]["train"]["writers"] == ["001", "006", "1001", "1241"]
+    assert manifest["splits"]["test"]["writers"] == ["C001", "C002"]
+    assert manifest["splits"]["train"]["num_records"] == 4 * 3 and manifest["splits"]["test"]["num_records"] == 2 * 3
