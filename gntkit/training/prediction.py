@@ -6,6 +6,10 @@ preprocessing (RUN/preprocess.json: size, margin, crop, invert), by default
 with the photo steps switched on (contrast stretch, Otsu threshold, speck
 removal, as `Preprocess.for_photos`), then through the model; the result is the
 top-k characters with probabilities.
+
+A run trained on MNIST-family IDX data (its copy of the manifest lists `source_formats`
+["idx"]) prepares drawings as MNIST was built instead (gntkit.preprocess.prepare_digit:
+threshold, fit the ink into 20 x 20, centre by mass in 28 x 28), then the run's settings.
 """
 
 from __future__ import annotations
@@ -18,7 +22,26 @@ import numpy as np
 from gntkit.errors import GntkitError
 from gntkit.training.run_folder import RunFolder
 
-__all__ = ["photo_settings", "prepare_images", "predict_images", "top_k_results"]
+__all__ = ["photo_settings", "prepare_images", "predict_images", "top_k_results", "trained_on_digits"]
+
+
+def trained_on_digits(run_dir) -> bool:
+    """True when a run's data came from IDX sources of handwriting (MNIST, EMNIST; not Fashion-MNIST's
+    photos), as the run's copy of the data manifest (RUN/dataset_info.json) says.
+
+    Raises:
+        GntkitError: a copy of the manifest that is not readable JSON.
+    """
+    from pathlib import Path
+
+    from gntkit.manifest import read_json
+
+    path = Path(run_dir) / "dataset_info.json"
+    if not path.is_file():
+        return False
+    manifest = read_json(path, "the run's copy of the data manifest")
+    charset = manifest.get("charset") or {}
+    return manifest.get("source_formats") == ["idx"] and charset.get("name") != "fashion-mnist"
 
 
 def photo_settings(preprocess_json: dict, photo: bool = True):
@@ -38,18 +61,20 @@ def photo_settings(preprocess_json: dict, photo: bool = True):
     return settings
 
 
-def prepare_images(images, preprocess_json: dict, photo: bool = True) -> np.ndarray:
+def prepare_images(images, preprocess_json: dict, photo: bool = True, digits: bool = False) -> np.ndarray:
     """Load and preprocess user images into the model's input: uint8 (N, S, S), ink bright on 0.
 
     Args:
         images: file paths, or uint8 arrays (H, W) grey / (H, W, 3|4) RGB(A) with dark ink on light paper.
         preprocess_json: the run's preprocess.json content.
         photo: add contrast stretch, Otsu threshold and speck removal (see `photo_settings`).
+        digits: prepare each image as MNIST was built (gntkit.preprocess.prepare_digit), then
+            with the run's settings; `photo` does not apply (the preparation thresholds itself).
 
     Raises:
         GntkitError: one sentence naming the image when it cannot be read or holds no ink.
     """
-    from gntkit.preprocess import load_image, preprocess_image
+    from gntkit.preprocess import Preprocess, load_image, prepare_digit, preprocess_image
 
     settings = photo_settings(preprocess_json, photo)
     out = np.empty((len(images), settings.size, settings.size), np.uint8)
@@ -65,7 +90,7 @@ def prepare_images(images, preprocess_json: dict, photo: bool = True) -> np.ndar
         else:
             raise GntkitError(f"Image {i} must be a file path or a uint8 array, found {type(item).__name__}.")
         try:
-            result = preprocess_image(array, settings)
+            result = prepare_digit(array, Preprocess.from_json(preprocess_json)) if digits else preprocess_image(array, settings)
         except GntkitError as exc:
             raise GntkitError(f"{name}: {str(exc)[0].lower()}{str(exc)[1:]}") from None
         ink = result if settings.invert else 255 - result
@@ -118,7 +143,7 @@ def predict_images(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best
     classes = run.read_classes()
     if len(classes) != info["num_classes"]:
         raise GntkitError(f"{run.path}: charset.txt has {len(classes)} classes, expected {info['num_classes']}.")
-    images = prepare_images(image_paths, run.read_preprocess(), photo)
+    images = prepare_images(image_paths, run.read_preprocess(), photo, digits=trained_on_digits(run_dir))
     module = trainer_module(info["config"]["framework"])
     model, _ = module.load_run_model(run_dir, checkpoint, device)
     probabilities = module.predict_probabilities(model, images)
