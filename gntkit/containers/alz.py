@@ -97,8 +97,10 @@ class AlzContainer:
 
     The archive is read through one open file object: listing walks the local headers,
     seeking over each member's data, and reading members in archive order only seeks
-    forward. A backward seek (or a seek on a stream that cannot seek) opens the archive
-    again with `opener`, which is costly when the archive is itself a zip member.
+    forward (a stream that cannot seek is read and discarded up to the offset). A backward
+    seek opens the archive again with `opener`, which is costly when the archive is itself
+    a zip member: its stream inflates again from the start. Reuse one instance to read many
+    members.
 
     Args:
         opener: returns a new binary file object of the archive at offset 0.
