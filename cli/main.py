@@ -183,7 +183,7 @@ def convert(
     to: Annotated[Format, typer.Option(help="Shard format.")] = Format.tfrecord,
     out: Annotated[Optional[str], typer.Option(help="Output folder, or a URL (s3://bucket/prefix, any fsspec URL: uploaded when complete). Default: <source name>-<format> here.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Dataset name in shard file names (default: from the source).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="'all', a preset ('hwdb1.1': train 1001-1240, test 1241-1300; see docs/casia.md), or ranges 'train=1001-1240,test=1241-1300'. Default: the format's (GNT: all; MNIST: from the file names).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="'all', a preset (hwdb1.0, hwdb1.1, hwdb1.2, olhwdb1.x, hwdb2.x, competition, icdar2013, archive: train/test from the download names; see docs/casia.md), or ranges 'train=1001-1240,test=1241-1300'. Default: the format's (GNT: all; MNIST: from the file names).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Move this fraction of the train writers to a 'val' split (seeded).")] = 0.0,
     split_seed: Annotated[int, typer.Option(help="Seed of the validation writers.")] = 0,
     charset: Annotated[Optional[str], typer.Option(help="gb2312-1 (3,755), gb2312 (6,763), data (every code seen, by code), or a charset.txt/.json. Default: the format's (GNT: gb2312-1).")] = None,
@@ -198,6 +198,7 @@ def convert(
     denoise: Annotated[bool, typer.Option("--denoise", help="Remove isolated specks.")] = False,
     contrast: Annotated[bool, typer.Option("--contrast", help="Stretch each bitmap's grey range.")] = False,
     pen_width: Annotated[Optional[float], typer.Option(help="POT (online strokes): pen width in pixels of the rendered bitmaps.")] = None,
+    strokes: Annotated[bool, typer.Option("--strokes", help="POT (online strokes): also write each sample's raw points and stroke lengths.")] = False,
     pad: Annotated[bool, typer.Option("--pad", help="Resize as tf.image.resize_with_pad (aspect kept, zero padding), e.g. MNIST to 224.")] = False,
     shard_records: Annotated[Optional[int], typer.Option(help="Start a new shard after this many records.")] = None,
     shard_mb: Annotated[float, typer.Option(help="Start a new shard after about this many MB (MiB).")] = 128.0,
@@ -219,7 +220,7 @@ def convert(
             charset=charset, preprocess=settings, on_error=on_error.value, on_unknown=on_unknown.value,
             shard_records=shard_records, shard_bytes=int(shard_mb * 1024 * 1024) if shard_mb else None,
             compression=compression, workers=workers, parallel=parallel, overwrite=overwrite, resume=resume, progress=not quiet,
-            hash_sources=hash_sources,
+            hash_sources=hash_sources, strokes=strokes,
             command=shlex.join(["gntkit", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("gntkit") else None,
         )
 

@@ -9,9 +9,11 @@ id has digits), so record order is deterministic: by writer, then by position in
 
 from __future__ import annotations
 
+import collections
 import mmap
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,8 +90,10 @@ class Member:
                 return np.fromfile(self.name, dtype=np.uint8)
             except OSError as exc:
                 raise GntkitError(f"{self.name}: cannot read the file ({exc.strerror or exc}).") from None
-        container = open_container(self.archive, self.layers[:-1], self.layers[-1][0])
-        return np.frombuffer(container.read(self.layers[-1][1]), dtype=np.uint8)
+        container, lock = _shared_container(self.archive, self.layers[:-1], self.layers[-1][0])
+        with lock:  # one archive stream: members are read one at a time, in order, seeking forward
+            data = container.read(self.layers[-1][1])
+        return np.frombuffer(data, dtype=np.uint8)
 
     def format_module(self):
         """The gntkit.formats module that reads this member."""
@@ -116,6 +120,34 @@ def open_container(path: str, outer_layers: tuple, kind: str):
 
     display = ":".join([str(path)] + [inner for _, inner in outer_layers])
     return container_class(kind)(opener, display)
+
+
+_OPEN_CONTAINERS: collections.OrderedDict = collections.OrderedDict()
+_OPEN_CONTAINERS_LOCK = threading.Lock()
+_MAX_OPEN_CONTAINERS = 8
+
+
+def _shared_container(path: str, outer_layers: tuple, kind: str):
+    """One container (and its lock) per archive, reused by every member read from it.
+
+    A new container per member would rescan the archive and, for an archive inside a zip,
+    re-inflate the outer zip from its start each time: quadratic in the members of the
+    1.8 GB HWDB1.1 train archive. The key holds the file's size and mtime, so a rewritten
+    archive is opened afresh; the few most recent archives stay open.
+    """
+    stat = os.stat(path)
+    key = (str(path), tuple(outer_layers), kind, stat.st_size, stat.st_mtime_ns)
+    with _OPEN_CONTAINERS_LOCK:
+        entry = _OPEN_CONTAINERS.get(key)
+        if entry is None:
+            entry = (open_container(path, outer_layers, kind), threading.Lock())
+            _OPEN_CONTAINERS[key] = entry
+            while len(_OPEN_CONTAINERS) > _MAX_OPEN_CONTAINERS:
+                _, (old, old_lock) = _OPEN_CONTAINERS.popitem(last=False)
+                with old_lock:
+                    getattr(old, "close", lambda: None)()
+        _OPEN_CONTAINERS.move_to_end(key)
+        return entry
 
 
 def _read_head(path: Path) -> bytes:

@@ -48,3 +48,26 @@ def test_plain_alz_source_and_split_refusal(tmp_path):
     volume.write_bytes(archive.read_bytes()[:200] + b"CLZ\x03" + bytes(12))
     result = invoke("inspect", volume)
     assert result.exit_code == 2 and "first volume of a split" in result.output and "Traceback" not in result.output
+
+
+def test_members_of_a_zipped_alz_share_one_container(tmp_path, monkeypatch):
+    # A container per member would rescan the ALZ directory and re-inflate the outer zip for every
+    # member: quadratic in the ~240 members of the real 1.8 GB archive.
+    from gntkit.containers.alz import AlzContainer
+
+    files = write_corpus(tmp_path / "gnt", writers=4, num_classes=3, samples_per_class=1, style="c", num_symbols=0)
+    outer = tmp_path / "HWDB1.1trn_gnt.zip"
+    with zipfile.ZipFile(outer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("HWDB1.1trn_gnt.alz", alz_bytes([Member(p.name, p.read_bytes(), method=2) for p in sorted(files)]))
+    found = find_members([outer])
+    opened = []
+    original = AlzContainer.__init__
+
+    def counting_init(self, *args, **kwargs):
+        opened.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AlzContainer, "__init__", counting_init)
+    for member, path in zip(found, sorted(files)):
+        assert member.read().tobytes() == path.read_bytes()
+    assert len(opened) == 1
