@@ -258,6 +258,7 @@ class ConversionPlan:
             "preprocess": self.preprocess.to_json(), "on_error": o["on_error"], "on_unknown": o["on_unknown"],
             "shard_records": o["shard_records"], "shard_bytes": o["shard_bytes"], "compression": o["compression"],
             "batch_size": o["batch_size"], "max_side": o["max_side"],
+            **({"strokes": True} if o.get("strokes") else {}),  # absent otherwise: earlier journals still match
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -309,6 +310,16 @@ def _check_options(options: dict) -> None:
         raise GntkitError(f"batch_size must be at least 1, found {options['batch_size']}.")
 
 
+def _check_strokes_sources(members: list[Member]) -> None:
+    """Raise GntkitError unless every member's format carries raw strokes (HAS_STROKES)."""
+    from gntkit.formats import get_format
+
+    without = sorted({m.format for m in members if not getattr(get_format(m.format), "HAS_STROKES", False)})
+    if without:
+        first = next(m for m in members if m.format in without)
+        raise GntkitError(f"--strokes needs online sources with strokes (POT), found {', '.join(f.upper() for f in without)} files such as {first.name}.")
+
+
 def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = None, split=None,
                     val_fraction: float = 0.0, split_seed: int = 0, charset=None, preprocess=None, **options) -> ConversionPlan:
     """Stage 1 of convert: check the arguments and decide everything (see convert for them).
@@ -320,6 +331,8 @@ def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | 
     _check_options(options)
     source_list = [sources] if isinstance(sources, (str, Path)) else list(sources)
     members = find_members(source_list)
+    if options.get("strokes"):
+        _check_strokes_sources(members)
     plan = split if isinstance(split, SplitPlan) else parse_split(split or _default_split(members), val_fraction, split_seed)
     assignment = plan.assign(members)
     charset_obj = plan_charset(charset, members, on_error=options["on_error"], on_unknown=options["on_unknown"], max_side=options["max_side"])
@@ -424,7 +437,8 @@ class OutputFolder:
 
 def _split_outputs(plan: ConversionPlan, folder: OutputFolder, finished: dict) -> dict:
     """One _SplitOutput per split, each saving the journal when it finishes a shard."""
-    attrs = {"gntkit_version": gntkit.__version__, "charset": plan.charset.to_json(), "preprocess": plan.preprocess.to_json()}
+    attrs = {"gntkit_version": gntkit.__version__, "charset": plan.charset.to_json(), "preprocess": plan.preprocess.to_json(),
+             **({"strokes": True} if plan.options.get("strokes") else {})}
     writer_class = plan.fmt.writer_class()
     outputs: dict[str, _SplitOutput] = {}
 
@@ -518,7 +532,8 @@ def build_manifest(plan: ConversionPlan, splits_json: dict, empty: list[str], re
         "charset": {"name": plan.charset.name, "order": plan.charset.order, "num_classes": len(plan.charset),
                     "file": "charset.txt", "json": "charset.json", "on_unknown": o["on_unknown"], "has_other": plan.charset.has_other},
         "preprocess": plan.preprocess.to_json(),
-        "features": plan.fmt.writer_module().feature_spec(plan.preprocess.raw, None if plan.preprocess.raw else plan.preprocess.size),
+        "features": plan.fmt.writer_module().feature_spec(plan.preprocess.raw, None if plan.preprocess.raw else plan.preprocess.size,
+                                                          strokes=bool(o.get("strokes"))),
         "compression": o["compression"],
         "split": {**plan.split.to_json(), "empty": empty},
         "sources": [_source_entry(Path(s), plan.members, member_entries, archive_digests) for s in plan.sources],
@@ -564,7 +579,7 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
             shard_bytes: int | None = DEFAULT_SHARD_BYTES, compression: str | None = None, workers: int | None = None,
             parallel: str = "threads", overwrite: bool = False, resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
             max_side: int = DEFAULT_MAX_SIDE, progress: bool = False, command: str | None = None,
-            hash_sources: bool = True) -> dict:
+            hash_sources: bool = True, strokes: bool = False) -> dict:
     """Convert sources of any registered format to shards of one format, with charset files and a manifest.
 
     Args:
@@ -594,6 +609,8 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         command: the command line to record in the manifest.
         hash_sources: record the sha256 of every source file and archive (md5 too for
             archives) in the manifest; a large share of the time on CPUs without SHA instructions.
+        strokes: also write each sample's raw strokes (online sources such as POT; see gntkit.strokes
+            and each writer's feature_spec) beside its image.
 
     Returns:
         The manifest (also written to `dataset_info.json`); `manifest["lost_anything"]` says
@@ -607,6 +624,7 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         preprocess=preprocess, on_error=on_error, on_unknown=on_unknown, shard_records=shard_records, shard_bytes=shard_bytes,
         compression=compression, workers=int(workers or os.cpu_count() or 1), parallel=parallel, overwrite=overwrite,
         resume=resume, batch_size=batch_size, max_side=max_side, progress=progress, command=command, hash_sources=hash_sources,
+        strokes=bool(strokes),
     )
     folder = OutputFolder(plan.out_dir, plan.settings_key())
     finished = folder.prepare(plan.options["overwrite"], resume)

@@ -103,9 +103,12 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
 def _decode_shard(path, shard, manifest, module, counts, checks) -> None:
     """Read one shard with the format's stock reader, check every sample, count classes into counts."""
     count = 0
+    strokes = "strokes" in (manifest.get("features") or {})
     try:
         for count, sample in enumerate(module.read_shard(path, compression=manifest.get("compression")), start=1):
             _check_sample(path, count - 1, sample, *checks)
+            if strokes or "points" in sample:
+                _check_strokes(path, count - 1, sample, strokes)
             counts[sample["label"]] += 1
     except GntkitError:
         raise
@@ -113,6 +116,16 @@ def _decode_shard(path, shard, manifest, module, counts, checks) -> None:
         raise GntkitError(f"{path}: the stock {manifest['format']} reader failed after record {count}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
     if count != shard["records"]:
         raise GntkitError(f"{path}: expected {shard['records']} records as the manifest lists, found {count}.")
+
+
+def _check_strokes(path, i, sample, expected: bool) -> None:
+    """Raw strokes (conversions with --strokes): present exactly when the manifest says so, and consistent."""
+    from gntkit.strokes import check_sample_strokes
+
+    where = f"{path} record {i} (key {sample.get('key')!r})"
+    if expected != ("points" in sample):
+        raise GntkitError(f"{where}: expected {'raw strokes' if expected else 'no strokes'} as the manifest's features say, found {'none' if expected else 'strokes'}.")
+    check_sample_strokes(sample["points"], sample["stroke_lengths"], where)
 
 
 def _check_sample(path, i, sample, charset, tag_codes, size, other, keys) -> None:

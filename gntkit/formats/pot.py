@@ -38,6 +38,7 @@ KIND_WORDS = ".pot files"
 DEFAULT_CHARSET = "gb2312-1"
 POLARITY = "dark-on-light"
 SUFFIX = ".pot"
+HAS_STROKES = True  # batches carry raw strokes (batch_extras): `convert --strokes` writes them
 
 HEADER_SIZE = kernels.HEADER_SIZE
 # The record header as a numpy structured dtype with explicit byte orders (the tag's GB code
@@ -360,7 +361,7 @@ class PotFile:
 
         Returns:
             {"points": int16 (P, 2) x, y without markers, "points_offsets": int64 (N+1,),
-             "stroke_lengths": int32 (S,) points per stroke, "stroke_lengths_offsets": int64 (N+1,)};
+             "stroke_lengths": int16 (S,) points per stroke, "stroke_lengths_offsets": int64 (N+1,)};
             sample i's points are points[points_offsets[i]:points_offsets[i+1]], split into
             strokes by its stroke_lengths.
         """
@@ -370,7 +371,7 @@ class PotFile:
         stroke_offsets = np.zeros(len(chosen) + 1, np.int64)
         np.cumsum(self.index.stroke_counts[chosen], out=stroke_offsets[1:])
         points = np.empty((int(point_offsets[-1]), 2), np.int16)
-        stroke_lengths = np.empty(int(stroke_offsets[-1]), np.int32)
+        stroke_lengths = np.empty(int(stroke_offsets[-1]), np.int16)
         kernels.extract_points(self.buf, np.ascontiguousarray(self.index.offsets[chosen]), point_offsets, stroke_offsets, points, stroke_lengths)
         return {"points": points, "points_offsets": point_offsets, "stroke_lengths": stroke_lengths, "stroke_lengths_offsets": stroke_offsets}
 

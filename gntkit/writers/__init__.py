@@ -213,7 +213,9 @@ class ShardWriter:
     Args:
         path: final shard path; must not exist.
         split: split name stored with the shard, e.g. "train".
-        attrs: {"gntkit_version", "charset", "preprocess"} (stored by formats with file attributes).
+        attrs: {"gntkit_version", "charset", "preprocess"} (stored by formats with file attributes);
+            "strokes": True also writes each sample's raw strokes (SampleBatch.meta, see
+            gntkit.strokes: every batch must carry them), as each format's feature_spec says.
         compression: format-specific; see each subclass.
         compute_sha256: False leaves "sha256" None in `close()`'s result, for a caller
             that hashes its shards together afterwards (gntkit.digest.sha256_files is
@@ -244,6 +246,8 @@ class ShardWriter:
             raise GntkitError(f"{self.format} shards support compression {allowed}, found {compression!r}.")
         self.split = split
         self.attrs = dict(attrs)
+        self.strokes = bool(self.attrs.get("strokes", False))
+        self._batch_strokes: dict | None = None  # the current batch's checked strokes (strokes mode)
         self.compression = compression
         self.index_path = self.path + ".index.npy" if self.has_index and compression is None else None
         for final in (self.path, self.index_path):
@@ -296,6 +300,10 @@ class ShardWriter:
         if self._closed:
             raise GntkitError(f"Shard writer for {self.path} is closed; open a new writer to write more.")
         pixels, raw, image_size = self._check_batch(batch)
+        if self.strokes:
+            from gntkit.strokes import check_strokes
+
+            self._batch_strokes = check_strokes(batch.meta, len(batch), f"batch starting at record {self.records} of {self.path}")
         self._check_format(batch, pixels)
         if len(batch) == 0:
             return

@@ -4,7 +4,10 @@ Layout (docs/architecture.md "HDF5"): `images` uint8 (N, S, S) in fixed-size mod
 or `pixels` uint8 (total,) + `pixel_offsets` int64 (N+1,) in raw mode; `heights`,
 `widths` int32; `labels` int64; `tag_codes` uint16; `writer_ids`, `keys`,
 `characters` variable-length UTF-8 strings. Root attributes: `gntkit_version`,
-`split`, `charset` (JSON), `preprocess` (JSON), `num_records`.
+`split`, `charset` (JSON), `preprocess` (JSON), `num_records`. With strokes (attrs
+"strokes", online sources): ragged `points` int16 (P, 2) + `points_offsets` int64 (N+1,)
+and `stroke_lengths` int16 (S,) + `stroke_lengths_offsets` int64 (N+1,), and the root
+attribute `strokes` = 1.
 
 Each batch is one resize and one slice assignment per dataset. h5py is imported
 by the functions that use it, never by `import gntkit.writers`.
@@ -83,7 +86,10 @@ class HDF5Writer(ShardWriter):
         root["charset"] = _json_attr(self.attrs["charset"])
         root["preprocess"] = _json_attr(self.attrs["preprocess"])
         root["num_records"] = 0
+        if self.strokes:
+            root["strokes"] = 1
         self._datasets: dict = {}
+        self._ragged_totals = {"points": 0, "stroke_lengths": 0}
         self._pixel_total = 0
         self._pending = None  # images of an unfinished chunk (see _write_images)
 
@@ -112,6 +118,11 @@ class HDF5Writer(ShardWriter):
         string = h5py.string_dtype("utf-8")
         for name, _ in _STRINGS:
             f.create_dataset(name, shape=(0,), maxshape=(None,), dtype=string, chunks=(RECORD_CHUNK_ROWS // 4,))
+        if self.strokes:
+            f.create_dataset("points", shape=(0, 2), maxshape=(None, 2), dtype="int16", chunks=(RECORD_CHUNK_ROWS, 2), **filters)
+            f.create_dataset("stroke_lengths", shape=(0,), maxshape=(None,), dtype="int16", chunks=(RECORD_CHUNK_ROWS,), **filters)
+            for name in ("points_offsets", "stroke_lengths_offsets"):
+                f.create_dataset(name, shape=(1,), maxshape=(None,), dtype="int64", chunks=(RECORD_CHUNK_ROWS,), **filters)[0] = 0
         self._datasets = {name: f[name] for name in f}
 
     def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
@@ -137,6 +148,19 @@ class HDF5Writer(ShardWriter):
         for name, attribute in _STRINGS:
             d[name].resize((end,))
             d[name][start:end] = np.array(getattr(batch, attribute), dtype=object)
+        if self.strokes:
+            self._write_strokes(start, end)
+
+    def _write_strokes(self, start: int, end: int) -> None:
+        """Append the batch's ragged points and stroke lengths with their offsets."""
+        d, strokes = self._datasets, self._batch_strokes
+        for name in ("points", "stroke_lengths"):
+            values, offsets, total = strokes[name], strokes[name + "_offsets"], self._ragged_totals[name]
+            d[name].resize((total + len(values),) + values.shape[1:])
+            d[name][total:] = values
+            d[name + "_offsets"].resize((end + 1,))
+            d[name + "_offsets"][start + 1:] = offsets[1:] + total
+            self._ragged_totals[name] = total + len(values)
 
     def _write_images(self, images: np.ndarray, start: int) -> None:
         """Write images[i] as record start + i, whole uncompressed chunks straight to the file.
@@ -182,12 +206,13 @@ class HDF5Writer(ShardWriter):
             file.close()
 
 
-def feature_spec(raw: bool, image_size: int | None = None) -> dict:
+def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False) -> dict:
     """Describe the datasets of HDF5 shards, as JSON-able data for the manifest.
 
     Args:
         raw: True for original variable-size bitmaps (`pixels` + `pixel_offsets`), False for `images`.
         image_size: S in fixed-size mode; ignored in raw mode.
+        strokes: the shards also hold raw strokes (adds their datasets and a "strokes" entry).
 
     Returns:
         {"format": "hdf5", "datasets": [{"name", "dtype", "shape"}], "attributes": [...],
@@ -203,7 +228,7 @@ def feature_spec(raw: bool, image_size: int | None = None) -> dict:
                       {"name": "pixel_offsets", "dtype": "int64", "shape": ["N+1"]}]
     else:
         image_sets = [{"name": "images", "dtype": "uint8", "shape": ["N", int(image_size), int(image_size)]}]
-    return {
+    spec = {
         "format": "hdf5",
         "datasets": image_sets
         + [{"name": name, "dtype": dtype, "shape": ["N"]} for name, dtype in _NUMERIC]
@@ -216,6 +241,14 @@ def feature_spec(raw: bool, image_size: int | None = None) -> dict:
             "shape": None if raw else [int(image_size), int(image_size)],
         },
     }
+    if strokes:
+        from gntkit.strokes import STROKES_SPEC
+
+        spec["datasets"] += [{"name": "points", "dtype": "int16", "shape": ["P", 2]}, {"name": "points_offsets", "dtype": "int64", "shape": ["N+1"]},
+                             {"name": "stroke_lengths", "dtype": "int16", "shape": ["S"]}, {"name": "stroke_lengths_offsets", "dtype": "int64", "shape": ["N+1"]}]
+        spec["attributes"].append("strokes")
+        spec["strokes"] = {**STROKES_SPEC, "layout": "ragged: sample i's points are points[points_offsets[i]:points_offsets[i+1]], its strokes likewise"}
+    return spec
 
 
 def read_shard(path, compression: str | None = None, block: int = 4096):
@@ -228,7 +261,8 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
         block: records read per h5py call.
 
     Yields:
-        dict samples: key, writer_id, character (str), tag_code, label (int), image (2-D uint8).
+        dict samples: key, writer_id, character (str), tag_code, label (int), image (2-D uint8);
+        with strokes also points (int16 (P, 2)) and stroke_lengths (int16 (S,)).
 
     Raises:
         MissingDependencyError: when h5py is not installed.
@@ -257,12 +291,13 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
                 offsets = offsets - offsets[0]
             else:
                 images = f["images"][start:end]
+            ragged = _read_ragged(f, start, end) if "points" in f else None
             for i in range(end - start):
                 if raw:
                     image = pixels[offsets[i]:offsets[i + 1]].reshape(int(columns["heights"][i]), int(columns["widths"][i]))
                 else:
                     image = images[i]
-                yield {
+                sample = {
                     "key": strings["keys"][i],
                     "writer_id": strings["writer_ids"][i],
                     "character": strings["characters"][i],
@@ -270,3 +305,16 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
                     "label": int(columns["labels"][i]),
                     "image": image,
                 }
+                if ragged is not None:
+                    for name, (values, value_offsets) in ragged.items():
+                        sample[name] = values[value_offsets[i]:value_offsets[i + 1]]
+                yield sample
+
+
+def _read_ragged(f, start: int, end: int) -> dict:
+    """Records start..end of the ragged stroke datasets: name -> (values, offsets from 0)."""
+    out = {}
+    for name in ("points", "stroke_lengths"):
+        offsets = f[name + "_offsets"][start:end + 1]
+        out[name] = (f[name][offsets[0]:offsets[-1]], offsets - offsets[0])
+    return out

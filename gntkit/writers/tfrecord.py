@@ -41,17 +41,23 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ("key", "string"),
 )
 
+#: With strokes (attrs "strokes", online sources) every Example also has these bytes features:
+#: int16 little-endian x, y pairs, and int16 little-endian points per stroke.
+STROKE_FEATURES: tuple[tuple[str, str], ...] = (("points", "string"), ("stroke_lengths", "string"))
+
 IMAGE_ENCODING = "raw uint8, row-major, height x width"
 
-# Kernel inputs: text columns (UTF-8 buffer + offsets) and int64 columns, by position.
+# Kernel inputs: text columns (UTF-8 buffer + offsets) and int64 columns, by position. The
+# stroke columns are bytes columns of the same kind, after the text ones.
 _TEXT_COLUMNS = ("character", "writer_id", "key")
+_BYTES_COLUMNS = _TEXT_COLUMNS + ("points", "stroke_lengths")
 _INT_COLUMNS = ("height", "width", "label", "tag_code")
 _KIND_IMAGE, _KIND_TEXT, _KIND_INT = 0, 1, 2
 
 
-def _field_table():
+def _field_table(features=FEATURES):
     """Sorted feature names as one byte buffer + offsets, with each field's kind and column."""
-    names = sorted(name for name, _ in FEATURES)
+    names = sorted(name for name, _ in features)
     encoded = [name.encode("ascii") for name in names]
     name_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
     name_offsets = np.zeros(len(names) + 1, dtype=np.int64)
@@ -61,14 +67,15 @@ def _field_table():
     for f, name in enumerate(names):
         if name == "image":
             kinds[f] = _KIND_IMAGE
-        elif name in _TEXT_COLUMNS:
-            kinds[f], columns[f] = _KIND_TEXT, _TEXT_COLUMNS.index(name)
+        elif name in _BYTES_COLUMNS:
+            kinds[f], columns[f] = _KIND_TEXT, _BYTES_COLUMNS.index(name)
         else:
             kinds[f], columns[f] = _KIND_INT, _INT_COLUMNS.index(name)
     return name_bytes, name_offsets, kinds, columns
 
 
 _NAMES, _NAME_OFFSETS, _KINDS, _COLUMNS = _field_table()
+_STROKE_TABLE = _field_table(FEATURES + STROKE_FEATURES)
 
 
 # --------------------------------------------------------------------------- kernels
@@ -209,7 +216,7 @@ def _write_frames(pixels, pixel_offsets, text, text_offsets, ints,
 
 
 # --------------------------------------------------------------------------- Python side
-def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None) -> tuple[np.ndarray, np.ndarray]:
+def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None, strokes: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Serialize a batch as TFRecord frames of tf.train.Examples, back to back.
 
     `TFRecordWriter` calls this after `ShardWriter` checked the batch; called directly,
@@ -219,6 +226,8 @@ def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None) -> tupl
         batch: the samples.
         pixels: the batch's pixels as flat buffer + offsets (what `ShardWriter` checked);
             built from `batch` when None.
+        strokes: the batch's checked strokes (gntkit.strokes.check_strokes) to add as the
+            STROKE_FEATURES, or None.
 
     Returns:
         (frames, offsets): uint8 array of all frames, and N+1 int64 offsets into it
@@ -237,10 +246,16 @@ def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None) -> tupl
             per = images.shape[1] * images.shape[2]
             pixels = PixelView(images.reshape(-1), np.arange(n + 1, dtype=np.int64) * per,
                                np.asarray(batch.heights), np.asarray(batch.widths))
-    texts, text_offsets = [], np.empty((len(_TEXT_COLUMNS), n + 1), dtype=np.int64)
+    columns = _BYTES_COLUMNS if strokes is not None else _TEXT_COLUMNS
+    texts, text_offsets = [], np.empty((len(columns), n + 1), dtype=np.int64)
     base = 0
-    for c, name in enumerate(_TEXT_COLUMNS):
-        data, offsets = utf8_column(getattr(batch, name + "s"), name + "s")
+    for c, name in enumerate(columns):
+        if name in _TEXT_COLUMNS:
+            data, offsets = utf8_column(getattr(batch, name + "s"), name + "s")
+        else:  # int16 little-endian bytes of a ragged stroke column
+            values = strokes[name]
+            data = values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes()
+            offsets = strokes[name + "_offsets"] * (values.itemsize * (values.shape[1] if values.ndim == 2 else 1))
         texts.append(data)
         text_offsets[c] = offsets + base
         base += len(data)
@@ -257,15 +272,18 @@ def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None) -> tupl
         raise GntkitError(f"Pixels must be a flat uint8 array, found {pixels.pixels.dtype} {pixels.pixels.shape}.")
     if text_offsets[-1, -1] != text.shape[0]:
         raise GntkitError("Internal error: text offsets do not match the UTF-8 buffer.")
+    if n and (np.diff(text_offsets, axis=1) < 0).any():
+        raise GntkitError(f"Byte column offsets of a batch of {n} records must rise.")
+    names, name_offsets, kinds, field_columns = _STROKE_TABLE if strokes is not None else (_NAMES, _NAME_OFFSETS, _KINDS, _COLUMNS)
     sizes = np.empty(n, dtype=np.int64)
-    feature_sizes = np.empty((n, _KINDS.shape[0]), dtype=np.int64)
+    feature_sizes = np.empty((n, kinds.shape[0]), dtype=np.int64)
     features_sizes = np.empty(n, dtype=np.int64)
-    _example_sizes(pixel_offsets, text_offsets, ints, _NAME_OFFSETS, _KINDS, _COLUMNS, feature_sizes, features_sizes, sizes)
+    _example_sizes(pixel_offsets, text_offsets, ints, name_offsets, kinds, field_columns, feature_sizes, features_sizes, sizes)
     frame_offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(sizes + 16, out=frame_offsets[1:])
     frames = np.empty(int(frame_offsets[-1]), dtype=np.uint8)
     _write_frames(pixels.pixels, pixel_offsets, text, text_offsets, ints,
-                  _NAMES, _NAME_OFFSETS, _KINDS, _COLUMNS, feature_sizes, features_sizes, sizes, frame_offsets, frames)
+                  names, name_offsets, kinds, field_columns, feature_sizes, features_sizes, sizes, frame_offsets, frames)
     return frames, frame_offsets
 
 
@@ -293,7 +311,7 @@ class TFRecordWriter(ShardWriter):
         self._sink = ShardSink(self.partial_path, self.compression, compute_sha256=self.compute_sha256)
 
     def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
-        frames, offsets = serialize_batch(batch, pixels)
+        frames, offsets = serialize_batch(batch, pixels, self._batch_strokes if self.strokes else None)
         self._add_offsets(offsets[1:] + self._end_offset)
         self._sink.write(frames)
 
@@ -304,12 +322,13 @@ class TFRecordWriter(ShardWriter):
         self._sink.abort()
 
 
-def feature_spec(raw: bool, image_size: int | None = None) -> dict:
+def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False) -> dict:
     """Describe the Example features of TFRecord shards, as JSON-able data for the manifest.
 
     Args:
         raw: True for original variable-size bitmaps, False for preprocessed S x S images.
         image_size: S in fixed-size mode; ignored (may be None) in raw mode.
+        strokes: the Examples also hold raw strokes (the STROKE_FEATURES and a "strokes" entry).
 
     Returns:
         {"format": "tfrecord", "record": "tf.train.Example",
@@ -323,7 +342,7 @@ def feature_spec(raw: bool, image_size: int | None = None) -> dict:
     """
     if not raw and (not isinstance(image_size, (int, np.integer)) or image_size <= 0):
         raise GntkitError(f"Fixed-size TFRecord shards need a positive image_size, found {image_size!r}.")
-    return {
+    spec = {
         "format": "tfrecord",
         "record": "tf.train.Example",
         "features": [{"name": name, "dtype": dtype, "shape": []} for name, dtype in FEATURES],
@@ -335,6 +354,13 @@ def feature_spec(raw: bool, image_size: int | None = None) -> dict:
             "decode": "tf.reshape(tf.io.decode_raw(image, tf.uint8), [height, width])",
         },
     }
+    if strokes:
+        from gntkit.strokes import STROKES_SPEC
+
+        spec["features"] += [{"name": name, "dtype": dtype, "shape": []} for name, dtype in STROKE_FEATURES]
+        spec["strokes"] = {**STROKES_SPEC, "encoding": "int16 little-endian bytes",
+                           "decode": "tf.reshape(tf.io.decode_raw(points, tf.int16), [-1, 2]); tf.io.decode_raw(stroke_lengths, tf.int16)"}
+    return spec
 
 
 def tf_feature_description(spec: dict) -> dict:
@@ -371,7 +397,8 @@ def read_shard(path, compression: str | None = None, batch_size: int = 256):
 
     Yields:
         dict samples: key, writer_id, character (str), tag_code, label (int), image
-        (2-D uint8 array, height x width), in file order.
+        (2-D uint8 array, height x width), in file order; for Examples with strokes also
+        points (int16 (P, 2)) and stroke_lengths (int16 (S,)).
 
     Raises:
         MissingDependencyError: when TensorFlow is not installed.
@@ -384,12 +411,15 @@ def read_shard(path, compression: str | None = None, batch_size: int = 256):
     # TensorFlow is heavy and optional: only reading back with the stock reader needs it.
     tf = require("tensorflow", "tensorflow", "Reading TFRecord shards")
     description = tf_feature_description(feature_spec(raw=True))
+    # Strokes are optional: absent, they parse as empty (a stroke sample always has points).
+    for name, _ in STROKE_FEATURES:
+        description[name] = tf.io.FixedLenFeature([], tf.string, default_value=b"")
     dataset = tf.data.TFRecordDataset([str(path)], compression_type="GZIP" if compression == "gzip" else "")
     dataset = dataset.batch(batch_size).map(lambda records: tf.io.parse_example(records, description))
     for parsed in dataset.as_numpy_iterator():
         for i in range(len(parsed["key"])):
             height, width = int(parsed["height"][i]), int(parsed["width"][i])
-            yield {
+            sample = {
                 "key": parsed["key"][i].decode("utf-8"),
                 "writer_id": parsed["writer_id"][i].decode("utf-8"),
                 "character": parsed["character"][i].decode("utf-8"),
@@ -397,3 +427,10 @@ def read_shard(path, compression: str | None = None, batch_size: int = 256):
                 "label": int(parsed["label"][i]),
                 "image": np.frombuffer(parsed["image"][i], dtype=np.uint8).reshape(height, width),
             }
+            if parsed["points"][i]:
+                if len(parsed["points"][i]) % 4 or len(parsed["stroke_lengths"][i]) % 2:
+                    raise GntkitError(f"{path}: record {sample['key']!r} has {len(parsed['points'][i])} bytes of points and "
+                                      f"{len(parsed['stroke_lengths'][i])} of stroke lengths; expected multiples of 4 and 2.")
+                sample["points"] = np.frombuffer(parsed["points"][i], dtype="<i2").astype(np.int16).reshape(-1, 2)
+                sample["stroke_lengths"] = np.frombuffer(parsed["stroke_lengths"][i], dtype="<i2").astype(np.int16)
+            yield sample

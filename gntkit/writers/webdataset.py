@@ -2,7 +2,9 @@
 
 Members of sample `1001/42`: `1001/42.png` (8-bit grayscale PNG), `1001/42.cls` (class
 id, ASCII decimal) and `1001/42.json` (key, writer_id, tag_code, character, label,
-height, width; sorted keys, UTF-8). Output is byte-identical run to run: every
+height, width; sorted keys, UTF-8). With strokes (attrs "strokes", online sources) two
+more members follow: `1001/42.points.npy` (int16 (P, 2)) and `1001/42.stroke_lengths.npy`
+(int16 (S,)), as `np.save` writes them. Output is byte-identical run to run: every
 header has mtime 0, uid/gid 0, empty uname/gname, mode 0o444, and the PNGs use
 fixed settings.
 
@@ -35,6 +37,7 @@ from gntkit.writers import PixelView, ShardSink, ShardWriter, utf8_column
 BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile.RECORDSIZE: the archive is padded to a multiple of it
 MEMBER_SUFFIXES = (".png", ".cls", ".json")
+STROKE_SUFFIXES = (".points.npy", ".stroke_lengths.npy")
 
 
 # --------------------------------------------------------------------------- tar headers
@@ -104,8 +107,13 @@ def encode_png(image: np.ndarray) -> bytes:
 # the keys are fixed and sorted, strings go through json's own escaping (the tests compare).
 _JSON_TEMPLATE = '{"character": %s, "height": %d, "key": %s, "label": %d, "tag_code": %d, "width": %d, "writer_id": %s}'
 _json_string = json.encoder.encode_basestring  # what ensure_ascii=False uses
-_SUFFIXES = np.frombuffer(b"".join(s.encode("ascii") for s in MEMBER_SUFFIXES), dtype=np.uint8).copy()
-_SUFFIX_OFFSETS = np.cumsum([0] + [len(s) for s in MEMBER_SUFFIXES]).astype(np.int64)
+def _suffix_table(suffixes) -> tuple[np.ndarray, np.ndarray]:
+    return (np.frombuffer(b"".join(s.encode("ascii") for s in suffixes), dtype=np.uint8).copy(),
+            np.cumsum([0] + [len(s) for s in suffixes]).astype(np.int64))
+
+
+_SUFFIXES, _SUFFIX_OFFSETS = _suffix_table(MEMBER_SUFFIXES)
+_STROKE_SUFFIXES, _STROKE_SUFFIX_OFFSETS = _suffix_table(MEMBER_SUFFIXES + STROKE_SUFFIXES)
 _TEMPLATE_ARRAY = np.frombuffer(_TEMPLATE, dtype=np.uint8).copy()
 
 
@@ -210,19 +218,30 @@ class WebDatasetWriter(ShardWriter):
         )
         data = np.concatenate([png_data, np.frombuffer(classes + metas, dtype=np.uint8)])
         data_offsets = np.stack([png_offsets, class_offsets + png_offsets[-1], meta_offsets + png_offsets[-1] + class_offsets[-1]])
+        suffixes, suffix_offsets = _SUFFIXES, _SUFFIX_OFFSETS
+        if self.strokes:
+            npys = [_npy_column(self._batch_strokes[name], self._batch_strokes[name + "_offsets"]) for name in ("points", "stroke_lengths")]
+            base = data.shape[0]
+            rows = [data_offsets]
+            for column, offsets in npys:
+                rows.append(offsets[None] + base)
+                base += len(column)
+            data = np.concatenate([data] + [np.frombuffer(column, dtype=np.uint8) for column, _ in npys])
+            data_offsets = np.concatenate(rows)
+            suffixes, suffix_offsets = _STROKE_SUFFIXES, _STROKE_SUFFIX_OFFSETS
         names, name_offsets = utf8_column(batch.keys, "keys")
         # Every length the kernel follows is checked here, before it reads.
         sizes = np.diff(data_offsets, axis=1)
         if data_offsets[-1, -1] != data.shape[0] or sizes.min(initial=0) < 0 or sizes.max(initial=0) >= 8**11:
             raise GntkitError(f"Batch starting at record {self.records} of {self.path}: a tar member is empty-offset or over 8 GiB.")
-        if np.diff(name_offsets).max(initial=0) > 100 - 5:
-            raise GntkitError(f"Batch starting at record {self.records} of {self.path}: a key is over 95 bytes.")
+        if np.diff(name_offsets).max(initial=0) > 100 - (int(np.diff(suffix_offsets).max())):
+            raise GntkitError(f"Batch starting at record {self.records} of {self.path}: a key is too long for its tar member names (100 bytes with suffix).")
         footprint = (BLOCK + (sizes + BLOCK - 1) // BLOCK * BLOCK).sum(axis=0)
         starts = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(footprint, out=starts[1:])
         out = np.zeros(int(starts[-1]), dtype=np.uint8)  # padding stays zero
         _write_samples(_TEMPLATE_ARRAY, _TEMPLATE_SUM, np.frombuffer(names, dtype=np.uint8), name_offsets,
-                       _SUFFIXES, _SUFFIX_OFFSETS, data, data_offsets, starts, out)
+                       suffixes, suffix_offsets, data, data_offsets, starts, out)
         self._add_offsets(starts[1:] + self._end_offset)
         self._sink.write(out)
 
@@ -238,12 +257,44 @@ class WebDatasetWriter(ShardWriter):
         self._sink.abort()
 
 
-def feature_spec(raw: bool, image_size: int | None = None) -> dict:
+_NPY_HEADERS: dict = {}
+
+
+def _npy_header(dtype: np.dtype, shape: tuple) -> bytes:
+    """The .npy header np.save writes for an array of this dtype and shape (cached: shapes repeat)."""
+    key = (dtype.str, shape)
+    header = _NPY_HEADERS.get(key)
+    if header is None:
+        import io
+
+        stream = io.BytesIO()
+        np.lib.format.write_array_header_1_0(stream, {"descr": dtype.str, "fortran_order": False, "shape": shape})
+        header = _NPY_HEADERS[key] = stream.getvalue()
+    return header
+
+
+def _npy_column(values: np.ndarray, offsets: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Each sample's slice of ragged values as a .npy file, back to back: (bytes, N+1 int64 offsets)."""
+    raw = np.ascontiguousarray(values.astype(values.dtype.newbyteorder("<"), copy=False)).tobytes()
+    row = values.itemsize * (values.shape[1] if values.ndim == 2 else 1)
+    parts, sizes = [], []
+    for first, last in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
+        header = _npy_header(values.dtype.newbyteorder("<"), (last - first,) + values.shape[1:])
+        parts.append(header)
+        parts.append(raw[first * row:last * row])
+        sizes.append(len(header) + (last - first) * row)
+    column_offsets = np.zeros(len(sizes) + 1, np.int64)
+    np.cumsum(sizes, out=column_offsets[1:])
+    return b"".join(parts), column_offsets
+
+
+def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False) -> dict:
     """Describe the members of WebDataset shards, as JSON-able data for the manifest.
 
     Args:
         raw: True for original variable-size bitmaps, False for S x S images.
         image_size: S in fixed-size mode; ignored in raw mode.
+        strokes: the shards also hold raw strokes (two .npy members per sample and a "strokes" entry).
 
     Returns:
         {"format": "webdataset", "members": [{"suffix", "content"}], "json_fields": [...],
@@ -254,7 +305,7 @@ def feature_spec(raw: bool, image_size: int | None = None) -> dict:
     """
     if not raw and (not isinstance(image_size, (int, np.integer)) or image_size <= 0):
         raise GntkitError(f"Fixed-size WebDataset shards need a positive image_size, found {image_size!r}.")
-    return {
+    spec = {
         "format": "webdataset",
         "members": [
             {"suffix": "png", "content": "8-bit grayscale PNG, lossless"},
@@ -265,6 +316,13 @@ def feature_spec(raw: bool, image_size: int | None = None) -> dict:
         "image": {"encoding": "8-bit grayscale PNG", "raw": bool(raw),
                   "shape": None if raw else [int(image_size), int(image_size)]},
     }
+    if strokes:
+        from gntkit.strokes import STROKES_SPEC
+
+        spec["members"] += [{"suffix": "points.npy", "content": "int16 (P, 2) .npy (np.save)"},
+                            {"suffix": "stroke_lengths.npy", "content": "int16 (S,) .npy (np.save)"}]
+        spec["strokes"] = dict(STROKES_SPEC)
+    return spec
 
 
 def read_shard(path, compression: str | None = None):
@@ -275,7 +333,8 @@ def read_shard(path, compression: str | None = None):
         compression: must be None (tar shards are not compressed).
 
     Yields:
-        dict samples: key, writer_id, character (str), tag_code, label (int), image (2-D uint8).
+        dict samples: key, writer_id, character (str), tag_code, label (int), image (2-D uint8);
+        with strokes also points (int16 (P, 2)) and stroke_lengths (int16 (S,)).
 
     Raises:
         MissingDependencyError: when webdataset is not installed.
@@ -295,7 +354,7 @@ def read_shard(path, compression: str | None = None):
         if meta["label"] != sample["cls"]:
             raise GntkitError(f"{path}: sample {sample['__key__']!r} has label {sample['cls']} in .cls but {meta['label']} in .json.")
         image = np.asarray(sample["png"], dtype=np.uint8)
-        yield {
+        out = {
             "key": sample["__key__"],
             "writer_id": meta["writer_id"],
             "character": meta["character"],
@@ -303,3 +362,7 @@ def read_shard(path, compression: str | None = None):
             "label": int(sample["cls"]),
             "image": image,
         }
+        for name in ("points", "stroke_lengths"):
+            if name + ".npy" in sample:
+                out[name] = sample[name + ".npy"]
+        yield out
