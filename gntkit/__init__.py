@@ -1,7 +1,8 @@
-"""gntkit: read CASIA HWDB handwriting archives exactly and fast, convert them to
-training shards, feed PyTorch and TensorFlow, and train reference models.
+"""gntkit: read CASIA handwriting files (GNT, POT, DGRL, in zips and ALZip archives) and the
+MNIST family exactly and fast, convert them to training shards, feed PyTorch and TensorFlow,
+and train reference models.
 
-`import gntkit` loads only numpy, numba and pillow; the heavy frameworks are
+`import gntkit` loads only numpy, numba, pillow and rich; the heavy frameworks are
 imported by the modules that use them.
 """
 
@@ -9,9 +10,10 @@ __version__ = "0.1.0"
 
 
 def open(sources, charset="data", preprocess=None, **options):
-    """Open .gnt files, folders or zips: `len()`, iterate samples, or `.batches()`.
+    """Open source files of any format gntkit reads (.gnt, .pot, .dgrl, MNIST IDX), folders or
+    archives: `len()`, iterate samples, or `.batches()`.
 
-    See gntkit.stream.GntSource for the arguments.
+    See gntkit.stream.Source for the arguments.
     """
     from gntkit.stream import open_source
 
