@@ -93,6 +93,13 @@ class Preprocess:
             ink-bright space; computed on ink-bright float32 values as TF does, rounded half
             up. Needs contrast, binarize and denoise off (it is meant for images that are
             already normalised, like MNIST). Left out of `to_json()` when False.
+        line_height: for sources of text lines (DGRL): every line image is scaled to this
+            height, 8..1024 pixels, and its width by the same factor (variable width); None for
+            the format's default (gntkit.formats.dgrl.DEFAULT_LINE_HEIGHT). Left out of
+            `to_json()` when None.
+        max_line_width: for text lines: the widest line image kept, line_height..65535 pixels;
+            a wider line is squeezed horizontally to it (every character stays, see
+            preprocess_lines). None for the format's default. Left out of `to_json()` when None.
 
     Raises:
         GntkitError: on any out-of-range or contradictory setting.
@@ -108,6 +115,8 @@ class Preprocess:
     contrast: bool = False
     pen_width: float | None = None
     pad: bool = False
+    line_height: int | None = None
+    max_line_width: int | None = None
 
     def __post_init__(self):
         if not _is_int(self.size) or not MIN_SIZE <= self.size <= MAX_SIZE:
@@ -136,6 +145,7 @@ class Preprocess:
             from gntkit.formats.pot import check_pen_width
 
             object.__setattr__(self, "pen_width", check_pen_width(self.pen_width))
+        self._check_line_settings()
         if self.pad and (self.binarize is not None or self.denoise or self.contrast or self.raw):
             raise GntkitError("Preprocess pad (tf.image.resize_with_pad) is for images that are already normalised: "
                               "raw, binarize, denoise and contrast must be off.")
@@ -146,6 +156,16 @@ class Preprocess:
                 )
             object.__setattr__(self, "crop", False)
             object.__setattr__(self, "invert", False)
+
+    def _check_line_settings(self) -> None:
+        if self.line_height is not None and (not _is_int(self.line_height) or not MIN_SIZE <= self.line_height <= MAX_SIZE):
+            raise GntkitError(f"Preprocess line_height must be an integer from {MIN_SIZE} to {MAX_SIZE}, found {self.line_height!r}.")
+        low = self.line_height or MIN_SIZE
+        if self.max_line_width is not None and (not _is_int(self.max_line_width) or not low <= self.max_line_width <= 65535):
+            raise GntkitError(f"Preprocess max_line_width must be an integer from {low} (the line height) to 65535, found {self.max_line_width!r}.")
+        for name in ("line_height", "max_line_width"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, int(getattr(self, name)))
 
     @classmethod
     def for_photos(cls, size: int = 64, margin: int | None = None) -> "Preprocess":
@@ -169,6 +189,9 @@ class Preprocess:
         """The steps applied to a grey bitmap, in order, with their parameters (empty when raw)."""
         if self.raw:
             return []
+        if self.line_height is not None:  # text lines: one height, variable width (preprocess_lines)
+            width = self.max_line_width if self.max_line_width is not None else "default"
+            return [f"line-resize:height={self.line_height},max-width={width},{RESIZE_METHOD}"] + (["invert"] if self.invert else [])
         steps = []
         if self.contrast:
             steps.append("contrast")
@@ -191,6 +214,9 @@ class Preprocess:
             del settings["pen_width"]
         if not settings["pad"]:  # only the resize_with_pad rule says so: other settings read as before
             del settings["pad"]
+        for name in ("line_height", "max_line_width"):  # only text-line sources have them
+            if settings[name] is None:
+                del settings[name]
         return {"version": PREPROCESS_VERSION, **settings, "steps": self.steps}
 
     @classmethod
@@ -385,6 +411,62 @@ def keeps_images(settings: Preprocess, height: int, width: int) -> bool:
     """
     return (isinstance(settings, Preprocess) and not settings.raw and height == width == settings.size and settings.margin == 0
             and not (settings.crop or settings.contrast or settings.denoise) and settings.binarize is None)
+
+
+def line_size(height: int, width: int, settings: Preprocess) -> tuple[int, int]:
+    """(height, width) of a text line of this size after preprocess_lines: the settings' line
+    height, the width scaled by the same factor (rounded half up, at least 1) and capped at
+    max_line_width (the formats' defaults, gntkit.formats.dgrl, when None)."""
+    from gntkit.formats.dgrl import DEFAULT_LINE_HEIGHT, DEFAULT_MAX_LINE_WIDTH
+
+    target = settings.line_height or DEFAULT_LINE_HEIGHT
+    cap = settings.max_line_width or max(DEFAULT_MAX_LINE_WIDTH, target)
+    return target, int(min(cap, max(1, (2 * width * target + height) // (2 * height))))
+
+
+def preprocess_lines(bitmaps, settings: Preprocess) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Text-line bitmaps (255 background) at one height and variable width, for CTC models.
+
+    Each line is scaled to `settings.line_height` and its width by the same factor (line_size);
+    a line that would be wider than `max_line_width` is squeezed horizontally to it, so every
+    character stays in the image (cutting it would leave labels without ink). Resampling is
+    PIL's box filter (area averaging) where an axis shrinks and bilinear where it grows, the
+    rule of step 6 for characters; then ink is made bright when `invert` is on. Crop, margin
+    and size do not apply to lines.
+
+    Args:
+        bitmaps: 2-D uint8 arrays.
+        settings: a Preprocess (not raw) without contrast, binarize, denoise or pad.
+
+    Returns:
+        (pixels uint8 flat, pixel_offsets int64 (N+1,), heights int32 (N,), widths int32 (N,)).
+
+    Raises:
+        GntkitError: raw settings, a step that text lines do not have, or a bitmap that is not
+            a non-empty 2-D uint8 array.
+    """
+    _check_settings(settings)
+    if settings.contrast or settings.binarize is not None or settings.denoise or settings.pad:
+        raise GntkitError("Text lines are only scaled to the line height (and inverted): contrast, binarize, denoise and pad must be off.")
+    images = []
+    for i, bitmap in enumerate(bitmaps):
+        if not isinstance(bitmap, np.ndarray) or bitmap.dtype != np.uint8 or bitmap.ndim != 2 or 0 in bitmap.shape:
+            raise GntkitError(f"Line {i} must be a non-empty 2-D uint8 array, found {getattr(bitmap, 'dtype', type(bitmap).__name__)} {getattr(bitmap, 'shape', '')}.")
+        height, width = line_size(bitmap.shape[0], bitmap.shape[1], settings)
+        image = Image.fromarray(np.ascontiguousarray(bitmap))
+        if image.size != (width, height):
+            # Separable per axis, as step 6: area averaging where the axis shrinks, bilinear where it grows.
+            x_rule = Image.BOX if width < bitmap.shape[1] else Image.BILINEAR
+            y_rule = Image.BOX if height < bitmap.shape[0] else Image.BILINEAR
+            image = image.resize((width, bitmap.shape[0]), x_rule).resize((width, height), y_rule)
+        line = np.asarray(image, np.uint8)
+        images.append((255 - line) if settings.invert else line)
+    heights = np.array([im.shape[0] for im in images], np.int32)
+    widths = np.array([im.shape[1] for im in images], np.int32)
+    offsets = np.zeros(len(images) + 1, np.int64)
+    np.cumsum(heights.astype(np.int64) * widths, out=offsets[1:])
+    pixels = np.concatenate([im.reshape(-1) for im in images]) if images else np.zeros(0, np.uint8)
+    return pixels, offsets, heights, widths
 
 
 def _pad_axis(in_size: int, out_size: int):

@@ -31,6 +31,7 @@ import re
 #: magic bytes first, then those recognised by structure alone.
 FORMATS: dict[str, str] = {
     "idx": "gntkit.formats.idx",
+    "dgrl": "gntkit.formats.dgrl",
     "gnt": "gntkit.formats.gnt",
     "pot": "gntkit.formats.pot",
 }
