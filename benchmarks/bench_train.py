@@ -1,6 +1,17 @@
 """Benchmark: training throughput (images/s) of VGG19 (3,755 classes) at 64 x 64 and 96 x 96,
 in PyTorch and TensorFlow, through gntkit's trainers, beside a named baseline in the same run.
 
+CPU speed of `gntkit train` (its defaults: augmentation on, precision auto) beside a plain fp32
+loop of the same network and batch, same run:
+
+    python benchmarks/bench_train.py --model cnn3 --sizes 64 --batch 64 --steps 30 \
+        --pipelines plain-torch,train-torch,plain-tf,train-tf
+
+  plain-torch    baseline: the textbook fp32 loop (AdamW) on float tensors already in memory
+  train-torch    gntkit.training.train_arrays(framework="torch"): epoch 2's images/s from metrics.csv
+  plain-tf       baseline: a plain fp32 tf.function step (GradientTape, AdamW) on tensors in memory
+  train-tf       gntkit.training.train_arrays(framework="tf"), the same way
+
 Pipelines (each measured in its own process, on in-memory uint8 images, so the model and the
 input path are measured, not the disk):
 
@@ -201,7 +212,94 @@ def run_loader(args) -> dict:
             "device": "host", "memory": None}
 
 
-RUNNERS = {"gntkit-torch": run_gntkit_torch, "naive-torch": run_naive_torch,
+def run_plain_torch(args) -> dict:
+    """Baseline: the textbook fp32 loop on float tensors already in memory (no loader, no augmentation)."""
+    torch, _, device = _torch_setup(args)
+    from gntkit.models.torch import create_model
+
+    torch.manual_seed(0)
+    x, y = _images(args.batch, args.size, args.classes)
+    images = torch.from_numpy(x).float().div(255).unsqueeze(1).to(device)
+    labels = torch.from_numpy(y).to(device)
+    model = create_model(args.model, args.classes, args.size).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.001)
+    model.train()
+
+    def step():
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    return {"seconds": time.perf_counter() - start, "images": args.steps * args.batch, "precision": "fp32",
+            "device": str(device), "memory": None}
+
+
+def run_plain_tf(args) -> dict:
+    """Baseline: a plain fp32 tf.function step (GradientTape, Adam) on float tensors in memory."""
+    import tensorflow as tf
+
+    from gntkit.models.tf import create_model
+
+    tf.keras.utils.set_random_seed(0)
+    x, y = _images(args.batch, args.size, args.classes)
+    images, labels = tf.constant(x[..., None].astype("float32") / 255), tf.constant(y)
+    model = create_model(args.model, args.classes, args.size)
+    optimizer = tf.keras.optimizers.AdamW(0.001)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, model(images, training=True)))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    for _ in range(args.warmup):
+        step().numpy()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    loss.numpy()
+    return {"seconds": time.perf_counter() - start, "images": args.steps * args.batch, "precision": "fp32",
+            "device": "CPU", "memory": None}
+
+
+def _run_gntkit_train(args, framework: str) -> dict:
+    """`gntkit train` itself (train_arrays, default options: augmentation, precision auto, ...), epoch 2's rate."""
+    import tempfile
+
+    import gntkit.training as training
+
+    x, y = _images(args.steps * args.batch, args.size, args.classes)
+    classes = [f"c{i}" for i in range(args.classes)]
+    options = {"compile": True} if args.compile else {}
+    with tempfile.TemporaryDirectory() as out:
+        summary = training.train_arrays((x, y), None, classes, f"{out}/run", framework=framework, model=args.model,
+                                        epochs=2, batch_size=args.batch, precision=args.precision, quiet=True,
+                                        **options)
+        info = json.loads(open(f"{out}/run/run.json").read())
+    last = summary["last"]
+    return {"seconds": last["seconds"], "images": args.steps * args.batch, "precision": info["precision"],
+            "device": info["device"], "memory": None}
+
+
+def run_train_torch(args) -> dict:
+    """gntkit train --framework torch."""
+    return _run_gntkit_train(args, "torch")
+
+
+def run_train_tf(args) -> dict:
+    """gntkit train --framework tf."""
+    return _run_gntkit_train(args, "tf")
+
+
+RUNNERS = {"plain-torch": run_plain_torch, "train-torch": run_train_torch, "plain-tf": run_plain_tf,
+           "train-tf": run_train_tf, "gntkit-torch": run_gntkit_torch, "naive-torch": run_naive_torch,
            "gntkit-tf": run_gntkit_tf, "keras-fit": run_keras_fit, "loader": run_loader}
 
 
@@ -215,7 +313,7 @@ def _measure(pipeline: str, size: int, args) -> dict:
     cmd = [sys.executable, __file__, "--one", pipeline, "--size", str(size), "--batch", str(args.batch),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--classes", str(args.classes),
            "--model", args.model, "--device", args.device, "--precision", args.precision,
-           "--workers", str(args.workers)]
+           "--workers", str(args.workers)] + (["--compile"] if args.compile else [])
     if args.data:
         cmd += ["--data", args.data, "--framework-of-loader", args.framework_of_loader]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -250,6 +348,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default=None, help="gntkit shards (train split) to time the loader alone")
     parser.add_argument("--framework-of-loader", default="torch", choices=["torch", "tf"])
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--compile", action="store_true", help="train-* pipelines: gntkit train --compile")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     gpu = args.device == "gpu" or (args.device == "auto" and _gpu_present())

@@ -63,3 +63,48 @@ def test_train_rejects_bad_input(tmp_path, corpus_c):
     assert missing.exit_code == 2 and "Traceback" not in missing.output
     bad_model = invoke("train", corpus_c, "--out", tmp_path / "run2", "--model", "resnet9000")
     assert bad_model.exit_code == 2 and "Traceback" not in bad_model.output
+
+
+def test_train_help_lists_every_option_from_the_config():
+    from gntkit.training.config import option_fields
+
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for field in option_fields():
+        assert "--" + field.name.replace("_", "-") in result.output, field.name
+    assert "Default: adamw." in result.output and "--no-augment" in result.output
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_train_from_pretrained_frozen_features(tmp_path, corpus_c, framework):
+    """--pretrained/--freeze/--channels reach gntkit.models.*.apply_pretrained: the frozen
+    convolutions of the trained run are exactly the file's (RGB kept with --channels 3)."""
+    pytest.importorskip("h5py")
+    from test_models_pretrained import NARROW, random_convs, vgg_layout, write_keras_h5, write_torch_pth
+
+    import gntkit.training as training
+
+    data = tmp_path / "data"
+    assert invoke("convert", corpus_c, "--out", data, "--to", "hdf5", "--size", "32", "--split",
+                  "train=1001-1002,test=1003", "--quiet").exit_code == 0
+    layout = vgg_layout("vgg16", NARROW)
+    arrays = random_convs(layout, seed=5)
+    weights = tmp_path / ("vgg16-397923af.pth" if framework == "torch" else
+                          "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    (write_torch_pth if framework == "torch" else write_keras_h5)(weights, layout, arrays)
+    run_dir = tmp_path / "run"
+    result = invoke("train", data, "--out", run_dir, "--framework", framework, "--model", "vgg16",
+                    "--width", NARROW, "--pretrained", weights, "--freeze", "features", "--channels", "3",
+                    "--epochs", "1", "--batch-size", "8", "--quiet")
+    assert result.exit_code == 0, result.output
+    module = training.trainer_module(framework)
+    model, info = module.load_run_model(run_dir, "last", "cpu")
+    assert info["channels"] == 3 and info["config"]["freeze"] == "features"
+    if framework == "torch":
+        first = model.features[0].weight.detach().numpy().transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    else:
+        first = next(layer for layer in model.layers if layer.name.startswith("conv")).kernel.numpy()
+    np.testing.assert_array_equal(first, arrays[0][0])
+    missing = invoke("train", data, "--out", tmp_path / "run2", "--framework", framework, "--model", "vgg16",
+                     "--width", NARROW, "--pretrained", tmp_path / "nope.pth", "--epochs", "1")
+    assert missing.exit_code == 2 and "does not exist" in missing.output and "Traceback" not in missing.output

@@ -202,7 +202,8 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
         batch_size: images per forward pass.
         checkpoint: "best" or "last".
         device: torch device name, or "auto"/"cpu"/"gpu" for TensorFlow.
-        write: write RUN/{report_name}.md and RUN/{report_name}.json.
+        write: write RUN/{report_name}.md, RUN/{report_name}.json and RUN/{report_name}.png
+            (lowest per-class accuracies and most confused pairs, drawn with matplotlib).
         report_name: file stem of the report files.
 
     Returns:
@@ -257,6 +258,9 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
     if write:
         _write_text(run.path / f"{report_name}.json", json.dumps(report, ensure_ascii=False, indent=1) + "\n")
         _write_text(run.path / f"{report_name}.md", render_markdown(report))
+        from gntkit.training.figures import draw_evaluation
+
+        draw_evaluation(report, run.path / f"{report_name}.png")
     return report
 
 

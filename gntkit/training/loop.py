@@ -32,6 +32,11 @@ from gntkit.training.summaries import run_info, startup_messages, summarize
 __all__ = ["Backend", "train_epoch", "run_training", "progress_bar"]
 
 PROGRESS_REFRESH_SECONDS = 0.5  # how often the running loss is read from the device for the bar
+# metrics.csv column -> TensorBoard tag (train and validation curves share a chart per quantity)
+TENSORBOARD_TAGS = {"train_loss": "loss/train", "val_loss": "loss/validation",
+                    "train_accuracy": "accuracy/train", "val_accuracy": "accuracy/validation",
+                    "val_top5": "accuracy/validation_top5", "lr": "learning_rate",
+                    "images_per_second": "images_per_second"}
 
 
 class Backend:
@@ -96,41 +101,10 @@ class Backend:
         """Release what the backend started (process groups)."""
 
 
-class _PlainProgress:
-    """Stand-in while gntkit.progress is not there: a line every few seconds, on stderr."""
-
-    def __init__(self, total, *, unit="samples", description="", enabled=True):
-        self.total, self.unit, self.description, self.enabled = total, unit, description, enabled
-        self.done, self.start, self.shown = 0, time.perf_counter(), time.perf_counter()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def update(self, advance=0, **fields):
-        import sys
-
-        self.done += advance
-        now = time.perf_counter()
-        if self.enabled and now - self.shown >= 5:
-            self.shown = now
-            rate = self.done / max(now - self.start, 1e-9)
-            extra = " ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
-            print(f"{self.description} {self.done}/{self.total} {self.unit} {rate:.0f}/s {extra}",
-                  file=sys.stderr, flush=True)
-
-    def close(self):
-        pass
-
-
 def progress_bar(total: int, description: str, enabled: bool):
-    """gntkit.progress.ProgressBar when present (rich on a terminal, plain lines otherwise)."""
-    try:
-        from gntkit.progress import ProgressBar
-    except ImportError:
-        ProgressBar = _PlainProgress
+    """The per-batch bar of an epoch: gntkit.progress.ProgressBar (rich on a terminal, plain lines otherwise)."""
+    from gntkit.progress import ProgressBar
+
     return ProgressBar(total, unit="samples", description=description, enabled=enabled)
 
 
@@ -253,9 +227,8 @@ class _Epochs:
         if backend.is_main:
             run.append_metrics(row)
             self.rows.append(row)
-            self.writer.scalars({k: row[k] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                                                     "val_top5", "lr", "images_per_second")
-                                 if row.get(k) is not None}, epoch + 1)
+            self.writer.scalars({tag: row[key] for key, tag in TENSORBOARD_TAGS.items()
+                                 if row.get(key) is not None}, epoch + 1)
             # figures.draw_curves is looked up at call time (tests replace it to simulate a crash).
             figures.draw_curves(self.rows, run.curves_file,
                                 title=f"{run.path.name}: {config.model} ({backend.label.split()[0]})")
