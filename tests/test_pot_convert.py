@@ -73,3 +73,30 @@ def test_adapters_read_rendered_pot_shards(mixed, tmp_path):
 
     images_tf, labels_tf = next(iter(make_dataset(out, batch_size=8, shuffle=False)))
     assert images_tf.shape[0] == 8 and labels_tf.numpy().tolist() == labels[:8].tolist()
+
+
+def test_cli_convert_pen_width_strokes_inspect_preview(mixed, tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from gntkit.manifest import load_manifest
+
+    pots = tmp_path / "pots"
+    pots.mkdir()
+    for name in ("1003.pot", "1004.pot"):
+        (pots / name).write_bytes((mixed / name).read_bytes())
+    runner = CliRunner()
+    result = runner.invoke(app, ["inspect", str(pots)])
+    assert result.exit_code == 0 and "strokes    per sample" in result.output and "points     per sample" in result.output
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["convert", str(pots), "--to", "hdf5", "--out", str(out), "--size", "32", "--pen-width", "2.5",
+                                 "--strokes", "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    manifest = load_manifest(out)
+    assert manifest["preprocess"]["pen_width"] == 2.5 and "strokes" in manifest["features"]
+    assert runner.invoke(app, ["verify", str(out), "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["convert", str(mixed), "--to", "hdf5", "--out", str(tmp_path / "no"), "--strokes", "--quiet"])
+    assert result.exit_code == 2 and "--strokes needs online sources" in result.output
+    result = runner.invoke(app, ["preview", str(pots), "--out", str(tmp_path / "p.png"), "--count", "8"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p.png").stat().st_size > 0
