@@ -13,9 +13,10 @@ Tag codes are swapped to the GNT convention (high byte first), so the same chars
 Rendering (online data as offline training data): the strokes are drawn as anti-aliased
 lines (coverage by distance to each segment, a one-pixel ramp at the edge; a single-point
 stroke is a dot) on a canvas of 255 with dark ink, as CASIA's scans. A tablet unit becomes
-RENDER_SCALE = 0.4 pixel: real OLHWDB characters span about 150-400 tablet units, so the
-bitmaps come out 60-160 pixels a side, the size range of the HWDB1.x scans of the same
-writers, and both go through the same crop and resize. The canvas is the character's
+RENDER_SCALE = 0.4 pixel: the y values of a whole real OLHWDB file stay within about 300
+tablet units (shared/docs/casia-formats.md), so a character is at most about 120 pixels, the
+size range of the HWDB1.x scans of the same writers, and both go through the same crop and
+resize (an estimate: no real file was at hand to measure character extents). The canvas is the character's
 bounding box plus `pad_for(pen_width)` pixels on each side (room for the pen's radius and
 the anti-aliasing ramp). The pen width is in pixels of that canvas (default 3.0, the
 stroke width of the 300 DPI scans at that size); `Preprocess(pen_width=...)` chooses it.
