@@ -144,8 +144,8 @@ def survey_codes(members, on_error: str = "raise", max_side: int = DEFAULT_MAX_S
     codes = []
     for member in members:
         record_file, _ = open_member(member, on_error, max_side)
-        if record_file is not None:
-            codes.append(record_file.index.tag_codes)
+        if record_file is not None:  # text lines: every character's code
+            codes.append(record_file.index.label_codes if is_line_member(member) else record_file.index.tag_codes)
     return np.concatenate(codes) if codes else np.zeros(0, np.uint16)
 
 
@@ -241,6 +241,9 @@ def member_batches(member: Member, charset: Charset, preprocess=None, on_error: 
     if record_file is None:
         return
     report.records += len(record_file)
+    if is_line_member(member):
+        yield from _line_batches(member, record_file, charset, preprocess, on_unknown, batch_size, report, entry)
+        return
     labels = label_records(record_file, charset, on_unknown, report)
     kept = np.flatnonzero(labels >= 0)
     report.kept += int(kept.size)
@@ -269,6 +272,99 @@ def _batch_of(member: Member, record_file, chosen: np.ndarray, labels: np.ndarra
     images = record_file.preprocess(chosen, preprocess, serial=serial)
     size = images.shape[1]
     return SampleBatch(**common, heights=np.full(len(chosen), size, np.int32), widths=np.full(len(chosen), size, np.int32), images=images)
+
+
+def is_line_member(member: Member) -> bool:
+    """True when the member's records are text lines (its format's SAMPLE_KIND is "line", e.g. DGRL)."""
+    return getattr(member.format_module(), "SAMPLE_KIND", "character") == "line"
+
+
+def label_lines(record_file, charset: Charset, on_unknown: str, report: StreamReport) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids of every character of every valid line of a file, and which lines to keep.
+
+    A character is unknown when its code is the unlabelled mark 0xFFFF, decodes to nothing or
+    lies outside the charset. on_unknown="drop" drops a line with any unknown character (counted
+    in report.dropped, its characters in unknown_codes / outside_codes); "other" keeps it with
+    those characters as the charset's 'other' class (lines counted in report.other); "error"
+    raises naming the file, line, character and byte.
+
+    Returns:
+        (classes int64 aligned with index.label_codes, keep bool per line).
+
+    Raises:
+        CharsetError: an unknown character with on_unknown="error".
+        GntkitError: on_unknown="other" with a charset without the 'other' class.
+    """
+    index = record_file.index
+    codes = index.label_codes
+    classes = charset.classes_of_codes(codes).astype(np.int64)
+    # 0xFFFF marks a character left unlabelled: never a class, even where it is the 'other' class's code.
+    missing = (classes < 0) | (codes == 0xFFFF)
+    line_of = np.repeat(np.arange(len(index)), np.diff(index.label_offsets))
+    bad_lines = np.zeros(len(index), bool)
+    bad_lines[line_of[missing]] = True
+    if not missing.any():
+        return classes, ~bad_lines
+    if on_unknown == "error":
+        j = int(np.flatnonzero(missing)[0])
+        line = int(line_of[j])
+        position = j - int(index.label_offsets[line])
+        raise CharsetError(
+            f"{record_file.path} line {int(index.record_numbers[line])} character {position} at byte {int(index.offsets[line]) + 4 + 2 * position}: "
+            f"expected a character in charset {charset.name!r}, found {describe_tag(int(codes[j]))}."
+        )
+    for code, count in zip(*np.unique(codes[missing], return_counts=True)):
+        if code == 0xFFFF or decode_tag(int(code)) is None:
+            report.unknown_codes[int(code)] += int(count)
+        else:
+            report.outside_codes[int(code)] += int(count)
+    if on_unknown == "other":
+        if not charset.has_other:
+            raise GntkitError(f"on_unknown='other' needs a charset with an 'other' class (Charset.with_other()), found {charset!r}.")
+        classes[missing] = len(charset) - 1
+        report.other += int(bad_lines.sum())
+        return classes, np.ones(len(index), bool)
+    report.dropped += int(bad_lines.sum())
+    return classes, ~bad_lines
+
+
+def _line_batches(member: Member, record_file, charset: Charset, preprocess, on_unknown: str, batch_size: int,
+                  report: StreamReport, entry: dict) -> Iterator[SampleBatch]:
+    """The text lines of one member as SampleBatches (see line_batch_of)."""
+    classes, keep = label_lines(record_file, charset, on_unknown, report)
+    kept = np.flatnonzero(keep)
+    report.kept += int(kept.size)
+    entry["kept"] = int(kept.size)
+    for start in range(0, kept.size, batch_size):
+        yield line_batch_of(member, record_file, kept[start:start + batch_size], classes, charset, preprocess)
+
+
+def line_batch_of(member: Member, record_file, chosen: np.ndarray, classes: np.ndarray, charset: Charset, preprocess) -> SampleBatch:
+    """One SampleBatch of text lines: variable-width images (pixels + pixel_offsets, raw or at the
+    line height), labels -1 (a line has no single class), characters = the transcription, and
+    meta "label_sequence" (int64 class ids, ragged with "label_sequence_offsets"), "text" (the
+    transcription: the charset's characters of those ids), "label_codes" (ragged, as stored),
+    "writer", "page", "line"."""
+    index = record_file.index
+    meta = record_file.batch_extras(chosen)
+    starts, ends = index.label_offsets[chosen], index.label_offsets[chosen + 1]
+    sequence = np.concatenate([classes[a:b] for a, b in zip(starts.tolist(), ends.tolist())]) if len(chosen) else np.zeros(0, np.int64)
+    names = charset.characters
+    texts = ["".join([names[c] for c in classes[a:b].tolist()]) for a, b in zip(starts.tolist(), ends.tolist())]
+    meta.update(label_sequence=sequence.astype(np.int64), label_sequence_offsets=meta["label_codes_offsets"].copy(), text=texts)
+    common = dict(
+        keys=[f"{member.writer_id}/{n}" for n in index.record_numbers[chosen].tolist()],
+        writer_ids=[member.writer_id] * len(chosen),
+        tag_codes=np.zeros(len(chosen), np.uint16),
+        labels=np.full(len(chosen), -1, np.int64),
+        characters=list(texts),
+        meta=meta,
+    )
+    if preprocess is None or preprocess.raw:
+        pixels, pixel_offsets = record_file.gather(chosen)
+        return SampleBatch(**common, heights=index.heights[chosen].copy(), widths=index.widths[chosen].copy(), pixels=pixels, pixel_offsets=pixel_offsets)
+    pixels, pixel_offsets, heights, widths = record_file.preprocess(chosen, preprocess)
+    return SampleBatch(**common, heights=heights, widths=widths, pixels=pixels, pixel_offsets=pixel_offsets)
 
 
 def resolve_members(sources) -> list[Member]:
@@ -421,10 +517,22 @@ class Source:
         self.report = StreamReport()
         all_codes = survey_codes(self.members, on_error, max_side)
         self.charset = plan_charset(charset, self.members, codes=all_codes, on_error=on_error, on_unknown=on_unknown, max_side=max_side)
+        if any(is_line_member(m) for m in self.members):
+            self._length = self._count_lines()
+            return
         labels = self.charset.classes_of_codes(all_codes)
         if on_unknown == "error" and (labels < 0).any():
             list(self.batches())  # raises the CharsetError naming the file and record
         self._length = int((labels >= 0).sum()) if on_unknown != "other" else len(labels)
+
+    def _count_lines(self) -> int:
+        """Text lines iteration yields (raises the CharsetError of on_unknown="error")."""
+        total = 0
+        for member in self.members:
+            record_file, _ = open_member(member, self.on_error, self.max_side)
+            if record_file is not None:
+                total += int(label_lines(record_file, self.charset, self.on_unknown, StreamReport())[1].sum())
+        return total
 
     def __len__(self) -> int:
         """Samples that iteration yields (records in the charset, or all with on_unknown='other')."""
