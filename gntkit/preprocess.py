@@ -154,6 +154,9 @@ class Preprocess:
                 raise GntkitError(
                     "Preprocess raw=True keeps the original bitmaps, so binarize, denoise and contrast must be off."
                 )
+            if self.pen_width is not None:
+                # The stream gathers raw bitmaps as the record file indexed them (POT: the default pen).
+                raise GntkitError("Preprocess raw=True keeps the bitmaps as indexed (POT strokes at the default pen width 3.0), so pen_width must be None.")
             object.__setattr__(self, "crop", False)
             object.__setattr__(self, "invert", False)
 

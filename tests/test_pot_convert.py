@@ -100,3 +100,26 @@ def test_cli_convert_pen_width_strokes_inspect_preview(mixed, tmp_path):
     result = runner.invoke(app, ["preview", str(pots), "--out", str(tmp_path / "p.png"), "--count", "8"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_raw_mode_refuses_a_pen_width_instead_of_ignoring_it():
+    from gntkit.errors import GntkitError
+
+    with pytest.raises(GntkitError, match="pen_width must be None"):
+        Preprocess(raw=True, pen_width=2.0)
+
+
+def test_stream_skip_counts_damaged_pot_records(tmp_path):
+    from gntkit.charset import builtin
+    from gntkit.stream import StreamReport, iter_batches
+
+    path = write_pot_corpus(tmp_path, writers=1, num_classes=6)[0]
+    data = bytearray(path.read_bytes())
+    second = int.from_bytes(data[:2], "little")
+    data[second + 4] = 1  # record 1: a non-zero tag byte
+    path.write_bytes(bytes(data))
+    report = StreamReport()
+    batches = list(iter_batches(tmp_path, builtin("gb2312-1"), Preprocess(size=32), on_error="skip", report=report))
+    assert sum(len(b) for b in batches) == 5 and report.skipped_records == 1 and report.lost_anything
+    assert [k.split("/")[1] for k in batches[0].keys] == ["0", "2", "3", "4", "5"]
+    assert "1001.pot at byte" in report.problems[0].message()
