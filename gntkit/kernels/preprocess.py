@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from gntkit.jit import njit, prange
+from gntkit.jit import as_readonly, njit, parallel_ranges
 
 # Samples per parallel work item: scratch buffers are allocated once per chunk,
 # not once per sample, and a chunk is small enough to balance two to many cores.
@@ -38,11 +38,13 @@ BINARIZE_FIXED = 1
 BINARIZE_OTSU = 2
 
 
-@njit(parallel=True)
+@njit
 def grey_from_rgb(rgb, grey):
     """ITU-R 601 luma of (H, W, 3|4) uint8 RGB(A), alpha composited over white, rounded, into (H, W) uint8."""
+    # Serial: one image of a handwriting sample is microseconds of work, less than a
+    # parallel launch, and parallel=True cost seconds of compile.
     height, width, channels = rgb.shape
-    for y in prange(height):
+    for y in range(height):
         for x in range(width):
             luma = (
                 np.int64(299) * np.int64(rgb[y, x, 0])
@@ -207,7 +209,7 @@ def ink_box(image):
     # more than the blank margins (bitmaps are mostly cropped already; the whole box
     # at worst). Columns are scanned within the ink rows only.
     height, width = image.shape
-    y0 = 0
+    y0 = np.int64(0)  # not a literal 0: that would compile row_has_ink once more, for Literal[int](0)
     while y0 < height and not row_has_ink(image, y0):
         y0 += 1
     if y0 == height:
@@ -215,7 +217,7 @@ def ink_box(image):
     y1 = height
     while not row_has_ink(image, y1 - 1):
         y1 -= 1
-    x0 = 0
+    x0 = np.int64(0)
     while not column_has_ink(image, x0, y0, y1):
         x0 += 1
     x1 = width
@@ -379,6 +381,8 @@ def resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_widt
     source = image.reshape(image.size)
     h_start, v_start = starts[0], starts[1]
     h_weight, v_weight = weights[0], weights[1]
+    # A literal 0 argument would compile the callee once more, for the type Literal[int](0).
+    zero = np.int64(0)
     if height > new_height:
         # Fewer output rows than input rows: combine the input rows of each output row
         # first (vector loops along x, over a window widened for them), so that the
@@ -391,14 +395,14 @@ def resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_widt
         for i in range(0, new_height, block):
             count = min(block, new_height - i)
             combine_pass(source, row_length, first, length, v_taps, v_start, v_weight, new_height, i, i + count, lines, sums)
-            gather_pass(lines, length, 0, count, h_taps, h_start, h_weight, new_width, values[i * new_width :])
+            gather_pass(lines, length, zero, count, h_taps, h_start, h_weight, new_width, values[i * new_width :])
     else:
         # At least as many output rows: the horizontal gathers run on the input rows,
         # then each output row blends two of them (vector loops).
         h_taps = resize_taps(width, new_width, x0, h_start, h_weight)
-        v_taps = resize_taps(height, new_height, 0, v_start, v_weight)
+        v_taps = resize_taps(height, new_height, zero, v_start, v_weight)
         gather_pass(source, row_length, y0 * row_length, height, h_taps, h_start, h_weight, new_width, lines)
-        combine_pass(lines, new_width, 0, new_width, v_taps, v_start, v_weight, new_height, 0, new_height, values, sums)
+        combine_pass(lines, new_width, zero, new_width, v_taps, v_start, v_weight, new_height, zero, new_height, values, sums)
     store_pass(values, new_height, new_width, canvas, top, left, flip)
 
 
@@ -408,6 +412,17 @@ def fill(canvas, value):
     flat = canvas.reshape(canvas.size)
     for k in range(flat.shape[0]):
         flat[k] = value
+
+
+@njit
+def copy_image(source, target):
+    """target = source for 2-D uint8 images of one shape."""
+    # A loop, not target[:, :] = source: numba's slice assignment brings the formatting of
+    # its shape-mismatch message (unicode joins, int repr), seconds of compile for a copy.
+    height, width = source.shape
+    for y in range(height):
+        for x in range(width):
+            target[y, x] = source[y, x]
 
 
 @njit
@@ -427,7 +442,7 @@ def edit_image(source, target, contrast, binarize, threshold, denoise, hist, his
             threshold_table(table, threshold)
         apply_table(source, table, target)
     else:
-        target[:, :] = source
+        copy_image(source, target)
     if denoise:
         remove_specks(target)
 
@@ -475,23 +490,27 @@ def preprocess_chunk(first, end, pixels, offsets, heights, widths, out, margin, 
         height = np.int64(heights[i])
         width = np.int64(widths[i])
         start = np.int64(offsets[i])
-        source = pixels[start : start + height * width].reshape((height, width))
+        # Read-only typing for both the source and the edited copy: place_image and all it
+        # calls compile once, not once for a read-only and once for a writeable image.
+        source = as_readonly(pixels[start : start + height * width].reshape((height, width)))
         if edit:
             image = work[: height * width].reshape((height, width))
             edit_image(source, image, contrast, binarize, threshold, denoise, hist, hist_mapped, table)
-            place_image(image, out[i], margin, crop, invert, lines, values, sums, starts, weights)
+            place_image(as_readonly(image), out[i], margin, crop, invert, lines, values, sums, starts, weights)
         else:
             place_image(source, out[i], margin, crop, invert, lines, values, sums, starts, weights)
 
 
-@njit(parallel=True)
 def preprocess_batch_kernel(pixels, offsets, heights, widths, out, margin, crop, invert,
                             contrast, binarize, threshold, denoise):
-    """Preprocess N concatenated bitmaps into out (N, S, S) uint8, parallel over chunks of samples."""
-    count = heights.shape[0]
-    chunks = (count + CHUNK - 1) // CHUNK
-    for chunk in prange(chunks):
-        first = chunk * CHUNK
-        end = min(first + CHUNK, count)
+    """Preprocess N concatenated bitmaps into out (N, S, S) uint8, in parallel over runs of CHUNK samples.
+
+    Python over the nogil kernel preprocess_chunk (gntkit.jit.parallel_ranges), not a
+    parallel=True kernel: numba's parallel lowering of this loop cost more compile time
+    than all of preprocess_chunk. Same outputs: each sample is computed alone.
+    """
+    def body(first, end):
         preprocess_chunk(first, end, pixels, offsets, heights, widths, out, margin, crop, invert,
                          contrast, binarize, threshold, denoise)
+
+    parallel_ranges(heights.shape[0], CHUNK, body)
