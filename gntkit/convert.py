@@ -317,7 +317,8 @@ def _check_strokes_sources(members: list[Member]) -> None:
     without = sorted({m.format for m in members if not getattr(get_format(m.format), "HAS_STROKES", False)})
     if without:
         first = next(m for m in members if m.format in without)
-        raise GntkitError(f"--strokes needs online sources with strokes (POT), found {', '.join(f.upper() for f in without)} files such as {first.name}.")
+        kinds = ", ".join(f.upper() for f in without)
+        raise GntkitError(f"--strokes needs online sources with strokes (POT), found {kinds} files such as {first.name}.")
 
 
 def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = None, split=None,

@@ -33,7 +33,8 @@ def _ragged(meta: dict, name: str, n: int, dtype, width: int | None, where: str)
     offsets = np.asarray(meta[name + "_offsets"])
     shape = (-1, width) if width else (-1,)
     if values.dtype != np.dtype(dtype) or values.ndim != len(shape) or (width and values.shape[1] != width):
-        raise GntkitError(f"{where}: meta[{name!r}] must be {np.dtype(dtype).name} {'(P, 2)' if width else '(S,)'}, found {values.dtype} {values.shape}.")
+        wanted = f"{np.dtype(dtype).name} {'(P, 2)' if width else '(S,)'}"
+        raise GntkitError(f"{where}: meta[{name!r}] must be {wanted}, found {values.dtype} {values.shape}.")
     if offsets.dtype.kind not in "iu" or offsets.shape != (n + 1,):
         raise GntkitError(f"{where}: meta[{name + '_offsets'!r}] must be {n + 1} integers, found {offsets.dtype} {offsets.shape}.")
     offsets = offsets.astype(np.int64)
@@ -62,7 +63,8 @@ def check_strokes(meta, n: int, where: str) -> dict:
     """
     if not isinstance(meta, dict) or any(key not in meta for key in STROKE_KEYS):
         found = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
-        raise GntkitError(f"{where}: expected raw strokes (meta {', '.join(STROKE_KEYS)}) from an online source such as POT, found meta {found}.")
+        keys = ", ".join(STROKE_KEYS)
+        raise GntkitError(f"{where}: expected raw strokes (meta {keys}) from an online source such as POT, found meta {found}.")
     points, point_offsets = _ragged(meta, "points", n, np.int16, 2, where)
     lengths, stroke_offsets = _ragged(meta, "stroke_lengths", n, np.int16, None, where)
     if lengths.size and lengths.min() < 1:
@@ -75,7 +77,9 @@ def check_strokes(meta, n: int, where: str) -> dict:
     bad = np.flatnonzero((sums != counts) | empty)
     if bad.size:
         i = int(bad[0])
-        raise GntkitError(f"{where}: sample {i} has {int(counts[i])} points but its {int(stroke_offsets[i + 1] - stroke_offsets[i])} stroke(s) add up to {int(sums[i])} (every sample needs at least one stroke).")
+        strokes = int(stroke_offsets[i + 1] - stroke_offsets[i])
+        raise GntkitError(f"{where}: sample {i} has {int(counts[i])} points but its {strokes} stroke(s) add up to {int(sums[i])} "
+                          "(every sample needs at least one stroke).")
     return {"points": points, "points_offsets": point_offsets, "stroke_lengths": lengths, "stroke_lengths_offsets": stroke_offsets}
 
 
@@ -87,9 +91,11 @@ def check_sample_strokes(points, stroke_lengths, where: str) -> None:
     """
     points, lengths = np.asarray(points), np.asarray(stroke_lengths)
     if points.dtype != np.int16 or points.ndim != 2 or points.shape[1] != 2 or lengths.dtype != np.int16 or lengths.ndim != 1:
-        raise GntkitError(f"{where}: expected int16 points (P, 2) and int16 stroke lengths (S,), found {points.dtype} {points.shape} and {lengths.dtype} {lengths.shape}.")
+        found = f"{points.dtype} {points.shape} and {lengths.dtype} {lengths.shape}"
+        raise GntkitError(f"{where}: expected int16 points (P, 2) and int16 stroke lengths (S,), found {found}.")
     if lengths.size == 0 or lengths.min() < 1 or int(lengths.sum(dtype=np.int64)) != len(points):
-        raise GntkitError(f"{where}: expected stroke lengths of at least 1 adding up to the {len(points)} points, found {lengths.tolist()[:8]}.")
+        shown = lengths.tolist()[:8]
+        raise GntkitError(f"{where}: expected stroke lengths of at least 1 adding up to the {len(points)} points, found {shown}.")
 
 
 def pad_strokes(samples, max_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -124,7 +124,8 @@ def _check_strokes(path, i, sample, expected: bool) -> None:
 
     where = f"{path} record {i} (key {sample.get('key')!r})"
     if expected != ("points" in sample):
-        raise GntkitError(f"{where}: expected {'raw strokes' if expected else 'no strokes'} as the manifest's features say, found {'none' if expected else 'strokes'}.")
+        wanted, found = ("raw strokes", "none") if expected else ("no strokes", "strokes")
+        raise GntkitError(f"{where}: expected {wanted} as the manifest's features say, found {found}.")
     check_sample_strokes(sample["points"], sample["stroke_lengths"], where)
 
 

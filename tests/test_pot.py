@@ -12,7 +12,7 @@ from gntkit.errors import FormatError, GntkitError
 from gntkit.formats import pot, sniff_format
 from gntkit.formats.gnt import encode_records as encode_gnt
 from naive_pot import read_records, render
-from pot_fixtures import sample_strokes, writer_samples, write_pot_corpus
+from pot_fixtures import sample_strokes, write_pot_corpus, writer_samples
 
 pytestmark = pytest.mark.numba
 
@@ -143,9 +143,11 @@ DAMAGES = {
     "bad tag": (lambda d, s: d.__setitem__(s[1] + 4, 7) or d, "bytes 3 and 4 are zero", "0x07"),
     "zero strokes": (lambda d, s: _set16(d, s[1] + 6, 0) or d, "stroke count of at least 1", "0 strokes"),
     "impossible count": (lambda d, s: _set16(d, s[1] + 6, 60000) or d, "strokes in a", "stroke count of 60000"),
-    "count mismatch": (lambda d, s: _set16(d, s[1] + 6, struct.unpack_from("<H", d, s[1] + 6)[0] - 1) or d, "pen-up markers (-1, 0), as the stroke count says", ""),
+    "count mismatch": (lambda d, s: _set16(d, s[1] + 6, struct.unpack_from("<H", d, s[1] + 6)[0] - 1) or d,
+                       "pen-up markers (-1, 0), as the stroke count says", ""),
     "negative point": (lambda d, s: _set16(d, s[1] + 8, -5, "<h") or d, "coordinates of at least 0", "(-5,"),
-    "empty stroke": (lambda d, s: d[:s[1] + 8] + struct.pack("<hh", -1, 0) + d[s[1] + 12:], "at least one point before each pen-up", "empty stroke"),
+    "empty stroke": (lambda d, s: d[:s[1] + 8] + struct.pack("<hh", -1, 0) + d[s[1] + 12:],
+                     "at least one point before each pen-up", "empty stroke"),
     "absurd extent": (lambda d, s: _set16(d, s[1] + 8, 30000, "<h") or d, "tablet units across", "units"),
     "unterminated": (lambda d, s: d[:s[2] - 8] + struct.pack("<hh", 5, 5) + d[s[2] - 4:],
                      "pen-up marker (-1, 0) before the end marker", "after the last pen-up"),
@@ -292,7 +294,8 @@ def test_fuzz_mutations_never_crash_hang_or_read_out_of_bounds(data):
         assert ((skipped.index.offsets + skipped.index.sizes) <= len(raw)).all()
         assert skipped.index.offsets[:len(records)].tolist() == [r[0] for r in records]
         for offset in skipped.index.offsets.tolist():  # every kept record is one the reference accepts
-            assert read_records(raw[offset:offset + struct.unpack_from("<H", raw, offset)[0]], pot.max_extent_for(pot.DEFAULT_MAX_SIDE))[2] is None
+            record = raw[offset:offset + struct.unpack_from("<H", raw, offset)[0]]
+            assert read_records(record, pot.max_extent_for(pot.DEFAULT_MAX_SIDE))[2] is None
         pixels, offsets = skipped.gather()
         assert offsets[-1] == len(pixels)
         extras = skipped.strokes()

@@ -138,12 +138,16 @@ def open_strokes(folder, split: str | None = None) -> StrokeSet:
     folder = Path(folder)
     manifest = load_manifest(folder)
     if "strokes" not in (manifest.get("features") or {}):
-        raise GntkitError(f"{folder}: expected a conversion with raw strokes (--strokes), found one without (its features list no strokes).")
+        raise GntkitError(f"{folder}: expected a conversion with raw strokes (--strokes), "
+                          "found one without (its features list no strokes).")
     split = choose_split(manifest, split, folder)
     module = get_format_module(manifest["format"])
     parts = []
     for shard in shards_of(folder, manifest, split):
-        parts.append(_read_hdf5(shard.path) if manifest["format"] == "hdf5" else _read_samples(module, shard.path, manifest.get("compression")))
+        if manifest["format"] == "hdf5":
+            parts.append(_read_hdf5(shard.path))
+        else:
+            parts.append(_read_samples(module, shard.path, manifest.get("compression")))
     return _join(parts, int(manifest["charset"]["num_classes"]))
 
 

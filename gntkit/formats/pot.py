@@ -373,8 +373,10 @@ class PotFile:
         np.cumsum(self.index.stroke_counts[chosen], out=stroke_offsets[1:])
         points = np.empty((int(point_offsets[-1]), 2), np.int16)
         stroke_lengths = np.empty(int(stroke_offsets[-1]), np.int16)
-        kernels.extract_points(self.buf, np.ascontiguousarray(self.index.offsets[chosen]), point_offsets, stroke_offsets, points, stroke_lengths)
-        return {"points": points, "points_offsets": point_offsets, "stroke_lengths": stroke_lengths, "stroke_lengths_offsets": stroke_offsets}
+        record_offsets = np.ascontiguousarray(self.index.offsets[chosen])
+        kernels.extract_points(self.buf, record_offsets, point_offsets, stroke_offsets, points, stroke_lengths)
+        return {"points": points, "points_offsets": point_offsets,
+                "stroke_lengths": stroke_lengths, "stroke_lengths_offsets": stroke_offsets}
 
     def batch_extras(self, chosen) -> dict:
         """What a batch carries beyond the image: the raw strokes (see `strokes`), for SampleBatch.meta."""

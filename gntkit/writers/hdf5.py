@@ -88,8 +88,10 @@ class HDF5Writer(ShardWriter):
         root["num_records"] = 0
         if self.strokes:
             root["strokes"] = 1
+        if self.lines:
+            root["lines"] = 1
         self._datasets: dict = {}
-        self._ragged_totals = {"points": 0, "stroke_lengths": 0}
+        self._ragged_totals = {"points": 0, "stroke_lengths": 0, "label_sequence": 0}
         self._pixel_total = 0
         self._pending = None  # images of an unfinished chunk (see _write_images)
 
@@ -123,6 +125,10 @@ class HDF5Writer(ShardWriter):
             f.create_dataset("stroke_lengths", shape=(0,), maxshape=(None,), dtype="int16", chunks=(RECORD_CHUNK_ROWS,), **filters)
             for name in ("points_offsets", "stroke_lengths_offsets"):
                 f.create_dataset(name, shape=(1,), maxshape=(None,), dtype="int64", chunks=(RECORD_CHUNK_ROWS,), **filters)[0] = 0
+        if self.lines:  # text lines: the transcription and the ragged label sequence
+            f.create_dataset("text", shape=(0,), maxshape=(None,), dtype=string, chunks=(RECORD_CHUNK_ROWS // 4,))
+            f.create_dataset("label_sequence", shape=(0,), maxshape=(None,), dtype="int64", chunks=(RECORD_CHUNK_ROWS,), **filters)
+            f.create_dataset("label_sequence_offsets", shape=(1,), maxshape=(None,), dtype="int64", chunks=(RECORD_CHUNK_ROWS,), **filters)[0] = 0
         self._datasets = {name: f[name] for name in f}
 
     def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
@@ -150,11 +156,15 @@ class HDF5Writer(ShardWriter):
             d[name][start:end] = np.array(getattr(batch, attribute), dtype=object)
         if self.strokes:
             self._write_strokes(start, end)
+        if self.lines:
+            d["text"].resize((end,))
+            d["text"][start:end] = np.array(self._batch_lines["text"], dtype=object)
+            self._write_strokes(start, end, self._batch_lines, ("label_sequence",))
 
-    def _write_strokes(self, start: int, end: int) -> None:
-        """Append the batch's ragged points and stroke lengths with their offsets."""
-        d, strokes = self._datasets, self._batch_strokes
-        for name in ("points", "stroke_lengths"):
+    def _write_strokes(self, start: int, end: int, ragged: dict | None = None, names=("points", "stroke_lengths")) -> None:
+        """Append the batch's ragged points and stroke lengths (or other ragged columns) with their offsets."""
+        d, strokes = self._datasets, self._batch_strokes if ragged is None else ragged
+        for name in names:
             values, offsets, total = strokes[name], strokes[name + "_offsets"], self._ragged_totals[name]
             d[name].resize((total + len(values),) + values.shape[1:])
             d[name][total:] = values
@@ -206,13 +216,15 @@ class HDF5Writer(ShardWriter):
             file.close()
 
 
-def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False) -> dict:
+def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False, lines: bool = False) -> dict:
     """Describe the datasets of HDF5 shards, as JSON-able data for the manifest.
 
     Args:
         raw: True for original variable-size bitmaps (`pixels` + `pixel_offsets`), False for `images`.
         image_size: S in fixed-size mode; ignored in raw mode.
         strokes: the shards also hold raw strokes (adds their datasets and a "strokes" entry).
+        lines: the shards hold text lines (variable-width images in the raw layout, `text` and the
+            ragged `label_sequence`; a "lines" entry).
 
     Returns:
         {"format": "hdf5", "datasets": [{"name", "dtype", "shape"}], "attributes": [...],
@@ -244,10 +256,20 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
     if strokes:
         from gntkit.strokes import STROKES_SPEC
 
-        spec["datasets"] += [{"name": "points", "dtype": "int16", "shape": ["P", 2]}, {"name": "points_offsets", "dtype": "int64", "shape": ["N+1"]},
-                             {"name": "stroke_lengths", "dtype": "int16", "shape": ["S"]}, {"name": "stroke_lengths_offsets", "dtype": "int64", "shape": ["N+1"]}]
+        spec["datasets"] += [{"name": "points", "dtype": "int16", "shape": ["P", 2]},
+                             {"name": "points_offsets", "dtype": "int64", "shape": ["N+1"]},
+                             {"name": "stroke_lengths", "dtype": "int16", "shape": ["S"]},
+                             {"name": "stroke_lengths_offsets", "dtype": "int64", "shape": ["N+1"]}]
         spec["attributes"].append("strokes")
-        spec["strokes"] = {**STROKES_SPEC, "layout": "ragged: sample i's points are points[points_offsets[i]:points_offsets[i+1]], its strokes likewise"}
+        spec["strokes"] = {**STROKES_SPEC,
+                           "layout": "ragged: sample i's points are points[points_offsets[i]:points_offsets[i+1]], its strokes likewise"}
+    if lines:
+        from gntkit.lines import LINES_SPEC
+
+        spec["datasets"] += [{"name": "text", "dtype": "string", "shape": ["N"]}, {"name": "label_sequence", "dtype": "int64", "shape": ["L"]},
+                             {"name": "label_sequence_offsets", "dtype": "int64", "shape": ["N+1"]}]
+        spec["attributes"].append("lines")
+        spec["lines"] = {**LINES_SPEC, "layout": "ragged: line i's class ids are label_sequence[label_sequence_offsets[i]:label_sequence_offsets[i+1]]"}
     return spec
 
 
@@ -262,7 +284,8 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
 
     Yields:
         dict samples: key, writer_id, character (str), tag_code, label (int), image (2-D uint8);
-        with strokes also points (int16 (P, 2)) and stroke_lengths (int16 (S,)).
+        with strokes also points (int16 (P, 2)) and stroke_lengths (int16 (S,)); with text
+        lines also text (str) and label_sequence (int64 (L,)).
 
     Raises:
         MissingDependencyError: when h5py is not installed.
@@ -291,7 +314,8 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
                 offsets = offsets - offsets[0]
             else:
                 images = f["images"][start:end]
-            ragged = _read_ragged(f, start, end) if "points" in f else None
+            ragged = _read_ragged(f, start, end, [name for name in ("points", "stroke_lengths", "label_sequence") if name in f])
+            texts = f["text"].asstr()[start:end] if "text" in f else None
             for i in range(end - start):
                 if raw:
                     image = pixels[offsets[i]:offsets[i + 1]].reshape(int(columns["heights"][i]), int(columns["widths"][i]))
@@ -305,16 +329,17 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
                     "label": int(columns["labels"][i]),
                     "image": image,
                 }
-                if ragged is not None:
-                    for name, (values, value_offsets) in ragged.items():
-                        sample[name] = values[value_offsets[i]:value_offsets[i + 1]]
+                for name, (values, value_offsets) in ragged.items():
+                    sample[name] = values[value_offsets[i]:value_offsets[i + 1]]
+                if texts is not None:
+                    sample["text"] = texts[i]
                 yield sample
 
 
-def _read_ragged(f, start: int, end: int) -> dict:
-    """Records start..end of the ragged stroke datasets: name -> (values, offsets from 0)."""
+def _read_ragged(f, start: int, end: int, names) -> dict:
+    """Records start..end of the named ragged datasets: name -> (values, offsets from 0)."""
     out = {}
-    for name in ("points", "stroke_lengths"):
+    for name in names:
         offsets = f[name + "_offsets"][start:end + 1]
         out[name] = (f[name][offsets[0]:offsets[-1]], offsets - offsets[0])
     return out

@@ -38,6 +38,7 @@ BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile.RECORDSIZE: the archive is padded to a multiple of it
 MEMBER_SUFFIXES = (".png", ".cls", ".json")
 STROKE_SUFFIXES = (".points.npy", ".stroke_lengths.npy")
+LINE_SUFFIXES = (".txt", ".labels.npy")  # text lines: the transcription (UTF-8) and the class ids (int64)
 
 
 # --------------------------------------------------------------------------- tar headers
@@ -114,6 +115,7 @@ def _suffix_table(suffixes) -> tuple[np.ndarray, np.ndarray]:
 
 _SUFFIXES, _SUFFIX_OFFSETS = _suffix_table(MEMBER_SUFFIXES)
 _STROKE_SUFFIXES, _STROKE_SUFFIX_OFFSETS = _suffix_table(MEMBER_SUFFIXES + STROKE_SUFFIXES)
+_LINE_SUFFIXES, _LINE_SUFFIX_OFFSETS = _suffix_table(MEMBER_SUFFIXES + LINE_SUFFIXES)
 _TEMPLATE_ARRAY = np.frombuffer(_TEMPLATE, dtype=np.uint8).copy()
 
 
@@ -229,13 +231,18 @@ class WebDatasetWriter(ShardWriter):
             data = np.concatenate([data] + [np.frombuffer(column, dtype=np.uint8) for column, _ in npys])
             data_offsets = np.concatenate(rows)
             suffixes, suffix_offsets = _STROKE_SUFFIXES, _STROKE_SUFFIX_OFFSETS
+        if self.lines:
+            data, data_offsets = _append_columns(data, data_offsets, [utf8_column(self._batch_lines["text"], "meta['text']"),
+                                                                      _npy_column(self._batch_lines["label_sequence"], self._batch_lines["label_sequence_offsets"])])
+            suffixes, suffix_offsets = _LINE_SUFFIXES, _LINE_SUFFIX_OFFSETS
         names, name_offsets = utf8_column(batch.keys, "keys")
         # Every length the kernel follows is checked here, before it reads.
         sizes = np.diff(data_offsets, axis=1)
         if data_offsets[-1, -1] != data.shape[0] or sizes.min(initial=0) < 0 or sizes.max(initial=0) >= 8**11:
             raise GntkitError(f"Batch starting at record {self.records} of {self.path}: a tar member is empty-offset or over 8 GiB.")
         if np.diff(name_offsets).max(initial=0) > 100 - (int(np.diff(suffix_offsets).max())):
-            raise GntkitError(f"Batch starting at record {self.records} of {self.path}: a key is too long for its tar member names (100 bytes with suffix).")
+            raise GntkitError(f"Batch starting at record {self.records} of {self.path}: "
+                              "a key is too long for its tar member names (100 bytes with suffix).")
         footprint = (BLOCK + (sizes + BLOCK - 1) // BLOCK * BLOCK).sum(axis=0)
         starts = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(footprint, out=starts[1:])
@@ -255,6 +262,15 @@ class WebDatasetWriter(ShardWriter):
 
     def _discard(self) -> None:
         self._sink.abort()
+
+
+def _append_columns(data: np.ndarray, data_offsets: np.ndarray, columns) -> tuple[np.ndarray, np.ndarray]:
+    """data and its (members, N+1) offsets with more member columns ((bytes, N+1 offsets) each) after them."""
+    base, rows = data.shape[0], [data_offsets]
+    for column, offsets in columns:
+        rows.append(np.asarray(offsets, np.int64)[None] + base)
+        base += len(column)
+    return np.concatenate([data] + [np.frombuffer(column, dtype=np.uint8) for column, _ in columns]), np.concatenate(rows)
 
 
 _NPY_HEADERS: dict = {}
@@ -288,13 +304,14 @@ def _npy_column(values: np.ndarray, offsets: np.ndarray) -> tuple[bytes, np.ndar
     return b"".join(parts), column_offsets
 
 
-def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False) -> dict:
+def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False, lines: bool = False) -> dict:
     """Describe the members of WebDataset shards, as JSON-able data for the manifest.
 
     Args:
         raw: True for original variable-size bitmaps, False for S x S images.
         image_size: S in fixed-size mode; ignored in raw mode.
         strokes: the shards also hold raw strokes (two .npy members per sample and a "strokes" entry).
+        lines: the shards hold text lines (variable-width PNGs, `.txt` and `.labels.npy` members, a "lines" entry).
 
     Returns:
         {"format": "webdataset", "members": [{"suffix", "content"}], "json_fields": [...],
@@ -322,6 +339,12 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
         spec["members"] += [{"suffix": "points.npy", "content": "int16 (P, 2) .npy (np.save)"},
                             {"suffix": "stroke_lengths.npy", "content": "int16 (S,) .npy (np.save)"}]
         spec["strokes"] = dict(STROKES_SPEC)
+    if lines:
+        from gntkit.lines import LINES_SPEC
+
+        spec["members"] += [{"suffix": "txt", "content": "the line's transcription, UTF-8"},
+                            {"suffix": "labels.npy", "content": "int64 (L,) class ids .npy (np.save)"}]
+        spec["lines"] = dict(LINES_SPEC)
     return spec
 
 
@@ -334,7 +357,8 @@ def read_shard(path, compression: str | None = None):
 
     Yields:
         dict samples: key, writer_id, character (str), tag_code, label (int), image (2-D uint8);
-        with strokes also points (int16 (P, 2)) and stroke_lengths (int16 (S,)).
+        with strokes also points (int16 (P, 2)) and stroke_lengths (int16 (S,)); with text lines
+        also text (str, from `.txt`) and label_sequence (int64 (L,), from `.labels.npy`).
 
     Raises:
         MissingDependencyError: when webdataset is not installed.
@@ -365,4 +389,7 @@ def read_shard(path, compression: str | None = None):
         for name in ("points", "stroke_lengths"):
             if name + ".npy" in sample:
                 out[name] = sample[name + ".npy"]
+        if "txt" in sample:  # text lines
+            out["text"] = sample["txt"]
+            out["label_sequence"] = np.asarray(sample["labels.npy"], np.int64)
         yield out
