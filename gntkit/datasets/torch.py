@@ -446,14 +446,18 @@ class GpuResidentLoader(_EpochState):
         self._finish_epoch()
 
 
-def to_float(images: torch.Tensor, mean: float | None = None, std: float | None = None) -> torch.Tensor:
-    """uint8 images (B, S, S) or (B, 1, S, S) -> float32 (B, 1, S, S) in [0, 1], then (x - mean) / std if given.
+def to_float(images: torch.Tensor, mean: float | None = None, std: float | None = None, channels: int = 1) -> torch.Tensor:
+    """uint8 images (B, S, S) or (B, 1, S, S) -> float32 (B, channels, S, S) in [0, 1], then (x - mean) / std if given.
 
-    Runs on the images' device; call it after the batch reached the GPU.
+    Runs on the images' device; call it after the batch reached the GPU. channels > 1 repeats
+    the grey image in each channel (ImageNet-style RGB models), as a broadcast view: shards
+    and the uint8 batches stay one channel.
 
     Raises:
-        GntkitError: not a uint8 tensor of 3 or 4 dimensions, or std <= 0.
+        GntkitError: not a uint8 tensor of 3 or 4 dimensions, std <= 0, or channels < 1.
     """
+    if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
+        raise GntkitError(f"channels must be a whole number of at least 1, found {channels!r}.")
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() not in (3, 4):
         found = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise GntkitError(f"to_float needs a uint8 tensor (B, S, S) or (B, 1, S, S), found {found}.")
@@ -465,7 +469,7 @@ def to_float(images: torch.Tensor, mean: float | None = None, std: float | None 
         if std <= 0:
             raise GntkitError(f"std must be positive, found {std}.")
         x = x.sub_(mean).div_(std)
-    return x
+    return x.expand(-1, channels, -1, -1) if channels > 1 else x
 
 
 def random_affine(images: torch.Tensor, *, rotate: float = 10.0, scale: tuple[float, float] = (0.9, 1.1), shear: float = 5.0,
