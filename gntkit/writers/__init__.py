@@ -215,7 +215,8 @@ class ShardWriter:
         split: split name stored with the shard, e.g. "train".
         attrs: {"gntkit_version", "charset", "preprocess"} (stored by formats with file attributes);
             "strokes": True also writes each sample's raw strokes (SampleBatch.meta, see
-            gntkit.strokes: every batch must carry them), as each format's feature_spec says.
+            gntkit.strokes: every batch must carry them), as each format's feature_spec says;
+            "lines": True also writes each text line's transcription and label sequence (see gntkit.lines).
         compression: format-specific; see each subclass.
         compute_sha256: False leaves "sha256" None in `close()`'s result, for a caller
             that hashes its shards together afterwards (gntkit.digest.sha256_files is
@@ -248,6 +249,8 @@ class ShardWriter:
         self.attrs = dict(attrs)
         self.strokes = bool(self.attrs.get("strokes", False))
         self._batch_strokes: dict | None = None  # the current batch's checked strokes (strokes mode)
+        self.lines = bool(self.attrs.get("lines", False))
+        self._batch_lines: dict | None = None  # the current batch's checked text and label sequences (lines mode)
         self.compression = compression
         self.index_path = self.path + ".index.npy" if self.has_index and compression is None else None
         for final in (self.path, self.index_path):
@@ -304,6 +307,10 @@ class ShardWriter:
             from gntkit.strokes import check_strokes
 
             self._batch_strokes = check_strokes(batch.meta, len(batch), f"batch starting at record {self.records} of {self.path}")
+        if self.lines:
+            from gntkit.lines import check_lines
+
+            self._batch_lines = check_lines(batch.meta, len(batch), f"batch starting at record {self.records} of {self.path}")
         self._check_format(batch, pixels)
         if len(batch) == 0:
             return

@@ -45,6 +45,10 @@ FEATURES: tuple[tuple[str, str], ...] = (
 #: int16 little-endian x, y pairs, and int16 little-endian points per stroke.
 STROKE_FEATURES: tuple[tuple[str, str], ...] = (("points", "string"), ("stroke_lengths", "string"))
 
+#: With text lines (attrs "lines") every Example also has these: the transcription (UTF-8 bytes)
+#: and the class ids of its characters (an int64 list, what tf.io.VarLenFeature(tf.int64) parses).
+LINE_FEATURES: tuple[tuple[str, str], ...] = (("text", "string"), ("label_sequence", "int64_list"))
+
 IMAGE_ENCODING = "raw uint8, row-major, height x width"
 
 # Kernel inputs: text columns (UTF-8 buffer + offsets) and int64 columns, by position. The
@@ -287,6 +291,66 @@ def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None, strokes
     return frames, frame_offsets
 
 
+def _varint(value: int) -> bytes:
+    """The protobuf varint of an int64 (negatives as their uint64 two's complement, 10 bytes)."""
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while value >= 128:
+        out.append(value & 127 | 128)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: int, payload: bytes) -> bytes:
+    return bytes([tag]) + _varint(len(payload)) + payload
+
+
+def _example(features: dict) -> bytes:
+    """A serialized tf.train.Example of {name: bytes | list of int}, features in name order as the batch kernel writes them."""
+    entries = []
+    for name in sorted(features):
+        value = features[name]
+        if isinstance(value, (bytes, bytearray)):
+            feature = _field(0x0A, _field(0x0A, bytes(value)))  # Feature.bytes_list { value }
+        else:
+            feature = _field(0x1A, _field(0x0A, b"".join(_varint(int(v)) for v in value)) if len(value) else b"")  # Feature.int64_list, packed
+        entries.append(_field(0x0A, _field(0x0A, name.encode("ascii")) + _field(0x12, feature)))
+    return _field(0x0A, b"".join(entries))
+
+
+def serialize_lines(batch: SampleBatch, pixels: PixelView, lines: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Serialize a batch of text lines as TFRecord frames: the usual features plus LINE_FEATURES.
+
+    Lines are few (HWDB2.x has about 52,000) and large, so this is plain Python per Example
+    (the image copy dominates), beside the numba kernel that serve millions of characters.
+
+    Args:
+        batch: the samples; pixels: its checked pixels; lines: gntkit.lines.check_lines of its meta.
+
+    Returns:
+        (frames, offsets) as serialize_batch.
+    """
+    from gntkit.kernels.crc32c import crc32c
+
+    frames, sizes = [], [0]
+    sequence, offsets = lines["label_sequence"], lines["label_sequence_offsets"]
+    for i in range(len(batch)):
+        start, end = int(pixels.offsets[i]), int(pixels.offsets[i + 1])
+        data = _example({
+            "character": batch.characters[i].encode("utf-8"), "height": [int(pixels.heights[i])],
+            "image": pixels.pixels[start:end].tobytes(), "key": batch.keys[i].encode("utf-8"), "label": [int(batch.labels[i])],
+            "tag_code": [int(batch.tag_codes[i])], "width": [int(pixels.widths[i])], "writer_id": batch.writer_ids[i].encode("utf-8"),
+            "text": lines["text"][i].encode("utf-8"), "label_sequence": sequence[offsets[i]:offsets[i + 1]].tolist(),
+        })
+        length = np.array([len(data)], "<u8").tobytes()
+        frame = (length + np.array([mask_crc(crc32c(length))], "<u4").tobytes() + data
+                 + np.array([mask_crc(crc32c(data))], "<u4").tobytes())
+        frames.append(frame)
+        sizes.append(len(frame))
+    return np.frombuffer(b"".join(frames), np.uint8), np.cumsum(sizes).astype(np.int64)
+
+
 class TFRecordWriter(ShardWriter):
     """Writes one TFRecord shard; see docs/architecture.md "TFRecord" for the Example features.
 
@@ -311,7 +375,10 @@ class TFRecordWriter(ShardWriter):
         self._sink = ShardSink(self.partial_path, self.compression, compute_sha256=self.compute_sha256)
 
     def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
-        frames, offsets = serialize_batch(batch, pixels, self._batch_strokes if self.strokes else None)
+        if self.lines:
+            frames, offsets = serialize_lines(batch, pixels, self._batch_lines)
+        else:
+            frames, offsets = serialize_batch(batch, pixels, self._batch_strokes if self.strokes else None)
         self._add_offsets(offsets[1:] + self._end_offset)
         self._sink.write(frames)
 
@@ -322,13 +389,15 @@ class TFRecordWriter(ShardWriter):
         self._sink.abort()
 
 
-def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False) -> dict:
+def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False, lines: bool = False) -> dict:
     """Describe the Example features of TFRecord shards, as JSON-able data for the manifest.
 
     Args:
         raw: True for original variable-size bitmaps, False for preprocessed S x S images.
         image_size: S in fixed-size mode; ignored (may be None) in raw mode.
         strokes: the Examples also hold raw strokes (the STROKE_FEATURES and a "strokes" entry).
+        lines: the Examples are text lines (variable-width images, the LINE_FEATURES, a "lines" entry;
+            `label_sequence` has dtype "int64_list": tf.io.VarLenFeature(tf.int64)).
 
     Returns:
         {"format": "tfrecord", "record": "tf.train.Example",
@@ -360,6 +429,11 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
         spec["features"] += [{"name": name, "dtype": dtype, "shape": []} for name, dtype in STROKE_FEATURES]
         spec["strokes"] = {**STROKES_SPEC, "encoding": "int16 little-endian bytes",
                            "decode": "tf.reshape(tf.io.decode_raw(points, tf.int16), [-1, 2]); tf.io.decode_raw(stroke_lengths, tf.int16)"}
+    if lines:
+        from gntkit.lines import LINES_SPEC
+
+        spec["features"] += [{"name": name, "dtype": dtype, "shape": [] if dtype == "string" else [None]} for name, dtype in LINE_FEATURES]
+        spec["lines"] = {**LINES_SPEC, "decode": "tf.io.VarLenFeature(tf.int64) for label_sequence; text is UTF-8 bytes"}
     return spec
 
 
@@ -381,10 +455,23 @@ def tf_feature_description(spec: dict) -> dict:
     dtypes = {"string": tf.string, "int64": tf.int64}
     description = {}
     for feature in spec["features"]:
+        if feature["dtype"] == "int64_list":  # a list of any length (text lines' label_sequence)
+            description[feature["name"]] = tf.io.VarLenFeature(tf.int64)
+            continue
         if feature["dtype"] not in dtypes:
             raise GntkitError(f"Feature {feature['name']!r} has dtype {feature['dtype']!r}; expected 'string' or 'int64'.")
         description[feature["name"]] = tf.io.FixedLenFeature(list(feature["shape"]), dtypes[feature["dtype"]])
     return description
+
+
+def _flatten_sequences(tf, parsed: dict) -> dict:
+    """The sparse label_sequence of parsed Examples as flat values + lengths per Example (numpy
+    iteration would densify it with zeros, and 0 is a class)."""
+    sparse = parsed.pop("label_sequence")
+    count = tf.shape(parsed["key"])[0]
+    parsed["label_sequence"] = sparse.values
+    parsed["label_sequence_lengths"] = tf.math.bincount(tf.cast(sparse.indices[:, 0], tf.int32), minlength=count, maxlength=count, dtype=tf.int64)
+    return parsed
 
 
 def read_shard(path, compression: str | None = None, batch_size: int = 256):
@@ -414,8 +501,11 @@ def read_shard(path, compression: str | None = None, batch_size: int = 256):
     # Strokes are optional: absent, they parse as empty (a stroke sample always has points).
     for name, _ in STROKE_FEATURES:
         description[name] = tf.io.FixedLenFeature([], tf.string, default_value=b"")
+    # Text lines likewise: an Example of a character has no text (and an empty label sequence).
+    description["text"] = tf.io.FixedLenFeature([], tf.string, default_value=b"")
+    description["label_sequence"] = tf.io.VarLenFeature(tf.int64)
     dataset = tf.data.TFRecordDataset([str(path)], compression_type="GZIP" if compression == "gzip" else "")
-    dataset = dataset.batch(batch_size).map(lambda records: tf.io.parse_example(records, description))
+    dataset = dataset.batch(batch_size).map(lambda records: _flatten_sequences(tf, tf.io.parse_example(records, description)))
     for parsed in dataset.as_numpy_iterator():
         for i in range(len(parsed["key"])):
             height, width = int(parsed["height"][i]), int(parsed["width"][i])
@@ -427,6 +517,10 @@ def read_shard(path, compression: str | None = None, batch_size: int = 256):
                 "label": int(parsed["label"][i]),
                 "image": np.frombuffer(parsed["image"][i], dtype=np.uint8).reshape(height, width),
             }
+            if parsed["text"][i] or parsed["label"][i] == -1:  # a text line
+                sample["text"] = parsed["text"][i].decode("utf-8")
+                ends = np.cumsum(parsed["label_sequence_lengths"])
+                sample["label_sequence"] = parsed["label_sequence"][ends[i] - parsed["label_sequence_lengths"][i]:ends[i]].astype(np.int64)
             if parsed["points"][i]:
                 if len(parsed["points"][i]) % 4 or len(parsed["stroke_lengths"][i]) % 2:
                     raise GntkitError(f"{path}: record {sample['key']!r} has {len(parsed['points'][i])} bytes of points and "
