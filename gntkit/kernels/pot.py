@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from gntkit.jit import njit, prange
+from gntkit.jit import njit, parallel_ranges
 
 HEADER_SIZE = 8
 POINT_SIZE = 4
@@ -247,18 +247,29 @@ def render_record(buf, record_offset, x_min, y_min, scale, radius, pad, out, bas
         in_stroke += 1
 
 
-@njit(parallel=True)
+# Records per indivisible unit of work for the threads: a record renders in about 0.1 ms.
+RENDER_GRAIN = 64
+
+
 def render_records(buf, record_offsets, x_mins, y_mins, scale, radius, pad, out, pixel_offsets, widths, heights):
-    """render_record for every chosen record, in parallel over records."""
-    for i in prange(record_offsets.shape[0]):
-        render_record(buf, record_offsets[i], x_mins[i], y_mins[i], scale, radius, pad, out, pixel_offsets[i], widths[i], heights[i])
+    """render_record for every chosen record, in parallel: Python threads over the nogil
+    render_range (gntkit.jit.parallel_ranges), as the other kernels, not a parallel=True kernel."""
+    def body(first, end):
+        render_range(buf, record_offsets, x_mins, y_mins, scale, radius, pad, out, pixel_offsets, widths, heights, first, end)
+
+    parallel_ranges(record_offsets.shape[0], RENDER_GRAIN, body)
 
 
 @njit
+def render_range(buf, record_offsets, x_mins, y_mins, scale, radius, pad, out, pixel_offsets, widths, heights, first, end):
+    """render_record for the chosen records first..end-1, on the calling thread."""
+    for i in range(first, end):
+        render_record(buf, record_offsets[i], x_mins[i], y_mins[i], scale, radius, pad, out, pixel_offsets[i], widths[i], heights[i])
+
+
 def render_records_serial(buf, record_offsets, x_mins, y_mins, scale, radius, pad, out, pixel_offsets, widths, heights):
     """render_records on the calling thread only."""
-    for i in range(record_offsets.shape[0]):
-        render_record(buf, record_offsets[i], x_mins[i], y_mins[i], scale, radius, pad, out, pixel_offsets[i], widths[i], heights[i])
+    render_range(buf, record_offsets, x_mins, y_mins, scale, radius, pad, out, pixel_offsets, widths, heights, 0, record_offsets.shape[0])
 
 
 # --------------------------------------------------------------------------- raw points
