@@ -49,6 +49,13 @@ def test_adapters_import_public_names_only(adapter):
                for name in (a.name for a in node.names))
 
 
+def test_importing_the_readers_and_remote_loads_no_heavy_package():
+    code = ("import sys, gntkit.datasets, gntkit.datasets.tfrecord, gntkit.datasets.hdf5, gntkit.datasets.webdataset, gntkit.remote; "
+            "print(sorted(m for m in ('torch', 'tensorflow', 'h5py', 'webdataset', 'fsspec', 'aiohttp', 's3fs') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
+
+
 # A meta-path finder that makes `import torch` / `import tensorflow` fail as if it were not installed.
 _BLOCK = """
 import sys

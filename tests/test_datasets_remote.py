@@ -282,3 +282,30 @@ def test_convert_out_s3_then_verify_and_open(s3_env, truth, tmp_path):
     images, labels = datasets.open(url).read_arrays()
     np.testing.assert_array_equal(images, truth["train"].images)
     np.testing.assert_array_equal(labels, truth["train"].labels)
+
+
+@pytest.mark.slow
+def test_evaluate_a_url(http, tmp_path):
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from gntkit import training
+    from gntkit.cli.main import app
+    from gntkit.convert import convert
+    from gntkit.preprocess import Preprocess
+    from gntkit.synth import write_corpus
+
+    write_corpus(tmp_path / "gnt", writers=3, num_classes=10, samples_per_class=2, seed=4)
+    folder = http.root / "data" / "eval"  # served as soon as it is written
+    convert([tmp_path / "gnt"], folder, to="hdf5", split="train=1001-1002,test=1003", charset="data",
+            preprocess=Preprocess(size=32), workers=1)
+    run = tmp_path / "run"
+    training.train(folder, run, framework="torch", model="cnn2", epochs=1, batch_size=16, quiet=True)
+    local = training.evaluate(run, folder, split="test")
+    result = CliRunner().invoke(app, ["evaluate", str(run), f"{http.url}/data/eval", "--split", "test", "--json"],
+                                env={"GNTKIT_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.exit_code == 0, result.output
+    remote = json.loads(result.output[result.output.index("{"):])
+    assert remote["samples"] == local["samples"] == 20
+    for key in ("top1_accuracy", "topk_accuracy", "per_class"):
+        assert remote[key] == local[key]

@@ -36,7 +36,8 @@ class ShardSet:
         image_size: side S of the (S, S) images, or None in raw mode.
         num_classes: number of classes in the charset.
         url: where the shards live when they are remote (an fsspec URL), else None; `path`
-            is then the local cache folder that holds the charset and index files.
+            is then the local cache folder that holds the charset files.
+        remote: the `gntkit.remote.RemoteFolder` that fetches remote shards, else None.
     """
 
     def __init__(self, path: Path, info: dict, split: str, shards: list[Shard], remote=None):
