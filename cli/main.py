@@ -198,6 +198,8 @@ def convert(
     denoise: Annotated[bool, typer.Option("--denoise", help="Remove isolated specks.")] = False,
     contrast: Annotated[bool, typer.Option("--contrast", help="Stretch each bitmap's grey range.")] = False,
     pen_width: Annotated[Optional[float], typer.Option(help="POT (online strokes): pen width in pixels of the rendered bitmaps.")] = None,
+    line_height: Annotated[Optional[int], typer.Option(help="DGRL (text lines): height of every line image; width scaled alike (default 64).")] = None,
+    max_line_width: Annotated[Optional[int], typer.Option(help="DGRL (text lines): widest line image; wider lines are squeezed to it (default 2048).")] = None,
     strokes: Annotated[bool, typer.Option("--strokes", help="POT (online strokes): also write each sample's raw points and stroke lengths.")] = False,
     pad: Annotated[bool, typer.Option("--pad", help="Resize as tf.image.resize_with_pad (aspect kept, zero padding), e.g. MNIST to 224.")] = False,
     shard_records: Annotated[Optional[int], typer.Option(help="Start a new shard after this many records.")] = None,
@@ -214,7 +216,8 @@ def convert(
     from gntkit.convert import convert as run_convert
 
     def call():
-        settings = build_preprocess(size, raw, margin, crop, invert, binarize, denoise, contrast, pen_width=pen_width, pad=pad or None)
+        settings = build_preprocess(size, raw, margin, crop, invert, binarize, denoise, contrast, pen_width=pen_width, pad=pad or None,
+                                    line_height=line_height, max_line_width=max_line_width)
         return run_convert(
             sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed,
             charset=charset, preprocess=settings, on_error=on_error.value, on_unknown=on_unknown.value,

@@ -185,7 +185,9 @@ class _SplitOutput:
         self.size = 0
 
     def write(self, batch: SampleBatch, num_classes: int) -> None:
-        counts = np.bincount(batch.labels, minlength=num_classes)
+        # Text lines have no single class (label -1): count the characters of their sequences.
+        labels = batch.meta["label_sequence"] if "label_sequence" in batch.meta else batch.labels
+        counts = np.bincount(labels, minlength=num_classes)
         self.class_counts = counts if self.class_counts is None else self.class_counts + counts
         self.num_records += len(batch)
         per_record = _RECORD_OVERHEAD + np.diff(batch.pixel_offsets) if batch.raw else np.full(len(batch), _RECORD_OVERHEAD + batch.images[0].size)
@@ -259,6 +261,7 @@ class ConversionPlan:
             "shard_records": o["shard_records"], "shard_bytes": o["shard_bytes"], "compression": o["compression"],
             "batch_size": o["batch_size"], "max_side": o["max_side"],
             **({"strokes": True} if o.get("strokes") else {}),  # absent otherwise: earlier journals still match
+            **({"lines": True} if o.get("lines") else {}),
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -334,6 +337,8 @@ def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | 
     members = find_members(source_list)
     if options.get("strokes"):
         _check_strokes_sources(members)
+    if _line_sources(members):
+        options["lines"] = True
     plan = split if isinstance(split, SplitPlan) else parse_split(split or _default_split(members), val_fraction, split_seed)
     assignment = plan.assign(members)
     charset_obj = plan_charset(charset, members, on_error=options["on_error"], on_unknown=options["on_unknown"], max_side=options["max_side"])
@@ -345,8 +350,24 @@ def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | 
         out_dir = Path(tempfile.mkdtemp(prefix="gntkit-upload-"))
         options["overwrite"] = True
     out = Path(out_dir) if out_dir is not None else default_output(source_list, fmt.name)
+    settings = resolve_preprocess(members, preprocess)
+    if options.get("lines") and not settings.raw and settings.line_height is None:  # the manifest says which height
+        from gntkit.formats.dgrl import DEFAULT_LINE_HEIGHT, DEFAULT_MAX_LINE_WIDTH
+
+        settings = dataclasses.replace(settings, line_height=DEFAULT_LINE_HEIGHT, max_line_width=settings.max_line_width or DEFAULT_MAX_LINE_WIDTH)
     return ConversionPlan(source_list, members, out, upload_to, name or default_name(source_list), fmt, plan, assignment,
-                          charset_obj, resolve_preprocess(members, preprocess), options)
+                          charset_obj, settings, options)
+
+
+def _line_sources(members: list[Member]) -> bool:
+    """True when the members are text lines (DGRL); raise GntkitError when lines and single characters are mixed."""
+    from gntkit.stream import is_line_member
+
+    kinds = {is_line_member(m) for m in members}
+    if len(kinds) > 1:
+        first = next(m for m in members if is_line_member(m))
+        raise GntkitError(f"Text lines ({first.name}) and single characters cannot share one dataset (label sequences vs one class per sample): convert them separately.")
+    return kinds == {True}
 
 
 # --------------------------------------------------------------------------- stage 2: the output folder
@@ -439,7 +460,7 @@ class OutputFolder:
 def _split_outputs(plan: ConversionPlan, folder: OutputFolder, finished: dict) -> dict:
     """One _SplitOutput per split, each saving the journal when it finishes a shard."""
     attrs = {"gntkit_version": gntkit.__version__, "charset": plan.charset.to_json(), "preprocess": plan.preprocess.to_json(),
-             **({"strokes": True} if plan.options.get("strokes") else {})}
+             **({"strokes": True} if plan.options.get("strokes") else {}), **({"lines": True} if plan.options.get("lines") else {})}
     writer_class = plan.fmt.writer_class()
     outputs: dict[str, _SplitOutput] = {}
 
@@ -514,6 +535,17 @@ def _splits_json(plan: ConversionPlan, folder: OutputFolder, outputs: dict) -> t
     return splits_json, empty
 
 
+def _feature_spec(plan: ConversionPlan) -> dict:
+    """The writer's feature spec; text lines are stored in the raw (variable-size) layout at the line height."""
+    o, settings = plan.options, plan.preprocess
+    if not o.get("lines"):
+        return plan.fmt.writer_module().feature_spec(settings.raw, None if settings.raw else settings.size, strokes=bool(o.get("strokes")))
+    spec = plan.fmt.writer_module().feature_spec(True, None, lines=True)
+    spec["image"]["line_height"] = None if settings.raw else settings.line_height
+    spec["image"]["max_line_width"] = None if settings.raw else settings.max_line_width
+    return spec
+
+
 def build_manifest(plan: ConversionPlan, splits_json: dict, empty: list[str], report: StreamReport, samples: int,
                    seconds: float, digests: tuple[dict, dict]) -> dict:
     """The manifest of a finished conversion (what `dataset_info.json` holds)."""
@@ -533,8 +565,7 @@ def build_manifest(plan: ConversionPlan, splits_json: dict, empty: list[str], re
         "charset": {"name": plan.charset.name, "order": plan.charset.order, "num_classes": len(plan.charset),
                     "file": "charset.txt", "json": "charset.json", "on_unknown": o["on_unknown"], "has_other": plan.charset.has_other},
         "preprocess": plan.preprocess.to_json(),
-        "features": plan.fmt.writer_module().feature_spec(plan.preprocess.raw, None if plan.preprocess.raw else plan.preprocess.size,
-                                                          strokes=bool(o.get("strokes"))),
+        "features": _feature_spec(plan),
         "compression": o["compression"],
         "split": {**plan.split.to_json(), "empty": empty},
         "sources": [_source_entry(Path(s), plan.members, member_entries, archive_digests) for s in plan.sources],

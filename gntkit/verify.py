@@ -55,6 +55,8 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
     module = get_format_module(manifest["format"])
     raw = manifest["preprocess"].get("raw", False)
     size = None if raw else manifest["preprocess"]["size"]
+    if "lines" in (manifest.get("features") or {}):  # text lines: variable width at the line height
+        size = None if raw else ("line", manifest["preprocess"].get("line_height"))
     other = len(charset) - 1 if manifest["charset"].get("has_other") else None
     tag_codes = charset.tag_codes.astype(np.int64)
     keys: set[str] = set()
@@ -104,8 +106,12 @@ def _decode_shard(path, shard, manifest, module, counts, checks) -> None:
     """Read one shard with the format's stock reader, check every sample, count classes into counts."""
     count = 0
     strokes = "strokes" in (manifest.get("features") or {})
+    lines = "lines" in (manifest.get("features") or {})
     try:
         for count, sample in enumerate(module.read_shard(path, compression=manifest.get("compression")), start=1):
+            if lines:
+                _check_line(path, count - 1, sample, counts, *checks)
+                continue
             _check_sample(path, count - 1, sample, *checks)
             if strokes or "points" in sample:
                 _check_strokes(path, count - 1, sample, strokes)
@@ -127,6 +133,29 @@ def _check_strokes(path, i, sample, expected: bool) -> None:
         wanted, found = ("raw strokes", "none") if expected else ("no strokes", "strokes")
         raise GntkitError(f"{where}: expected {wanted} as the manifest's features say, found {found}.")
     check_sample_strokes(sample["points"], sample["stroke_lengths"], where)
+
+
+def _check_line(path, i, sample, counts, charset, tag_codes, size, other, keys) -> None:
+    """A text line: label -1, a label sequence inside the charset whose characters are its text
+    (and its character field), an image at the line height, a unique key; counts its characters."""
+    where = f"{path} record {i} (key {sample.get('key')!r})"
+    if "label_sequence" not in sample or "text" not in sample:
+        raise GntkitError(f"{where}: expected a text line with text and label_sequence as the manifest's features say, found neither.")
+    sequence = np.asarray(sample["label_sequence"], np.int64)
+    if int(sample["label"]) != -1 or sequence.size == 0 or sequence.min() < 0 or sequence.max() >= len(charset):
+        raise GntkitError(f"{where}: expected label -1 and 1 or more class ids in 0..{len(charset) - 1}, found label {int(sample['label'])} "
+                          f"and ids {sequence.tolist()[:8]}.")
+    text = "".join(charset.characters[c] for c in sequence.tolist())
+    if sample["text"] != text or sample["character"] != text:
+        raise GntkitError(f"{where}: expected the text {text!r} that its label sequence spells, found {sample['text']!r} (character field {sample['character']!r}).")
+    image = sample["image"]
+    if image.dtype != np.uint8 or image.ndim != 2 or 0 in image.shape or (size is not None and size[1] is not None and image.shape[0] != size[1]):
+        expected = f"a uint8 line image {size[1]} pixels high" if size is not None else "a non-empty 2-D uint8 image"
+        raise GntkitError(f"{where}: expected {expected}, found {image.dtype} {image.shape}.")
+    if sample["key"] in keys:
+        raise GntkitError(f"{where}: expected unique sample keys, found {sample['key']!r} again.")
+    keys.add(sample["key"])
+    np.add.at(counts, sequence, 1)
 
 
 def _check_sample(path, i, sample, charset, tag_codes, size, other, keys) -> None:
