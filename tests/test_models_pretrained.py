@@ -24,6 +24,15 @@ torch = torch_models.torch
 keras = tf_models.keras
 
 
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny nets train steadier on one intra-op thread when the few cores are shared (tests only)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 def vgg_layout(name: str, width: float = 1.0, in_channels: int = 3):
     """[(keras layer name, torchvision features index, HWIO shape)] of a VGG in the table."""
     layout, block, conv, index, c_in = [], 1, 0, 0, in_channels
@@ -203,7 +212,7 @@ def _torch_step(model, steps=3):
 
 
 @pytest.mark.parametrize("freeze", ["features", None])
-def test_torch_frozen_convolutions_do_not_train(narrow_files, freeze):
+def test_torch_frozen_convolutions_do_not_train(narrow_files, freeze, one_torch_thread):
     h5, pth, layout, arrays = narrow_files["vgg16"]
     torch.manual_seed(0)
     model = torch_models.apply_pretrained(torch_models.create_model("vgg16", 10, 32, width=NARROW),

@@ -15,6 +15,15 @@ keras = tf_models.keras
 nn = torch.nn
 
 
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny nets train steadier on one intra-op thread when the few cores are shared (tests only)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 # (name, classes, image size, channels, the count the tutorial or paper prints)
 PUBLISHED_COUNTS = [
     ("cnn2-tutorial", 10, 28, 1, 206_682),    # PyTorch MNIST tutorial
@@ -168,7 +177,7 @@ def _separable_batch(rng, classes=4, n=16, size=16):
     return x, y
 
 
-def test_hccr_compact_trains_in_both_frameworks():
+def test_hccr_compact_trains_in_both_frameworks(one_torch_thread):
     """A narrow copy (16x16 input: the four pools leave 1x1) fits a small batch in both frameworks."""
     x, y = _separable_batch(np.random.default_rng(5))
     torch.manual_seed(0)
