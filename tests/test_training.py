@@ -314,3 +314,29 @@ def test_label_smoothing_is_the_same_loss_in_both_frameworks():
         a = float(torch_trainer.smoothed_cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels), eps))
         b = float(tf.reduce_mean(tf_trainer.smoothed_cross_entropy(tf.constant(labels), tf.constant(logits), eps)))
         assert a == pytest.approx(b, rel=1e-5)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_tensorboard_event_files_in_every_run(runs, framework):
+    """Both frameworks log loss, accuracy, learning rate per epoch and sample images for `tensorboard --logdir RUN`."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    path, _ = runs[framework]
+    events = EventAccumulator(str(path / "tensorboard"), size_guidance={"tensors": 0, "scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    names = set(tags.get("scalars", [])) | set(tags.get("tensors", []))
+    for tag in ("loss/train", "loss/validation", "accuracy/train", "accuracy/validation", "learning_rate"):
+        assert tag in names, (tag, tags)
+    images = set(tags.get("images", [])) | names
+    assert {"samples/stored", "samples/augmented"} <= images, tags
+    series = events.Scalars("loss/train") if "loss/train" in tags.get("scalars", []) else events.Tensors("loss/train")
+    assert [e.step for e in series] == list(range(1, FAST["epochs"] + 1))
+
+
+def test_both_frameworks_train_alike(runs):
+    """One config (FAST), the same data: the final validation accuracies are within 5 points (10 of 200)."""
+    torch_acc = runs["torch"][1]["last"]["val_accuracy"]
+    tf_acc = runs["tf"][1]["last"]["val_accuracy"]
+    assert abs(torch_acc - tf_acc) <= 0.05, (torch_acc, tf_acc)
