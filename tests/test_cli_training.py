@@ -20,7 +20,8 @@ def invoke(*args):
 @pytest.mark.slow
 def test_train_resume_evaluate_predict_export(tmp_path, corpus_c):
     data = tmp_path / "data"
-    assert invoke("convert", corpus_c, "--out", data, "--to", "hdf5", "--size", "32", "--split", "train=1001-1002,test=1003", "--quiet").exit_code == 0
+    assert invoke("convert", corpus_c, "--out", data, "--to", "hdf5", "--size", "32",
+                  "--split", "train=1001-1002,test=1003", "--quiet").exit_code == 0
     run_dir = tmp_path / "run"
     first = invoke("train", data, "--out", run_dir, "--framework", "tf", "--model", "cnn3", "--epochs", "1", "--batch-size", "16",
                    "--optimizer", "adam", "--quiet")
@@ -80,9 +81,8 @@ def test_train_from_pretrained_frozen_features(tmp_path, corpus_c, framework):
     """--pretrained/--freeze/--channels reach gntkit.models.*.apply_pretrained: the frozen
     convolutions of the trained run are exactly the file's (RGB kept with --channels 3)."""
     pytest.importorskip("h5py")
-    from test_models_pretrained import NARROW, random_convs, vgg_layout, write_keras_h5, write_torch_pth
-
     import gntkit.training as training
+    from test_models_pretrained import NARROW, random_convs, vgg_layout, write_keras_h5, write_torch_pth
 
     data = tmp_path / "data"
     assert invoke("convert", corpus_c, "--out", data, "--to", "hdf5", "--size", "32", "--split",

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import gntkit.training as training
 from gntkit import synth
 from gntkit.charset import Charset, decode_tag
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.preprocess import Preprocess, preprocess_image
-import gntkit.training as training
 from gntkit.training import figures
 from gntkit.training.metrics import read_metrics
 from gntkit.training.run_folder import RunFolder

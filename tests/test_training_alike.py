@@ -10,7 +10,6 @@ import gntkit.training as training
 from gntkit.training.augment import AUGMENT, affine_matrices, elastic_offsets, sampling_grid
 from gntkit.training.batches import ArrayBatches
 from gntkit.training.config import TrainConfig
-
 from test_training import CHARSET, PREPROCESS, glyph_arrays
 
 torch = pytest.importorskip("torch")

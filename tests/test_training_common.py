@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from gntkit.errors import GntkitError, OutputExistsError
-from gntkit.training import augment, config as config_module, figures, metrics, schedule
+from gntkit.training import augment, figures, metrics, schedule
+from gntkit.training import config as config_module
 from gntkit.training.augment import affine_matrices
 from gntkit.training.batches import ArrayBatches
 from gntkit.training.config import TrainConfig

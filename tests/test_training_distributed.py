@@ -21,7 +21,6 @@ import pytest
 
 import gntkit.training as training
 from gntkit.training.metrics import read_metrics
-
 from test_training import CHARSET, PREPROCESS, glyph_arrays
 
 pytest.importorskip("torch")

@@ -16,7 +16,6 @@ import pytest
 import gntkit.training as training
 from gntkit.training.batches import ArrayBatches
 from gntkit.training.config import TrainConfig
-
 from test_training import CHARSET, PREPROCESS, glyph_arrays
 
 torch = pytest.importorskip("torch")
@@ -25,7 +24,6 @@ tf = pytest.importorskip("tensorflow")
 from gntkit.models.tf import create_model as create_tf_model  # noqa: E402
 from gntkit.models.torch import create_model as create_torch_model  # noqa: E402
 from gntkit.training import tf_trainer, torch_trainer  # noqa: E402
-
 
 # The options these tests were written for (the defaults before augmentation, label smoothing and
 # AdamW became the defaults): plain SGD keeps tiny numeric differences tiny, where Adam's

@@ -58,7 +58,7 @@ def test_train_evaluate_predict_export_from_shards(shards, tmp_path, framework):
     labels, order = _direct_report(run, shards, "val", framework)
     assert report["samples"] == len(labels) == 200
     assert report["top1_accuracy"] == pytest.approx(np.mean(order[:, 0] == labels), abs=1e-6)
-    assert report["topk_accuracy"] == pytest.approx(np.mean([l in o[:5] for l, o in zip(labels, order)]), abs=1e-6)
+    assert report["topk_accuracy"] == pytest.approx(np.mean([label in o[:5] for label, o in zip(labels, order)]), abs=1e-6)
     for row in report["per_class"]:
         mask = labels == row["class_id"]
         assert row["samples"] == mask.sum() and row["correct"] == (order[mask, 0] == row["class_id"]).sum()

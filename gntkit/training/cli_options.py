@@ -9,7 +9,7 @@ option defaults to None ("not given"), so a resumed run keeps its stored value.
 from __future__ import annotations
 
 import inspect
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -22,7 +22,7 @@ def _parameter(field) -> inspect.Parameter:
     flag = field.metadata.get("flag")
     names = [flag] if flag else []
     info = typer.Option(*names, help=option_help(field), show_default=False)
-    annotation = Annotated[Optional[option_type(field)], info]
+    annotation = Annotated[option_type(field) | None, info]
     return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 

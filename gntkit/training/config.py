@@ -138,7 +138,7 @@ class TrainConfig:
     def __post_init__(self):
         self.check()
 
-    def check(self) -> "TrainConfig":
+    def check(self) -> TrainConfig:
         """Validate every option; raise GntkitError with one sentence on the first bad one.
 
         Spelled-out "off" values are normalised: val_split "none" -> None,
@@ -214,7 +214,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict, source: str = "run.json") -> "TrainConfig":
+    def from_json(cls, data: dict, source: str = "run.json") -> TrainConfig:
         """Rebuild a TrainConfig from `to_json()` output.
 
         Options added to gntkit after the run was written take the value that

@@ -333,7 +333,7 @@ def _seed_dropout(model, config: TrainConfig, epoch: int) -> None:
         v.assign(np.array([value, 0], dtype=v.dtype))
 
 
-def _epoch_seed(config: TrainConfig, epoch: int, step: int) -> "tf.Tensor":
+def _epoch_seed(config: TrainConfig, epoch: int, step: int) -> tf.Tensor:
     base = int(np.random.SeedSequence([config.seed, epoch, 11]).generate_state(1)[0] & 0x7FFFFFFF)
     return tf.constant([base, step], tf.int32)
 
