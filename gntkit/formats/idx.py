@@ -42,7 +42,9 @@ NAME = "idx"
 DESCRIPTION = "MNIST-family IDX images and labels (MNIST, Fashion-MNIST, EMNIST)"
 KIND_WORDS = "MNIST IDX files"
 DEFAULT_CHARSET = "mnist"
-POLARITY = "light-on-dark"
+# The files hold ink bright on black, but the bitmaps this module hands out are inverted on
+# reading (255 = background), so what preview and preprocessing see is dark on light.
+POLARITY = "dark-on-light"
 DEFAULT_SPLIT = "files"
 #: The preprocessing IDX data get unless the user says otherwise: the images as stored.
 PREPROCESS_DEFAULTS = {"size": 28, "margin": 0, "crop": False, "invert": True}
