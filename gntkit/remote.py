@@ -344,7 +344,8 @@ def upload_folder(local_dir, url: str, storage_options: dict | None = None, prog
         except GntkitError:
             raise
         except Exception as exc:  # fsspec back-ends raise their own types
-            raise GntkitError(f"{url}/{name}: upload failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from None
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            raise GntkitError(f"{url}/{name}: upload failed ({type(exc).__name__}: {first_line}).") from None
         if progress:
             progress(f"uploaded {name}")
     return [*names, MANIFEST]

@@ -113,7 +113,7 @@ def test_a_rank_fetches_only_the_shards_it_reads(http, truth, tmp_path):
     files = [item["file"] for item in _manifest(http.root / "data" / "tfrecord")["splits"]["train"]["shards"]]
     assert [s.records for s in shards.shards] == [30, 30, 20]
     seen = []
-    for images, labels in shards.iter_batches(8, shuffle=False, rank=0, world_size=2):  # records 0..39: shards 0 and 1
+    for _, labels in shards.iter_batches(8, shuffle=False, rank=0, world_size=2):  # records 0..39: shards 0 and 1
         seen += labels.tolist()
     assert seen == truth["train"].labels[:40].tolist()
     assert [http.fetched(name) for name in files] == [1, 1, 0]
@@ -133,7 +133,8 @@ def test_a_shard_that_fails_its_checksum_is_not_used(http, truth, tmp_path):
     shards = datasets.open(f"{http.url}/data/webdataset", cache_dir=tmp_path / "cache")
     images, _ = shards.read_batch(np.arange(0, 30))  # shard 0 is fine
     np.testing.assert_array_equal(images, truth["train"].images[:30])
-    with pytest.raises(GntkitError, match=f"{item['file']} fails its checksum: dataset_info.json says sha256 {item['sha256']}, the fetched file has"):
+    message = f"{item['file']} fails its checksum: dataset_info.json says sha256 {item['sha256']}, the fetched file has"
+    with pytest.raises(GntkitError, match=message):
         shards.read_batch([31])
     assert len(_cached_shards(tmp_path / "cache")) == 1  # the damaged copy was not kept
     assert not list((tmp_path / "cache").rglob("*.partial-*"))

@@ -34,7 +34,8 @@ class ShardReader:
         self.shard = shard
         self.image_size = image_size
         # A chunk cache as large as the shard's images: each compressed chunk is decompressed once.
-        self.file = h5py.File(shard.path, "r", rdcc_nbytes=max(1 << 20, shard.records * (image_size or 1) ** 2 + (1 << 20)), rdcc_nslots=100003)
+        cache_bytes = max(1 << 20, shard.records * (image_size or 1) ** 2 + (1 << 20))
+        self.file = h5py.File(shard.path, "r", rdcc_nbytes=cache_bytes, rdcc_nslots=100003)
         try:
             self.labels = np.asarray(self.file["labels"][:], np.int64)
         except KeyError:
@@ -97,7 +98,8 @@ class ShardReader:
             height, width = int(self.file["heights"][j]), int(self.file["widths"][j])
             return np.asarray(self.file["pixels"][start:end]).reshape(height, width), int(self.labels[j])
         except (KeyError, ValueError) as exc:
-            raise FormatError(str(self.shard.path), None, f"record {j} in 'pixels' / 'pixel_offsets' / 'heights' / 'widths'", str(exc)) from None
+            raise FormatError(str(self.shard.path), None, f"record {j} in 'pixels' / 'pixel_offsets' / 'heights' / 'widths'",
+                              str(exc)) from None
 
 
 def prepare_bulk(bulk, readers: list) -> None:

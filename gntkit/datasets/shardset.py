@@ -62,7 +62,8 @@ class ShardSet:
 
     def __repr__(self) -> str:
         size = f"{self.image_size}x{self.image_size}" if self.image_size else "raw"
-        return f"ShardSet({self.url or str(self.path)!r}, split={self.split!r}, format={self.format!r}, records={len(self)}, shards={len(self.shards)}, images={size})"
+        return (f"ShardSet({self.url or str(self.path)!r}, split={self.split!r}, format={self.format!r}, records={len(self)}, "
+                f"shards={len(self.shards)}, images={size})")
 
     def __len__(self) -> int:
         return int(sum(s.records for s in self.shards))
@@ -85,7 +86,8 @@ class ShardSet:
 
             self._charset = Charset.load(self.path)
             if self.num_classes is not None and len(self._charset) != self.num_classes:
-                raise FormatError(str(self.path / CHARSET_JSON), None, f"{self.num_classes} classes (as {MANIFEST} says)", str(len(self._charset)))
+                raise FormatError(str(self.path / CHARSET_JSON), None, f"{self.num_classes} classes (as {MANIFEST} says)",
+                                  str(len(self._charset)))
         return self._charset
 
     @property
@@ -174,7 +176,8 @@ class ShardSet:
 
     def _require_fixed_size(self, what: str) -> int:
         if self.image_size is None:
-            raise GntkitError(f"{self.path}: {what} needs fixed-size images, but this conversion kept raw bitmaps (convert with --size to batch them).")
+            raise GntkitError(f"{self.path}: {what} needs fixed-size images, but this conversion kept raw bitmaps "
+                              "(convert with --size to batch them).")
         return self.image_size
 
     def _check_indices(self, indices) -> np.ndarray:
@@ -270,7 +273,8 @@ class ShardSet:
         indices = self._check_indices(indices)
         if out is None:
             images = np.empty((len(indices), size, size), np.uint8)
-        elif not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != (len(indices), size, size) or not out.flags.c_contiguous:
+        elif (not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != (len(indices), size, size)
+              or not out.flags.c_contiguous):
             found = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
             raise GntkitError(f"out must be a C-contiguous uint8 array of shape {(len(indices), size, size)}, found {found}.")
         else:

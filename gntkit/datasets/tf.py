@@ -52,7 +52,8 @@ def rank_of(input_context=None, rank: int | None = None, world_size: int | None 
 
 
 def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0, input_context=None, *,
-                 epoch: int = 0, num_epochs: int = 1, start_batch: int = 0, drop_last: bool = False, even: str = "pad", reader: str = "auto",
+                 epoch: int = 0, num_epochs: int = 1, start_batch: int = 0, drop_last: bool = False, even: str = "pad",
+                 reader: str = "auto",
                  rank: int | None = None, world_size: int | None = None, shuffle_buffer: int = 16384,
                  num_parallel_reads: int | None = None) -> tf.data.Dataset:
     """A tf.data.Dataset of (uint8 images (B, S, S), int64 labels (B,)) for one input pipeline.
@@ -159,7 +160,8 @@ def _parser(size: int):
     return parse
 
 
-def _native_epoch(shards, size, batch_size, mode, seed, rank, world_size, drop_last, even, epoch, shuffle_buffer, parallel) -> tf.data.Dataset:
+def _native_epoch(shards, size, batch_size, mode, seed, rank, world_size, drop_last, even, epoch, shuffle_buffer,
+                  parallel) -> tf.data.Dataset:
     compression = "GZIP" if str(shards.compression or "").upper() == "GZIP" else ""
     order = shards.epoch_order(seed, epoch, mode or False)
     share = rank_share(order, rank, world_size, even)
@@ -226,7 +228,8 @@ def _global_records(shards, share: np.ndarray, paths: list[str], compression: st
                                                 tf.constant([shards.shards[k].start for k in wanted], tf.int64)))
 
     def read_shard(path, start):
-        numbered = tf.data.Dataset.zip((tf.data.Dataset.range(start, start + 2**40), tf.data.TFRecordDataset(path, compression_type=compression)))
+        records = tf.data.TFRecordDataset(path, compression_type=compression)
+        numbered = tf.data.Dataset.zip((tf.data.Dataset.range(start, start + 2**40), records))
         # Keep each record as often as the rank's share names it (0, 1, or 2 with padding), in chunks for speed.
         return numbered.batch(1024).map(lambda index, serialized: tf.repeat(serialized, tf.gather(copies, index))).unbatch()
 

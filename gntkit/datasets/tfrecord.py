@@ -59,7 +59,8 @@ class ShardReader:
                 raise FormatError(str(self.shard.path), pos, "a 12-byte TFRecord frame header", f"{len(buf) - pos} bytes")
             pos += 16 + int.from_bytes(bytes(buf[pos:pos + 8]), "little")
             if pos > len(buf):
-                raise FormatError(str(self.shard.path), offsets[-1], "a complete TFRecord frame", "a frame running past the end of the file")
+                raise FormatError(str(self.shard.path), offsets[-1], "a complete TFRecord frame",
+                                  "a frame running past the end of the file")
             offsets.append(pos)
         return np.asarray(offsets, np.int64)
 
@@ -76,7 +77,8 @@ class ShardReader:
             image = np.frombuffer(features["image"][0], np.uint8).reshape(height, width)
             return image, int(features["label"][0])
         except (ValueError, KeyError, IndexError) as exc:
-            raise FormatError(str(self.shard.path), start, f"record {j} to be a tf.train.Example with image, height, width, label", str(exc)) from None
+            raise FormatError(str(self.shard.path), start, f"record {j} to be a tf.train.Example with image, height, width, label",
+                              str(exc)) from None
 
 
 def prepare_bulk(bulk, readers: list) -> None:

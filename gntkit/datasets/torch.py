@@ -57,7 +57,8 @@ def default_rank(rank: int | None = None, world_size: int | None = None) -> tupl
         elif rank is None and world_size is None:
             rank, world_size = 0, 1
         else:
-            raise GntkitError(f"Give both rank and world_size (or neither, to take them from torch.distributed), found rank={rank}, world_size={world_size}.")
+            raise GntkitError("Give both rank and world_size (or neither, to take them from torch.distributed), "
+                              f"found rank={rank}, world_size={world_size}.")
     return check_rank(rank, world_size)
 
 
@@ -424,7 +425,7 @@ class GpuResidentLoader(_EpochState):
         self._batches = self.shards.num_batches(self.batch_size, self.world_size, self.drop_last, even, self.rank)
         self.images = torch.empty((n, size, size), dtype=torch.uint8, device=self.device)
         self.labels = torch.empty(n, dtype=torch.int64, device=self.device)
-        for k, shard in enumerate(self.shards.shards):  # shard by shard: host memory holds one shard at a time
+        for shard in self.shards.shards:  # shard by shard: host memory holds one shard at a time
             if shard.records:
                 images, labels = self.shards.read_range(shard.start, shard.start + shard.records)
                 self.images[shard.start:shard.start + shard.records].copy_(torch.from_numpy(images))
@@ -496,7 +497,8 @@ def random_affine(images: torch.Tensor, *, rotate: float = 10.0, scale: tuple[fl
         found = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise GntkitError(f"random_affine needs float images (B, C, H, W) (use to_float first), found {found}.")
     if rotate < 0 or shear < 0 or translate < 0 or not 0 < scale[0] <= scale[1]:
-        raise GntkitError(f"random_affine needs rotate, shear, translate >= 0 and 0 < scale[0] <= scale[1], found {rotate}, {shear}, {translate}, {scale}.")
+        raise GntkitError("random_affine needs rotate, shear, translate >= 0 and 0 < scale[0] <= scale[1], "
+                          f"found {rotate}, {shear}, {translate}, {scale}.")
     b, device = images.shape[0], images.device
     draws = torch.rand((b, 5), generator=generator, device=device, dtype=torch.float32) * 2 - 1  # uniform in [-1, 1]
     angle = draws[:, 0] * math.radians(rotate)

@@ -116,7 +116,8 @@ class ShardReader:
                 try:
                     label = int(bytes(self.buf[data:data + size]).decode("ascii").strip())
                 except (UnicodeDecodeError, ValueError):
-                    raise FormatError(str(self.shard.path), data, f"sample {j}: a decimal class id in .cls", repr(bytes(self.buf[data:data + size])[:20])) from None
+                    raise FormatError(str(self.shard.path), data, f"sample {j}: a decimal class id in .cls",
+                                      repr(bytes(self.buf[data:data + size])[:20])) from None
         if image is None or label is None:
             raise FormatError(str(self.shard.path), start, f"sample {j} to have .png and .cls members", "one of them missing")
         return image, label
@@ -180,5 +181,6 @@ def read_rows(bulk, rows: np.ndarray, images: np.ndarray, labels: np.ndarray) ->
         reader, local = bulk.where(int(rows[i]))
         image, labels[i] = reader.get(local)
         if image.shape != (side, side):
-            raise FormatError(str(reader.shard.path), int(reader.offsets[local]), f"sample {local}: a {side}x{side} image", f"{image.shape}")
+            raise FormatError(str(reader.shard.path), int(reader.offsets[local]), f"sample {local}: a {side}x{side} image",
+                              f"{image.shape}")
         images[i] = image
