@@ -53,19 +53,26 @@ def random_convs(layout, seed: int):
              rng.standard_normal(shape[3], dtype=np.float32) * 0.05) for _, _, shape in layout]
 
 
-def write_keras_h5(path, layout, arrays, naming: str = "W_1"):
-    """Keras 2 weights layout: root attribute layer_names; per layer a group with weight_names."""
+def write_keras_h5(path, layout, arrays, naming: str = "W_1", top: bool = False):
+    """Keras 2 weights layout: root attribute layer_names; per layer a group with weight_names.
+
+    top=True adds the include_top layers (flatten, fc1, fc2, predictions; small dense shapes).
+    """
     layer_names = ["input_1"]
     for (name, _, _), _ in zip(layout, arrays):
         if name.endswith("_conv1") and name != "block1_conv1":
             layer_names.append(f"block{int(name[5]) - 1}_pool")
         layer_names.append(name)
     layer_names.append(f"block{layout[-1][0][5]}_pool")
+    dense = {"fc1": (np.ones((16, 8), np.float32), np.zeros(8, np.float32)),
+             "fc2": (np.ones((8, 8), np.float32), np.zeros(8, np.float32)),
+             "predictions": (np.ones((8, 5), np.float32), np.zeros(5, np.float32))} if top else {}
+    layer_names += ["flatten"] + list(dense) if top else []
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = np.array([n.encode() for n in layer_names])
         f.attrs["backend"] = b"tensorflow"
         f.attrs["keras_version"] = b"2.0.6"
-        convs = {name: a for (name, _, _), a in zip(layout, arrays)}
+        convs = {name: a for (name, _, _), a in zip(layout, arrays)} | dense
         for layer in layer_names:
             group = f.create_group(layer)
             if layer not in convs:
@@ -250,12 +257,14 @@ def test_keras_frozen_convolutions_do_not_train(narrow_files, freeze):
     assert all(unchanged) if freeze else not any(unchanged)
 
 
-def test_vgg19_files_and_legacy_torch_serialisation(narrow_files, tmp_path):
+def test_vgg19_files_with_top_and_legacy_torch_serialisation(narrow_files, tmp_path):
     h5, pth, layout, arrays = narrow_files["vgg19"]
     legacy = tmp_path / "vgg19-dcbb9e9d.pth"
     write_torch_pth(legacy, layout, arrays, legacy=True)  # the published files predate torch's zip format
     assert open(legacy, "rb").read(2) == b"\x80\x02"
-    for path in (h5, pth, legacy):
+    with_top = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels.h5"
+    write_keras_h5(with_top, layout, arrays, top=True)  # the dense ImageNet head is skipped
+    for path in (h5, pth, legacy, with_top):
         model = torch_models.apply_pretrained(
             torch_models.create_model("vgg19", 10, 32, channels=3, width=NARROW), path, channels=3)
         assert len(torch_convs(model)) == 16
@@ -318,7 +327,19 @@ def test_wrong_vgg_channels_and_arguments(narrow_files):
         torch_models.apply_pretrained(torch.nn.Linear(2, 2), h5_16)
 
 
+def test_reading_weights_imports_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, gntkit.models.pretrained\n"
+            "heavy = [m for m in ('torch', 'tensorflow', 'keras', 'h5py') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_files_that_are_not_vgg_weights(tmp_path):
+    with pytest.raises(GntkitError, match="is a folder; expected a .h5 or .pth weights file"):
+        pretrained.read_pretrained_convs(tmp_path)
     junk = tmp_path / "vgg16.bin"
     junk.write_bytes(b"GNT?" + bytes(100))
     with pytest.raises(FormatError, match=r"vgg16.bin at byte 0: expected an HDF5 file .* found the bytes 474e543f"):

@@ -101,6 +101,8 @@ def check_pretrained_arguments(path, freeze=None, channels: int = 1) -> str:
         raise GntkitError(f"freeze must be None or 'features', found {freeze!r}.")
     if isinstance(channels, bool) or channels not in (1, 3):
         raise GntkitError(f"channels must be 1 (grey) or 3 (RGB) for ImageNet weights, found {channels!r}.")
+    if os.path.isdir(path):
+        raise GntkitError(f"Pretrained weights path {path} is a folder; expected a .h5 or .pth weights file.")
     if not os.path.isfile(path):
         raise GntkitError(f"Pretrained weights file {path} does not exist; {_where_to_get(path)} "
                           f"(gntkit never downloads).")
