@@ -25,6 +25,8 @@ class Inspection:
         code_counts: tag code -> samples.
         widths, heights: every valid record's bitmap size.
         problems: every damaged region or member found.
+        charset: the classes the sources name themselves (IDX labels: MNIST digits, EMNIST's
+            mapping), or None where tag codes are GB/ASCII character codes.
     """
 
     files: list[dict] = field(default_factory=list)
@@ -33,6 +35,7 @@ class Inspection:
     heights: list[np.ndarray] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     extra: list[dict] = field(default_factory=list)
+    charset: object = None
 
     @property
     def records(self) -> int:
@@ -46,9 +49,14 @@ class Inspection:
 
     def to_json(self) -> dict:
         """The report as a JSON-able dict (what `inspect --json` prints)."""
-        symbol = {c: n for c, n in self.code_counts.items() if is_symbol_code(c)}
-        unknown = {c: n for c, n in self.code_counts.items() if decode_tag(c) is None}
-        chinese = {c: n for c, n in self.code_counts.items() if c not in symbol and c not in unknown}
+        if self.charset is not None:  # label values named by the sources' own charset, not character codes
+            known = set(self.charset.tag_codes.tolist())
+            symbol, chinese = {}, {}
+            unknown = {c: n for c, n in self.code_counts.items() if c not in known}
+        else:
+            symbol = {c: n for c, n in self.code_counts.items() if is_symbol_code(c)}
+            unknown = {c: n for c, n in self.code_counts.items() if decode_tag(c) is None}
+            chinese = {c: n for c, n in self.code_counts.items() if c not in symbol and c not in unknown}
         widths = np.concatenate(self.widths) if self.widths else np.zeros(0, np.int32)
         heights = np.concatenate(self.heights) if self.heights else np.zeros(0, np.int32)
 
@@ -65,6 +73,7 @@ class Inspection:
             "bytes": int(sum(f["bytes"] for f in self.files)),
             "records": self.records,
             "classes": len(self.code_counts) - len(unknown),
+            **({"charset": self.charset.name} if self.charset is not None else {}),
             "chinese": {"records": int(sum(chinese.values())), "classes": len(chinese)},
             "symbols": {"records": int(sum(symbol.values())), "classes": len(symbol)},
             "unknown_codes": {f"0x{c:04X}": n for c, n in sorted(unknown.items())},
@@ -82,7 +91,13 @@ class Inspection:
         """min / median / max of what formats measure beyond bitmap sizes (POT: strokes and
         points per sample), pooled over the files that report them."""
         names = sorted({name for entry in self.extra for name in entry})
-        return {f"{name}_per_sample": stats(np.concatenate([np.asarray(e[name]) for e in self.extra if name in e])) for name in names}
+        out = {name if name.endswith(("_per_line", "_per_page")) else f"{name}_per_sample":
+               stats(np.concatenate([np.asarray(e[name]) for e in self.extra if name in e])) for name in names}
+        pages = [e for e in self.extra if "lines_per_page" in e]
+        if pages:  # text pages (DGRL): totals beside the per-page and per-line figures
+            out["text_pages"] = {"pages": len(pages), "lines": int(sum(int(np.sum(e["lines_per_page"])) for e in pages)),
+                                 "characters": int(sum(int(np.sum(e["characters_per_line"])) for e in pages))}
+        return out
 
 
 def inspect_sources(sources, max_side: int = DEFAULT_MAX_SIDE, progress: bool = False) -> Inspection:
@@ -106,11 +121,19 @@ def inspect_sources(sources, max_side: int = DEFAULT_MAX_SIDE, progress: bool = 
 
     result = Inspection()
     members = find_members(sources)
+    result.charset = _native_charset(members)
     with ProgressBar(sum(m.size for m in members), unit="bytes", description="inspect", enabled=progress, delay=PROGRESS_DELAY) as bar:
         for member in members:
             _inspect_member(result, member, max_side)
             bar.update(member.size, records=result.records, members=f"{len(result.files)}/{len(members)}")
     return result
+
+
+def _native_charset(members):
+    """The charset sources of one format name themselves (see gntkit.formats: native_charset), or None."""
+    formats = {m.format for m in members}
+    native = getattr(members[0].format_module(), "native_charset", None) if len(formats) == 1 else None
+    return native(members) if native is not None else None
 
 
 def _inspect_member(result: Inspection, member, max_side: int) -> None:
@@ -121,7 +144,8 @@ def _inspect_member(result: Inspection, member, max_side: int) -> None:
              "skipped_bytes": int(sum(p.skipped_bytes for p in problems))}
     if record_file is not None:
         entry["records"] = len(record_file)
-        codes, counts = np.unique(record_file.index.tag_codes, return_counts=True)
+        # Text lines (DGRL) count the codes of their characters (0xFFFF, unlabelled, shows as unknown).
+        codes, counts = np.unique(getattr(record_file.index, "label_codes", record_file.index.tag_codes), return_counts=True)
         result.code_counts.update(dict(zip(codes.tolist(), counts.tolist())))
         result.widths.append(record_file.index.widths)
         result.heights.append(record_file.index.heights)
@@ -135,18 +159,25 @@ def format_inspection(report: dict) -> str:
     """The JSON report as readable text."""
     lines = [
         f"files      {report['files']} ({report['bytes']:,} bytes), writers {report['writers']}",
-        f"records    {report['records']:,} in {report['classes']:,} classes",
+        f"records    {report['records']:,} in {report['classes']:,} classes"
+        + (f" of charset {report['charset']}" if report.get("charset") else ""),
         f"  chinese  {report['chinese']['records']:,} records, {report['chinese']['classes']:,} classes",
         f"  symbols  {report['symbols']['records']:,} records, {report['symbols']['classes']:,} classes",
     ]
     if report["unknown_codes"]:
         unknown = ", ".join(f"{code} x{n}" for code, n in report["unknown_codes"].items())
-        lines.append(f"  unknown  {sum(report['unknown_codes'].values()):,} records with undecodable tag codes: {unknown}")
+        what = f"tag codes outside charset {report['charset']}" if report.get("charset") else "undecodable tag codes"
+        lines.append(f"  unknown  {sum(report['unknown_codes'].values()):,} records with {what}: {unknown}")
     for side in ("width", "height"):
         s = report[side]
         if s:
             lines.append(f"{side:<10} min {s['min']}, median {s['median']:g}, max {s['max']}")
-    for key, s in report.items():  # what a format measures beyond bitmap sizes (strokes, points)
+    if report.get("text_pages"):
+        t = report["text_pages"]
+        lines.append(f"text       {t['pages']:,} pages, {t['lines']:,} lines, {t['characters']:,} characters (records above are characters)")
+    for key, s in report.items():  # what a format measures beyond bitmap sizes (strokes, points, characters per line)
+        if key.endswith(("_per_line", "_per_page")) and s:
+            lines.append(f"{key.replace('_', ' '):<10}: min {s['min']}, median {s['median']:g}, max {s['max']}")
         if key.endswith("_per_sample") and s:
             lines.append(f"{key[:-len('_per_sample')]:<10} per sample: min {s['min']}, median {s['median']:g}, max {s['max']}")
     if report["problems"]:

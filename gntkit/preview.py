@@ -75,6 +75,44 @@ def draw_grid(images, labels, columns: int = 8, invert_display: bool = False) ->
     return grid
 
 
+LINE_ROW_HEIGHT = 48
+LINE_ROW_WIDTH = 960
+
+
+def draw_lines(images, texts, invert_display: bool = False, cjk: bool = True) -> Image.Image:
+    """Text lines one per row (shrunk to fit LINE_ROW_WIDTH x LINE_ROW_HEIGHT), each with its text under it.
+
+    Args:
+        images: 2-D uint8 line images; texts: their transcriptions.
+        invert_display: show ink dark on white (for images whose ink is bright).
+        cjk: a CJK font is available; without one, characters it cannot draw show as '?'.
+    """
+    font, _ = _label_font()
+    row = LINE_ROW_HEIGHT + LABEL_HEIGHT + 4
+    page = Image.new("L", (LINE_ROW_WIDTH + 8, max(len(images), 1) * row), 255)
+    draw = ImageDraw.Draw(page)
+    for i, (image, text) in enumerate(zip(images, texts)):
+        picture = Image.fromarray(np.ascontiguousarray(255 - image if invert_display else image))
+        picture.thumbnail((LINE_ROW_WIDTH, LINE_ROW_HEIGHT), Image.BOX)
+        page.paste(picture, (4, i * row))
+        shown = text if cjk else text.encode("ascii", "replace").decode("ascii")
+        draw.text((4, i * row + LINE_ROW_HEIGHT + 1), shown, fill=0, font=font)
+    page.info["kind"] = "lines"
+    return page
+
+
+def _shows_lines(first: Path, from_folder: bool, sources: list) -> bool:
+    """True when the preview is of text lines (a DGRL conversion or DGRL sources)."""
+    if from_folder:
+        from gntkit.manifest import load_manifest
+
+        return "lines" in (load_manifest(first).get("features") or {})
+    from gntkit.sources import find_members
+    from gntkit.stream import is_line_member
+
+    return any(is_line_member(m) for m in find_members(sources)[:4])
+
+
 def _stage_settings(settings):
     """Cumulative preprocessing settings: each stage adds one step of `settings`."""
     from gntkit.preprocess import Preprocess
@@ -103,7 +141,8 @@ def _folder_samples(folder: Path, split: str | None, count: int, cjk: bool) -> t
     for shard in manifest["splits"][split]["shards"]:
         for sample in module.read_shard(folder / shard["file"], compression=manifest.get("compression")):
             images.append(sample["image"])
-            labels.append(_label_text(sample["character"], sample["tag_code"], cjk))
+            # A text line's label is its transcription (its character field holds the same text).
+            labels.append(sample["text"] if "text" in sample else _label_text(sample["character"], sample["tag_code"], cjk))
             if len(images) >= count:
                 return images, labels, bool(manifest["preprocess"].get("invert"))
     return images, labels, bool(manifest["preprocess"].get("invert"))
@@ -122,7 +161,7 @@ def _source_samples(sources: list, charset, count: int, cjk: bool) -> tuple[list
     for batch in iter_batches(chosen, names, None, on_unknown="drop", on_error="skip"):
         for i in range(len(batch)):
             images.append(batch.image(i).copy())
-            labels.append(_label_text(batch.characters[i], int(batch.tag_codes[i]), cjk))
+            labels.append(batch.meta["text"][i] if "text" in batch.meta else _label_text(batch.characters[i], int(batch.tag_codes[i]), cjk))
             if len(images) >= count:
                 return images, labels, light_on_dark
     return images, labels, light_on_dark
@@ -182,8 +221,11 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
         images, labels, invert = _source_samples(sources, charset, count, cjk)
     if not images:
         raise GntkitError(f"{first}: expected samples to preview, found none.")
-    grid = draw_grid(images, labels, columns, invert_display=invert)
-    if stages and not from_folder:
+    if _shows_lines(first, from_folder, sources):
+        grid = draw_lines(images, labels, invert_display=invert, cjk=cjk)
+    else:
+        grid = draw_grid(images, labels, columns, invert_display=invert)
+    if stages and not from_folder and grid.info.get("kind") != "lines":
         panel = _stages_panel(images[:stages], preprocess)
         combined = Image.new("L", (max(grid.width, panel.width), grid.height + panel.height + 8), 255)
         combined.paste(grid, (0, 0))

@@ -277,8 +277,8 @@ def test_open_source_counts_lines(tmp_path):
 def test_inspect_stats_reports_pages_lines_characters():
     page = dgrl.open_file(as_buffer(page_bytes(1, 1, lines=4)), "x.dgrl")
     stats = page.inspect_stats()
-    assert stats["pages"].tolist() == [1] and stats["lines"].tolist() == [4]
-    assert stats["characters"].sum() == len(page.index.label_codes)
+    assert stats["lines_per_page"].tolist() == [4]
+    assert stats["characters_per_line"].sum() == len(page.index.label_codes)
 
 
 # --------------------------------------------------------------------------- fuzzing

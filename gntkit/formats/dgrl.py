@@ -396,8 +396,7 @@ class DgrlFile:
 
     def inspect_stats(self) -> dict:
         """Pages, lines and characters of this file (per line), for `gntkit inspect`."""
-        return {"pages": np.ones(1, np.int64), "lines": np.array([len(self)], np.int64),
-                "characters": self.index.char_counts.copy()}
+        return {"lines_per_page": np.array([len(self)], np.int64), "characters_per_line": self.index.char_counts.copy()}
 
 
 def writer_and_page(name: str) -> tuple[str, str]:
