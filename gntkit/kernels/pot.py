@@ -173,9 +173,11 @@ def _draw_segment(out, base, width, height, ax, ay, bx, by, radius):
     (not the segment's whole bounding box: diagonal strokes cost 3-5x less, measured by
     benchmarks/bench_pot.py); the pixels it leaves out have zero coverage.
     """
-    reach = radius + 1.0  # coverage needs distance < radius + 0.5; half a pixel of slack
-    top = max(int(math.floor(min(ay, by) - reach)), 0)
-    bottom = min(int(math.ceil(max(ay, by) + reach)), height - 1)
+    # Coverage needs a distance below radius + 0.5 from a pixel centre (j + 0.5, i + 0.5);
+    # the 1e-7 absorbs rounding in the row's parameter range.
+    reach = radius + 0.5 + 1e-7
+    top = max(int(math.floor(min(ay, by) - reach - 0.5)), 0)
+    bottom = min(int(math.ceil(max(ay, by) + reach - 0.5)), height - 1)
     dx = bx - ax
     dy = by - ay
     length2 = dx * dx + dy * dy
@@ -193,8 +195,8 @@ def _draw_segment(out, base, width, height, ax, ay, bx, by, radius):
                 continue
         x_low = ax + low * dx
         x_high = ax + high * dx
-        left = max(int(math.floor(min(x_low, x_high) - reach)), 0)
-        right = min(int(math.ceil(max(x_low, x_high) + reach)), width - 1)
+        left = max(int(math.floor(min(x_low, x_high) - reach - 0.5)), 0)
+        right = min(int(math.ceil(max(x_low, x_high) + reach - 0.5)), width - 1)
         row = base + i * width
         for j in range(left, right + 1):
             px = j + 0.5
