@@ -328,3 +328,14 @@ def test_fuzz_mutated_files(data):
     assert end <= len(images)
     pixels, offsets = record_file.gather()
     assert len(pixels) == offsets[-1] == count * record_file.rows * record_file.cols
+
+
+def test_inspect_counts_classes_of_the_native_charset(tmp_path):
+    from gntkit.inspection import format_inspection, inspect_sources
+
+    _pair(tmp_path, idx_bytes(IMAGES), idx_bytes(np.array([0, 1, 12, 3, 3], np.uint8)))
+    report = inspect_sources(tmp_path).to_json()
+    assert report["charset"] == "mnist" and report["classes"] == 3 and report["records"] == 5
+    assert report["unknown_codes"] == {"0x000C": 1}
+    assert "in 3 classes of charset mnist" in format_inspection(report)
+    assert "tag codes outside charset mnist: 0x000C x1" in format_inspection(report)
