@@ -206,3 +206,14 @@ def test_hccr_compact_mixed_precision_keeps_float32_logits():
     assert out.dtype == tf_models.tf.float32
     assert k.get_layer("gwap").compute_dtype == "bfloat16"
     assert k.get_layer("gwap").kernel.dtype == "float32"
+
+
+def test_hccr_compact_keras_file_round_trip(tmp_path):
+    """The GWAP layer is registered with keras, so a saved model loads without custom_objects."""
+    k = tf_models.create_model("hccr-compact", 5, 16, width=1 / 16)
+    k.get_layer("gwap").set_weights([np.random.default_rng(6).random((1, 1, 28), dtype=np.float32)])
+    k.save(tmp_path / "hccr.keras")
+    loaded = keras.models.load_model(tmp_path / "hccr.keras")
+    x = np.random.default_rng(7).random((2, 16, 16, 1), dtype=np.float32)
+    np.testing.assert_allclose(loaded(x, training=False).numpy(), k(x, training=False).numpy(), rtol=1e-6)
+    assert type(loaded.get_layer("gwap")).__name__ == "GlobalWeightedAveragePooling"
