@@ -76,7 +76,7 @@ class ModelConfig:
         bn = self.batch_norm if batch_norm is None else batch_norm
         return self.conv_bias or not bn
 
-    def scaled(self, width: float) -> "ModelConfig":
+    def scaled(self, width: float) -> ModelConfig:
         """Return a copy with every convolution and hidden dense width multiplied by `width`.
 
         A narrow copy (width 1/8, say) keeps the layer structure of the named
