@@ -102,7 +102,7 @@ def charset_list():
 
     for name, description in BUILTIN_CHARSETS.items():
         size = f"{len(builtin(name)):>5}" if name != "data" else "    -"
-        typer.echo(f"{name:<10} {size}  {description}")
+        typer.echo(f"{name:<13} {size}  {description}")
 
 
 @charset_app.command("show")
