@@ -14,8 +14,8 @@ threads and as many parallel calls, the closest tf.data equivalent):
 
 The stock webdataset and TFRecord readers read in file order (no shuffle): they are given the
 easier task. Each measurement runs in its own process, after the shard files were read once
-(page cache warm), skips the first batches (worker start-up), then counts images for up to
---seconds. The data: benchmarks/corpus.py's synthetic corpus (a pool of rendered glyphs) converted
+(page cache warm), skips the first batches (worker start-up), then counts images for --seconds
+(epoch after epoch). The data: benchmarks/corpus.py's synthetic corpus (a pool of rendered glyphs) converted
 with the real `gntkit.convert` at 64 x 64, cached under --data.
 
     python benchmarks/bench_loaders.py --records 200000 --seconds 8
@@ -155,19 +155,25 @@ READERS = {"gntkit-torch": gntkit_torch, "gntkit-tf": gntkit_tf, "gntkit-tf-nump
 
 
 def measure(reader: str, folder: Path, workers: int, seconds: float) -> dict:
-    """Images/s of one reader: skip WARMUP_BATCHES batches, then count for up to `seconds` (or one epoch)."""
+    """Images/s of one reader: skip WARMUP_BATCHES batches, then count for `seconds`.
+
+    Epochs follow one another until the time is up (a small corpus is read in well under a
+    second by the fast readers; one epoch alone would measure start-up noise). Each new epoch's
+    start-up (worker processes, the epoch's order) is counted, as a training run pays it.
+    """
     loader = READERS[reader](folder, workers)
-    images = 0
-    start = None
-    for batch_number, (x, y) in enumerate(loader):
-        if tuple(x.shape[1:]) != (64, 64) or len(y) != len(x):
-            raise SystemExit(f"{reader}: unexpected batch shapes {tuple(x.shape)} {tuple(y.shape)}")
-        if batch_number == WARMUP_BATCHES:
-            start = time.perf_counter()
-        elif batch_number > WARMUP_BATCHES:
-            images += len(x)
-            if time.perf_counter() - start >= seconds:
-                break
+    images, batch_number, start = 0, 0, None
+    while start is None or time.perf_counter() - start < seconds:
+        for x, y in loader:
+            if tuple(x.shape[1:]) != (64, 64) or len(y) != len(x):
+                raise SystemExit(f"{reader}: unexpected batch shapes {tuple(x.shape)} {tuple(y.shape)}")
+            if batch_number == WARMUP_BATCHES:
+                start = time.perf_counter()
+            elif batch_number > WARMUP_BATCHES:
+                images += len(x)
+                if time.perf_counter() - start >= seconds:
+                    break
+            batch_number += 1
     elapsed = time.perf_counter() - start
     return {"images": images, "seconds": elapsed, "rate": images / elapsed}
 
@@ -197,16 +203,16 @@ def main() -> None:
             rates = []
             for workers in (1, 2):
                 env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-                out = subprocess.run([sys.executable, __file__, "--seconds", str(args.seconds), "--measure", reader, str(folders[fmt]), str(workers)],
-                                     capture_output=True, text=True, env=env)
+                command = [sys.executable, __file__, "--seconds", str(args.seconds), "--measure", reader, str(folders[fmt]), str(workers)]
+                out = subprocess.run(command, capture_output=True, text=True, env=env)
                 if out.returncode != 0:
                     raise SystemExit(f"{reader} on {fmt} with {workers} workers failed:\n{out.stderr[-3000:]}")
                 rates.append(json.loads(out.stdout.strip().splitlines()[-1])["rate"])
                 print(f"{fmt:10s} {reader:13s} workers={workers}: {rates[-1]:10,.0f} images/s", file=sys.stderr, flush=True)
             rows.append((fmt, reader, rates))
     print(f"\nimages/s as ready batches (batch {BATCH}, 64x64 uint8), {args.records:,} records, {os.cpu_count()} cores\n")
-    print(f"| format | reader | 1 worker | 2 workers | x stock (1 / 2) |")
-    print(f"|---|---|---:|---:|---:|")
+    print("| format | reader | 1 worker | 2 workers | x stock (1 / 2) |")
+    print("|---|---|---:|---:|---:|")
     for fmt, reader, rates in rows:
         base = next(r for f, name, r in rows if f == fmt and name == "stock")
         ratio = "1.0 / 1.0" if reader == "stock" else f"{rates[0] / base[0]:.1f} / {rates[1] / base[1]:.1f}"
