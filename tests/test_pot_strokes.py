@@ -152,6 +152,11 @@ def test_convert_with_strokes_verifies_and_loads(pot_folder, tmp_path, to):
     batches = list(strokes.batches(4, seed=1))
     assert [len(b[1]) for b in batches] == [4, 4, 4, 3]
     assert sorted(int(label) for b in batches for label in b[2]) == sorted(strokes.labels.tolist())
+    # the image readers skip the stroke members / features / datasets
+    from gntkit.datasets import open as open_shards
+
+    images, labels = open_shards(out).read_arrays()
+    assert images.shape == (15, 32, 32) and labels.tolist() == strokes.labels.tolist()
 
 
 def test_open_strokes_refuses_a_conversion_without_strokes(pot_folder, tmp_path):
