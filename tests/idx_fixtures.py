@@ -128,3 +128,24 @@ def write_emnist(folder, set_name: str = "letters", count: int = 30, classes: in
     (folder / f"{prefix}mapping.txt").write_text(text, encoding="ascii")
     paths.append(folder / f"{prefix}mapping.txt")
     return {"upright": upright, "labels": labels, "mapping": mapping, "paths": paths}
+
+
+def main(argv=None) -> None:
+    """Write a stand-in MNIST folder of generated digits: `python tests/idx_fixtures.py OUT [--train N] [--test N]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--train", type=int, default=6000)
+    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--plain", action="store_true", help="write uncompressed files (default: .gz as MNIST ships them)")
+    args = parser.parse_args(argv)
+    info = write_mnist(args.out, gz=not args.plain, train_count=args.train, test_count=args.test)
+    print(f"wrote {args.train} training and {args.test} test digits: {', '.join(p.name for p in info['paths'])}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()
