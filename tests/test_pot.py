@@ -316,3 +316,9 @@ def test_inspect_reports_strokes_and_points_per_sample(tmp_path):
     assert report["points_per_sample"]["max"] == int(points.max())
     text = format_inspection(report)
     assert f"strokes    per sample: min {strokes.min()}" in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(head=st.binary(max_size=80), size=st.integers(0, 1 << 20))
+def test_sniff_never_raises_on_any_bytes(head, size):
+    assert pot.sniff(head, size) in (True, False)
