@@ -339,3 +339,30 @@ def test_inspect_counts_classes_of_the_native_charset(tmp_path):
     assert report["unknown_codes"] == {"0x000C": 1}
     assert "in 3 classes of charset mnist" in format_inspection(report)
     assert "tag codes outside charset mnist: 0x000C x1" in format_inspection(report)
+
+
+_GZ_FILE = gzip.compress(_IMAGES_FILE, mtime=0)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_mutated_gzip(data):
+    """A mutated .gz: the container gives the member's bytes or one FormatError naming the file, nothing else."""
+    import io
+
+    from gntkit.containers.gzip import GzipContainer
+
+    blob = bytearray(_GZ_FILE)
+    for _ in range(data.draw(st.integers(1, 3))):
+        position = data.draw(st.integers(0, len(blob) - 1))
+        if data.draw(st.booleans()):
+            blob[position] = data.draw(st.integers(0, 255))
+        else:
+            del blob[position:position + data.draw(st.integers(1, 32))]
+    container = GzipContainer(lambda: io.BufferedReader(io.BytesIO(bytes(blob))), "fuzz.gz")
+    try:
+        out = container.read("fuzz")
+    except FormatError as exc:
+        assert str(exc).startswith("fuzz.gz") and "expected" in str(exc)
+        return
+    assert isinstance(out, bytes)

@@ -43,9 +43,7 @@ class GzipContainer:
 
     def _size(self) -> int:
         with self.opener() as raw:
-            if not isinstance(raw, io.BufferedReader):
-                return -1  # a stream inside another archive: no cheap way to its end
-            total = os.fstat(raw.fileno()).st_size
+            total = _stream_size(raw)  # -1 for a stream inside another archive: no cheap way to its end
             if total < 18:  # 10-byte header + 8-byte trailer at least
                 return -1
             raw.seek(total - 4)
