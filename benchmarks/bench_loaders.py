@@ -78,6 +78,25 @@ def gntkit_torch(folder: Path, workers: int):
     return make_loader(folder, batch_size=BATCH, shuffle=True, seed=0, num_workers=workers)
 
 
+class _NumpyEpochs:
+    """gntkit.datasets alone: `ShardSet.iter_batches` in this process (no framework, no workers), global shuffle."""
+
+    def __init__(self, folder: Path):
+        import gntkit.datasets as datasets
+
+        self.shards = datasets.open(folder)
+        self.epoch = 0
+
+    def __iter__(self):
+        self.epoch += 1
+        return self.shards.iter_batches(BATCH, shuffle=True, seed=0, epoch=self.epoch)
+
+
+def gntkit_numpy(folder: Path, workers: int):
+    """The framework-free reads under both adapters (`workers` is ignored: one process)."""
+    return _NumpyEpochs(folder)
+
+
 def _tf_threads(dataset, workers: int):
     import tensorflow as tf
 
@@ -151,7 +170,10 @@ def stock(folder: Path, workers: int):
     return torch.utils.data.DataLoader(H5PerSample(), batch_size=BATCH, shuffle=True, num_workers=workers)
 
 
-READERS = {"gntkit-torch": gntkit_torch, "gntkit-tf": gntkit_tf, "gntkit-tf-numpy": gntkit_tf_numpy, "stock": stock}
+# gntkit-numpy is measured on request only (`--measure gntkit-numpy FOLDER 1`): it isolates
+# gntkit.datasets' own reads, e.g. to compare two versions of it.
+READERS = {"gntkit-numpy": gntkit_numpy, "gntkit-torch": gntkit_torch, "gntkit-tf": gntkit_tf, "gntkit-tf-numpy": gntkit_tf_numpy,
+           "stock": stock}
 
 
 def measure(reader: str, folder: Path, workers: int, seconds: float) -> dict:
