@@ -25,6 +25,8 @@ NUMBA_MODULES = {
     "test_datasets",
     "test_datasets_layout",
     "test_datasets_remote",
+    "test_dgrl",
+    "test_dgrl_lines",
     "test_digest",
     "test_gnt",
     "test_png",
