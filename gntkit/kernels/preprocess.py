@@ -32,6 +32,15 @@ U1 = np.uint64(1)  # unsigned indices skip numba's negative-index wraparound, wh
 U2 = np.uint64(2)
 ROW_BLOCK = 1 << 16  # float32 values of input rows combined per block by the area path
 
+# INLINE_NOTE: place_image and resample_into are inlined into their one caller as numba IR
+# (inline="always"). A separately compiled kernel is optimised by LLVM and turned into
+# machine code once for itself and again inside every caller that links it; these two sit
+# in the middle of the call tree, so inlining them saved about 2.5 of 8 compile CPU-s of
+# preprocessing (benchmarks/bench_coldstart.py). Only they are: inlining the small helpers
+# too made numba's own typing slower than what LLVM saved (25 CPU-s), and combine_pass and
+# gather_pass must stay separate, as their fastmath flag must not spread to the code around
+# them (it would change rounding).
+
 # binarize codes of preprocess_batch_kernel
 BINARIZE_NONE = 0
 BINARIZE_FIXED = 1
@@ -369,7 +378,7 @@ def vector_window(x0, width, row_length):
     return min(x0, row_length - length), length
 
 
-@njit
+@njit(inline="always")  # see INLINE_NOTE
 def resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_width, flip, lines, values, sums, starts, weights):
     """Resize image[y0:y1, x0:x1] into canvas[top:, left:] (new_height x new_width), XOR flip: area per shrinking axis, else bilinear."""
     # image and canvas C-contiguous. Scratch: lines float32, at least image.shape[1] and
@@ -447,7 +456,7 @@ def edit_image(source, target, contrast, binarize, threshold, denoise, hist, his
         remove_specks(target)
 
 
-@njit
+@njit(inline="always")  # see INLINE_NOTE
 def place_image(image, canvas, margin, crop, invert, lines, values, sums, starts, weights):
     """Crop image to its ink (whole image if none), paste it scaled to fit S - 2*margin, aspect kept, centred on a 255 canvas (S, S); invert if asked."""
     if crop:
@@ -464,17 +473,35 @@ def place_image(image, canvas, margin, crop, invert, lines, values, sums, starts
                   lines, values, sums, starts, weights)
 
 
-@njit
 def preprocess_chunk(first, end, pixels, offsets, heights, widths, out, margin, crop, invert,
                      contrast, binarize, threshold, denoise):
-    """Preprocess samples first..end-1 into out, with scratch buffers shared by the chunk."""
-    inner = out.shape[1] - 2 * margin
-    edit = contrast or binarize != BINARIZE_NONE or denoise
+    """Preprocess samples first..end-1 into out, on the calling thread.
+
+    Picks one of two kernels: without contrast, binarisation or denoising, the kernel that
+    has no edit steps, so that a command that does not edit never compiles them (about a
+    fifth of the compile time of preprocessing). Same pixels either way.
+    """
+    if contrast or binarize != BINARIZE_NONE or denoise:
+        preprocess_chunk_edited(first, end, pixels, offsets, heights, widths, out, margin, crop, invert,
+                                contrast, binarize, threshold, denoise)
+    else:
+        preprocess_chunk_plain(first, end, pixels, offsets, heights, widths, out, margin, crop, invert)
+
+
+@njit
+def chunk_sizes(first, end, heights, widths):
+    """(largest side, largest pixel count) of samples first..end-1, each at least 1."""
     max_pixels = np.int64(1)
     max_side = np.int64(1)
     for i in range(first, end):
         max_side = max(max_side, np.int64(heights[i]), np.int64(widths[i]))
         max_pixels = max(max_pixels, np.int64(heights[i]) * np.int64(widths[i]))
+    return max_side, max_pixels
+
+
+@njit
+def resample_scratch(inner, max_side):
+    """Scratch buffers of resample_into for canvases of inner x inner and images of sides up to max_side."""
     # lines: the bilinear path's rows (at most inner * inner values) and the area path's
     # row blocks (at most ROW_BLOCK values unless one row is longer)
     lines = np.empty(max(inner * inner, max_side, min(inner * max_side, ROW_BLOCK)), np.float32)
@@ -482,23 +509,43 @@ def preprocess_chunk(first, end, pixels, offsets, heights, widths, out, margin, 
     sums = np.empty(max_side, np.float64)
     starts = np.empty((2, inner), np.uint64)
     weights = np.empty((2, max_side + 2 * inner), np.float32)
-    hist = np.empty(256, np.int64)
-    hist_mapped = np.empty(256, np.int64)
-    table = np.empty(256, np.uint8)
-    work = np.empty(max_pixels if edit else 1, np.uint8)
+    return lines, values, sums, starts, weights
+
+
+@njit
+def preprocess_chunk_plain(first, end, pixels, offsets, heights, widths, out, margin, crop, invert):
+    """preprocess_chunk without edit steps (no contrast, binarisation or denoising)."""
+    max_side, _ = chunk_sizes(first, end, heights, widths)
+    lines, values, sums, starts, weights = resample_scratch(out.shape[1] - 2 * margin, max_side)
     for i in range(first, end):
         height = np.int64(heights[i])
         width = np.int64(widths[i])
         start = np.int64(offsets[i])
-        # Read-only typing for both the source and the edited copy: place_image and all it
-        # calls compile once, not once for a read-only and once for a writeable image.
+        # Read-only typing, as in preprocess_chunk_edited: one compile of place_image serves both.
         source = as_readonly(pixels[start : start + height * width].reshape((height, width)))
-        if edit:
-            image = work[: height * width].reshape((height, width))
-            edit_image(source, image, contrast, binarize, threshold, denoise, hist, hist_mapped, table)
-            place_image(as_readonly(image), out[i], margin, crop, invert, lines, values, sums, starts, weights)
-        else:
-            place_image(source, out[i], margin, crop, invert, lines, values, sums, starts, weights)
+        place_image(source, out[i], margin, crop, invert, lines, values, sums, starts, weights)
+
+
+@njit
+def preprocess_chunk_edited(first, end, pixels, offsets, heights, widths, out, margin, crop, invert,
+                            contrast, binarize, threshold, denoise):
+    """preprocess_chunk with edit steps: each sample is edited into scratch, then placed."""
+    max_side, max_pixels = chunk_sizes(first, end, heights, widths)
+    lines, values, sums, starts, weights = resample_scratch(out.shape[1] - 2 * margin, max_side)
+    hist = np.empty(256, np.int64)
+    hist_mapped = np.empty(256, np.int64)
+    table = np.empty(256, np.uint8)
+    work = np.empty(max_pixels, np.uint8)
+    for i in range(first, end):
+        height = np.int64(heights[i])
+        width = np.int64(widths[i])
+        start = np.int64(offsets[i])
+        source = as_readonly(pixels[start : start + height * width].reshape((height, width)))
+        image = work[: height * width].reshape((height, width))
+        edit_image(source, image, contrast, binarize, threshold, denoise, hist, hist_mapped, table)
+        # Read-only typing for the edited copy as for the source of the plain kernel:
+        # place_image and all it calls compile once for both kernels.
+        place_image(as_readonly(image), out[i], margin, crop, invert, lines, values, sums, starts, weights)
 
 
 def preprocess_batch_kernel(pixels, offsets, heights, widths, out, margin, crop, invert,
