@@ -241,10 +241,6 @@ def test_fuzz_png_unfilter_against_pillow(side, count, seed, filters):
             assert status[i] == kernels.OK and np.array_equal(out[i].reshape(side, side), np.asarray(image))
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="gntkit/datasets/webdataset.py (ShardReader._members, the slow path) decodes tar member names "
-                          "and long-name data as UTF-8 without turning UnicodeDecodeError into FormatError; "
-                          "when that is fixed, this mark goes")
 @settings(max_examples=120, deadline=None, derandomize=True, report_multiple_bugs=False,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data())

@@ -44,35 +44,47 @@ class ShardReader:
         """(name, data start, size) of each regular member whose header lies in [start, end)."""
         buf, pos, long_name = self.buf, start, None
         while pos < end:
+            header_pos = pos
             header = bytes(buf[pos:pos + 512])
             if len(header) < 512:
                 raise FormatError(str(self.shard.path), pos, "a 512-byte tar header", f"{len(header)} bytes")
             if header == bytes(512):
                 return
-            try:
-                size = int(header[124:136].strip(b"\0 ") or b"0", 8)
-            except ValueError:
-                raise FormatError(str(self.shard.path), pos, "an octal member size in the tar header", repr(header[124:136])) from None
+            size = self._member_size(header, pos)
             kind = header[156:157]
             data = pos + 512
             pos = data + -(-size // 512) * 512
             if kind == b"L":
-                long_name = bytes(buf[data:data + size]).rstrip(b"\0").decode("utf-8")
+                long_name = self._text(bytes(buf[data:data + size]).rstrip(b"\0"), data, "a GNU long member name")
             elif kind == b"x":
-                for line in bytes(buf[data:data + size]).decode("utf-8").split("\n"):
+                for line in self._text(bytes(buf[data:data + size]), data, "pax header records").split("\n"):
                     if "path=" in line:
                         long_name = line.split("path=", 1)[1]
             elif kind in (b"0", b"\0"):
                 name = long_name
                 if name is None:
-                    name = header[0:100].rstrip(b"\0").decode("utf-8")
-                    prefix = header[345:500].rstrip(b"\0").decode("utf-8")
+                    name = self._text(header[0:100].rstrip(b"\0"), header_pos, "a member name")
+                    prefix = self._text(header[345:500].rstrip(b"\0"), header_pos + 345, "a member name prefix")
                     if prefix and header[257:262] == b"ustar":
                         name = prefix + "/" + name
                 yield name, data, size
                 long_name = None
             else:
                 long_name = None
+
+    def _member_size(self, header: bytes, pos: int) -> int:
+        """The octal size field of the tar header at `pos`, or FormatError."""
+        try:
+            return int(header[124:136].strip(b"\0 ") or b"0", 8)
+        except ValueError:
+            raise FormatError(str(self.shard.path), pos, "an octal member size in the tar header", repr(header[124:136])) from None
+
+    def _text(self, raw: bytes, offset: int, what: str) -> str:
+        """UTF-8 text from a tar header or member (names), or FormatError at its byte offset."""
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(str(self.shard.path), offset + exc.start, f"{what} in UTF-8", f"the byte 0x{raw[exc.start]:02x}") from None
 
     @staticmethod
     def _split_name(name: str) -> tuple[str, str]:
@@ -89,11 +101,11 @@ class ShardReader:
             header = bytes(buf[pos:pos + 512])
             if header == bytes(512):
                 break
-            size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+            size = self._member_size(header, pos)
             pos += 512 + -(-size // 512) * 512
             if header[156:157] not in (b"0", b"\0"):
                 continue
-            name_key, _ = self._split_name(header[0:100].rstrip(b"\0").decode("utf-8"))
+            name_key, _ = self._split_name(self._text(header[0:100].rstrip(b"\0"), header_pos, "a member name"))
             if name_key != key:
                 offsets.append(header_pos)
                 key = name_key
@@ -132,8 +144,10 @@ def _decode_png(data: bytes, path, offset: int) -> np.ndarray:
             if image.mode != "L":
                 raise FormatError(str(path), offset, "an 8-bit grayscale PNG", f"mode {image.mode}")
             return np.asarray(image)
-    except OSError as exc:
-        raise FormatError(str(path), offset, "a PNG image", str(exc)) from None
+    # pillow reports damaged PNGs in several ways (OSError, ValueError "Truncated IHDR chunk",
+    # SyntaxError for a bad chunk, EOFError, a decompression bomb): each is one bad sample.
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise FormatError(str(path), offset, "a PNG image", str(exc) or type(exc).__name__) from None
 
 
 def prepare_bulk(bulk, readers: list) -> None:
