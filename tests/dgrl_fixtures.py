@@ -40,14 +40,15 @@ def line_bitmap(codes, rng: np.random.Generator, style, glyph_height: int) -> np
 
 
 def page_lines(writer: int, page: int, *, lines: int = 3, unlabelled: int = 0, ascii_every: int = 5,
-               glyph_height: int = 24, seed: int = 0) -> list[tuple[list[int], int, int, np.ndarray]]:
-    """A page's lines as (codes, top, left, bitmap), seeded by writer, page and seed."""
+               glyph_height: int = 24, characters: tuple[int, int] = (4, 13), seed: int = 0) -> list[tuple[list[int], int, int, np.ndarray]]:
+    """A page's lines as (codes, top, left, bitmap), seeded by writer, page and seed; a line has
+    characters[0] to characters[1] - 1 characters."""
     rng = np.random.default_rng([seed, writer, page, 0xD6])
     style = writer_style(rng)
     chinese = chinese_codes(8)
     out, top = [], 5
     for _ in range(lines):
-        count = int(rng.integers(4, 13))
+        count = int(rng.integers(*characters))
         codes = [chinese[int(rng.integers(len(chinese)))] for _ in range(count)]
         if ascii_every and rng.random() < 0.6:
             codes[int(rng.integers(count))] = ASCII_CODES[int(rng.integers(len(ASCII_CODES)))]

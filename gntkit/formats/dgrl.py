@@ -36,6 +36,7 @@ against the bytes present; the bitmaps are numpy slices (8 bpp) or numpy.unpackb
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -70,11 +71,11 @@ _PAGE_NAME = re.compile(r"^(.+?)-P(\d+)$", re.IGNORECASE)
 
 
 def _i32(buf: np.ndarray, pos: int) -> int:
-    return int(np.frombuffer(buf[pos:pos + 4].tobytes(), "<i4")[0])
+    return struct.unpack_from("<i", buf, pos)[0]  # callers check that the 4 bytes are present
 
 
 def _i16(buf: np.ndarray, pos: int) -> int:
-    return int(np.frombuffer(buf[pos:pos + 2].tobytes(), "<i2")[0])
+    return struct.unpack_from("<h", buf, pos)[0]
 
 
 @dataclass
