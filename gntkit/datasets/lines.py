@@ -2,7 +2,7 @@
 
 `open_lines(folder, split)` reads a split's line images, label sequences, texts and keys into
 memory with the formats' stock readers (each writer's `read_shard`). At the default line
-height of 64 a line is about 64 x 1,000 bytes: HWDB2.x's 52,000 lines take about 3.3 GB, so
+height of 64 a line is about 64 x 1,000 bytes: HWDB2.x's 50,000-66,000 lines take 3-4 GB, so
 open one split at a time, or convert with a smaller --line-height / --max-line-width.
 `LineSet.batches` yields batches in the epoch order of gntkit.datasets.sampling (the image
 loaders' order: one seed, one order in every framework):
