@@ -307,6 +307,6 @@ def test_evaluate_a_url(http, tmp_path):
                                 env={"GNTKIT_CACHE_DIR": str(tmp_path / "cache")})
     assert result.exit_code == 0, result.output
     remote = json.loads(result.output[result.output.index("{"):])
-    assert remote["samples"] == local["samples"] == 20
+    assert remote["samples"] == local["samples"] == 20 and remote["data_dir"] == f"{http.url}/data/eval"
     for key in ("top1_accuracy", "topk_accuracy", "per_class"):
         assert remote[key] == local[key]

@@ -213,6 +213,7 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
         GntkitError: not a run folder, a missing split, or shards with another charset or image size.
     """
     import gntkit.datasets as datasets
+    from gntkit.remote import is_url
     from gntkit.training import trainer_module
 
     if checkpoint not in ("best", "last"):
@@ -251,7 +252,7 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
         notes.append("the evaluated shards were preprocessed differently from the training shards")
     report = acc.report(
         classes,
-        run_dir=str(run.path), data_dir=str(Path(data_dir)), split=split, checkpoint=checkpoint,
+        run_dir=str(run.path), data_dir=str(data_dir) if is_url(data_dir) else str(Path(data_dir)), split=split, checkpoint=checkpoint,
         framework=framework, model=info.get("model"), seconds=round(seconds, 3),
         images_per_second=round(acc.count / max(seconds, 1e-9), 1), notes=notes,
     )
