@@ -30,10 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from dgrl_fixtures import page_bytes  # noqa: E402
-from naive_dgrl import read_dgrl  # noqa: E402
-
 from gntkit.formats import dgrl  # noqa: E402
 from gntkit.preprocess import Preprocess, preprocess_lines  # noqa: E402
+from naive_dgrl import read_dgrl  # noqa: E402
 
 
 def _best(fn, repeat: int) -> tuple[float, object]:
@@ -101,7 +100,8 @@ def main() -> None:
     baseline = rows[2][1] / rows[2][2]
     print(f"{'reader':<46} {'lines':>6} {'seconds':>8} {'lines/s':>10} {'MB/s':>8} {'vs numpy loop':>13}")
     for name, count, seconds, size in rows:
-        print(f"{name:<46} {count:>6} {seconds:>8.3f} {count / seconds:>10,.0f} {size / seconds:>8,.0f} {count / seconds / baseline:>12.2f}x")
+        rate = count / seconds
+        print(f"{name:<46} {count:>6} {seconds:>8.3f} {rate:>10,.0f} {size / seconds:>8,.0f} {rate / baseline:>12.2f}x")
 
 
 if __name__ == "__main__":

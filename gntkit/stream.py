@@ -362,7 +362,8 @@ def line_batch_of(member: Member, record_file, chosen: np.ndarray, classes: np.n
     )
     if preprocess is None or preprocess.raw:
         pixels, pixel_offsets = record_file.gather(chosen)
-        return SampleBatch(**common, heights=index.heights[chosen].copy(), widths=index.widths[chosen].copy(), pixels=pixels, pixel_offsets=pixel_offsets)
+        return SampleBatch(**common, heights=index.heights[chosen].copy(), widths=index.widths[chosen].copy(), pixels=pixels,
+                           pixel_offsets=pixel_offsets)
     pixels, pixel_offsets, heights, widths = record_file.preprocess(chosen, preprocess)
     return SampleBatch(**common, heights=heights, widths=widths, pixels=pixels, pixel_offsets=pixel_offsets)
 

@@ -149,7 +149,8 @@ def _check_line(path, i, sample, counts, charset, tag_codes, size, other, keys) 
     if sample["text"] != text or sample["character"] != text:
         raise GntkitError(f"{where}: expected the text {text!r} that its label sequence spells, found {sample['text']!r} (character field {sample['character']!r}).")
     image = sample["image"]
-    if image.dtype != np.uint8 or image.ndim != 2 or 0 in image.shape or (size is not None and size[1] is not None and image.shape[0] != size[1]):
+    wrong_height = size is not None and size[1] is not None and image.shape[0] != size[1]
+    if image.dtype != np.uint8 or image.ndim != 2 or 0 in image.shape or wrong_height:
         expected = f"a uint8 line image {size[1]} pixels high" if size is not None else "a non-empty 2-D uint8 image"
         raise GntkitError(f"{where}: expected {expected}, found {image.dtype} {image.shape}.")
     if sample["key"] in keys:

@@ -39,8 +39,8 @@ def line_bitmap(codes, rng: np.random.Generator, style, glyph_height: int) -> np
     return out
 
 
-def page_lines(writer: int, page: int, *, lines: int = 3, unlabelled: int = 0, ascii_every: int = 5,
-               glyph_height: int = 24, characters: tuple[int, int] = (4, 13), seed: int = 0) -> list[tuple[list[int], int, int, np.ndarray]]:
+def page_lines(writer: int, page: int, *, lines: int = 3, unlabelled: int = 0, with_ascii: bool = True, glyph_height: int = 24,
+               characters: tuple[int, int] = (4, 13), seed: int = 0) -> list[tuple[list[int], int, int, np.ndarray]]:
     """A page's lines as (codes, top, left, bitmap), seeded by writer, page and seed; a line has
     characters[0] to characters[1] - 1 characters."""
     rng = np.random.default_rng([seed, writer, page, 0xD6])
@@ -50,7 +50,7 @@ def page_lines(writer: int, page: int, *, lines: int = 3, unlabelled: int = 0, a
     for _ in range(lines):
         count = int(rng.integers(*characters))
         codes = [chinese[int(rng.integers(len(chinese)))] for _ in range(count)]
-        if ascii_every and rng.random() < 0.6:
+        if with_ascii and rng.random() < 0.6:  # most lines get one ASCII symbol
             codes[int(rng.integers(count))] = ASCII_CODES[int(rng.integers(len(ASCII_CODES)))]
         out.append([codes, top, int(rng.integers(2, 10)), None])
         top += glyph_height + 12

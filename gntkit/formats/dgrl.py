@@ -239,8 +239,9 @@ def _check_line(buf: np.ndarray, pos: int, header: DgrlHeader, max_side: int):
     box = pos + 4 + count * header.code_length
     top, left, height, width = (_i32(buf, box + 4 * k) for k in range(4))
     if not (1 <= height <= min(max_side, header.page_height) and 1 <= width <= min(max_side, header.page_width)):
-        return (f"a line height of 1..{min(max_side, header.page_height)} and width of 1..{min(max_side, header.page_width)} "
-                f"(inside the {header.page_height}x{header.page_width} page)", f"height {height} and width {width} (damaged line header?)"), None
+        tallest, widest = min(max_side, header.page_height), min(max_side, header.page_width)
+        return (f"a line height of 1..{tallest} and width of 1..{widest} (inside the {header.page_height}x{header.page_width} page)",
+                f"height {height} and width {width} (damaged line header?)"), None
     end = box + 16 + bitmap_bytes(height, width, header.bits_per_pixel)
     if end > n:
         return (f"{end - box - 16} bitmap bytes for the {height}x{width} line at {header.bits_per_pixel} bits per pixel",

@@ -128,7 +128,9 @@ class HDF5Writer(ShardWriter):
         if self.lines:  # text lines: the transcription and the ragged label sequence
             f.create_dataset("text", shape=(0,), maxshape=(None,), dtype=string, chunks=(RECORD_CHUNK_ROWS // 4,))
             f.create_dataset("label_sequence", shape=(0,), maxshape=(None,), dtype="int64", chunks=(RECORD_CHUNK_ROWS,), **filters)
-            f.create_dataset("label_sequence_offsets", shape=(1,), maxshape=(None,), dtype="int64", chunks=(RECORD_CHUNK_ROWS,), **filters)[0] = 0
+            offsets = f.create_dataset("label_sequence_offsets", shape=(1,), maxshape=(None,), dtype="int64",
+                                       chunks=(RECORD_CHUNK_ROWS,), **filters)
+            offsets[0] = 0
         self._datasets = {name: f[name] for name in f}
 
     def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
@@ -266,10 +268,12 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
     if lines:
         from gntkit.lines import LINES_SPEC
 
-        spec["datasets"] += [{"name": "text", "dtype": "string", "shape": ["N"]}, {"name": "label_sequence", "dtype": "int64", "shape": ["L"]},
+        spec["datasets"] += [{"name": "text", "dtype": "string", "shape": ["N"]},
+                             {"name": "label_sequence", "dtype": "int64", "shape": ["L"]},
                              {"name": "label_sequence_offsets", "dtype": "int64", "shape": ["N+1"]}]
         spec["attributes"].append("lines")
-        spec["lines"] = {**LINES_SPEC, "layout": "ragged: line i's class ids are label_sequence[label_sequence_offsets[i]:label_sequence_offsets[i+1]]"}
+        spec["lines"] = {**LINES_SPEC,
+                         "layout": "ragged: line i's class ids are label_sequence[label_sequence_offsets[i]:label_sequence_offsets[i+1]]"}
     return spec
 
 

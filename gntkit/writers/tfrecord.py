@@ -314,7 +314,8 @@ def _example(features: dict) -> bytes:
         if isinstance(value, (bytes, bytearray)):
             feature = _field(0x0A, _field(0x0A, bytes(value)))  # Feature.bytes_list { value }
         else:
-            feature = _field(0x1A, _field(0x0A, b"".join(_varint(int(v)) for v in value)) if len(value) else b"")  # Feature.int64_list, packed
+            packed = _field(0x0A, b"".join(_varint(int(v)) for v in value)) if len(value) else b""
+            feature = _field(0x1A, packed)  # Feature.int64_list, packed
         entries.append(_field(0x0A, _field(0x0A, name.encode("ascii")) + _field(0x12, feature)))
     return _field(0x0A, b"".join(entries))
 
@@ -470,7 +471,8 @@ def _flatten_sequences(tf, parsed: dict) -> dict:
     sparse = parsed.pop("label_sequence")
     count = tf.shape(parsed["key"])[0]
     parsed["label_sequence"] = sparse.values
-    parsed["label_sequence_lengths"] = tf.math.bincount(tf.cast(sparse.indices[:, 0], tf.int32), minlength=count, maxlength=count, dtype=tf.int64)
+    rows = tf.cast(sparse.indices[:, 0], tf.int32)
+    parsed["label_sequence_lengths"] = tf.math.bincount(rows, minlength=count, maxlength=count, dtype=tf.int64)
     return parsed
 
 

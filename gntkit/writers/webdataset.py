@@ -232,8 +232,9 @@ class WebDatasetWriter(ShardWriter):
             data_offsets = np.concatenate(rows)
             suffixes, suffix_offsets = _STROKE_SUFFIXES, _STROKE_SUFFIX_OFFSETS
         if self.lines:
-            data, data_offsets = _append_columns(data, data_offsets, [utf8_column(self._batch_lines["text"], "meta['text']"),
-                                                                      _npy_column(self._batch_lines["label_sequence"], self._batch_lines["label_sequence_offsets"])])
+            lines = self._batch_lines
+            columns = [utf8_column(lines["text"], "meta['text']"), _npy_column(lines["label_sequence"], lines["label_sequence_offsets"])]
+            data, data_offsets = _append_columns(data, data_offsets, columns)
             suffixes, suffix_offsets = _LINE_SUFFIXES, _LINE_SUFFIX_OFFSETS
         names, name_offsets = utf8_column(batch.keys, "keys")
         # Every length the kernel follows is checked here, before it reads.
