@@ -123,3 +123,15 @@ def test_stream_skip_counts_damaged_pot_records(tmp_path):
     assert sum(len(b) for b in batches) == 5 and report.skipped_records == 1 and report.lost_anything
     assert [k.split("/")[1] for k in batches[0].keys] == ["0", "2", "3", "4", "5"]
     assert "1001.pot at byte" in report.problems[0].message()
+
+
+@pytest.mark.parametrize("parallel", ["threads", "processes"])
+def test_parallel_streams_give_the_serial_batches(mixed, parallel):
+    from gntkit.charset import builtin
+    from gntkit.stream import iter_batches
+
+    def collect(**options):
+        batches = list(iter_batches(mixed, builtin("gb2312-1"), Preprocess(size=32), batch_size=4, **options))
+        return [(b.keys, b.images.tobytes(), {k: np.asarray(v).tobytes() for k, v in b.meta.items()}) for b in batches]
+
+    assert collect(workers=2, parallel=parallel) == collect(workers=1)
