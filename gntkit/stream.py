@@ -482,8 +482,11 @@ class Sample:
         writer_id: from the file name.
         tag_code: the 2-byte code as stored (high byte first).
         character: the character the code stands for.
-        label: class id in the charset.
-        image: uint8 (height, width) bitmap (255 background), or (S, S) when preprocessed.
+        label: class id in the charset (-1 for a text line).
+        image: uint8 (height, width) bitmap (255 background), or (S, S) when preprocessed
+            (a text line: its height and own width).
+        label_sequence: for a text line (DGRL), int64 class ids of its characters (character
+            then holds the transcription); None for single characters.
     """
 
     key: str
@@ -492,6 +495,7 @@ class Sample:
     character: str
     label: int
     image: np.ndarray
+    label_sequence: np.ndarray | None = None
 
 
 class Source:
@@ -547,9 +551,11 @@ class Source:
 
     def __iter__(self) -> Iterator[Sample]:
         for batch in self.batches():
+            sequences, offsets = batch.meta.get("label_sequence"), batch.meta.get("label_sequence_offsets")
             for i in range(len(batch)):
+                sequence = sequences[offsets[i]:offsets[i + 1]] if sequences is not None else None
                 yield Sample(batch.keys[i], batch.writer_ids[i], int(batch.tag_codes[i]), batch.characters[i],
-                             int(batch.labels[i]), batch.image(i))
+                             int(batch.labels[i]), batch.image(i), sequence)
 
 
 

@@ -268,7 +268,11 @@ def test_open_source_counts_lines(tmp_path):
 
     write_dgrl_corpus(tmp_path, writers=1, pages=2, lines=3, unlabelled=1)
     source = Source(tmp_path, fixture_charset())
-    assert len(source) == 5 == sum(1 for _ in source)
+    samples = list(source)
+    assert len(source) == 5 == len(samples)
+    charset = fixture_charset()
+    for sample in samples:
+        assert sample.label == -1 and "".join(charset.characters[c] for c in sample.label_sequence) == sample.character
     assert len(Source(tmp_path, fixture_charset().with_other(), on_unknown="other")) == 6
     assert len(Source(tmp_path, "data")) == 5  # the default for DGRL: every decodable code
 
