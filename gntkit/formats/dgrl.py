@@ -431,7 +431,8 @@ def writer_id(name: str) -> str:
 
 
 def open_file(buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", max_side: int = DEFAULT_MAX_SIDE) -> DgrlFile:
-    """Index and validate a DGRL page held in memory (see DgrlFile)."""
+    """Index and validate a DGRL page held in memory (see DgrlFile). max_side is raised to at least
+    DEFAULT_MAX_SIDE: the stream's default is sized for single characters, pages are larger."""
     return DgrlFile(buf, path, on_error=on_error, max_side=max(int(max_side), DEFAULT_MAX_SIDE))
 
 
