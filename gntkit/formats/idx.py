@@ -175,10 +175,18 @@ def read_header(buf: np.ndarray, path: str, dims: int, on_error: str = "raise", 
         if not 1 <= side <= max_side:
             raise FormatError(path, 4 + 4 * axis, f"image sides of 1 to {max_side} pixels", f"{'rows' if axis == 1 else 'columns'} {side}")
     record_bytes = int(np.prod(sizes[1:], dtype=object)) if dims > 1 else 1
-    expected, present = sizes[0] * record_bytes, n - data_offset
+    records, problems = _check_length(path, sizes, data_offset, n - data_offset, record_bytes, on_error)
+    return IdxHeader(sizes, data_offset, records, problems)
+
+
+def _check_length(path: str, sizes: tuple, data_offset: int, present: int, record_bytes: int, on_error: str) -> tuple[int, tuple]:
+    """(whole records present, problems): the data must be exactly the product of the dimensions.
+
+    Python integers do not overflow, so a claimed count like 2**32 - 1 is simply data the file
+    does not hold (truncation); with skip, the whole records that are there are kept.
+    """
+    expected = sizes[0] * record_bytes
     shape = " x ".join(str(s) for s in sizes)
-    problems = []
-    records = sizes[0]
     if expected > present:
         records = present // record_bytes
         problem = Problem(path, data_offset + records * record_bytes,
@@ -186,14 +194,14 @@ def read_header(buf: np.ndarray, path: str, dims: int, on_error: str = "raise", 
                           skipped_bytes=present - records * record_bytes, skipped_records=sizes[0] - records)
         if on_error == "raise" or records == 0:
             raise FormatError(problem.path, problem.offset, problem.expected, problem.found)
-        problems.append(problem)
-    elif expected < present:
+        return records, (problem,)
+    if expected < present:
         problem = Problem(path, data_offset + expected, f"the file to end after the {expected} bytes of data for dimensions {shape}",
                           f"{present - expected} more bytes", skipped_bytes=present - expected, skipped_records=0)
         if on_error == "raise":
             raise FormatError(problem.path, problem.offset, problem.expected, problem.found)
-        problems.append(problem)
-    return IdxHeader(sizes, data_offset, records, tuple(problems))
+        return sizes[0], (problem,)
+    return sizes[0], ()
 
 
 @dataclass
