@@ -22,8 +22,12 @@ How a glyph is made:
   and a bitmap size drawn around HWDB's mean (about 68 x 75 pixels, from 16 to a few hundred a
   side). No two samples are identical.
 
-Strokes are drawn with PIL at twice the bitmap size and reduced by 2 (anti-aliasing): about
-0.5 ms a glyph, the numpy distance renderer it replaced took about 1.3 ms.
+Strokes are drawn with PIL at twice the bitmap size and reduced by 2 (anti-aliasing), about
+1.7 ms a glyph (the random-stroke renderer this replaced: 1.3 ms).
+
+With `font=` (a font file, or "auto" for an installed CJK font such as Debian's
+fonts-arphic-ukai or fonts-wqy-microhei) the characters are drawn from the font instead, under
+the same writer distortions (warp, slant, proportions, pen width, ink) and sample jitter.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gntkit.charset import builtin, is_symbol_code
+from gntkit.charset import builtin, decode_tag, is_symbol_code
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.formats.gnt import encode_records
 
@@ -303,7 +307,8 @@ def _bitmap_size(tag_code: int, rng: np.random.Generator) -> tuple[int, int]:
 
 
 def render_glyph(tag_code: int, rng: np.random.Generator, width: int | None = None, height: int | None = None,
-                 slant: float = 0.0, weight: float = 1.0, style: WriterStyle | None = None) -> np.ndarray:
+                 slant: float = 0.0, weight: float = 1.0, style: WriterStyle | None = None,
+                 font: str | Path | None = None) -> np.ndarray:
     """Render one handwritten-looking sample of a class as a GNT bitmap.
 
     Args:
@@ -314,23 +319,38 @@ def render_glyph(tag_code: int, rng: np.random.Generator, width: int | None = No
         weight: stroke-width factor (about 0.7..1.4), used when no style is given.
         style: the writer's whole style (see `writer_style`); default: a neat writer with this
             slant and weight.
+        font: draw the class's character from this font file (a CJK TrueType/OpenType font;
+            "auto" picks an installed one, see `find_cjk_font`) under the writer's distortions,
+            instead of composing it from strokes.
 
     Returns:
         uint8 (height, width) array, 255 background, ink 0..254.
 
     Raises:
-        GntkitError: a size outside 1..65535.
+        GntkitError: a size outside 1..65535; a font that cannot be read or lacks the character.
     """
-    from PIL import Image, ImageDraw  # pillow is a core dependency; imported here to keep `import gntkit` light
-
     if width is None or height is None:
         width, height = _bitmap_size(tag_code, rng)
     if not (1 <= width <= 65535 and 1 <= height <= 65535):
         raise GntkitError(f"A glyph needs 1..65535 pixels a side, found {width}x{height}.")
     if style is None:
         style = WriterStyle(slant=slant, weight=weight)
+    # Drawn at twice the size, then reduced by 2: anti-aliased edges.
+    if font is None:
+        canvas = _draw_strokes(tag_code, rng, width, height, style)
+    else:
+        canvas = _draw_font(tag_code, rng, width, height, style, _font_path(font))
+    ink = np.asarray(canvas.reduce(2), np.float64) * (style.darkness * rng.uniform(0.92, 1.0))
+    inked = np.flatnonzero(ink)
+    ink.flat[inked] += rng.normal(0, 6, size=len(inked))
+    return np.clip(255.0 - ink, 0, 255).astype(np.uint8)
+
+
+def _draw_strokes(tag_code: int, rng: np.random.Generator, width: int, height: int, style: WriterStyle):
+    """The class's composition, one sample in the writer's style, as ink on a 2x PIL canvas."""
+    from PIL import Image, ImageDraw  # pillow is a core dependency; imported here to keep `import gntkit` light
+
     strokes = _sample_points(_class_plan(int(tag_code)), style, rng)
-    # Drawn at twice the size, then reduced by 2: anti-aliased edges at about 0.5 ms a glyph.
     scale = np.array([2 * (width - 1), 2 * (height - 1)]) * 0.92
     origin = np.array([2 * (width - 1), 2 * (height - 1)]) * 0.04 + 0.5
     pen = 2 * max(0.6, style.weight * min(width, height) * rng.uniform(0.025, 0.04))
@@ -345,10 +365,95 @@ def render_glyph(tag_code: int, rng: np.random.Generator, width: int | None = No
         r = stroke_width / 2
         for x, y in (xy[0], xy[-1]):  # round pen ends
             draw.ellipse((x - r, y - r, x + r, y + r), fill=ink)
-    ink = np.asarray(canvas.reduce(2), np.float64) * (style.darkness * rng.uniform(0.92, 1.0))
-    inked = np.flatnonzero(ink)
-    ink.flat[inked] += rng.normal(0, 6, size=len(inked))
-    return np.clip(255.0 - ink, 0, 255).astype(np.uint8)
+    return canvas
+
+
+# Debian/Ubuntu paths of the CJK fonts `font="auto"` looks for, in order of preference.
+CJK_FONTS = (
+    "/usr/share/fonts/truetype/arphic/ukai.ttc",  # fonts-arphic-ukai: a brush-like Kai face
+    "/usr/share/fonts/truetype/arphic/uming.ttc",  # fonts-arphic-uming
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",  # fonts-wqy-microhei
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",  # fonts-wqy-zenhei
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",  # fonts-noto-cjk
+)
+
+
+def find_cjk_font() -> Path | None:
+    """The first installed font of CJK_FONTS, or None."""
+    return next((Path(p) for p in CJK_FONTS if Path(p).is_file()), None)
+
+
+def _font_path(font: str | Path) -> str:
+    if str(font) == "auto":
+        found = find_cjk_font()
+        if found is None:
+            raise GntkitError("font='auto' found no CJK font; install one (Debian: fonts-arphic-ukai or "
+                              "fonts-wqy-microhei) or pass a font file.")
+        return str(found)
+    if not Path(font).is_file():
+        raise GntkitError(f"{font}: no such font file.")
+    return str(font)
+
+
+@lru_cache(maxsize=4096)
+def _font_mask(font_path: str, character: str) -> np.ndarray:
+    """The character drawn from the font at 128 px, cropped to its ink: uint8 (h, w), ink bright."""
+    from PIL import Image, ImageDraw, ImageFont  # pillow is a core dependency; imported here to keep `import gntkit` light
+
+    try:
+        font = ImageFont.truetype(font_path, 128)
+    except OSError as exc:
+        raise GntkitError(f"{font_path}: not a font file pillow can read ({exc}).") from None
+
+    def draw(text: str) -> np.ndarray:
+        canvas = Image.new("L", (192, 192), 0)
+        ImageDraw.Draw(canvas).text((32, 16), text, font=font, fill=255)
+        box = canvas.getbbox()
+        return np.zeros((0, 0), np.uint8) if box is None else np.asarray(canvas.crop(box))
+
+    mask, missing = draw(character), draw("\U0010fffd")  # a code point no font has: its "missing" glyph
+    if mask.size == 0 or (mask.shape == missing.shape and np.array_equal(mask, missing)):
+        raise GntkitError(f"{font_path}: the font has no glyph for {character!r} (U+{ord(character):04X}).")
+    return mask
+
+
+def _draw_font(tag_code: int, rng: np.random.Generator, width: int, height: int, style: WriterStyle, font_path: str):
+    """The class's character from a font, distorted by the writer's style and this sample's
+    jitter (the same warp, slant, proportions and affine as strokes get), on a 2x PIL canvas."""
+    from PIL import Image, ImageFilter  # pillow is a core dependency; imported here to keep `import gntkit` light
+
+    character = decode_tag(int(tag_code))
+    if character is None:
+        raise GntkitError(f"Tag code 0x{int(tag_code):04X} stands for no character; a font cannot draw it.")
+    size = (2 * width, 2 * height)
+    # Area-averaged to about the drawn size first: the mesh transform samples, it does not average.
+    mask = Image.fromarray(_font_mask(font_path, character)).resize(
+        (max(1, round(0.92 * size[0])), max(1, round(0.92 * size[1]))), Image.Resampling.BOX)
+    # The inverse of the strokes' mapping (affine, then the writer's and the sample's warp) on a
+    # 5 x 5 grid of the output (the warps are smooth): PIL's MESH transform takes, per output
+    # cell, its source quad.
+    angle, scale = rng.normal(0, 0.03), rng.uniform(0.92, 1.04)
+    cos, sin = np.cos(angle), np.sin(angle)
+    matrix = scale * np.array([[cos, -sin], [sin, cos]]) @ np.array([[1.0, style.slant + rng.normal(0, 0.03)], [0.0, 1.0]]) \
+        @ np.diag([style.aspect, 1.0])
+    grid = np.stack(np.meshgrid(np.linspace(0, 1, 5), np.linspace(0, 1, 5)), -1).reshape(-1, 2)
+    source = (grid - 0.5 - rng.normal(0, 0.02, size=2)) @ np.linalg.inv(matrix).T + 0.5
+    source -= _displace(source, style.warp) + _displace(source, _warp_terms(rng, 0.008))
+    source = ((source - 0.04) / 0.92 * [mask.width, mask.height]).reshape(5, 5, 2)
+    mesh = []
+    for i in range(4):
+        for j in range(4):
+            box = (round(j * size[0] / 4), round(i * size[1] / 4), round((j + 1) * size[0] / 4), round((i + 1) * size[1] / 4))
+            quad = np.concatenate([source[i, j], source[i + 1, j], source[i + 1, j + 1], source[i, j + 1]])
+            mesh.append((box, tuple(quad.tolist())))
+    canvas = mask.transform(size, Image.Transform.MESH, mesh, Image.Resampling.BILINEAR)
+    # The writer's pen: a font's stroke width is fixed, so widen or thin it with a 3x3 filter
+    # (not on small glyphs, whose strokes a thinning would erase).
+    if style.weight > 1.15:
+        canvas = canvas.filter(ImageFilter.MaxFilter(3))
+    elif style.weight < 0.85 and min(size) >= 64:
+        canvas = canvas.filter(ImageFilter.MinFilter(3))
+    return canvas
 
 
 def chinese_codes(num_classes: int) -> list[int]:
@@ -367,16 +472,17 @@ def symbol_codes(num_symbols: int) -> list[int]:
     return [ord(c) << 8 for c in SYMBOLS[:num_symbols]]
 
 
-def writer_records(writer_number: int, tag_codes, samples_per_class: int, seed: int = 0):
+def writer_records(writer_number: int, tag_codes, samples_per_class: int, seed: int = 0, font: str | Path | None = None):
     """One writer's samples: (tag codes, bitmaps) in a shuffled writing order, in the writer's style.
 
-    Deterministic in (writer_number, tag_codes, samples_per_class, seed).
+    Deterministic in (writer_number, tag_codes, samples_per_class, seed, font). `font`: draw the
+    characters from a font file (or "auto") instead of composing them, see `render_glyph`.
     """
     rng = np.random.default_rng([seed, writer_number])
     style = writer_style(rng)
     order = [code for code in tag_codes for _ in range(samples_per_class)]
     order = [order[i] for i in rng.permutation(len(order))]
-    bitmaps = [render_glyph(code, rng, style=style) for code in order]
+    bitmaps = [render_glyph(code, rng, style=style, font=font) for code in order]
     return order, bitmaps
 
 
@@ -395,7 +501,7 @@ def write_gnt(path: str | Path, tag_codes, bitmaps) -> Path:
 
 def write_corpus(out_dir: str | Path, *, writers: int = 4, first_writer: int = 1001, num_classes: int = 20,
                  samples_per_class: int = 2, style: str = "c", num_symbols: int = 10, seed: int = 0,
-                 zip_name: str | None = None) -> list[Path]:
+                 zip_name: str | None = None, font: str | Path | None = None) -> list[Path]:
     """Write a synthetic corpus: one GNT file per writer, HWDB naming (`1001-c.gnt`, `1001-f.gnt`).
 
     Args:
@@ -408,6 +514,8 @@ def write_corpus(out_dir: str | Path, *, writers: int = 4, first_writer: int = 1
         num_symbols: symbol classes in "f" files.
         seed: everything is deterministic in the seed.
         zip_name: also pack the files into this zip inside out_dir (and remove the loose files).
+        font: draw the characters from this font file ("auto": an installed CJK font) under each
+            writer's distortions, instead of composing them from strokes.
 
     Returns:
         Paths written: the .gnt files, or the one zip.
@@ -416,6 +524,8 @@ def write_corpus(out_dir: str | Path, *, writers: int = 4, first_writer: int = 1
         raise GntkitError(f"style must be 'c' (Chinese only) or 'f' (with symbols), found {style!r}.")
     if writers < 1 or samples_per_class < 1:
         raise GntkitError(f"writers and samples_per_class must be at least 1, found {writers} and {samples_per_class}.")
+    if font is not None:
+        _font_path(font)  # a missing font is named before any folder is made
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise OutputExistsError(f"{out_dir}: the folder exists and is not empty; choose a new one.")
@@ -423,7 +533,7 @@ def write_corpus(out_dir: str | Path, *, writers: int = 4, first_writer: int = 1
     codes = chinese_codes(num_classes) + (symbol_codes(num_symbols) if style == "f" else [])
     paths = []
     for number in range(first_writer, first_writer + writers):
-        tag_codes, bitmaps = writer_records(number, codes, samples_per_class, seed)
+        tag_codes, bitmaps = writer_records(number, codes, samples_per_class, seed, font=font)
         paths.append(write_gnt(out_dir / f"{number}-{style}.gnt", tag_codes, bitmaps))
     if zip_name:
         zip_path = out_dir / zip_name

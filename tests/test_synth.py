@@ -1,12 +1,26 @@
 """Synthetic corpus: real layout, deterministic by seed, HWDB-like sizes, character-like classes that
 unseen writers make harder to recognise than training writers."""
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from gntkit.charset import decode_tag
+from gntkit.errors import GntkitError
 from gntkit.formats.gnt import GntFile
 from gntkit.preprocess import Preprocess, preprocess_image
-from gntkit.synth import SYMBOLS, chinese_codes, glyph_strokes, render_glyph, symbol_codes, write_corpus, writer_records, writer_style
+from gntkit.synth import (
+    SYMBOLS,
+    chinese_codes,
+    find_cjk_font,
+    glyph_strokes,
+    render_glyph,
+    symbol_codes,
+    write_corpus,
+    writer_records,
+    writer_style,
+)
 from naive_gnt import read_records
 
 
@@ -121,3 +135,41 @@ def test_render_glyph_is_a_valid_record():
     from gntkit.formats.gnt import encode_records
     gnt = GntFile(np.frombuffer(encode_records([0xB0A1], [bitmap]), np.uint8))
     assert np.array_equal(gnt.bitmap(0), bitmap)
+
+
+LATIN_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+@pytest.mark.skipif(not LATIN_FONT.is_file(), reason="needs DejaVuSans (Debian: fonts-dejavu-core)")
+def test_font_glyphs_take_the_writers_style(tmp_path):
+    """Symbols drawn from a font: deterministic, valid records, each writer distorts them his own way;
+    a character the font lacks (its .notdef box) is one clear error, not a silent box."""
+    codes = symbol_codes(6)
+    a = writer_records(1001, codes, 2, seed=0, font=LATIN_FONT)
+    assert a[0] == writer_records(1001, codes, 2, seed=0, font=LATIN_FONT)[0]
+    assert all(np.array_equal(x, y) for x, y in zip(a[1], writer_records(1001, codes, 2, seed=0, font=LATIN_FONT)[1]))
+    b = writer_records(1002, codes, 2, seed=0, font=LATIN_FONT)
+    assert all(bitmap.dtype == np.uint8 and bitmap.min() < 128 and bitmap.max() == 255 for bitmap in a[1] + b[1])
+    settings = Preprocess(size=24)
+    first = {code: preprocess_image(bitmap, settings).astype(float) for code, bitmap in zip(*a)}
+    second = {code: preprocess_image(bitmap, settings).astype(float) for code, bitmap in zip(*b)}
+    assert all(np.abs(first[c] - second[c]).mean() > 2 for c in codes)
+    with pytest.raises(GntkitError, match=r"no glyph for '啊' \(U\+554A\)"):
+        render_glyph(0xB0A1, np.random.default_rng(0), font=LATIN_FONT)
+    with pytest.raises(GntkitError, match=r"DejaVuSans.ttf: the font has no glyph for '啊'"):
+        write_corpus(tmp_path / "font", writers=1, num_classes=1, style="f", num_symbols=3, font=LATIN_FONT)
+
+
+def test_font_errors_are_one_sentence(tmp_path):
+    with pytest.raises(GntkitError, match="no such font file"):
+        write_corpus(tmp_path / "c", writers=1, num_classes=2, font=tmp_path / "missing.ttf")
+    assert not (tmp_path / "c").exists()
+    (tmp_path / "not-a-font.ttf").write_bytes(b"PK\x03\x04 not a font")
+    with pytest.raises(GntkitError, match="not a font file"):
+        render_glyph(0xB0A1, np.random.default_rng(0), font=tmp_path / "not-a-font.ttf")
+    if find_cjk_font() is None:
+        with pytest.raises(GntkitError, match="found no CJK font"):
+            render_glyph(0xB0A1, np.random.default_rng(0), font="auto")
+    else:  # a CJK font is installed: it draws GB2312 characters
+        bitmap = render_glyph(0xB0A1, np.random.default_rng(0), font="auto")
+        assert bitmap.min() < 128 and bitmap.max() == 255
