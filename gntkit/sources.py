@@ -10,6 +10,7 @@ id has digits), so record order is deterministic: by writer, then by position in
 from __future__ import annotations
 
 import collections
+import dataclasses
 import mmap
 import os
 import re
@@ -54,6 +55,9 @@ class Member:
         format: the registry name of its format ("gnt", ...).
         layers: (container name, inner name) from the outermost archive inwards.
         companions: other members this one is read with (e.g. an image file's labels).
+        key_prefix: what sample keys start with when it is not the writer id (a writer's
+            second format in one conversion: HWDB1.1 `1001-c.gnt` and OLHWDB1.1 `1001.pot`
+            are the same person, so the POT keys read `1001.pot/17`).
     """
 
     writer_id: str
@@ -65,6 +69,12 @@ class Member:
     format: str = "gnt"
     layers: tuple = ()
     companions: tuple = ()
+    key_prefix: str | None = None
+
+    @property
+    def key_base(self) -> str:
+        """The part of a sample key before the record number."""
+        return self.key_prefix if self.key_prefix is not None else self.writer_id
 
     @property
     def path(self) -> str:
@@ -257,16 +267,42 @@ def find_members(sources) -> list[Member]:
             raise GntkitError(f"A source must be a path, found {type(source).__name__}.")
         members.extend(_members_of(Path(source)))
     members = _assemble(members)
-    seen: dict[str, Member] = {}
+    members = _check_writers(members)
+    members.sort(key=lambda m: (writer_sort_key(m.writer_id), _format_rank(m.format)))
+    return members
+
+
+def _format_rank(name: str) -> int:
+    from gntkit.formats import FORMATS
+
+    return list(FORMATS).index(name)
+
+
+def _check_writers(members: list[Member]) -> list[Member]:
+    """Refuse a writer given twice in one format; give a writer's other formats their own keys.
+
+    The same writer number in two formats is the same person (CASIA numbers the offline
+    and online sets alike): their samples may be mixed, each format's keys kept apart.
+    """
+    seen: dict[tuple, Member] = {}
+    formats: dict[str, set] = {}
     for member in members:
-        if member.writer_id in seen:
+        key = (member.writer_id, member.format)
+        if key in seen:
             raise GntkitError(
-                f"Writer id {member.writer_id} appears twice, in {seen[member.writer_id].name} and {member.name}: "
+                f"Writer id {member.writer_id} appears twice, in {seen[key].name} and {member.name}: "
                 "each writer's file may be given once (sample keys are writer/record)."
             )
-        seen[member.writer_id] = member
-    members.sort(key=lambda m: writer_sort_key(m.writer_id))
-    return members
+        seen[key] = member
+        formats.setdefault(member.writer_id, set()).add(member.format)
+    out = []
+    for member in members:
+        mine = formats[member.writer_id]
+        first = min(mine, key=_format_rank)
+        if len(mine) > 1 and member.format != first:
+            member = dataclasses.replace(member, key_prefix=f"{member.writer_id}.{member.format}")
+        out.append(member)
+    return out
 
 
 #: The name the GNT-only code used; every member is a Member now.

@@ -257,7 +257,7 @@ def _batch_of(member: Member, record_file, chosen: np.ndarray, labels: np.ndarra
     index = record_file.index
     batch_labels = labels[chosen].astype(np.int64)
     common = dict(
-        keys=[f"{member.writer_id}/{n}" for n in index.record_numbers[chosen].tolist()],
+        keys=[f"{member.key_base}/{n}" for n in index.record_numbers[chosen].tolist()],
         writer_ids=[member.writer_id] * len(chosen),
         tag_codes=index.tag_codes[chosen].copy(),
         labels=batch_labels,
@@ -353,7 +353,7 @@ def line_batch_of(member: Member, record_file, chosen: np.ndarray, classes: np.n
     texts = ["".join([names[c] for c in classes[a:b].tolist()]) for a, b in zip(starts.tolist(), ends.tolist())]
     meta.update(label_sequence=sequence.astype(np.int64), label_sequence_offsets=meta["label_codes_offsets"].copy(), text=texts)
     common = dict(
-        keys=[f"{member.writer_id}/{n}" for n in index.record_numbers[chosen].tolist()],
+        keys=[f"{member.key_base}/{n}" for n in index.record_numbers[chosen].tolist()],
         writer_ids=[member.writer_id] * len(chosen),
         tag_codes=np.zeros(len(chosen), np.uint16),
         labels=np.full(len(chosen), -1, np.int64),

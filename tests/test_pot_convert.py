@@ -135,3 +135,26 @@ def test_parallel_streams_give_the_serial_batches(mixed, parallel):
         return [(b.keys, b.images.tobytes(), {k: np.asarray(v).tobytes() for k, v in b.meta.items()}) for b in batches]
 
     assert collect(workers=2, parallel=parallel) == collect(workers=1)
+
+
+def test_same_writer_offline_and_online_mix_with_their_own_keys(tmp_path):
+    # HWDB1.1 1001-c.gnt and OLHWDB1.1 1001.pot are the same person: one conversion takes both,
+    # the writer stays in one split, and the POT samples' keys are kept apart from the GNT ones.
+    from gntkit.convert import convert
+    from gntkit.errors import GntkitError
+    from gntkit.sources import find_members
+    from gntkit.verify import verify
+
+    folder = tmp_path / "src"
+    write_corpus(folder, writers=2, num_classes=4, samples_per_class=1, seed=5)
+    write_pot_corpus(folder, writers=2, first_writer=1001, num_classes=4, seed=5)
+    members = find_members(folder)
+    assert [(m.writer_id, m.format, m.key_base) for m in members] == [
+        ("1001", "gnt", "1001"), ("1001", "pot", "1001.pot"), ("1002", "gnt", "1002"), ("1002", "pot", "1002.pot")]
+    manifest = convert(folder, tmp_path / "out", to="webdataset", split="train=1001,test=1002", workers=2, hash_sources=False)
+    assert manifest["splits"]["train"]["num_records"] == manifest["splits"]["test"]["num_records"] == 8
+    assert manifest["splits"]["train"]["writers"] == ["1001"]
+    assert verify(tmp_path / "out")["records"] == 16  # verify refuses repeated keys
+    write_pot_corpus(tmp_path / "again", writers=1, first_writer=1001, num_classes=4, seed=5)
+    with pytest.raises(GntkitError, match="Writer id 1001 appears twice"):
+        find_members([folder, tmp_path / "again"])
