@@ -12,6 +12,10 @@ loop of the same network and batch, same run:
   plain-tf       baseline: a plain fp32 tf.function step (GradientTape, AdamW) on tensors in memory
   train-tf       gntkit.training.train_arrays(framework="tf"), the same way
 
+Does bf16 keep the accuracy (cnn3 on synthetic glyphs, fp32 beside precision auto, both frameworks)?
+
+    python benchmarks/bench_train.py --accuracy
+
 Pipelines (each measured in its own process, on in-memory uint8 images, so the model and the
 input path are measured, not the disk):
 
@@ -333,6 +337,47 @@ def _gpu_present() -> bool:
         return False
 
 
+def _glyph_arrays(classes: int, per_class: int, seed: int, size: int):
+    """Synthetic handwriting as gntkit shards hold it: synth glyphs through gntkit's preprocessing."""
+    import numpy as np
+
+    from gntkit import synth
+    from gntkit.preprocess import Preprocess, preprocess_image
+
+    rng = np.random.default_rng(seed)
+    settings = Preprocess(size=size)
+    images, labels = [], []
+    for label, code in enumerate(synth.chinese_codes(classes)):
+        for _ in range(per_class):
+            bitmap = synth.render_glyph(code, rng, 48, 48, slant=rng.uniform(-0.25, 0.25),
+                                        weight=rng.uniform(0.75, 1.35))
+            images.append(preprocess_image(bitmap, settings))
+            labels.append(label)
+    return np.stack(images), np.array(labels, np.int64)
+
+
+def accuracy_table(args) -> None:
+    """Does bf16 keep the accuracy? cnn3 on synthetic glyphs, fp32 beside precision auto, both frameworks."""
+    import tempfile
+
+    import gntkit.training as training
+
+    train, val = _glyph_arrays(20, 30, 1, 32), _glyph_arrays(20, 10, 2, 32)
+    classes = [f"c{i}" for i in range(20)]
+    print(f"# cnn3, 20 classes, 600 train / 200 validation glyphs at 32x32, {args.epochs} epochs, batch 32, "
+          f"defaults otherwise")
+    print("| framework | precision | val accuracy | train images/s (last epoch) |")
+    print("|---|---|---|---|")
+    for framework in ("torch", "tf"):
+        for precision in ("fp32", "auto"):
+            with tempfile.TemporaryDirectory() as out:
+                s = training.train_arrays(train, val, classes, f"{out}/run", framework=framework, model="cnn3",
+                                          epochs=args.epochs, batch_size=32, lr=3e-3, precision=precision, quiet=True)
+                resolved = json.loads(open(f"{out}/run/run.json").read())["precision"]
+            print(f"| {framework} | {precision} ({resolved}) | {100 * s['last']['val_accuracy']:.1f}% | "
+                  f"{s['last']['images_per_second']:.0f} |", flush=True)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pipelines", default=",".join(PIPELINES))
@@ -349,8 +394,13 @@ def main(argv=None) -> None:
     parser.add_argument("--framework-of-loader", default="torch", choices=["torch", "tf"])
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--compile", action="store_true", help="train-* pipelines: gntkit train --compile")
+    parser.add_argument("--accuracy", action="store_true", help="bf16 vs fp32 accuracy table instead")
+    parser.add_argument("--epochs", type=int, default=8, help="--accuracy: epochs per run")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.accuracy:
+        accuracy_table(args)
+        return
     gpu = args.device == "gpu" or (args.device == "auto" and _gpu_present())
     args.batch = args.batch or (256 if gpu else 8)
     args.steps = args.steps or (30 if gpu else 4)

@@ -273,3 +273,20 @@ def test_entry_points_stay_functions_after_submodule_imports():
 
     for name in ("train", "train_arrays", "evaluate", "predict", "export"):
         assert callable(getattr(training, name)), name
+
+
+def test_evaluation_figure_and_character_labels(tmp_path):
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 6, 200)
+    logits = rng.normal(size=(200, 6))
+    logits[np.arange(200), labels] += 1.0
+    classes = ["啊", "阿", "埃", "挨", "哎", "A"]
+    report = compute_report(logits, labels, classes, top_k=3)
+    path = figures.draw_evaluation(report, tmp_path / "report.png")
+    image = np.asarray(Image.open(path).convert("RGB"))
+    assert image.shape[1] == 1200 and image.shape[0] >= 300
+    # bars in both panels: blue (per-class accuracy) on the left, red (confused pairs) on the right
+    assert ((image[..., 2] > 150) & (image[..., 0] < 80))[:, :600].sum() > 500
+    assert ((image[..., 0] > 180) & (image[..., 1] < 80))[:, 600:].sum() > 500
+    expected = "啊" if figures.cjk_font() else "0xB0A1"  # GB2312 tag code without a CJK font
+    assert figures.character_label("啊") == expected and figures.character_label("A") == "A"

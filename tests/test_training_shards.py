@@ -66,6 +66,7 @@ def test_train_evaluate_predict_export_from_shards(shards, tmp_path, framework):
     assert report["top1_accuracy"] == pytest.approx(summary["best_val_accuracy"], abs=1e-6)
     assert json.loads((run / "report.json").read_text())["top1_accuracy"] == report["top1_accuracy"]
     assert "# Evaluation: cnn3 on val" in (run / "report.md").read_text()
+    assert (run / "report.png").stat().st_size > 1000  # the matplotlib figure of the report
 
     # a shard image, written to a PNG as a user would scan it (dark ink on white), is recognised
     from PIL import Image

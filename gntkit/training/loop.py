@@ -91,8 +91,9 @@ class Backend:
         return np.asarray(images)
 
     def on_main(self, action) -> None:
-        """Run `action()` on the main process; its GntkitError is raised on every process."""
-        action()
+        """Run `action()` on the main process only (backends with process groups also raise its error everywhere)."""
+        if self.is_main:
+            action()
 
     def barrier(self) -> None:
         """Wait for every process."""
