@@ -21,6 +21,7 @@ def pytest_report_header(config):
 # test twice. A new module that exercises kernels joins this set (or says
 # `pytestmark = pytest.mark.numba` itself).
 NUMBA_MODULES = {
+    "test_alz",
     "test_convert",
     "test_datasets",
     "test_datasets_layout",
@@ -29,6 +30,7 @@ NUMBA_MODULES = {
     "test_dgrl_lines",
     "test_digest",
     "test_gnt",
+    "test_jit",
     "test_png",
     "test_preprocess",
     "test_preprocess_records",
