@@ -327,8 +327,15 @@ def render_glyph(tag_code: int, rng: np.random.Generator, width: int | None = No
         uint8 (height, width) array, 255 background, ink 0..254.
 
     Raises:
-        GntkitError: a size outside 1..65535; a font that cannot be read or lacks the character.
+        GntkitError: a tag code outside 0..0xFFFF, an rng or style of another type, a size
+            outside 1..65535, a font that cannot be read or lacks the character.
     """
+    if isinstance(tag_code, bool) or not isinstance(tag_code, (int, np.integer)) or not 0 <= tag_code <= 0xFFFF:
+        raise GntkitError(f"tag_code must be an integer 0..0xFFFF, found {tag_code!r}.")
+    if not isinstance(rng, np.random.Generator):
+        raise GntkitError(f"rng must be a numpy.random.Generator, found {type(rng).__name__}.")
+    if style is not None and not isinstance(style, WriterStyle):
+        raise GntkitError(f"style must be a WriterStyle (see writer_style), found {type(style).__name__}.")
     if width is None or height is None:
         width, height = _bitmap_size(tag_code, rng)
     if not (1 <= width <= 65535 and 1 <= height <= 65535):
@@ -478,6 +485,8 @@ def writer_records(writer_number: int, tag_codes, samples_per_class: int, seed: 
     Deterministic in (writer_number, tag_codes, samples_per_class, seed, font). `font`: draw the
     characters from a font file (or "auto") instead of composing them, see `render_glyph`.
     """
+    if isinstance(samples_per_class, bool) or not isinstance(samples_per_class, (int, np.integer)) or samples_per_class < 1:
+        raise GntkitError(f"samples_per_class must be an integer of at least 1, found {samples_per_class!r}.")
     rng = np.random.default_rng([seed, writer_number])
     style = writer_style(rng)
     order = [code for code in tag_codes for _ in range(samples_per_class)]

@@ -173,3 +173,17 @@ def test_font_errors_are_one_sentence(tmp_path):
     else:  # a CJK font is installed: it draws GB2312 characters
         bitmap = render_glyph(0xB0A1, np.random.default_rng(0), font="auto")
         assert bitmap.min() < 128 and bitmap.max() == 255
+
+
+def test_bad_arguments_are_one_sentence():
+    rng = np.random.default_rng(0)
+    with pytest.raises(GntkitError, match="tag_code must be an integer 0..0xFFFF"):
+        render_glyph(0x10000, rng)
+    with pytest.raises(GntkitError, match="rng must be a numpy.random.Generator"):
+        render_glyph(0xB0A1, 0)
+    with pytest.raises(GntkitError, match="style must be a WriterStyle"):
+        render_glyph(0xB0A1, rng, style={"slant": 0.1})
+    with pytest.raises(GntkitError, match="1..65535 pixels a side"):
+        render_glyph(0xB0A1, rng, width=0, height=10)
+    with pytest.raises(GntkitError, match="samples_per_class must be an integer of at least 1"):
+        writer_records(1001, [0xB0A1], 0)
