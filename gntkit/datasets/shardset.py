@@ -164,11 +164,24 @@ class ShardSet:
         reader = self._readers.get(k)
         if reader is None:
             shard = self.shards[k]
-            if self.remote is not None:
-                self.remote.fetch([shard])  # into the local cache, checked against its sha256
-            reader = self._reader_module().ShardReader(shard, self.image_size, self.compression)
+            if self.remote is None:
+                reader = self._reader_module().ShardReader(shard, self.image_size, self.compression)
+            else:
+                reader = self._open_remote_reader(shard)
             self._readers[k] = reader
         return reader
+
+    def _open_remote_reader(self, shard: Shard):
+        """Fetch a shard into the cache (checked against its sha256), then open it."""
+        for attempt in (0, 1):
+            self.remote.fetch([shard])
+            try:
+                return self._reader_module().ShardReader(shard, self.image_size, self.compression)
+            except FileNotFoundError:
+                # Another process sharing the cache evicted it between the fetch and the open.
+                if attempt:
+                    raise GntkitError(f"{shard.path}: evicted from the cache again as soon as it was fetched; "
+                                      "raise cache_limit above the shards that several processes read at once.") from None
 
     def _reader_module(self):
         # The format table in gntkit.manifest names each format's reader module.
