@@ -76,3 +76,29 @@ def test_prepare_digit_follows_the_run_settings():
     big = prepare_digit(_drawn_seven(100, (0, 0)), Preprocess(size=56, margin=0, crop=False, pad=True))
     assert big.shape == (56, 56)
     assert abs(int(big.sum()) / 4 - int(digit.sum())) / digit.sum() < 0.05  # the same ink, twice the side
+
+
+def test_prepare_digit_emnist_style_centres_the_box_in_24():
+    digit = prepare_digit(_drawn_seven(300, (80, 100)), style="emnist")
+    rows, cols = np.nonzero(digit)
+    height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert max(height, width) == 24  # a 2-pixel border on the longer side
+    assert abs((rows.min() + rows.max()) / 2 - 13.5) <= 0.5 and abs((cols.min() + cols.max()) / 2 - 13.5) <= 0.5
+    with pytest.raises(GntkitError, match="style must be one of mnist, emnist"):
+        prepare_digit(_drawn_seven(100, (0, 0)), style="kmnist")
+
+
+def test_digit_style_from_the_run_manifest(tmp_path):
+    import json
+
+    from gntkit.training.prediction import digit_style
+
+    assert digit_style(tmp_path) is None  # no manifest copy: not trained from shards
+    for charset, expected in (("mnist", "mnist"), ("emnist-letters", "emnist"), ("fashion-mnist", None)):
+        (tmp_path / "dataset_info.json").write_text(json.dumps({"source_formats": ["idx"], "charset": {"name": charset}}))
+        assert digit_style(tmp_path) == expected
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"source_formats": ["gnt"], "charset": {"name": "gb2312-1"}}))
+    assert digit_style(tmp_path) is None
+    (tmp_path / "dataset_info.json").write_text("{")
+    with pytest.raises(GntkitError, match="dataset_info.json"):
+        digit_style(tmp_path)

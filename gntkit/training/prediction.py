@@ -22,12 +22,12 @@ import numpy as np
 from gntkit.errors import GntkitError
 from gntkit.training.run_folder import RunFolder
 
-__all__ = ["photo_settings", "prepare_images", "predict_images", "top_k_results", "trained_on_digits"]
+__all__ = ["photo_settings", "prepare_images", "predict_images", "top_k_results", "digit_style"]
 
 
-def trained_on_digits(run_dir) -> bool:
-    """True when a run's data came from IDX sources of handwriting (MNIST, EMNIST; not Fashion-MNIST's
-    photos), as the run's copy of the data manifest (RUN/dataset_info.json) says.
+def digit_style(run_dir) -> str | None:
+    """The digit style of a run: "mnist" or "emnist" when its data came from IDX sources of handwriting
+    (not Fashion-MNIST's photos), as its copy of the data manifest (RUN/dataset_info.json) says; else None.
 
     Raises:
         GntkitError: a copy of the manifest that is not readable JSON.
@@ -38,10 +38,12 @@ def trained_on_digits(run_dir) -> bool:
 
     path = Path(run_dir) / "dataset_info.json"
     if not path.is_file():
-        return False
+        return None
     manifest = read_json(path, "the run's copy of the data manifest")
-    charset = manifest.get("charset") or {}
-    return manifest.get("source_formats") == ["idx"] and charset.get("name") != "fashion-mnist"
+    name = str((manifest.get("charset") or {}).get("name", ""))
+    if manifest.get("source_formats") != ["idx"] or name.startswith("fashion-mnist"):
+        return None
+    return "emnist" if name.startswith("emnist") else "mnist"
 
 
 def photo_settings(preprocess_json: dict, photo: bool = True):
@@ -61,15 +63,16 @@ def photo_settings(preprocess_json: dict, photo: bool = True):
     return settings
 
 
-def prepare_images(images, preprocess_json: dict, photo: bool = True, digits: bool = False) -> np.ndarray:
+def prepare_images(images, preprocess_json: dict, photo: bool = True, digits: str | None = None) -> np.ndarray:
     """Load and preprocess user images into the model's input: uint8 (N, S, S), ink bright on 0.
 
     Args:
         images: file paths, or uint8 arrays (H, W) grey / (H, W, 3|4) RGB(A) with dark ink on light paper.
         preprocess_json: the run's preprocess.json content.
         photo: add contrast stretch, Otsu threshold and speck removal (see `photo_settings`).
-        digits: prepare each image as MNIST was built (gntkit.preprocess.prepare_digit), then
-            with the run's settings; `photo` does not apply (the preparation thresholds itself).
+        digits: "mnist" or "emnist": prepare each image as that data set was built
+            (gntkit.preprocess.prepare_digit), then with the run's settings; `photo` does not
+            apply (the preparation thresholds itself). None: the run's preprocessing.
 
     Raises:
         GntkitError: one sentence naming the image when it cannot be read or holds no ink.
@@ -90,7 +93,8 @@ def prepare_images(images, preprocess_json: dict, photo: bool = True, digits: bo
         else:
             raise GntkitError(f"Image {i} must be a file path or a uint8 array, found {type(item).__name__}.")
         try:
-            result = prepare_digit(array, Preprocess.from_json(preprocess_json)) if digits else preprocess_image(array, settings)
+            result = (prepare_digit(array, Preprocess.from_json(preprocess_json), style=digits) if digits
+                      else preprocess_image(array, settings))
         except GntkitError as exc:
             raise GntkitError(f"{name}: {str(exc)[0].lower()}{str(exc)[1:]}") from None
         ink = result if settings.invert else 255 - result
@@ -143,7 +147,7 @@ def predict_images(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best
     classes = run.read_classes()
     if len(classes) != info["num_classes"]:
         raise GntkitError(f"{run.path}: charset.txt has {len(classes)} classes, expected {info['num_classes']}.")
-    images = prepare_images(image_paths, run.read_preprocess(), photo, digits=trained_on_digits(run_dir))
+    images = prepare_images(image_paths, run.read_preprocess(), photo, digits=digit_style(run_dir))
     module = trainer_module(info["config"]["framework"])
     model, _ = module.load_run_model(run_dir, checkpoint, device)
     probabilities = module.predict_probabilities(model, images)
