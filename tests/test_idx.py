@@ -366,3 +366,16 @@ def test_fuzz_mutated_gzip(data):
         assert str(exc).startswith("fuzz.gz") and "expected" in str(exc)
         return
     assert isinstance(out, bytes)
+
+
+def test_cli_refuses_bad_idx_in_one_sentence(tmp_path):
+    from typer.testing import CliRunner
+
+    from gntkit.cli.main import app
+
+    data = idx_bytes(IMAGES)
+    _pair(tmp_path, data[:2] + b"\x0d" + data[3:], idx_bytes(LABELS))  # float32 elements
+    result = CliRunner().invoke(app, ["convert", str(tmp_path), "--split", "all", "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "train-images-idx3-ubyte at byte 2: expected element type 0x08 (unsigned byte)" in result.output
+    assert "found element type 0x0D (float32), which gntkit does not read" in result.output
