@@ -137,7 +137,7 @@ def charset_export(
 
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Argument(help="Folder to create with one .gnt file per writer.")],
+    out: Annotated[Path, typer.Argument(help="Folder to create with one file per writer.")],
     writers: Annotated[int, typer.Option(help="Number of writer files.")] = 4,
     first_writer: Annotated[int, typer.Option(help="Id of the first writer.")] = 1001,
     classes: Annotated[int, typer.Option(help="Chinese classes (spread over GB2312 level 1).")] = 20,
@@ -146,13 +146,15 @@ def synth(
     symbols: Annotated[int, typer.Option(help="Symbol classes in f-style files.")] = 10,
     seed: Annotated[int, typer.Option(help="Everything is deterministic in the seed.")] = 0,
     zip_name: Annotated[Optional[str], typer.Option("--zip", help="Pack the files into this zip inside OUT.")] = None,
+    format: Annotated[str, typer.Option("--format", help="gnt (offline bitmaps, 1001-c.gnt) or pot (online strokes, 1001.pot).")] = "gnt",
+    font: Annotated[Optional[str], typer.Option(help="Draw real characters from this font file ('auto': an installed CJK font) under each writer's distortions.")] = None,
 ):
-    """Write a synthetic corpus in the real GNT layout (learnable glyphs, no fonts, no download)."""
+    """Write a synthetic corpus in a real CASIA layout: character-like glyphs composed from radicals with per-writer styles (no download)."""
     from gntkit.synth import write_corpus
 
     paths = run(lambda: write_corpus(out, writers=writers, first_writer=first_writer, num_classes=classes,
                                      samples_per_class=samples_per_class, style=style, num_symbols=symbols,
-                                     seed=seed, zip_name=zip_name))
+                                     seed=seed, zip_name=zip_name, font=font, format=format))
     typer.echo(f"wrote {len(paths)} file(s) to {out}")
 
 

@@ -508,10 +508,61 @@ def write_gnt(path: str | Path, tag_codes, bitmaps) -> Path:
     return path
 
 
+def _polylines(segments: np.ndarray) -> list[np.ndarray]:
+    """Chain segments that continue one another (end of one = start of the next) into polylines."""
+    lines, current = [], [segments[0, :2], segments[0, 2:]]
+    for x0, y0, x1, y1 in segments[1:]:
+        if np.allclose(current[-1], (x0, y0)):
+            current.append(np.array([x1, y1]))
+        else:
+            lines.append(np.array(current))
+            current = [np.array([x0, y0]), np.array([x1, y1])]
+    lines.append(np.array(current))
+    return lines
+
+
+def sample_strokes(tag_code: int, rng: np.random.Generator, size: float, slant: float, origin) -> list[np.ndarray]:
+    """One handwritten-looking sample of a class as a list of int (k, 2) tablet-unit strokes: each
+    of the class's polylines resampled at 2-12 points per piece with a little pen jitter."""
+    strokes = []
+    for line in _polylines(glyph_strokes(tag_code)):
+        pieces = []
+        for a, b in zip(line[:-1], line[1:]):
+            count = int(rng.integers(2, 13))
+            t = np.linspace(0.0, 1.0, count)[:-1, None]
+            pieces.append(a + t * (b - a))
+        unit = np.vstack(pieces + [line[-1:]]) + rng.normal(0, 0.003, size=(sum(map(len, pieces)) + 1, 2))
+        unit[:, 0] += slant * (0.5 - unit[:, 1])
+        strokes.append(np.clip(np.rint(origin + unit * size), 0, 32767).astype(np.int64))
+    if rng.random() < 0.25:
+        dot = np.array([[rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8)]])
+        strokes.append(np.rint(origin + dot * size).astype(np.int64))
+    return strokes
+
+
+def writer_strokes(writer_number: int, tag_codes, samples_per_class: int = 1, seed: int = 0):
+    """One writer's online samples: (tag codes in writing order, list of int (k, 2) tablet-unit
+    strokes per sample), for POT files: each class's prototype segments chained into polylines,
+    2-12 points per piece, a per-writer size (150-260 units), slant and position (x about
+    500-2000, y about 6400-6900, as real OLHWDB files), per-sample jitter, and about one sample
+    in four with an extra single-point stroke (a dot), as real files have."""
+    rng = np.random.default_rng([seed, writer_number, 0x907])
+    size = rng.uniform(150, 260)  # tablet units a character spans (a whole real file: y within about 300)
+    slant = rng.uniform(-0.2, 0.2)
+    order = [code for code in tag_codes for _ in range(samples_per_class)]
+    order = [order[i] for i in rng.permutation(len(order))]
+    samples = []
+    for code in order:
+        origin = np.array([rng.uniform(500, 2000), rng.uniform(6400, 6900) - size])
+        samples.append(sample_strokes(code, rng, size * rng.uniform(0.9, 1.1), slant, origin))
+    return order, samples
+
+
 def write_corpus(out_dir: str | Path, *, writers: int = 4, first_writer: int = 1001, num_classes: int = 20,
                  samples_per_class: int = 2, style: str = "c", num_symbols: int = 10, seed: int = 0,
-                 zip_name: str | None = None, font: str | Path | None = None) -> list[Path]:
-    """Write a synthetic corpus: one GNT file per writer, HWDB naming (`1001-c.gnt`, `1001-f.gnt`).
+                 zip_name: str | None = None, font: str | Path | None = None, format: str = "gnt") -> list[Path]:  # noqa: A002 - the CLI's word
+    """Write a synthetic corpus: one file per writer in a registered format's real layout, named as
+    CASIA names them (GNT `1001-c.gnt` / `1001-f.gnt`; POT `1001.pot`).
 
     Args:
         out_dir: folder to create (must not exist, or be empty).
@@ -524,11 +575,21 @@ def write_corpus(out_dir: str | Path, *, writers: int = 4, first_writer: int = 1
         seed: everything is deterministic in the seed.
         zip_name: also pack the files into this zip inside out_dir (and remove the loose files).
         font: draw the characters from this font file ("auto": an installed CJK font) under each
-            writer's distortions, instead of composing them from strokes.
+            writer's distortions, instead of composing them from strokes (bitmap formats).
+        format: a source format whose module says what it stores (`SYNTH_SAMPLES`: "bitmaps" or
+            "strokes"), how files are named (`SYNTH_FILE_NAME`) and encodes them (`encode_records`).
 
     Returns:
-        Paths written: the .gnt files, or the one zip.
+        Paths written: the files, or the one zip.
     """
+    from gntkit.formats import FORMATS, get_format
+
+    synthesizable = [name for name in FORMATS if hasattr(get_format(name), "SYNTH_SAMPLES")]
+    if format not in synthesizable:
+        raise GntkitError(f"format must be one of {', '.join(synthesizable)} (the formats synth writes), found {format!r}.")
+    module = get_format(format)
+    if font is not None and module.SYNTH_SAMPLES != "bitmaps":
+        raise GntkitError(f"font draws bitmaps; {format} files store strokes: leave font unset.")
     if style not in ("c", "f"):
         raise GntkitError(f"style must be 'c' (Chinese only) or 'f' (with symbols), found {style!r}.")
     if writers < 1 or samples_per_class < 1:
@@ -542,8 +603,13 @@ def write_corpus(out_dir: str | Path, *, writers: int = 4, first_writer: int = 1
     codes = chinese_codes(num_classes) + (symbol_codes(num_symbols) if style == "f" else [])
     paths = []
     for number in range(first_writer, first_writer + writers):
-        tag_codes, bitmaps = writer_records(number, codes, samples_per_class, seed, font=font)
-        paths.append(write_gnt(out_dir / f"{number}-{style}.gnt", tag_codes, bitmaps))
+        if module.SYNTH_SAMPLES == "strokes":
+            tag_codes, samples = writer_strokes(number, codes, samples_per_class, seed)
+        else:
+            tag_codes, samples = writer_records(number, codes, samples_per_class, seed, font=font)
+        path = out_dir / module.SYNTH_FILE_NAME.format(writer=number, style=style)
+        path.write_bytes(module.encode_records(tag_codes, samples))
+        paths.append(path)
     if zip_name:
         zip_path = out_dir / zip_name
         with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:

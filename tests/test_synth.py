@@ -187,3 +187,18 @@ def test_bad_arguments_are_one_sentence():
         render_glyph(0xB0A1, rng, width=0, height=10)
     with pytest.raises(GntkitError, match="samples_per_class must be an integer of at least 1"):
         writer_records(1001, [0xB0A1], 0)
+
+
+def test_synth_writes_any_registered_format_it_knows_through_the_registry(tmp_path):
+    from typer.testing import CliRunner
+
+    from gntkit.cli.main import app
+    from gntkit.inspection import inspect_sources
+
+    result = CliRunner().invoke(app, ["synth", str(tmp_path / "pot"), "--format", "pot", "--writers", "2", "--classes", "5"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "pot").iterdir()) == ["1001.pot", "1002.pot"]
+    report = inspect_sources(tmp_path / "pot").to_json()
+    assert report["formats"] == {"pot": 2} and report["records"] == 2 * 5 * 2 and report["problems"] == []
+    refused = CliRunner().invoke(app, ["synth", str(tmp_path / "x"), "--format", "png"])
+    assert refused.exit_code == 2 and "format must be one of gnt, pot" in refused.output and "Traceback" not in refused.output

@@ -24,6 +24,9 @@ KIND_WORDS = ".gnt files"
 DEFAULT_CHARSET = "gb2312-1"
 POLARITY = "dark-on-light"
 SUFFIX = ".gnt"
+# gntkit.synth: what a synthetic file of this format holds, and how CASIA names it.
+SYNTH_SAMPLES = "bitmaps"
+SYNTH_FILE_NAME = "{writer}-{style}.gnt"
 
 # The record header as a numpy structured dtype with explicit byte orders.
 HEADER_DTYPE = np.dtype([("size", "<u4"), ("tag_code", ">u2"), ("width", "<u2"), ("height", "<u2")])

@@ -415,6 +415,11 @@ def sniff(head: bytes, size: int) -> bool:
     return True
 
 
+# gntkit.synth: what a synthetic file of this format holds, and how OLHWDB names it.
+SYNTH_SAMPLES = "strokes"
+SYNTH_FILE_NAME = "{writer}.pot"
+
+
 def writer_id(name: str) -> str:
     """Writer id from a POT file name: `1001.pot` -> "1001", `C001-f.pot` -> "C001"."""
     from gntkit.formats import writer_id_from_stem
