@@ -1,6 +1,6 @@
 """Build (once, cached on disk) a large synthetic corpus in the real GNT layout for benchmarks.
 
-Rendering a glyph costs about a millisecond, so a 100,000+ record corpus reuses a pool
+Rendering a glyph costs about 2 milliseconds, so a 100,000+ record corpus reuses a pool
 of rendered samples: every record is a real GNT record with HWDB-like sizes (mean about
 68 x 75 pixels, about 5 KB), and the file layout, sizes and record count are what the
 benchmarks measure. Usage: `python benchmarks/corpus.py OUT --records 100000`.
