@@ -191,7 +191,7 @@ def test_verify_a_url_and_the_cli(http, sets, tmp_path, monkeypatch):
 def test_torch_adapter_reads_a_url(http, truth, tmp_path):
     torch_adapter = pytest.importorskip("gntkit.datasets.torch")
     shards = datasets.open(f"{http.url}/data/webdataset", cache_dir=tmp_path / "cache")
-    loader = torch_adapter.make_loader(shards, batch_size=16, shuffle=True, seed=3, num_workers=1)
+    loader = torch_adapter.make_loader(shards, batch_size=16, shuffle=True, seed=3, num_workers=2)  # two processes share the cache
     delivered = [(images.numpy(), labels.numpy()) for images, labels in loader]
     order = np.concatenate([idx for _, idx in shards.batch_plan(16, shuffle=True, seed=3)])
     np.testing.assert_array_equal(np.concatenate([i for i, _ in delivered]), truth["train"].images[order])
