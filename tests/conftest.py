@@ -31,6 +31,7 @@ NUMBA_MODULES = {
     "test_digest",
     "test_gnt",
     "test_jit",
+    "test_jit",
     "test_png",
     "test_preprocess",
     "test_preprocess_records",
