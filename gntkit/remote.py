@@ -118,10 +118,12 @@ class RemoteFolder:
         self._remote_names: dict[Path, str] = {}  # cached path -> file name in the remote folder
         self._manifest = None
         self._lock = threading.Lock()
+        self._prefetcher, self._pending, self._pending_pid = None, {}, None
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_fs"], state["_root"], state["_lock"] = None, None, None
+        state["_prefetcher"], state["_pending"], state["_pending_pid"] = None, {}, None
         return state
 
     def __setstate__(self, state):
@@ -205,6 +207,10 @@ class RemoteFolder:
         Raises:
             GntkitError: a shard cannot be fetched, or its bytes fail the manifest's sha256.
         """
+        for shard in shards:  # a prefetch in flight: wait for it (its errors are this fetch's errors)
+            pending = self._pending.pop(shard.path, None) if self._pending_pid == os.getpid() else None
+            if pending is not None:
+                pending.result()
         missing = [s for s in shards if not self._present(s)]
         if len(missing) > 1:
             with ThreadPoolExecutor(min(_FETCH_THREADS, len(missing))) as pool:
@@ -213,6 +219,21 @@ class RemoteFolder:
             self._fetch_one(missing[0])
         if missing:
             self._evict(keep={p for s in shards for p in (s.path, s.index) if p is not None})
+
+    def prefetch(self, shards: list[Shard]) -> None:
+        """Start fetching shards in the background (one at a time), for a reader that knows what comes next.
+
+        `fetch` of a shard waits for its prefetch and raises its error, if any.
+        """
+        with self._lock:
+            if self._pending_pid != os.getpid():  # a forked worker starts its own thread
+                self._prefetcher, self._pending, self._pending_pid = None, {}, os.getpid()
+            for shard in shards:
+                if shard.path in self._pending or self._present(shard):
+                    continue
+                if self._prefetcher is None:
+                    self._prefetcher = ThreadPoolExecutor(1, thread_name_prefix="gntkit-prefetch")
+                self._pending[shard.path] = self._prefetcher.submit(self._fetch_one, shard)
 
     def _present(self, shard: Shard) -> bool:
         try:

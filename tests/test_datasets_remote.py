@@ -11,6 +11,7 @@ import json
 import pickle
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,30 @@ def test_a_shard_that_fails_its_checksum_is_not_used(http, truth, tmp_path):
         shards.read_batch([31])
     assert len(_cached_shards(tmp_path / "cache")) == 1  # the damaged copy was not kept
     assert not list((tmp_path / "cache").rglob("*.partial-*"))
+
+
+def test_streaming_prefetches_the_next_shard_of_the_plan_only(http, truth, tmp_path):
+    folder = http.root / "data" / "tfrecord"
+    items = _manifest(folder)["splits"]["train"]["shards"]
+    shards = datasets.open(f"{http.url}/data/tfrecord", cache_dir=tmp_path / "cache")
+    batches = shards.iter_batches(10, shuffle=False, streaming=True, rank=0, world_size=2)  # records 0..39
+    labels = [next(batches)[1]]  # batch 0 needs shard 0 only; shard 1 starts downloading now
+    deadline = time.monotonic() + 30
+    while not shards.shards[1].path.is_file() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert shards.shards[1].path.is_file(), "shard 1 was not prefetched while batch 0 was read"
+    labels += [y for _, y in batches]
+    assert np.concatenate(labels).tolist() == truth["train"].labels[:40].tolist()
+    assert [http.fetched(item["file"]) for item in items] == [1, 1, 0]  # shard 1 came ahead of need, shard 2 never
+    # A prefetched shard that fails its checksum fails the read that needs it, with the same sentence.
+    data = bytearray((folder / items[2]["file"]).read_bytes())
+    data[100] ^= 0x01
+    (folder / items[2]["file"]).write_bytes(bytes(data))
+    batches = shards.iter_batches(10, shuffle=False, streaming=True)
+    for _ in range(6):  # records 0..59: shards 0 and 1 (cached), shard 2 prefetched meanwhile
+        next(batches)
+    with pytest.raises(GntkitError, match=f"{items[2]['file']} fails its checksum"):
+        next(batches)
 
 
 def test_the_cache_stays_inside_its_limit(http, truth, tmp_path):

@@ -4,6 +4,7 @@ numpy only; each format's reader module is imported when its first shard is open
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 from collections import OrderedDict
@@ -397,7 +398,33 @@ class ShardSet:
         Arguments as in `batch_plan`; `streaming` as in `read_batch`.
         """
         self._require_fixed_size("iter_batches")
-        for _, indices in self.batch_plan(batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world_size=world_size,
-                                          worker=worker, num_workers=num_workers, start_batch=start_batch,
-                                          drop_last=drop_last, even=even):
+        plan = self.batch_plan(batch_size, shuffle=shuffle, seed=seed, epoch=epoch, rank=rank, world_size=world_size,
+                               worker=worker, num_workers=num_workers, start_batch=start_batch, drop_last=drop_last, even=even)
+        ahead = self._lookahead(plan)
+        for b, (_, indices) in enumerate(plan):
+            ahead(b)
             yield self.read_batch(indices, streaming=streaming)
+
+    def _lookahead(self, plan: list):
+        """For a remote set, a callable(b) to call before reading batch b of `plan`: it starts fetching
+        the next shard the plan needs, so the download overlaps the reads (local sets: does nothing).
+
+        Only shards in the plan are fetched: a rank or worker still downloads only its own.
+        """
+        if self.remote is None or not plan:
+            return lambda b: None
+        first_batch = {}  # shard id -> first batch of the plan that needs it, in plan order
+        for b, (_, indices) in enumerate(plan):
+            for k in np.unique(np.searchsorted(self._starts, indices, side="right") - 1).tolist():
+                first_batch.setdefault(k, b)
+        order = sorted(first_batch, key=first_batch.get)
+        starts = [first_batch[k] for k in order]  # ascending
+        last = [-1]
+
+        def ahead(b: int) -> None:
+            i = bisect.bisect_right(starts, b)  # the first shard that only a later batch needs
+            if i < len(order) and i != last[0]:
+                last[0] = i
+                self.remote.prefetch([self.shards[order[i]]])
+
+        return ahead

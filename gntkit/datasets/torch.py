@@ -186,7 +186,9 @@ class ShardStream(IterableDataset):
                                       world_size=self.world_size, worker=worker, num_workers=workers,
                                       start_batch=self.start_batch, drop_last=self.drop_last, even=self.even)
         ring = getattr(self, "_ring", None) if info is not None else None
-        for _, indices in plan:
+        ahead = self.shards._lookahead(plan)  # remote sets: the next shard downloads while this one is read
+        for b, (_, indices) in enumerate(plan):
+            ahead(b)
             if ring is None:
                 images, labels = self.shards.read_batch(indices, streaming=self.streaming)
                 yield torch.from_numpy(images), torch.from_numpy(labels)
