@@ -47,6 +47,9 @@ def test_warp_with_elastic_field_is_the_same_in_numpy_torch_and_tf():
     b = tf_trainer.apply_affine(tf.constant(x[..., None]), tf.constant(m), tf.constant(off))[..., 0].numpy()
     np.testing.assert_allclose(a, expected, atol=1e-4)
     np.testing.assert_allclose(b, expected, atol=1e-4)
+    # the CPU path of training (grid made with numpy) draws and warps the same
+    c = torch_trainer.random_warp(torch.from_numpy(x)[:, None], np.random.default_rng(3))[:, 0].numpy()
+    np.testing.assert_allclose(c, expected, atol=1e-4)
     assert np.abs(a - x).max() > 0.1  # the warp moved ink
 
 

@@ -106,15 +106,19 @@ def upsample_matrix(size: int, grid: int) -> np.ndarray:
 
 
 def sampling_grid(matrices: np.ndarray, offsets: np.ndarray | None, size: int) -> np.ndarray:
-    """Reference (numpy) sampling grid (B, S, S, 2) in normalised (x, y): affine plus elastic field.
+    """Sampling grid float32 (B, S, S, 2) in normalised (x, y): affine plus elastic field, with numpy.
 
-    The torch and TF trainers compute the same grid on the device; tests compare them to this.
+    The torch trainer uses it on CPUs (a few large numpy products beat a dozen small
+    multi-threaded torch ops on a busy 2-core machine); on GPUs it computes the same
+    grid on the device. The TF trainer computes it in its compiled step.
     """
-    centres = ((2 * np.arange(size) + 1) / size - 1).astype(np.float64)
+    matrices = np.asarray(matrices, np.float32)
+    centres = ((2 * np.arange(size) + 1) / size - 1).astype(np.float32)
     gx, gy = np.meshgrid(centres, centres)  # gx[row, col] = x of column
-    base = np.stack([gx, gy, np.ones_like(gx)], axis=-1)  # (S, S, 3)
-    grid = np.einsum("hwk,bjk->bhwj", base, np.asarray(matrices, np.float64))
+    base = np.stack([gx.ravel(), gy.ravel(), np.ones(size * size, np.float32)], axis=1)  # (S*S, 3)
+    grid = (base @ matrices.transpose(0, 2, 1)).reshape(len(matrices), size, size, 2)
     if offsets is not None:
-        up = upsample_matrix(size, offsets.shape[1]).astype(np.float64)
-        grid = grid + np.einsum("hg,bgki,wk->bhwi", up, np.asarray(offsets, np.float64), up)
-    return grid.astype(np.float32)
+        up = upsample_matrix(size, offsets.shape[1])
+        field = up @ np.asarray(offsets, np.float32).transpose(0, 3, 1, 2) @ up.T  # (B, 2, S, S)
+        grid += field.transpose(0, 2, 3, 1)
+    return grid

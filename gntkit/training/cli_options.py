@@ -39,6 +39,7 @@ def with_train_options(command):
     names = {p.name for p in added}
 
     def wrapper(**kwargs):
+        """The command, called with the TrainConfig options that were given."""
         options = {k: kwargs.pop(k) for k in list(kwargs) if k in names and kwargs[k] is not None}
         return command(**kwargs, **options)
 

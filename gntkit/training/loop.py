@@ -199,10 +199,12 @@ class _Epochs:
         self.stopped_early = early.patience is not None and early.bad_epochs >= early.patience
 
     def log(self, message: str) -> None:
+        """Print and append to train.log (main process only)."""
         if self.backend.is_main:
             self.run.log(message, self.quiet)
 
     def one(self, epoch, train_batches, val_batches, steps_per_epoch) -> None:
+        """Train and validate one epoch (with its progress bar), then `finish` it."""
         backend, config = self.backend, self.config
         if hasattr(train_batches, "set_epoch"):
             train_batches.set_epoch(epoch)

@@ -31,6 +31,7 @@ __all__ = ["RunFolder", "write_json"]
 
 
 def write_json(path: Path, data) -> None:
+    """Write `data` as JSON to `path` atomically (a .partial file renamed into place)."""
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, path)
