@@ -32,12 +32,14 @@ U1 = np.uint64(1)  # unsigned indices skip numba's negative-index wraparound, wh
 U2 = np.uint64(2)
 ROW_BLOCK = 1 << 16  # float32 values of input rows combined per block by the area path
 
-# INLINE_NOTE: place_image and resample_into are inlined into their one caller as numba IR
-# (inline="always"). A separately compiled kernel is optimised by LLVM and turned into
-# machine code once for itself and again inside every caller that links it; these two sit
-# in the middle of the call tree, so inlining them saved about 2.5 of 8 compile CPU-s of
-# preprocessing (benchmarks/bench_coldstart.py). Only they are: inlining the small helpers
-# too made numba's own typing slower than what LLVM saved (25 CPU-s), and combine_pass and
+# INLINE_NOTE: place_image and resample_into, and the helpers called from one place only
+# (ink_box, fit_size, fill, vector_window, store_pass, chunk_sizes, resample_scratch), are
+# inlined into their caller as numba IR (inline="always"). A separately compiled kernel is
+# optimised by LLVM and turned into machine code once for itself and again inside every
+# caller that links it: inlining the first two saved about 2.5 of 8 compile CPU-s of
+# preprocessing, the single-use helpers about 0.4 of 5.4 more (benchmarks/bench_coldstart.py
+# and its probe). Helpers called from several places stay separate: inlining every helper
+# made numba's own typing slower than what LLVM saved (25 CPU-s), and combine_pass and
 # gather_pass must stay separate, as their fastmath flag must not spread to the code around
 # them (it would change rounding).
 
@@ -211,7 +213,7 @@ def column_has_ink(image, x, y0, y1):
     return False
 
 
-@njit
+@njit(inline="always")  # see INLINE_NOTE
 def ink_box(image):
     """Half-open box (y0, y1, x0, x1) around pixels that are not 255; the whole image when there are none."""
     # Scans inwards from the four sides and stops at the first ink, so it reads little
@@ -235,7 +237,7 @@ def ink_box(image):
     return y0, y1, x0, x1
 
 
-@njit
+@njit(inline="always")  # see INLINE_NOTE
 def fit_size(height, width, inner):
     """(h, w) of a height x width image scaled so its longer side is inner, aspect kept, rounded half up, >= 1."""
     longer = np.int64(max(height, width))
@@ -350,7 +352,7 @@ def gather_pass(source, stride, base, rows, taps, start, weight, count, target):
                 out += jump
 
 
-@njit
+@njit(inline="always")  # see INLINE_NOTE
 def store_pass(values, rows, count, canvas, top, left, flip):
     """canvas[top + i, left + j] = values[i*count + j] rounded half up, XOR flip, for i < rows, j < count."""
     # Weights are >= 0 and sum to 1 within float32 rounding, so 0 <= value + 0.5 < 256:
@@ -367,7 +369,7 @@ def store_pass(values, rows, count, canvas, top, left, flip):
             target[b + u] = np.uint8(np.int32(values[v + u] + half)) ^ flip
 
 
-@njit
+@njit(inline="always")  # see INLINE_NOTE
 def vector_window(x0, width, row_length):
     """(first, length): columns first..first+length-1 of a row contain x0..x0+width-1, length a multiple of VECTOR if the row allows."""
     # numba's main vector loops do VECTOR float32 values per iteration and a tail in
@@ -415,7 +417,7 @@ def resample_into(image, y0, y1, x0, x1, canvas, top, left, new_height, new_widt
     store_pass(values, new_height, new_width, canvas, top, left, flip)
 
 
-@njit
+@njit(inline="always")  # see INLINE_NOTE
 def fill(canvas, value):
     """Set every pixel of a C-contiguous canvas to value."""
     flat = canvas.reshape(canvas.size)
@@ -488,7 +490,7 @@ def preprocess_chunk(first, end, pixels, offsets, heights, widths, out, margin, 
         preprocess_chunk_plain(first, end, pixels, offsets, heights, widths, out, margin, crop, invert)
 
 
-@njit
+@njit(inline="always")  # see INLINE_NOTE
 def chunk_sizes(first, end, heights, widths):
     """(largest side, largest pixel count) of samples first..end-1, each at least 1."""
     max_pixels = np.int64(1)
@@ -499,7 +501,7 @@ def chunk_sizes(first, end, heights, widths):
     return max_side, max_pixels
 
 
-@njit
+@njit(inline="always")  # see INLINE_NOTE
 def resample_scratch(inner, max_side):
     """Scratch buffers of resample_into for canvases of inner x inner and images of sides up to max_side."""
     # lines: the bilinear path's rows (at most inner * inner values) and the area path's
