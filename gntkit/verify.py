@@ -37,7 +37,6 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
         GntkitError: the first problem, naming the shard and record.
     """
     from gntkit import remote
-    from gntkit.digest import default_threads, sha256_files
     from gntkit.progress import ProgressBar
     from gntkit.writers import get_format_module
 
@@ -46,22 +45,44 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
             return verify(local, decode, progress)
     out_dir = Path(out_dir)
     manifest = load_manifest(out_dir)
-    charset = Charset.load(out_dir / manifest["charset"]["json"])
-    if len(charset) != manifest["charset"]["num_classes"]:
-        raise GntkitError(f"{out_dir / manifest['charset']['json']}: expected {manifest['charset']['num_classes']} classes as the manifest says, found {len(charset)}.")
-    text_classes = (out_dir / manifest["charset"]["file"]).read_text(encoding="utf-8").split("\n")[:-1]
-    if text_classes != charset.characters:
-        raise GntkitError(f"{out_dir / manifest['charset']['file']}: expected the same classes as charset.json, found a different list.")
+    charset = _load_charset(out_dir, manifest)
     module = get_format_module(manifest["format"])
     raw = manifest["preprocess"].get("raw", False)
     size = None if raw else manifest["preprocess"]["size"]
     if "lines" in (manifest.get("features") or {}):  # text lines: variable width at the line height
         size = None if raw else ("line", manifest["preprocess"].get("line_height"))
     other = len(charset) - 1 if manifest["charset"].get("has_other") else None
-    tag_codes = charset.tag_codes.astype(np.int64)
-    keys: set[str] = set()
+    checks = (charset, charset.tag_codes.astype(np.int64), size, other, set())
     summary = {"splits": {}, "shards": 0, "records": 0}
-    # Presence and sizes first, then every shard's SHA-256 at once (the multi-buffer kernel on all cores).
+    digests = _present_shard_digests(out_dir, manifest)
+    bar = ProgressBar(sum(shard["records"] for info in manifest["splits"].values() for shard in info["shards"]),
+                      unit="records", description="verify", enabled=progress, delay=PROGRESS_DELAY)
+    try:
+        for split, info in manifest["splits"].items():
+            total = _verify_split(out_dir, manifest, split, info, digests, module, checks if decode else None, bar, summary)
+            summary["splits"][split] = total
+            summary["records"] += total
+    finally:
+        bar.close()
+    return summary
+
+
+def _load_charset(out_dir: Path, manifest: dict) -> Charset:
+    """The folder's charset, checked against the manifest and charset.txt."""
+    charset = Charset.load(out_dir / manifest["charset"]["json"])
+    if len(charset) != manifest["charset"]["num_classes"]:
+        raise GntkitError(f"{out_dir / manifest['charset']['json']}: expected {manifest['charset']['num_classes']} classes as the manifest says, found {len(charset)}.")
+    text_classes = (out_dir / manifest["charset"]["file"]).read_text(encoding="utf-8").split("\n")[:-1]
+    if text_classes != charset.characters:
+        raise GntkitError(f"{out_dir / manifest['charset']['file']}: expected the same classes as charset.json, found a different list.")
+    return charset
+
+
+def _present_shard_digests(out_dir: Path, manifest: dict) -> dict:
+    """Presence and sizes of every listed shard first, then every shard's SHA-256 at once
+    (the multi-buffer kernel on all cores): file name -> sha256."""
+    from gntkit.digest import default_threads, sha256_files
+
     listed = [(split, shard) for split, info in manifest["splits"].items() for shard in info["shards"]]
     for split, shard in listed:
         path = out_dir / shard["file"]
@@ -69,37 +90,34 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
             raise GntkitError(f"{path}: expected shard of split '{split}' with {shard['records']} records, found no file.")
         if path.stat().st_size != shard["bytes"]:
             raise GntkitError(f"{path}: expected {shard['bytes']} bytes as the manifest lists, found {path.stat().st_size}.")
-    digests = dict(zip((shard["file"] for _, shard in listed), sha256_files([out_dir / shard["file"] for _, shard in listed], threads=default_threads())))
-    bar = ProgressBar(sum(shard["records"] for _, shard in listed), unit="records", description="verify",
-                      enabled=progress, delay=PROGRESS_DELAY)
-    try:
-        for split, info in manifest["splits"].items():
-            counts = np.zeros(len(charset), np.int64)
-            total = 0
-            for shard in info["shards"]:
-                path = out_dir / shard["file"]
-                digest = digests[shard["file"]]
-                if digest != shard["sha256"]:
-                    raise GntkitError(f"{path}: expected sha256 {shard['sha256']}, found {digest} (the shard changed after conversion).")
-                if shard.get("index"):
-                    offsets = np.load(out_dir / shard["index"], allow_pickle=False)
-                    if len(offsets) != shard["records"] + 1 or offsets[0] != 0 or int(offsets[-1]) > shard["bytes"] or (np.diff(offsets) <= 0).any():
-                        raise GntkitError(f"{out_dir / shard['index']}: expected {shard['records'] + 1} increasing offsets within the shard, found {len(offsets)} that do not fit.")
-                if decode:
-                    _decode_shard(path, shard, manifest, module, counts, (charset, tag_codes, size, other, keys))
-                total += shard["records"]
-                summary["shards"] += 1
-                bar.update(shard["records"], shards=f"{summary['shards']}/{len(listed)}")
-            if total != info["num_records"]:
-                raise GntkitError(f"split '{split}': expected {info['num_records']} records, found {total} in its shards.")
-            if decode and counts.tolist() != info["class_counts"]:
-                bad = int(np.flatnonzero(counts != np.asarray(info["class_counts"]))[0])
-                raise GntkitError(f"split '{split}' class {bad} ({charset.characters[bad]}): expected {info['class_counts'][bad]} samples, found {counts[bad]}.")
-            summary["splits"][split] = total
-            summary["records"] += total
-    finally:
-        bar.close()
-    return summary
+    paths = [out_dir / shard["file"] for _, shard in listed]
+    return dict(zip((shard["file"] for _, shard in listed), sha256_files(paths, threads=default_threads())))
+
+
+def _verify_split(out_dir: Path, manifest: dict, split: str, info: dict, digests: dict, module, checks, bar, summary: dict) -> int:
+    """Check one split's shards (digest, index, and with checks set every record); returns its record count."""
+    charset = checks[0] if checks else None
+    counts = np.zeros(manifest["charset"]["num_classes"], np.int64)
+    total = 0
+    for shard in info["shards"]:
+        path = out_dir / shard["file"]
+        if digests[shard["file"]] != shard["sha256"]:
+            raise GntkitError(f"{path}: expected sha256 {shard['sha256']}, found {digests[shard['file']]} (the shard changed after conversion).")
+        if shard.get("index"):
+            offsets = np.load(out_dir / shard["index"], allow_pickle=False)
+            if len(offsets) != shard["records"] + 1 or offsets[0] != 0 or int(offsets[-1]) > shard["bytes"] or (np.diff(offsets) <= 0).any():
+                raise GntkitError(f"{out_dir / shard['index']}: expected {shard['records'] + 1} increasing offsets within the shard, found {len(offsets)} that do not fit.")
+        if checks is not None:
+            _decode_shard(path, shard, manifest, module, counts, checks)
+        total += shard["records"]
+        summary["shards"] += 1
+        bar.update(shard["records"], shards=f"{summary['shards']}/{len(digests)}")
+    if total != info["num_records"]:
+        raise GntkitError(f"split '{split}': expected {info['num_records']} records, found {total} in its shards.")
+    if checks is not None and counts.tolist() != info["class_counts"]:
+        bad = int(np.flatnonzero(counts != np.asarray(info["class_counts"]))[0])
+        raise GntkitError(f"split '{split}' class {bad} ({charset.characters[bad]}): expected {info['class_counts'][bad]} samples, found {counts[bad]}.")
+    return total
 
 
 def _decode_shard(path, shard, manifest, module, counts, checks) -> None:

@@ -92,6 +92,10 @@ def _tables(lengths, groups, alpha, limit, base, perm, min_len):
 def decode_block(data, nbits, pos, column):
     """Decode one block's header and symbols (after its "DLZ\\x01" marker) into `column`.
 
+    One body on purpose: the bit reader's position and the Huffman/MTF state stay in registers
+    across the header, the tables and the symbol loop; split into calls they would go through
+    memory on every symbol.
+
     Args:
         data: uint8 compressed bytes; nbits: bits present; pos: bit position after the marker;
         column: uint8 array of MAX_BLOCK bytes, receives the BWT's last column.
