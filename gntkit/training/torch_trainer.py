@@ -15,8 +15,6 @@ read by every process at resume, so multi-node runs need a shared run folder.
 from __future__ import annotations
 
 import os
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -529,12 +527,9 @@ class _TorchBoard:
 
     def __init__(self, logdir):
         require("tensorboard", "tensorboard", "Writing TensorBoard logs")
-        if "tensorflow" not in sys.modules:
-            # tensorboard's event writer would import all of TensorFlow into this torch process
-            # (seconds of start-up; its thread pools then compete with torch's: 34 vs 48 images/s
-            # measured for cnn3 on the 2-core machine). This module name is tensorboard's own
-            # switch to its TensorFlow stub, which writes the same event files.
-            sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+        # Note: when TensorFlow is installed, tensorboard's event writer imports it into this process.
+        # Forcing tensorboard's TF stub instead (its `tensorboard.compat.notf` switch) would break any
+        # later TensorFlow use of tensorboard in the same process, so it is not done.
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(logdir))
