@@ -5,9 +5,11 @@ variable itself; the tests run once that way).
 
 Kernels compile on first use, each for the argument types it is called with, and
 cache=True stores the machine code so later processes load it in milliseconds. numba
-keeps that cache in the package's __pycache__ folders, or, where the package folder is
-not writable (a read-only site-packages), in the user's cache folder
-(~/.cache/numba, or NUMBA_CACHE_DIR when set): numba's own fallback, nothing here.
+keeps that cache in NUMBA_CACHE_DIR when set, else in the package's __pycache__ folders, or,
+where the package folder is not writable (a read-only site-packages), in the user's cache
+folder (~/.cache/numba): numba's own fallback. Where none of these can be written (a
+read-only container with an unwritable home), numba would fail the import; `njit` here then
+caches in <tmp>/gntkit-numba-<uid> instead.
 The first compile in a process prints one line on stderr (see `compile_notice`), so a
 first run that takes seconds says why; `gntkit warmup` compiles everything ahead.
 """
@@ -29,11 +31,56 @@ _DEFAULTS = {"cache": True, "nogil": True}
 
 
 def njit(*args, **kwargs):
-    """numba.njit with gntkit's defaults (cache, nogil); usable bare or with options."""
+    """numba.njit with gntkit's defaults (cache, nogil); usable bare or with options.
+
+    Where numba finds no writable cache folder at all (a read-only package and an unwritable
+    home, as in a read-only container), caching moves to a private folder in the temporary
+    directory rather than failing the import (see `_fallback_cache_dir`).
+    """
     options = {**_DEFAULTS, **kwargs}
     if args and callable(args[0]) and len(args) == 1:
-        return numba.njit(**options)(args[0])
-    return numba.njit(*args, **options)
+        return _decorate(args[0], (), options)
+    return lambda func: _decorate(func, args, options)
+
+
+def _decorate(func, args: tuple, options: dict):
+    # numba raises "cannot cache function ...: no locator available" at decoration when
+    # neither the package's __pycache__, nor the user cache folder, nor NUMBA_CACHE_DIR can be
+    # written: without this fallback `import gntkit.kernels` would fail there.
+    try:
+        return numba.njit(*args, **options)(func)
+    except RuntimeError as exc:
+        if not options.get("cache") or "no locator available" not in str(exc):
+            raise
+    if _fallback_cache_dir() is not None:
+        try:
+            return numba.njit(*args, **options)(func)
+        except RuntimeError as exc:
+            if "no locator available" not in str(exc):
+                raise
+    return numba.njit(*args, **{**options, "cache": False})(func)
+
+
+def _fallback_cache_dir() -> str | None:
+    """Point numba's cache at <tmp>/gntkit-numba-<uid> (private to the user); None if that fails too."""
+    import tempfile
+    from numba.core import config
+
+    folder = os.path.join(tempfile.gettempdir(), f"gntkit-numba-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+        # numba loads machine code from this folder: one that another user could have made
+        # or can write to is not used.
+        if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o022 or not os.path.isdir(folder) or os.path.islink(folder)):
+            return None
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return None
+    # numba reads config.CACHE_DIR each time it looks for a cache folder, so this reaches every
+    # kernel decorated from now on, as NUMBA_CACHE_DIR would have.
+    config.CACHE_DIR = folder
+    return folder
 
 
 prange = numba.prange  # kept for callers; gntkit's kernels use parallel_ranges instead

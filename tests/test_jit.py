@@ -97,3 +97,35 @@ def test_notice_once_when_compiling_never_when_cached(tmp_path):
 
 def test_no_notice_without_jit(tmp_path):
     assert NOTICE not in _run(tmp_path, ("NUMBA_DISABLE_JIT", "1"))
+
+
+FALLBACK_SCRIPT = """
+import numpy as np
+from gntkit.kernels import gnt
+print(gnt.header_status(np.zeros(20, np.uint8), 0, 100), gnt.header_status.stats.cache_path)
+"""
+
+
+@pytest.mark.skipif(JIT_DISABLED or not hasattr(os, "getuid"), reason="caching needs the JIT; the fallback folder is per POSIX user")
+def test_kernels_cache_in_tmp_when_nothing_else_is_writable(tmp_path):
+    import shutil
+
+    import gntkit
+
+    # A copy of the package whose __pycache__ folders cannot be made (each name is a file), and a
+    # home under /proc, where no folder can be made: numba alone would fail the import.
+    package = tmp_path / "site" / "gntkit"
+    shutil.copytree(os.path.dirname(gntkit.__file__), package, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in [package, *[p for p in package.rglob("*") if p.is_dir()]]:
+        (folder / "__pycache__").write_text("")
+    (tmp_path / "tmp").mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(tmp_path / "site"), TMPDIR=str(tmp_path / "tmp"), HOME="/proc/gntkit-no-home",
+               XDG_CACHE_HOME="/proc/gntkit-no-cache", PYTHONDONTWRITEBYTECODE="1")
+    runs = [subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+            for _ in range(2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr[-2000:]
+    status, cache_path = runs[0].stdout.split()
+    assert status == "2" and cache_path.startswith(str(tmp_path / "tmp" / f"gntkit-numba-{os.getuid()}"))
+    assert NOTICE in runs[0].stderr and NOTICE not in runs[1].stderr, "the second run loads from the fallback cache"
