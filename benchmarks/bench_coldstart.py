@@ -115,7 +115,8 @@ def run(tree: Path, args: list[str], cache: Path, probe_out: Path | None = None)
 
 
 def commands(source: Path, out: Path, formats: list[str]) -> list[tuple[str, list[str]]]:
-    rows = [(f"convert --to {fmt}", ["convert", str(source), "--to", fmt, "--out", str(out / fmt), "--overwrite", "--quiet"]) for fmt in formats]
+    rows = [(f"convert --to {fmt}", ["convert", str(source), "--to", fmt, "--out", str(out / fmt), "--overwrite", "--quiet"])
+            for fmt in formats]
     rows.append(("inspect", ["inspect", str(source), "--quiet"]))
     return rows
 
@@ -137,7 +138,8 @@ def main() -> None:
         trees = {"baseline": build_baseline(tmp, args.baseline_rev), "current": build_current(tmp)}
         print(f"one writer file: {corpus['records']:,} records, {corpus['bytes'] / 1e6:.1f} MB; "
               f"baseline = kernel files of {args.baseline_rev}; load average {os.getloadavg()[0]:.1f} at start")
-        print(f"{'command':<22} {'tree':<9} {'cold wall s':>11} {'cold CPU s':>10} {'warm wall s':>11} {'warm CPU s':>10}  notice cold/warm")
+        print(f"{'command':<22} {'tree':<9} {'cold wall s':>11} {'cold CPU s':>10} {'warm wall s':>11} {'warm CPU s':>10}  "
+              "notice cold/warm")
         for label, command in commands(source, tmp / "out", args.formats):
             for name, tree in trees.items():
                 cache = Path(tempfile.mkdtemp(prefix=f"numba-{name}-", dir=tmp))
@@ -172,7 +174,8 @@ def per_kernel_table(trees: dict, source: Path, tmp: Path, fmt: str, limit: int)
         print(f"{key.removeprefix('gntkit.'):<52} {cells[0]} {cells[1]}")
     for name in ("baseline", "current"):
         rows = results[name].values()
-        print(f"{name}: {sum(r[0] for r in rows):.1f} compile CPU-s ({sum(r[1] for r in rows):.1f} in LLVM) over {sum(r[2] for r in rows)} signatures of {len(results[name])} kernels")
+        print(f"{name}: {sum(r[0] for r in rows):.1f} compile CPU-s ({sum(r[1] for r in rows):.1f} in LLVM) "
+              f"over {sum(r[2] for r in rows)} signatures of {len(results[name])} kernels")
 
 
 if __name__ == "__main__":

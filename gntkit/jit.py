@@ -64,6 +64,7 @@ def _decorate(func, args: tuple, options: dict):
 def _fallback_cache_dir() -> str | None:
     """Point numba's cache at <tmp>/gntkit-numba-<uid> (private to the user); None if that fails too."""
     import tempfile
+
     from numba.core import config
 
     folder = os.path.join(tempfile.gettempdir(), f"gntkit-numba-{os.getuid() if hasattr(os, 'getuid') else 'user'}")
@@ -72,7 +73,8 @@ def _fallback_cache_dir() -> str | None:
         info = os.lstat(folder)
         # numba loads machine code from this folder: one that another user could have made
         # or can write to is not used.
-        if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o022 or not os.path.isdir(folder) or os.path.islink(folder)):
+        unsafe = os.path.islink(folder) or not os.path.isdir(folder) or info.st_mode & 0o022
+        if unsafe or (hasattr(os, "getuid") and info.st_uid != os.getuid()):
             return None
         tempfile.TemporaryFile(dir=folder).close()
     except OSError:

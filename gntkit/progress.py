@@ -148,7 +148,7 @@ class ProgressBar:
         # The first plain line waits a full interval: short runs print only their final line.
         self._next_draw = self.started + max(delay, 0.0 if self.terminal else PLAIN_INTERVAL)
 
-    def __enter__(self) -> "ProgressBar":
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -226,6 +226,7 @@ def _status_column(unit: str):
             # rich's windowed speed follows changes of rate; before two updates there is none.
             rate = task.speed
             eta = task.time_remaining if task.total is not None and rate else None
-            return Text(format_status(task.completed, task.total, task.elapsed or 0.0, unit, task.fields.get("fields", {}), rate=rate, eta=eta))
+            fields = task.fields.get("fields", {})
+            return Text(format_status(task.completed, task.total, task.elapsed or 0.0, unit, fields, rate=rate, eta=eta))
 
     return StatusColumn()

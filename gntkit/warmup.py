@@ -105,7 +105,9 @@ def warmup(formats=None, *, on_stage=None) -> list[Stage]:
         if fmt not in _FORMAT_NEEDS:
             raise GntkitError(f"warmup: expected formats among {', '.join(WARMUP_FORMATS)}, found {fmt!r}.")
         if fmt not in available_formats():
-            raise GntkitError(f"warmup: format {fmt!r} needs the {_FORMAT_NEEDS[fmt]} package, which is not installed (pip install 'gntkit[{_FORMAT_NEEDS[fmt]}]').")
+            package = _FORMAT_NEEDS[fmt]
+            raise GntkitError(f"warmup: format {fmt!r} needs the {package} package, found it not installed "
+                              f"(pip install 'gntkit[{package}]').")
     stages: list[Stage] = []
     # The stages report compiling themselves; the one-line notice would only repeat it.
     compile_notice(False)

@@ -1,7 +1,6 @@
 """Kernels loaded from numba's cache write the same bytes as freshly compiled ones (and as plain
 Python); `gntkit warmup` fills the cache so that a later process compiles nothing."""
 
-import hashlib
 import os
 import subprocess
 import sys
