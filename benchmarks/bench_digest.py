@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from corpus import make_corpus
-
 from gntkit.digest import sha256_files
 
 

@@ -14,7 +14,7 @@ and `charset.json` (name, order, tag codes and characters).
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -310,7 +310,7 @@ BUILTIN_CHARSETS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def builtin(name: str) -> Charset:
     """A built-in charset by name: "gb2312-1", "gb2312", "mnist" or "fashion-mnist" (see BUILTIN_CHARSETS).
 

@@ -7,8 +7,8 @@ the HWDB-style writer split, verifies every output and draws a preview grid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from gntkit.errors import OutputExistsError
 

@@ -17,7 +17,7 @@ import platform
 import struct
 import sys
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 import numba
 import numpy as np

@@ -12,8 +12,8 @@ import concurrent.futures.process
 import hashlib
 import multiprocessing
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 

@@ -31,7 +31,6 @@ NUMBA_MODULES = {
     "test_digest",
     "test_gnt",
     "test_jit",
-    "test_jit",
     "test_png",
     "test_preprocess",
     "test_preprocess_records",

@@ -12,7 +12,6 @@ from pathlib import Path
 from gntkit.formats.pot import encode_records
 from gntkit.synth import chinese_codes, sample_strokes, writer_strokes  # noqa: F401 - sample_strokes is re-exported for tests
 
-
 # The generator moved into gntkit.synth (`gntkit synth --format pot` uses it); the names stay here.
 writer_samples = writer_strokes
 

@@ -30,8 +30,8 @@ import pytest
 
 import gntkit.datasets as datasets
 from gntkit.convert import convert
-from gntkit.kernels import shards as _kernels
 from gntkit.errors import FormatError, GntkitError
+from gntkit.kernels import shards as _kernels
 from gntkit.preprocess import Preprocess
 from gntkit.synth import write_corpus
 

@@ -6,7 +6,6 @@ the map-style dataset, the GPU-resident loader (on the CPU here) and the device 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")

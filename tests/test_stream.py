@@ -5,8 +5,8 @@ import pytest
 
 from gntkit.charset import builtin, from_data
 from gntkit.errors import CharsetError, FormatError, GntkitError
-from gntkit.preprocess import Preprocess
 from gntkit.formats.gnt import GntFile
+from gntkit.preprocess import Preprocess
 from gntkit.sources import find_members
 from gntkit.stream import StreamReport, iter_batches
 from naive_gnt import read_records

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-
 from numba.core import types
 from numba.extending import intrinsic
 

@@ -270,10 +270,10 @@ class ShardWriter:
     def _open(self) -> None:
         raise NotImplementedError
 
-    def _check_format(self, batch: SampleBatch, pixels: "PixelView") -> None:
+    def _check_format(self, batch: SampleBatch, pixels: PixelView) -> None:
         """Format-specific checks of a batch, before anything is written (raise GntkitError)."""
 
-    def _write_batch(self, batch: SampleBatch, pixels: "PixelView") -> None:
+    def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
         raise NotImplementedError
 
     def _finish(self) -> tuple[int, str | None]:
@@ -400,7 +400,7 @@ class ShardWriter:
     def _end_offset(self) -> int:
         return int(self._offsets[-1][-1])
 
-    def _check_batch(self, batch) -> tuple["PixelView", bool, tuple | None]:
+    def _check_batch(self, batch) -> tuple[PixelView, bool, tuple | None]:
         """Check a batch against the shard's rules without changing any state.
 
         Returns:
