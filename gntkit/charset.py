@@ -96,7 +96,8 @@ class Charset:
         codes = np.asarray(tag_codes, dtype=np.int64)
         characters = list(characters)
         if codes.ndim != 1 or len(codes) != len(characters):
-            raise CharsetError(f"Charset {name!r}: expected one tag code per character, found {codes.size} codes for {len(characters)} characters.")
+            raise CharsetError(f"Charset {name!r}: expected one tag code per character, "
+                               f"found {codes.size} codes for {len(characters)} characters.")
         if len(codes) == 0:
             raise CharsetError(f"Charset {name!r}: expected at least one class, found none.")
         if codes.min() < 0 or codes.max() > 0xFFFF:
@@ -152,7 +153,8 @@ class Charset:
         """This charset plus a last catch-all class (U+FFFD, tag code 0xFFFF)."""
         if self.has_other:
             return self
-        return Charset(self.name + "+other", np.append(self.tag_codes, OTHER_TAG_CODE), self.characters + [OTHER_CHARACTER], self.order + "; then one 'other' class (U+FFFD) for codes outside it")
+        return Charset(self.name + "+other", np.append(self.tag_codes, OTHER_TAG_CODE), self.characters + [OTHER_CHARACTER],
+                       self.order + "; then one 'other' class (U+FFFD) for codes outside it")
 
     def to_json(self) -> dict:
         """JSON-able form that keeps tag codes and order."""

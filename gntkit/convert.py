@@ -190,7 +190,8 @@ class _SplitOutput:
         counts = np.bincount(labels, minlength=num_classes)
         self.class_counts = counts if self.class_counts is None else self.class_counts + counts
         self.num_records += len(batch)
-        per_record = _RECORD_OVERHEAD + np.diff(batch.pixel_offsets) if batch.raw else np.full(len(batch), _RECORD_OVERHEAD + batch.images[0].size)
+        per_record = (_RECORD_OVERHEAD + np.diff(batch.pixel_offsets) if batch.raw
+                      else np.full(len(batch), _RECORD_OVERHEAD + batch.images[0].size))
         start = 0
         while start < len(batch):
             if self.count == 0 and (self.writer is None):
@@ -280,14 +281,16 @@ def resolve_preprocess(members: list[Member], preprocess=None):
     if isinstance(preprocess, Preprocess):
         return preprocess
     if preprocess is not None and not isinstance(preprocess, dict):
-        raise GntkitError(f"preprocess must be a gntkit.preprocess.Preprocess or a dict of its settings, found {type(preprocess).__name__}.")
+        raise GntkitError("preprocess must be a gntkit.preprocess.Preprocess or a dict of its settings, "
+                          f"found {type(preprocess).__name__}.")
     chosen = {k: v for k, v in (preprocess or {}).items() if v is not None}
     defaults = {}
     for name in sorted({m.format for m in members}):
         own = dict(getattr(get_format(name), "PREPROCESS_DEFAULTS", {}))
         clash = {k for k in own.keys() & defaults.keys() if own[k] != defaults[k]} - chosen.keys()
         if clash:
-            raise GntkitError(f"The sources mix formats whose default preprocessing differs in {', '.join(sorted(clash))}: set it explicitly (e.g. --size).")
+            raise GntkitError(f"The sources mix formats whose default preprocessing differs in {', '.join(sorted(clash))}: "
+                              "set it explicitly (e.g. --size).")
         defaults.update(own)
     if chosen.get("raw"):
         return Preprocess(**chosen)
@@ -341,7 +344,8 @@ def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | 
         options["lines"] = True
     plan = split if isinstance(split, SplitPlan) else parse_split(split or _default_split(members), val_fraction, split_seed)
     assignment = plan.assign(members)
-    charset_obj = plan_charset(charset, members, on_error=options["on_error"], on_unknown=options["on_unknown"], max_side=options["max_side"])
+    charset_obj = plan_charset(charset, members, on_error=options["on_error"], on_unknown=options["on_unknown"],
+                               max_side=options["max_side"])
     upload_to = None
     if out_dir is not None and "://" in str(out_dir):
         if options.get("resume"):
@@ -354,7 +358,8 @@ def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | 
     if options.get("lines") and not settings.raw and settings.line_height is None:  # the manifest says which height
         from gntkit.formats.dgrl import DEFAULT_LINE_HEIGHT, DEFAULT_MAX_LINE_WIDTH
 
-        settings = dataclasses.replace(settings, line_height=DEFAULT_LINE_HEIGHT, max_line_width=settings.max_line_width or DEFAULT_MAX_LINE_WIDTH)
+        settings = dataclasses.replace(settings, line_height=DEFAULT_LINE_HEIGHT,
+                                       max_line_width=settings.max_line_width or DEFAULT_MAX_LINE_WIDTH)
     return ConversionPlan(source_list, members, out, upload_to, name or default_name(source_list), fmt, plan, assignment,
                           charset_obj, settings, options)
 
@@ -366,7 +371,8 @@ def _line_sources(members: list[Member]) -> bool:
     kinds = {is_line_member(m) for m in members}
     if len(kinds) > 1:
         first = next(m for m in members if is_line_member(m))
-        raise GntkitError(f"Text lines ({first.name}) and single characters cannot share one dataset (label sequences vs one class per sample): convert them separately.")
+        raise GntkitError(f"Text lines ({first.name}) and single characters cannot share one dataset (label sequences vs one class per "
+                          "sample): convert them separately.")
     return kinds == {True}
 
 
@@ -406,7 +412,8 @@ class OutputFolder:
                 raise OutputExistsError(f"{out_dir}: the output folder exists and is not empty: pass --overwrite to replace it{hint}.")
             if not ((out_dir / MANIFEST).is_file() or self.journal_path.is_file()):
                 raise OutputExistsError(
-                    f"{out_dir}: the folder exists and is not a gntkit output (no {MANIFEST} or journal), so --overwrite will not delete it: choose another folder."
+                    f"{out_dir}: the folder exists and is not a gntkit output (no {MANIFEST} or journal), "
+                    "so --overwrite will not delete it: choose another folder."
                 )
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -415,8 +422,11 @@ class OutputFolder:
     def _resume(self) -> dict:
         journal = read_json(self.journal_path, "a gntkit resume journal")
         shards = journal.get("shards")
-        if not isinstance(shards, dict) or not all(isinstance(v, list) and all(isinstance(e, dict) and {"file", "bytes", "records"} <= e.keys() for e in v) for v in shards.values()):
-            raise GntkitError(f"{self.journal_path}: expected a resume journal listing finished shards (file, bytes, records), found a damaged one: use --overwrite to start again.")
+        if not isinstance(shards, dict) or not all(
+                isinstance(v, list) and all(isinstance(e, dict) and {"file", "bytes", "records"} <= e.keys() for e in v)
+                for v in shards.values()):
+            raise GntkitError(f"{self.journal_path}: expected a resume journal listing finished shards (file, bytes, records), "
+                              "found a damaged one: use --overwrite to start again.")
         if journal.get("settings_key") != self.key:
             raise GntkitError(
                 f"{self.path}: the interrupted run there used other sources or settings, so it cannot be resumed: "
@@ -427,7 +437,8 @@ class OutputFolder:
                 path = self.path / entry["file"]
                 if not path.is_file() or path.stat().st_size != entry["bytes"]:
                     found = "no file" if not path.is_file() else f"{path.stat().st_size} bytes"
-                    raise GntkitError(f"{path}: the journal lists this finished shard ({entry['bytes']} bytes) but found {found}: use --overwrite to start again.")
+                    raise GntkitError(f"{path}: the journal lists this finished shard ({entry['bytes']} bytes) but found {found}: "
+                                      "use --overwrite to start again.")
         for leftover in self.path.glob("*.partial"):
             leftover.unlink()
         return shards
@@ -571,9 +582,11 @@ def build_manifest(plan: ConversionPlan, splits_json: dict, empty: list[str], re
         "sources": [_source_entry(Path(s), plan.members, member_entries, archive_digests) for s in plan.sources],
         "splits": splits_json,
         "skipped": report.to_json(),
-        "stats": {"records_read": report.records, "samples_written": samples, "seconds": round(seconds, 3), "workers": workers, "parallel": parallel,
+        "stats": {"records_read": report.records, "samples_written": samples, "seconds": round(seconds, 3), "workers": workers,
+                  "parallel": parallel,
                   "peak_rss_mb": {"main": round(_peak_rss_kb() / 1024, 1),
-                                  "worker": round(report.worker_peak_rss_kb / 1024, 1) if parallel == "processes" and workers > 1 else None},
+                                  "worker": (round(report.worker_peak_rss_kb / 1024, 1)
+                                             if parallel == "processes" and workers > 1 else None)},
                   "sources_hashed": o["hash_sources"]},
     }
     manifest["summary"] = report.summary() + (f" Split(s) with no samples, left out: {', '.join(empty)}." if empty else "")

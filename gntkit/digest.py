@@ -106,7 +106,8 @@ class _Lane:
             except OSError as exc:
                 raise GntkitError(f"{self.path}: cannot read the file to hash it ({exc.strerror or exc}).") from None
             if got == 0:
-                raise GntkitError(f"{self.path}: the file shrank while it was being hashed (expected {64 * self.full_blocks} bytes or more, found {offset + done}).")
+                raise GntkitError(f"{self.path}: the file shrank while it was being hashed (expected {64 * self.full_blocks} bytes or "
+                                  f"more, found {offset + done}).")
             done += got
 
     def close(self) -> None:
@@ -268,7 +269,8 @@ def sha256_files(paths: Sequence, *, method: str = "auto", threads: int = 1) -> 
     paths = [os.fspath(path) for path in paths]
     for path in paths:
         if not os.path.isfile(path):
-            raise GntkitError(f"{path}: cannot read the file to hash it (expected a file, found {'a folder' if os.path.isdir(path) else 'nothing'}).")
+            raise GntkitError(f"{path}: cannot read the file to hash it (expected a file, "
+                              f"found {'a folder' if os.path.isdir(path) else 'nothing'}).")
     return _hash(paths, _check(method, threads, len(paths)), threads)
 
 

@@ -174,14 +174,16 @@ def format_inspection(report: dict) -> str:
             lines.append(f"{side:<10} min {s['min']}, median {s['median']:g}, max {s['max']}")
     if report.get("text_pages"):
         t = report["text_pages"]
-        lines.append(f"text       {t['pages']:,} pages, {t['lines']:,} lines, {t['characters']:,} characters (records above are characters)")
+        lines.append(f"text       {t['pages']:,} pages, {t['lines']:,} lines, "
+                     f"{t['characters']:,} characters (records above are characters)")
     for key, s in report.items():  # what a format measures beyond bitmap sizes (strokes, points, characters per line)
         if key.endswith(("_per_line", "_per_page")) and s:
             lines.append(f"{key.replace('_', ' '):<10}: min {s['min']}, median {s['median']:g}, max {s['max']}")
         if key.endswith("_per_sample") and s:
             lines.append(f"{key[:-len('_per_sample')]:<10} per sample: min {s['min']}, median {s['median']:g}, max {s['max']}")
     if report["problems"]:
-        lines.append(f"problems   {len(report['problems'])} ({report['skipped_records']} damaged record(s) or member(s), {report['skipped_bytes']:,} bytes):")
+        lines.append(f"problems   {len(report['problems'])} ({report['skipped_records']} damaged record(s) or member(s), "
+                     f"{report['skipped_bytes']:,} bytes):")
         lines.extend(f"  {p['message']}" for p in report["problems"])
     else:
         lines.append("problems   none")

@@ -54,14 +54,17 @@ def check_lines(meta, n: int, where: str) -> dict:
         raise GntkitError(f"{where}: expected text lines (meta {', '.join(LINE_KEYS)}) from a source such as DGRL, found meta {found}.")
     text = list(meta["text"])
     if len(text) != n or any(type(t) is not str for t in text):
-        raise GntkitError(f"{where}: meta['text'] must be {n} str, found {len(text)} entries of {sorted({type(t).__name__ for t in text})}.")
+        raise GntkitError(f"{where}: meta['text'] must be {n} str, found {len(text)} entries of "
+                          f"{sorted({type(t).__name__ for t in text})}.")
     values = np.asarray(meta["label_sequence"])
     offsets = np.asarray(meta["label_sequence_offsets"])
     if values.ndim != 1 or (values.size and values.dtype.kind not in "iu") or offsets.shape != (n + 1,) or offsets.dtype.kind not in "iu":
-        raise GntkitError(f"{where}: meta['label_sequence'] must be 1-D integers with {n + 1} offsets, found {values.dtype} {values.shape} and {offsets.shape}.")
+        raise GntkitError(f"{where}: meta['label_sequence'] must be 1-D integers with {n + 1} offsets, "
+                          f"found {values.dtype} {values.shape} and {offsets.shape}.")
     offsets = offsets.astype(np.int64)
     if n and (offsets[0] < 0 or offsets[-1] > len(values) or (np.diff(offsets) < 0).any()):
-        raise GntkitError(f"{where}: meta['label_sequence_offsets'] must rise within [0, {len(values)}], found {offsets[0]}..{offsets[-1]}.")
+        raise GntkitError(f"{where}: meta['label_sequence_offsets'] must rise within [0, {len(values)}], "
+                          f"found {offsets[0]}..{offsets[-1]}.")
     first = int(offsets[0]) if n else 0
     values = np.ascontiguousarray(values[first:int(offsets[-1]) if n else 0], dtype=np.int64)
     if values.size and values.min() < 0:

@@ -59,7 +59,8 @@ class OutputFormat:
 FORMATS: dict[str, OutputFormat] = {
     f.name: f
     for f in (
-        OutputFormat("tfrecord", "tfrecord", "gntkit.writers.tfrecord:TFRecordWriter", "gntkit.datasets.tfrecord", ("tfrecords",), tfds_names=True),
+        OutputFormat("tfrecord", "tfrecord", "gntkit.writers.tfrecord:TFRecordWriter", "gntkit.datasets.tfrecord", ("tfrecords",),
+                     tfds_names=True),
         OutputFormat("hdf5", "h5", "gntkit.writers.hdf5:HDF5Writer", "gntkit.datasets.hdf5", ("h5",)),
         OutputFormat("webdataset", "tar", "gntkit.writers.webdataset:WebDatasetWriter", "gntkit.datasets.webdataset", ("wds", "tar")),
     )
@@ -190,7 +191,8 @@ def check_manifest(manifest: dict, path: str | Path) -> dict:
             raise FormatError(str(path), None, f"a 'shards' list for split {split!r}", repr(entry)[:80])
         for k, item in enumerate(entry["shards"]):
             if not isinstance(item, dict) or not isinstance(item.get("file"), str) or not isinstance(item.get("records"), int):
-                raise FormatError(str(path), None, f"shard {k} of split {split!r} to have a 'file' name and integer 'records'", repr(item)[:80])
+                raise FormatError(str(path), None, f"shard {k} of split {split!r} to have a 'file' name and integer 'records'",
+                                  repr(item)[:80])
     charset = manifest["charset"]
     if not isinstance(charset, dict) or not isinstance(charset.get("num_classes"), int):
         raise FormatError(str(path), None, "a 'charset' object with an integer 'num_classes'", repr(charset)[:80])
@@ -266,5 +268,6 @@ def shards_of(folder: str | Path, manifest: dict, split: str, check_files: bool 
         start += item["records"]
     declared = entry.get("num_records")
     if declared is not None and declared != start:
-        raise FormatError(str(folder / MANIFEST), None, f"split {split!r} num_records equal to the sum of its shards' records ({start})", str(declared))
+        raise FormatError(str(folder / MANIFEST), None, f"split {split!r} num_records equal to the sum of its shards' records ({start})",
+                          str(declared))
     return shards

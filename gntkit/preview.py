@@ -171,7 +171,8 @@ def _stages_panel(raw_images: list, preprocess) -> Image.Image:
     """Each of the first raw images beside every preprocessing stage applied to it."""
     from gntkit.preprocess import Preprocess, preprocess_image
 
-    settings = preprocess if isinstance(preprocess, Preprocess) else Preprocess(**{k: v for k, v in (preprocess or {}).items() if v is not None})
+    settings = (preprocess if isinstance(preprocess, Preprocess)
+                else Preprocess(**{k: v for k, v in (preprocess or {}).items() if v is not None}))
     steps = _stage_settings(settings)
     stage_images, stage_labels = [], []
     for image in raw_images:

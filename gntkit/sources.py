@@ -210,7 +210,8 @@ def _file_members(path: Path, source: str, named: bool) -> list[Member]:
     by_content = sniff_format(head, size)
     module = by_name or by_content
     if module is None:
-        raise GntkitError(f"{path}: expected {source_kinds()}, found a {path.suffix or 'suffix-less'} file ({describe_content(head, size)}).")
+        raise GntkitError(f"{path}: expected {source_kinds()}, found a {path.suffix or 'suffix-less'} file "
+                          f"({describe_content(head, size)}).")
     if by_name is not None and by_content is not None and by_content is not by_name:
         raise FormatError(str(path), 0, f"a {by_name.NAME.upper()} file, as its name says", f"{describe_content(head, size)}: rename it")
     return [Member(module.writer_id(path.name), str(path), source, None, None, size, module.NAME)]

@@ -95,10 +95,12 @@ class StreamReport:
         """One or two sentences saying what was lost, or that nothing was."""
         parts = []
         if self.skipped_records or self.skipped_bytes:
-            parts.append(f"skipped {self.skipped_records} damaged record(s) or member(s), {self.skipped_bytes} bytes, in {len(self.problems)} place(s)")
+            parts.append(f"skipped {self.skipped_records} damaged record(s) or member(s), {self.skipped_bytes} bytes, "
+                         f"in {len(self.problems)} place(s)")
         if self.dropped:
             unknown = sum(self.unknown_codes.values())
-            parts.append(f"dropped {self.dropped} sample(s) outside the charset ({unknown} with undecodable tag codes, {len(self.outside_codes)} distinct characters outside it)")
+            parts.append(f"dropped {self.dropped} sample(s) outside the charset ({unknown} with undecodable tag codes, "
+                         f"{len(self.outside_codes)} distinct characters outside it)")
         if self.other:
             parts.append(f"mapped {self.other} sample(s) to the 'other' class")
         if not parts:
@@ -131,7 +133,8 @@ def open_member(member: Member, on_error: str = "raise", max_side: int = DEFAULT
         if on_error == "raise":
             raise
         # A damaged archive member (or an empty file) cannot be read at all: skip it whole.
-        return None, [Problem(member.name, exc.offset, exc.expected, exc.found, skipped_bytes=max(member.size, 0), skipped_records=int(member.size != 0))]
+        return None, [Problem(member.name, exc.offset, exc.expected, exc.found, skipped_bytes=max(member.size, 0),
+                              skipped_records=int(member.size != 0))]
     return record_file, list(record_file.index.problems)
 
 
@@ -176,7 +179,8 @@ def plan_charset(spec, members, *, codes: np.ndarray | None = None, on_error: st
             return charset.with_other() if on_unknown == "other" else charset
         defaults = sorted({get_format(name).DEFAULT_CHARSET for name in formats})
         if len(defaults) != 1:
-            raise GntkitError(f"Sources of formats {', '.join(formats)} have different default charsets ({', '.join(defaults)}): choose one with --charset.")
+            raise GntkitError(f"Sources of formats {', '.join(formats)} have different default charsets ({', '.join(defaults)}): "
+                              "choose one with --charset.")
         spec = defaults[0]
     if isinstance(spec, str) and spec == "data":
         charset = resolve("data", codes if codes is not None else survey_codes(members, on_error, max_side))
@@ -252,7 +256,8 @@ def member_batches(member: Member, charset: Charset, preprocess=None, on_error: 
         yield _batch_of(member, record_file, kept[start:start + batch_size], labels, charset, preprocess, serial)
 
 
-def _batch_of(member: Member, record_file, chosen: np.ndarray, labels: np.ndarray, charset: Charset, preprocess, serial: bool) -> SampleBatch:
+def _batch_of(member: Member, record_file, chosen: np.ndarray, labels: np.ndarray, charset: Charset, preprocess,
+              serial: bool) -> SampleBatch:
     """One SampleBatch of the chosen records of a member (raw bitmaps or preprocessed images)."""
     index = record_file.index
     batch_labels = labels[chosen].astype(np.int64)
@@ -268,7 +273,8 @@ def _batch_of(member: Member, record_file, chosen: np.ndarray, labels: np.ndarra
         common["meta"] = extras(chosen)
     if preprocess is None or preprocess.raw:
         pixels, pixel_offsets = record_file.gather(chosen, serial=serial)
-        return SampleBatch(**common, heights=index.heights[chosen].copy(), widths=index.widths[chosen].copy(), pixels=pixels, pixel_offsets=pixel_offsets)
+        return SampleBatch(**common, heights=index.heights[chosen].copy(), widths=index.widths[chosen].copy(), pixels=pixels,
+                           pixel_offsets=pixel_offsets)
     images = record_file.preprocess(chosen, preprocess, serial=serial)
     size = images.shape[1]
     return SampleBatch(**common, heights=np.full(len(chosen), size, np.int32), widths=np.full(len(chosen), size, np.int32), images=images)
@@ -310,7 +316,8 @@ def label_lines(record_file, charset: Charset, on_unknown: str, report: StreamRe
         line = int(line_of[j])
         position = j - int(index.label_offsets[line])
         raise CharsetError(
-            f"{record_file.path} line {int(index.record_numbers[line])} character {position} at byte {int(index.offsets[line]) + 4 + 2 * position}: "
+            f"{record_file.path} line {int(index.record_numbers[line])} character {position} at byte "
+            f"{int(index.offsets[line]) + 4 + 2 * position}: "
             f"expected a character in charset {charset.name!r}, found {describe_tag(int(codes[j]))}."
         )
     for code, count in zip(*np.unique(codes[missing], return_counts=True)):

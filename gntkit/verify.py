@@ -71,7 +71,8 @@ def _load_charset(out_dir: Path, manifest: dict) -> Charset:
     """The folder's charset, checked against the manifest and charset.txt."""
     charset = Charset.load(out_dir / manifest["charset"]["json"])
     if len(charset) != manifest["charset"]["num_classes"]:
-        raise GntkitError(f"{out_dir / manifest['charset']['json']}: expected {manifest['charset']['num_classes']} classes as the manifest says, found {len(charset)}.")
+        raise GntkitError(f"{out_dir / manifest['charset']['json']}: expected {manifest['charset']['num_classes']} classes as the manifest "
+                          f"says, found {len(charset)}.")
     text_classes = (out_dir / manifest["charset"]["file"]).read_text(encoding="utf-8").split("\n")[:-1]
     if text_classes != charset.characters:
         raise GntkitError(f"{out_dir / manifest['charset']['file']}: expected the same classes as charset.json, found a different list.")
@@ -102,11 +103,14 @@ def _verify_split(out_dir: Path, manifest: dict, split: str, info: dict, digests
     for shard in info["shards"]:
         path = out_dir / shard["file"]
         if digests[shard["file"]] != shard["sha256"]:
-            raise GntkitError(f"{path}: expected sha256 {shard['sha256']}, found {digests[shard['file']]} (the shard changed after conversion).")
+            raise GntkitError(f"{path}: expected sha256 {shard['sha256']}, found {digests[shard['file']]} (the shard changed after "
+                              "conversion).")
         if shard.get("index"):
             offsets = np.load(out_dir / shard["index"], allow_pickle=False)
-            if len(offsets) != shard["records"] + 1 or offsets[0] != 0 or int(offsets[-1]) > shard["bytes"] or (np.diff(offsets) <= 0).any():
-                raise GntkitError(f"{out_dir / shard['index']}: expected {shard['records'] + 1} increasing offsets within the shard, found {len(offsets)} that do not fit.")
+            if (len(offsets) != shard["records"] + 1 or offsets[0] != 0 or int(offsets[-1]) > shard["bytes"]
+                    or (np.diff(offsets) <= 0).any()):
+                raise GntkitError(f"{out_dir / shard['index']}: expected {shard['records'] + 1} increasing offsets within the shard, "
+                                  f"found {len(offsets)} that do not fit.")
         if checks is not None:
             _decode_shard(path, shard, manifest, module, counts, checks)
         total += shard["records"]
@@ -116,7 +120,8 @@ def _verify_split(out_dir: Path, manifest: dict, split: str, info: dict, digests
         raise GntkitError(f"split '{split}': expected {info['num_records']} records, found {total} in its shards.")
     if checks is not None and counts.tolist() != info["class_counts"]:
         bad = int(np.flatnonzero(counts != np.asarray(info["class_counts"]))[0])
-        raise GntkitError(f"split '{split}' class {bad} ({charset.characters[bad]}): expected {info['class_counts'][bad]} samples, found {counts[bad]}.")
+        raise GntkitError(f"split '{split}' class {bad} ({charset.characters[bad]}): expected {info['class_counts'][bad]} samples, "
+                          f"found {counts[bad]}.")
     return total
 
 
@@ -137,7 +142,8 @@ def _decode_shard(path, shard, manifest, module, counts, checks) -> None:
     except GntkitError:
         raise
     except Exception as exc:  # the stock reader's own error on damaged bytes
-        raise GntkitError(f"{path}: the stock {manifest['format']} reader failed after record {count}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise GntkitError(f"{path}: the stock {manifest['format']} reader failed after record {count}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     if count != shard["records"]:
         raise GntkitError(f"{path}: expected {shard['records']} records as the manifest lists, found {count}.")
 
@@ -161,11 +167,12 @@ def _check_line(path, i, sample, counts, charset, tag_codes, size, other, keys) 
         raise GntkitError(f"{where}: expected a text line with text and label_sequence as the manifest's features say, found neither.")
     sequence = np.asarray(sample["label_sequence"], np.int64)
     if int(sample["label"]) != -1 or sequence.size == 0 or sequence.min() < 0 or sequence.max() >= len(charset):
-        raise GntkitError(f"{where}: expected label -1 and 1 or more class ids in 0..{len(charset) - 1}, found label {int(sample['label'])} "
-                          f"and ids {sequence.tolist()[:8]}.")
+        raise GntkitError(f"{where}: expected label -1 and 1 or more class ids in 0..{len(charset) - 1}, "
+                          f"found label {int(sample['label'])} and ids {sequence.tolist()[:8]}.")
     text = "".join(charset.characters[c] for c in sequence.tolist())
     if sample["text"] != text or sample["character"] != text:
-        raise GntkitError(f"{where}: expected the text {text!r} that its label sequence spells, found {sample['text']!r} (character field {sample['character']!r}).")
+        raise GntkitError(f"{where}: expected the text {text!r} that its label sequence spells, "
+                          f"found {sample['text']!r} (character field {sample['character']!r}).")
     image = sample["image"]
     wrong_height = size is not None and size[1] is not None and image.shape[0] != size[1]
     if image.dtype != np.uint8 or image.ndim != 2 or 0 in image.shape or wrong_height:

@@ -111,7 +111,8 @@ def open_lines(folder, split: str | None = None) -> LineSet:
     folder = Path(folder)
     manifest = load_manifest(folder)
     if "lines" not in (manifest.get("features") or {}):
-        raise GntkitError(f"{folder}: expected a conversion of text lines (DGRL sources), found one of single characters (its features list no lines).")
+        raise GntkitError(f"{folder}: expected a conversion of text lines (DGRL sources), "
+                          "found one of single characters (its features list no lines).")
     split = choose_split(manifest, split, folder)
     module = get_format_module(manifest["format"])
     num_classes = int(manifest["charset"]["num_classes"])
@@ -120,7 +121,8 @@ def open_lines(folder, split: str | None = None) -> LineSet:
         for sample in module.read_shard(shard.path, compression=manifest.get("compression")):
             sequence = np.asarray(sample.get("label_sequence", ()), np.int64)
             if sequence.size == 0 or sequence.min() < 0 or sequence.max() >= num_classes:
-                raise GntkitError(f"{shard.path} line {sample['key']!r}: expected 1 or more class ids in 0..{num_classes - 1}, found {sequence.tolist()[:8]}.")
+                raise GntkitError(f"{shard.path} line {sample['key']!r}: expected 1 or more class ids in 0..{num_classes - 1}, "
+                                  f"found {sequence.tolist()[:8]}.")
             images.append(sample["image"])
             sequences.append(sequence)
             texts.append(sample["text"])
@@ -129,7 +131,8 @@ def open_lines(folder, split: str | None = None) -> LineSet:
     np.cumsum([len(s) for s in sequences], out=offsets[1:])
     heights = {image.shape[0] for image in images}
     if len(heights) > 1:
-        raise GntkitError(f"{folder}: expected lines of one height to batch (a conversion with --line-height), found heights {sorted(heights)[:5]} (a --raw conversion?).")
+        raise GntkitError(f"{folder}: expected lines of one height to batch (a conversion with --line-height), "
+                          f"found heights {sorted(heights)[:5]} (a --raw conversion?).")
     pad_value = 0 if manifest["preprocess"].get("invert", False) else 255
     values = np.concatenate(sequences) if sequences else np.zeros(0, np.int64)
     return LineSet(images, values, offsets, texts, keys, num_classes, pad_value)

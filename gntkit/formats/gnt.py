@@ -284,7 +284,8 @@ class GntFile:
             pixels = np.empty(total, np.uint8)
         else:
             if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 1 or not out.flags.c_contiguous or len(out) < total:
-                raise GntkitError(f"{self.path}: gather(out=...) needs a contiguous 1-D uint8 array of at least {total} bytes, found {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
+                raise GntkitError(f"{self.path}: gather(out=...) needs a contiguous 1-D uint8 array of at least {total} bytes, "
+                                  f"found {getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}.")
             pixels = out[:total]
         gather = kernels.gather_bitmaps_serial if serial else kernels.gather_bitmaps
         gather(self.buf, record_offsets, counts, pixels, pixel_offsets)

@@ -410,7 +410,8 @@ def encode_pngs_ragged(pixels, pixel_offsets, heights, widths) -> tuple[np.ndarr
     offsets = _integers(pixel_offsets, "pixel_offsets")
     n = heights.shape[0]
     if widths.shape[0] != n or offsets.shape[0] != n + 1:
-        raise GntkitError(f"PNG heights, widths and pixel_offsets must have N, N and N+1 entries, found {n}, {widths.shape[0]} and {offsets.shape[0]}.")
+        raise GntkitError(f"PNG heights, widths and pixel_offsets must have N, N and N+1 entries, found {n}, "
+                          f"{widths.shape[0]} and {offsets.shape[0]}.")
     if n and (min(heights.min(), widths.min()) < 1 or max(heights.max(), widths.max()) > PNG_MAX_INT):
         bad = int(np.flatnonzero((heights < 1) | (widths < 1) | (heights > PNG_MAX_INT) | (widths > PNG_MAX_INT))[0])
         raise GntkitError(f"PNG image {bad} is {heights[bad]}x{widths[bad]}; both sides must lie in [1, {PNG_MAX_INT}].")

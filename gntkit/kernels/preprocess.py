@@ -283,7 +283,10 @@ def resize_taps(n_in, n_out, offset, start, weight):
 
 @njit(fastmath=CONTRACT)
 def combine_pass(source, stride, first, length, taps, start, weight, outputs, begin, end, target, sums):
-    """target[(i-begin)*length + x] = sum over t < taps of weight[t*outputs + i] * source[(start[i] + t)*stride + first + x] for begin <= i < end, x < length (flat)."""
+    """target[(i-begin)*length + x] = sum over t < taps of weight[t*outputs + i] * source[(start[i] + t)*stride + first + x]
+
+    for begin <= i < end, x < length (flat).
+    """
     step = np.uint64(stride)
     for i in range(begin, end):
         b0 = start[i] * step + np.uint64(first)
@@ -322,7 +325,10 @@ def combine_pass(source, stride, first, length, taps, start, weight, outputs, be
 
 @njit(fastmath=CONTRACT)
 def gather_pass(source, stride, base, rows, taps, start, weight, count, target):
-    """target[y*count + j] = sum over t < taps of weight[t*count + j] * source[base + y*stride + start[j] + t] for y < rows, j < count (flat)."""
+    """target[y*count + j] = sum over t < taps of weight[t*count + j] * source[base + y*stride + start[j] + t]
+
+    for y < rows, j < count (flat).
+    """
     # Column by column: the taps of output j are loaded once for all rows, and a gather
     # is then 3 loads where it was 7 (scalar loads are what limits this loop).
     step = np.uint64(stride)
@@ -460,7 +466,10 @@ def edit_image(source, target, contrast, binarize, threshold, denoise, hist, his
 
 @njit(inline="always")  # see INLINE_NOTE
 def place_image(image, canvas, margin, crop, invert, lines, values, sums, starts, weights):
-    """Crop image to its ink (whole image if none), paste it scaled to fit S - 2*margin, aspect kept, centred on a 255 canvas (S, S); invert if asked."""
+    """Crop image to its ink (whole image if none), paste it scaled to fit S - 2*margin, aspect kept, centred on a 255 canvas (S, S).
+
+    Inverts if asked.
+    """
     if crop:
         y0, y1, x0, x1 = ink_box(image)
     else:

@@ -242,5 +242,6 @@ def compress(state, stage, counts, kernel=None) -> None:
         raise GntkitError(f"SHA-256 lanes: expected state (8, {LANES}), stage ({LANES}, 16*B) and counts ({LANES},), "
                           f"found {state.shape}, {stage.shape} and {counts.shape}.")
     if counts.min() < 0 or counts.max() > stage.shape[1] // 16:
-        raise GntkitError(f"SHA-256 lanes: counts must lie in [0, {stage.shape[1] // 16}] (blocks staged), found [{counts.min()}, {counts.max()}].")
+        raise GntkitError(f"SHA-256 lanes: counts must lie in [0, {stage.shape[1] // 16}] (blocks staged), "
+                          f"found [{counts.min()}, {counts.max()}].")
     kernel(state, stage, counts)

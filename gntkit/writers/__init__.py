@@ -432,10 +432,12 @@ class ShardWriter:
             images = np.ascontiguousarray(batch.images)
             size = images.shape[1:]
             if self.image_size is not None and size != self.image_size:
-                raise GntkitError(f"{where}: expected images of {self.image_size[0]}x{self.image_size[1]} like the earlier batches, found {size[0]}x{size[1]}.")
+                raise GntkitError(f"{where}: expected images of {self.image_size[0]}x{self.image_size[1]} like the earlier batches, "
+                                  f"found {size[0]}x{size[1]}.")
             if n and (np.any(heights != size[0]) or np.any(widths != size[1])):
                 bad = int(np.flatnonzero((heights != size[0]) | (widths != size[1]))[0])
-                raise GntkitError(f"{where}: record {bad} has height x width {heights[bad]}x{widths[bad]}, expected {size[0]}x{size[1]} (the image array's size).")
+                raise GntkitError(f"{where}: record {bad} has height x width {heights[bad]}x{widths[bad]}, "
+                                  f"expected {size[0]}x{size[1]} (the image array's size).")
             per_image = size[0] * size[1]
             return PixelView(images.reshape(-1), np.arange(n + 1, dtype=np.int64) * per_image, heights, widths), False, size
         pixels = np.asarray(batch.pixels)
@@ -449,7 +451,8 @@ class ShardWriter:
         expected = heights.astype(np.int64) * widths.astype(np.int64)
         if n and (offsets[0] < 0 or offsets[-1] > pixels.shape[0] or np.any(lengths != expected)):
             if offsets[0] < 0 or offsets[-1] > pixels.shape[0]:
-                raise GntkitError(f"{where}: SampleBatch.pixel_offsets must lie within [0, {pixels.shape[0]}], found [{offsets[0]}, {offsets[-1]}].")
+                raise GntkitError(f"{where}: SampleBatch.pixel_offsets must lie within [0, {pixels.shape[0]}], "
+                                  f"found [{offsets[0]}, {offsets[-1]}].")
             bad = int(np.flatnonzero(lengths != expected)[0])
             raise GntkitError(f"{where}: record {bad} has {lengths[bad]} pixel bytes, expected height*width = {expected[bad]}.")
         return PixelView(pixels, offsets, heights, widths), True, None

@@ -75,7 +75,8 @@ class HDF5Writer(ShardWriter):
     def _open(self) -> None:
         missing = [name for name in ("charset", "preprocess") if name not in self.attrs]
         if missing:
-            raise GntkitError(f"HDF5 shard attrs need {' and '.join(missing)} (Charset.to_json() / Preprocess.to_json()), found keys {sorted(self.attrs)}.")
+            raise GntkitError(f"HDF5 shard attrs need {' and '.join(missing)} (Charset.to_json() / Preprocess.to_json()), "
+                              f"found keys {sorted(self.attrs)}.")
         h5py = _h5py()
         self._file = h5py.File(self.partial_path, "w")
         from gntkit import __version__

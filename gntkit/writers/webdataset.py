@@ -202,7 +202,8 @@ class WebDatasetWriter(ShardWriter):
         heights, widths = np.asarray(pixels.heights), np.asarray(pixels.widths)
         if len(keys) and (np.any(heights == 0) or np.any(widths == 0)):
             bad = int(np.flatnonzero((heights == 0) | (widths == 0))[0])
-            raise GntkitError(f"Record {self.records + bad} of {self.path} has an empty image ({heights[bad]}x{widths[bad]}); PNG needs both sides >= 1.")
+            raise GntkitError(f"Record {self.records + bad} of {self.path} has an empty image ({heights[bad]}x{widths[bad]}); "
+                              "PNG needs both sides >= 1.")
 
     def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
         n = len(batch)
@@ -215,7 +216,8 @@ class WebDatasetWriter(ShardWriter):
         np.cumsum([len("%d" % v) for v in labels], out=class_offsets[1:])
         metas, meta_offsets = utf8_column(
             [_JSON_TEMPLATE % (_json_string(c), h, _json_string(k), v, t, w, _json_string(wid)) for c, h, k, v, t, w, wid in
-             zip(batch.characters, heights.tolist(), batch.keys, labels, np.asarray(batch.tag_codes).tolist(), widths.tolist(), batch.writer_ids)],
+             zip(batch.characters, heights.tolist(), batch.keys, labels, np.asarray(batch.tag_codes).tolist(), widths.tolist(),
+                 batch.writer_ids)],
             "characters",
         )
         data = np.concatenate([png_data, np.frombuffer(classes + metas, dtype=np.uint8)])
