@@ -200,7 +200,7 @@ def main():
         print("memory vs corpus size (tfrecord): peak RSS must not grow with the corpus")
         print(f"| {'files':>5} | {'records':>8} | {'seconds':>7} | {'peak RSS MB':>11} |")
         print(f"|{'-' * 7}|{'-' * 10}|{'-' * 9}|{'-' * 13}|")
-        for count, seconds, cpu, stats in scaling:
+        for count, seconds, _cpu, stats in scaling:
             print(f"| {count:>5} | {stats['samples_written']:>8,} | {seconds:>7.2f} | {rss_text(stats):>11} |")
 
 

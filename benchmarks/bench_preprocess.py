@@ -98,7 +98,7 @@ def main() -> None:
     rows = []
     baseline = None
     for name, resample in [("PIL per sample, BOX (baseline)", Image.BOX), ("PIL per sample, LANCZOS", Image.LANCZOS)]:
-        seconds, result = best_time(lambda: pil_pipeline(*batch, args.size, settings.margin, resample), args.repeat)
+        seconds, result = best_time(lambda resample=resample: pil_pipeline(*batch, args.size, settings.margin, resample), args.repeat)
         rows.append((name, seconds, result))
         baseline = baseline or seconds
     threads = numba.get_num_threads()

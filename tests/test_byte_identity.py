@@ -59,7 +59,8 @@ def write_corpus(folder):
             h, w = int(rng.integers(8, 40)), int(rng.integers(8, 40))
             img = np.full((h, w), 255, np.uint8)
             img[rng.random((h, w)) < 0.3] = rng.integers(0, 200, size=int((rng.random((h, w)) < 0.3).sum()) or 1)[:1]
-            bitmaps.append(img); tags.append(code)
+            bitmaps.append(img)
+            tags.append(code)
         (folder / f"{writer}-f.gnt").write_bytes(encode_records(tags, bitmaps))
     return folder
 

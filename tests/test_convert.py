@@ -62,7 +62,8 @@ def test_raw_round_trip_is_pixel_and_label_exact(tmp_path, corpus_f, to):
     assert manifest["splits"]["all"]["num_records"] == len(reference) == 56
     assert [s["records"] for s in manifest["splits"]["all"]["shards"]] == [9] * 6 + [2]
     # Names stock tools recognise: .tar / .h5 last, TFRecord in the TFDS style.
-    assert manifest["splits"]["all"]["shards"][0]["file"] == {"tfrecord": "gnt-all.tfrecord-00000-of-00007", "hdf5": "gnt-all-00000-of-00007.h5",
+    assert manifest["splits"]["all"]["shards"][0]["file"] == {"tfrecord": "gnt-all.tfrecord-00000-of-00007",
+                                                              "hdf5": "gnt-all-00000-of-00007.h5",
                                                               "webdataset": "gnt-all-00000-of-00007.tar"}[to]
     assert verify(out)["records"] == 56
 
@@ -99,7 +100,7 @@ def test_tfrecord_parses_with_manifest_feature_spec(tmp_path, corpus_c):
     assert images.shape == (72, 64, 64) and images.max() > 100 and images[:, 0, 0].max() == 0
     labels = parsed["label"].numpy()
     lines = (out / "charset.txt").read_text(encoding="utf-8").split("\n")
-    assert [lines[l] for l in labels] == [c.decode() for c in parsed["character"].numpy()]
+    assert [lines[label] for label in labels] == [c.decode() for c in parsed["character"].numpy()]
 
 
 def test_manifest_contents(tmp_path, corpus_zip):
@@ -130,7 +131,10 @@ def test_val_fraction_and_other_class(tmp_path, corpus_f):
 @pytest.mark.parametrize("to", FORMATS)
 def test_output_identical_whatever_the_worker_count(tmp_path, corpus_c, to):
     one = convert(corpus_c, tmp_path / "one", to=to, shard_records=20, workers=1)
-    digests = lambda m: [(s["file"], s["sha256"]) for s in m["splits"]["all"]["shards"]]
+
+    def digests(m):
+        return [(s["file"], s["sha256"]) for s in m["splits"]["all"]["shards"]]
+
     assert len(digests(one)) == 4
     for workers, parallel in [(2, "threads"), (3, "threads"), (2, "processes")]:
         other = convert(corpus_c, tmp_path / f"{parallel}{workers}", to=to, shard_records=20, workers=workers, parallel=parallel)
@@ -251,7 +255,8 @@ def test_cli_convert_end_to_end(tmp_path, corpus_f, monkeypatch):
     assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
     again = runner.invoke(app, ["convert", str(corpus_f), "--to", "webdataset", "--quiet"])
     assert again.exit_code == 2 and "--overwrite" in again.output
-    ok = runner.invoke(app, ["convert", str(corpus_f), "--out", str(tmp_path / "h"), "--to", "hdf5", "--charset", "data", "--raw", "--quiet"])
+    ok = runner.invoke(app, ["convert", str(corpus_f), "--out", str(tmp_path / "h"), "--to", "hdf5", "--charset", "data", "--raw",
+                             "--quiet"])
     assert ok.exit_code == 0, ok.output
     bad = runner.invoke(app, ["convert", str(corpus_f), "--out", str(tmp_path / "x"), "--size", "3"])
     assert bad.exit_code == 2 and "size" in bad.output and "Traceback" not in bad.output
@@ -273,7 +278,8 @@ def test_script_without_main_guard(tmp_path, corpus_c):
 
     def run(parallel, out):
         script = tmp_path / f"convert_{parallel}.py"
-        script.write_text(f"from gntkit.convert import convert\nconvert({str(corpus_c)!r}, {str(tmp_path / out)!r}, workers=2, parallel={parallel!r})\n")
+        script.write_text("from gntkit.convert import convert\n"
+                          f"convert({str(corpus_c)!r}, {str(tmp_path / out)!r}, workers=2, parallel={parallel!r})\n")
         return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
 
     threads = run("threads", "t")

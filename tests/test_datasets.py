@@ -385,7 +385,8 @@ def test_not_a_gntkit_folder(tmp_path):
     (tmp_path / "dataset_info.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(FormatError, match="expected a gntkit manifest in JSON"):
         datasets.open(tmp_path)
-    (tmp_path / "dataset_info.json").write_text(json.dumps({"format": "parquet", "splits": {}, "complete": True, "charset": {}}), encoding="utf-8")
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"format": "parquet", "splits": {}, "complete": True, "charset": {}}),
+                                                encoding="utf-8")
     with pytest.raises(FormatError, match="format one of tfrecord, hdf5, webdataset, found 'parquet'"):
         datasets.open(tmp_path)
     with pytest.raises(GntkitError, match="folder path"):
@@ -636,7 +637,10 @@ def test_webdataset_reader_handles_unusual_members(tmp_path, sets, truth):
             if i % 3 == 0:  # split the image data over two IDAT chunks
                 png = _png(SIZE, _filter_rows(t.images[i], [1] * SIZE))
                 body = zlib.compress(_filter_rows(t.images[i], [1] * SIZE))
-                chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+                def chunk(kind, data):
+                    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
                 png = png[:33] + chunk(b"IDAT", body[:10]) + chunk(b"IDAT", body[10:]) + chunk(b"IEND", b"")
             members = [("png", png), ("cls", f" {t.labels[i]}\n".encode()), ("json", b"{}")]
             for ext, data in members:

@@ -113,7 +113,8 @@ def test_several_epochs_and_drop_last(sets, truth):
 @pytest.mark.parametrize("reader", ["native", "numpy"])
 def test_start_batch_resumes_mid_epoch(sets, truth, reader):
     full = run(make_dataset(sets["tfrecord"], batch_size=BATCH, shuffle="shard", seed=4, num_epochs=2, reader=reader), truth)
-    resumed = run(make_dataset(sets["tfrecord"], batch_size=BATCH, shuffle="shard", seed=4, num_epochs=2, start_batch=5, reader=reader), truth)
+    resumed = run(make_dataset(sets["tfrecord"], batch_size=BATCH, shuffle="shard", seed=4, num_epochs=2, start_batch=5, reader=reader),
+                  truth)
     assert resumed == full[5:]
 
 

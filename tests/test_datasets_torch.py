@@ -63,7 +63,7 @@ def test_every_sample_once_per_epoch_across_ranks_and_workers(sets, truth, fmt, 
             batches = run_epoch(loader, truth)
             # exactly the documented batches: independent of the worker count
             assert batches == plan(shards, rank, world, seed=5)
-            assert len(batches) == len(loader) == -(-(-(-TRAIN // world)) // BATCH)
+            assert len(batches) == len(loader) == -(-(-(-TRAIN // world)) // BATCH)  # noqa: B002 - two ceiling divisions, not a `--`
             assert sorted(sum(batches, [])) == sorted(expected_share(TRAIN, 5, 0, True, rank, world))
             assert loader.epoch == 1 and loader.batch == 0  # a completed pass advances the epoch
             seen += sum(batches, [])
@@ -152,7 +152,7 @@ def test_gpu_resident_loader_matches_make_loader(sets, truth):
     resident = GpuResidentLoader(sets["tfrecord"], batch_size=BATCH, seed=6, device="cpu", rank=2, world_size=3)
     assert resident.images.shape == (TRAIN, SIZE, SIZE) and resident.images.dtype == torch.uint8
     streamed = make_loader(sets["tfrecord"], batch_size=BATCH, seed=6, rank=2, world_size=3)
-    for epoch in range(2):
+    for _epoch in range(2):
         assert run_epoch(resident, truth) == run_epoch(streamed, truth)
     assert resident.epoch == 2
     resident.set_epoch(0)

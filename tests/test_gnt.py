@@ -12,7 +12,8 @@ from naive_gnt import read_records
 
 def random_records(rng, count, max_side=40):
     tag_codes = rng.integers(0, 0x10000, size=count).tolist()
-    bitmaps = [rng.integers(0, 256, size=(int(rng.integers(1, max_side)), int(rng.integers(1, max_side))), dtype=np.uint8) for _ in range(count)]
+    bitmaps = [rng.integers(0, 256, size=(int(rng.integers(1, max_side)), int(rng.integers(1, max_side))), dtype=np.uint8)
+               for _ in range(count)]
     return tag_codes, bitmaps
 
 

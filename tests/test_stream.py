@@ -30,7 +30,7 @@ def test_raw_stream_matches_reference_reader(corpus_c):
         records, _, reason = read_records(path.read_bytes())
         assert reason is None
         writer = path.name.split("-")[0]
-        for number, (_, code, w, h, bitmap) in enumerate(records):
+        for number, (_, _code, w, h, bitmap) in enumerate(records):
             expected_keys.append(f"{writer}/{number}")
             expected_images.append(np.frombuffer(bitmap, np.uint8).reshape(h, w))
     assert keys == expected_keys
@@ -51,7 +51,8 @@ def test_symbols_dropped_and_counted_with_level1_charset(corpus_f):
 
 
 def test_on_unknown_error_names_file_record_and_code(corpus_f):
-    with pytest.raises(CharsetError, match=r"1001-f\.gnt record \d+ at byte \d+: expected a character in charset 'gb2312-1', found '.' \(0x..00\)"):
+    with pytest.raises(CharsetError, match=r"1001-f\.gnt record \d+ at byte \d+: "
+                                           r"expected a character in charset 'gb2312-1', found '.' \(0x..00\)"):
         list(iter_batches(corpus_f, builtin("gb2312-1"), on_unknown="error"))
 
 

@@ -191,7 +191,8 @@ def reference_example(sample) -> bytes:
     feature = example.features.feature
     image = sample["image"]
     feature["image"].bytes_list.value.append(image.tobytes())
-    for name, value in (("height", image.shape[0]), ("width", image.shape[1]), ("label", sample["label"]), ("tag_code", sample["tag_code"])):
+    for name, value in (("height", image.shape[0]), ("width", image.shape[1]), ("label", sample["label"]),
+                        ("tag_code", sample["tag_code"])):
         feature[name].int64_list.value.append(int(value))
     for name in ("character", "writer_id", "key"):
         feature[name].bytes_list.value.append(sample[name].encode("utf-8"))
