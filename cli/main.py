@@ -11,9 +11,10 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -73,14 +74,16 @@ def run(call: Callable):
              "Please report it with the command; GNTKIT_DEBUG=1 shows the traceback.", EXIT_BUG)
 
 
-Sources = Annotated[list[Path], typer.Argument(help="Sources: .gnt and other CASIA / MNIST files, folders of them, or archives (read in place).", show_default=False)]
+Sources = Annotated[list[Path], typer.Argument(help="Sources: .gnt and other CASIA / MNIST files, folders of them, "
+                                                    "or archives (read in place).", show_default=False)]
 
 
 @app.command()
 def inspect(
     sources: Sources,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    on_error: Annotated[OnError, typer.Option(help="raise: exit 2 when any problem is found; skip: report problems, exit 3.")] = OnError.raise_,
+    on_error: Annotated[OnError, typer.Option(
+        help="raise: exit 2 when any problem is found; skip: report problems, exit 3.")] = OnError.raise_,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
     """Report files, writers, records, classes, Chinese vs symbol counts, bitmap sizes and every problem found."""
@@ -145,11 +148,12 @@ def synth(
     style: Annotated[str, typer.Option(help="c: Chinese only (NNNN-c.gnt); f: with ASCII symbols (NNNN-f.gnt).")] = "c",
     symbols: Annotated[int, typer.Option(help="Symbol classes in f-style files.")] = 10,
     seed: Annotated[int, typer.Option(help="Everything is deterministic in the seed.")] = 0,
-    zip_name: Annotated[Optional[str], typer.Option("--zip", help="Pack the files into this zip inside OUT.")] = None,
+    zip_name: Annotated[str | None, typer.Option("--zip", help="Pack the files into this zip inside OUT.")] = None,
     format: Annotated[str, typer.Option("--format", help="gnt (offline bitmaps, 1001-c.gnt) or pot (online strokes, 1001.pot).")] = "gnt",
-    font: Annotated[Optional[str], typer.Option(help="Draw real characters from this font file ('auto': an installed CJK font) under each writer's distortions.")] = None,
+    font: Annotated[str | None, typer.Option(help="Draw real characters from this font file ('auto': an installed CJK font) under each "
+                                                  "writer's distortions.")] = None,
 ):
-    """Write a synthetic corpus in a real CASIA layout: character-like glyphs composed from radicals with per-writer styles (no download)."""
+    """Write a synthetic corpus in a real CASIA layout: character-like glyphs composed from radicals with per-writer styles (no download)."""  # noqa: E501 - `gntkit --help` keeps a docstring's line breaks
     from gntkit.synth import write_corpus
 
     paths = run(lambda: write_corpus(out, writers=writers, first_writer=first_writer, num_classes=classes,
@@ -164,8 +168,8 @@ class Format(str, Enum):
     webdataset = "webdataset"
 
 
-def build_preprocess(size: Optional[int], raw: bool, margin: Optional[int], crop: Optional[bool], invert: Optional[bool],
-                     binarize: Optional[str], denoise: bool, contrast: bool, **more) -> dict:
+def build_preprocess(size: int | None, raw: bool, margin: int | None, crop: bool | None, invert: bool | None,
+                     binarize: str | None, denoise: bool, contrast: bool, **more) -> dict:
     """Preprocess settings the user set, as a dict (None: the source format's default; see
     gntkit.convert.resolve_preprocess, which validates them)."""
     threshold = None
@@ -183,38 +187,55 @@ def build_preprocess(size: Optional[int], raw: bool, margin: Optional[int], crop
 def convert(
     sources: Sources,
     to: Annotated[Format, typer.Option(help="Shard format.")] = Format.tfrecord,
-    out: Annotated[Optional[str], typer.Option(help="Output folder, or a URL (s3://bucket/prefix, any fsspec URL: uploaded when complete). Default: <source name>-<format> here.")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Dataset name in shard file names (default: from the source).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="'all', a preset (hwdb1.0, hwdb1.1, hwdb1.2, olhwdb1.x, hwdb2.x, competition, icdar2013, archive: train/test from the download names; see docs/casia.md), or ranges 'train=1001-1240,test=1241-1300'. Default: the format's (GNT: all; MNIST: from the file names).")] = None,
+    out: Annotated[str | None, typer.Option(help="Output folder, or a URL (s3://bucket/prefix, any fsspec URL: "
+                                                 "uploaded when complete). Default: <source name>-<format> here.")] = None,
+    name: Annotated[str | None, typer.Option(help="Dataset name in shard file names (default: from the source).")] = None,
+    split: Annotated[str | None, typer.Option(help="'all', a preset (hwdb1.0, hwdb1.1, hwdb1.2, olhwdb1.x, hwdb2.x, competition, "
+                                                   "icdar2013, archive: train/test from the download names; see docs/casia.md), or ranges "
+                                                   "'train=1001-1240,test=1241-1300'. Default: the format's (GNT: all; MNIST: "
+                                                   "from the file names).")] = None,
     val_fraction: Annotated[float, typer.Option(help="Move this fraction of the train writers to a 'val' split (seeded).")] = 0.0,
     split_seed: Annotated[int, typer.Option(help="Seed of the validation writers.")] = 0,
-    charset: Annotated[Optional[str], typer.Option(help="gb2312-1 (3,755), gb2312 (6,763), data (every code seen, by code), or a charset.txt/.json. Default: the format's (GNT: gb2312-1).")] = None,
-    on_unknown: Annotated[OnUnknown, typer.Option(help="Characters outside the charset: drop and count, error, or map to an 'other' class.")] = OnUnknown.drop,
+    charset: Annotated[str | None, typer.Option(help="gb2312-1 (3,755), gb2312 (6,763), data (every code seen, by code), "
+                                                     "or a charset.txt/.json. Default: the format's (GNT: gb2312-1).")] = None,
+    on_unknown: Annotated[OnUnknown, typer.Option(help="Characters outside the charset: drop and count, error, "
+                                                       "or map to an 'other' class.")] = OnUnknown.drop,
     on_error: Annotated[OnError, typer.Option(help="Damaged records: raise (exit 2) or skip, count and report (exit 3).")] = OnError.raise_,
-    size: Annotated[Optional[int], typer.Option(help="Output image side S (S x S canvas). Default: the format's (GNT: 64; MNIST: 28, as stored).")] = None,
+    size: Annotated[int | None, typer.Option(
+        help="Output image side S (S x S canvas). Default: the format's (GNT: 64; MNIST: 28, as stored).")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Keep the original bitmaps losslessly (variable size); no preprocessing.")] = False,
-    margin: Annotated[Optional[int], typer.Option(help="Blank border in the canvas, pixels (default S/16 for GNT).")] = None,
-    crop: Annotated[Optional[bool], typer.Option("--crop/--no-crop", help="Crop to the ink's bounding box before resizing (default: the format's).", show_default=False)] = None,
-    invert: Annotated[Optional[bool], typer.Option("--invert/--no-invert", help="Ink bright on a 0 background (default: the format's).", show_default=False)] = None,
-    binarize: Annotated[Optional[str], typer.Option(help="'otsu' or a fixed threshold 0..255 (default: keep grey levels).")] = None,
+    margin: Annotated[int | None, typer.Option(help="Blank border in the canvas, pixels (default S/16 for GNT).")] = None,
+    crop: Annotated[bool | None, typer.Option(
+        "--crop/--no-crop", help="Crop to the ink's bounding box before resizing (default: the format's).", show_default=False)] = None,
+    invert: Annotated[bool | None, typer.Option(
+        "--invert/--no-invert", help="Ink bright on a 0 background (default: the format's).", show_default=False)] = None,
+    binarize: Annotated[str | None, typer.Option(help="'otsu' or a fixed threshold 0..255 (default: keep grey levels).")] = None,
     denoise: Annotated[bool, typer.Option("--denoise", help="Remove isolated specks.")] = False,
     contrast: Annotated[bool, typer.Option("--contrast", help="Stretch each bitmap's grey range.")] = False,
-    pen_width: Annotated[Optional[float], typer.Option(help="POT (online strokes): pen width in pixels of the rendered bitmaps.")] = None,
-    line_height: Annotated[Optional[int], typer.Option(help="DGRL (text lines): height of every line image; width scaled alike (default 64).")] = None,
-    max_line_width: Annotated[Optional[int], typer.Option(help="DGRL (text lines): widest line image; wider lines are squeezed to it (default 2048).")] = None,
-    strokes: Annotated[bool, typer.Option("--strokes", help="POT (online strokes): also write each sample's raw points and stroke lengths.")] = False,
-    pad: Annotated[bool, typer.Option("--pad", help="Resize as tf.image.resize_with_pad (aspect kept, zero padding), e.g. MNIST to 224.")] = False,
-    shard_records: Annotated[Optional[int], typer.Option(help="Start a new shard after this many records.")] = None,
+    pen_width: Annotated[float | None, typer.Option(help="POT (online strokes): pen width in pixels of the rendered bitmaps.")] = None,
+    line_height: Annotated[int | None, typer.Option(
+        help="DGRL (text lines): height of every line image; width scaled alike (default 64).")] = None,
+    max_line_width: Annotated[int | None, typer.Option(
+        help="DGRL (text lines): widest line image; wider lines are squeezed to it (default 2048).")] = None,
+    strokes: Annotated[bool, typer.Option(
+        "--strokes", help="POT (online strokes): also write each sample's raw points and stroke lengths.")] = False,
+    pad: Annotated[bool, typer.Option("--pad", help="Resize as tf.image.resize_with_pad (aspect kept, zero padding), "
+                                                    "e.g. MNIST to 224.")] = False,
+    shard_records: Annotated[int | None, typer.Option(help="Start a new shard after this many records.")] = None,
     shard_mb: Annotated[float, typer.Option(help="Start a new shard after about this many MB (MiB).")] = 128.0,
-    compression: Annotated[Optional[str], typer.Option(help="tfrecord: gzip; hdf5: lzf or gzip (default: none).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Files decoded in parallel (default: all cores). Output is identical for any value.")] = None,
-    parallel: Annotated[str, typer.Option(help="How workers run: 'threads' (one process; the kernels release the GIL) or 'processes'.")] = "threads",
+    compression: Annotated[str | None, typer.Option(help="tfrecord: gzip; hdf5: lzf or gzip (default: none).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="Files decoded in parallel (default: all cores). Output is identical for any value.")] = None,
+    parallel: Annotated[str, typer.Option(
+        help="How workers run: 'threads' (one process; the kernels release the GIL) or 'processes'.")] = "threads",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing gntkit output folder.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of the same command, keeping its finished shards.")] = False,
-    hash_sources: Annotated[bool, typer.Option("--hash-sources/--no-hash-sources", help="Record every source file's sha256 in the manifest.")] = True,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Finish an interrupted run of the same command, keeping its finished shards.")] = False,
+    hash_sources: Annotated[bool, typer.Option(
+        "--hash-sources/--no-hash-sources", help="Record every source file's sha256 in the manifest.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ):
-    """Convert sources (.gnt and other CASIA / MNIST files, folders, archives) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""
+    """Convert sources (.gnt and other CASIA / MNIST files, folders, archives) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""  # noqa: E501 - `gntkit --help` keeps a docstring's line breaks
     from gntkit.convert import convert as run_convert
 
     def call():
@@ -234,7 +255,8 @@ def convert(
     typer.echo(f"wrote {stats['samples_written']:,} samples in {stats['seconds']:.1f} s "
                f"({stats['samples_written'] / max(stats['seconds'], 1e-9):,.0f}/s) to {manifest['output']}")
     for split_name, info in manifest["splits"].items():
-        typer.echo(f"  {split_name:<6} {info['num_records']:>10,} samples in {len(info['shards'])} shard(s), {len(info['writers'])} writer(s)")
+        typer.echo(f"  {split_name:<6} {info['num_records']:>10,} samples in {len(info['shards'])} shard(s), "
+                   f"{len(info['writers'])} writer(s)")
     typer.echo(f"  charset {manifest['charset']['name']}: {manifest['charset']['num_classes']:,} classes ({manifest['charset']['order']})")
     typer.echo(f"  {manifest['summary']}")
     if manifest["lost_anything"]:
@@ -244,8 +266,10 @@ def convert(
 @app.command()
 def verify(
     # str, not Path: Path would turn a URL's `//` into `/`.
-    folder: Annotated[str, typer.Argument(help="A folder written by `gntkit convert`, or its URL (https://, s3://, gs://, any fsspec URL).")],
-    decode: Annotated[bool, typer.Option(help="Decode every record with the format's stock reader (--no-decode: sizes and checksums only).")] = True,
+    folder: Annotated[str, typer.Argument(help="A folder written by `gntkit convert`, or its URL (https://, s3://, gs://, "
+                                               "any fsspec URL).")],
+    decode: Annotated[bool, typer.Option(help="Decode every record with the format's stock reader (--no-decode: "
+                                              "sizes and checksums only).")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
     """Re-check every shard against the manifest (count, sha256) and decode every record with the stock reader."""
@@ -258,19 +282,23 @@ def verify(
 
 @app.command()
 def warmup(
-    formats: Annotated[Optional[list[str]], typer.Option("--format", help="Shard format to warm (repeatable; default: every format whose package is installed).")] = None,
+    formats: Annotated[list[str] | None, typer.Option("--format", help="Shard format to warm (repeatable; default: every format whose "
+                                                                       "package is installed).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the summary line.")] = False,
 ):
     """Compile (or load from numba's cache) every kernel the commands use, ahead of the first real run: for images and clusters."""
-    from gntkit.warmup import cache_folder, warmup as run_warmup
+    from gntkit.warmup import cache_folder
+    from gntkit.warmup import warmup as run_warmup
 
     def report(stage):
         if not quiet:
-            typer.echo(f"{stage.name:<26} {stage.seconds:6.1f} s  compiled {stage.compiled:>3}, loaded {stage.loaded:>3} kernel signature(s)")
+            typer.echo(f"{stage.name:<26} {stage.seconds:6.1f} s  compiled {stage.compiled:>3}, "
+                       f"loaded {stage.loaded:>3} kernel signature(s)")
 
     stages = run(lambda: run_warmup(formats, on_stage=report))
     compiled, loaded = sum(s.compiled for s in stages), sum(s.loaded for s in stages)
-    typer.echo(f"ok: {compiled} kernel signature(s) compiled, {loaded} loaded, in {sum(s.seconds for s in stages):.1f} s; cache: {cache_folder() or 'none (NUMBA_DISABLE_JIT=1)'}")
+    typer.echo(f"ok: {compiled} kernel signature(s) compiled, {loaded} loaded, in {sum(s.seconds for s in stages):.1f} s; cache: "
+               f"{cache_folder() or 'none (NUMBA_DISABLE_JIT=1)'}")
 
 
 @app.command()
@@ -279,10 +307,10 @@ def preview(
     out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("preview.png"),
     count: Annotated[int, typer.Option(help="Samples in the grid.")] = 48,
     columns: Annotated[int, typer.Option(help="Cells per row.")] = 8,
-    split: Annotated[Optional[str], typer.Option(help="Split to show, for a converted folder.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split to show, for a converted folder.")] = None,
     stages: Annotated[int, typer.Option(help="Also show the preprocessing stages of this many samples (GNT sources).")] = 0,
     size: Annotated[int, typer.Option(help="Image side S for the stages view.")] = 64,
-    binarize: Annotated[Optional[str], typer.Option(help="'otsu' or a threshold, for the stages view.")] = None,
+    binarize: Annotated[str | None, typer.Option(help="'otsu' or a threshold, for the stages view.")] = None,
     denoise: Annotated[bool, typer.Option("--denoise", help="Include denoising in the stages view.")] = False,
     contrast: Annotated[bool, typer.Option("--contrast", help="Include contrast stretching in the stages view.")] = False,
 ):
@@ -298,7 +326,7 @@ def preview(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Argument(help="Folder to create for the sample corpus and its conversions.")] = Path("gntkit-demo"),
-    workers: Annotated[Optional[int], typer.Option(help="Conversion processes (default: all cores).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Conversion processes (default: all cores).")] = None,
 ):
     """Run the main job on a built-in generated sample (no download): generate, inspect, convert to all formats, verify, preview."""
     from gntkit.demo import run_demo
