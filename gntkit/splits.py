@@ -35,6 +35,7 @@ PRESETS = {
     "hwdb2.x": f"HWDB2.0-2.2 text pages: {_BY_ARCHIVE}",
     "competition": "every writer in 'test' (the ICDAR 2013 competition set: 60 writers, test only)",
     "archive": _BY_ARCHIVE,
+    "files": "train / test from each file's own name, as its format reads it (MNIST: train-..., t10k-... = test)",
     "icdar2013": "train = HWDB1.0 + HWDB1.1, train and test (writers 1-420, 1001-1300); "
                  "test = the ICDAR 2013 competition set (writers C001-C060 or files from a *competition* archive)",
 }
@@ -99,6 +100,24 @@ def _rule_icdar2013(writer: str, origins, spec: str) -> str:
     return "train"
 
 
+def _rule_files(writer: str, members, spec: str) -> str:
+    """The split each of a writer's files names itself (the format's split_of: MNIST's train-/t10k-)."""
+    if not members:
+        raise GntkitError(f"--split {spec!r} decides by each file's name, and writer {writer} was given without its files: "
+                          "pass the members (from gntkit.sources.find_members), not bare writer ids.")
+    names = set()
+    for member in members:
+        split_of = getattr(member.format_module(), "split_of", None)
+        if split_of is None:
+            raise GntkitError(f"{member.name}: --split {spec!r} needs a format whose file names say the split, "
+                              f"found a {member.format.upper()} file: use 'all', a preset or writer ranges.")
+        names.add(split_of(member))
+    if len(names) != 1:
+        shown = ", ".join(sorted(names))
+        raise GntkitError(f"Writer {writer}'s files name different splits ({shown}): expected one; give them separately.")
+    return names.pop()
+
+
 _LEVEL_1_0 = [(1, 420)]
 # preset -> (rule, split names in order)
 _PRESET_RULES = {
@@ -110,6 +129,7 @@ _PRESET_RULES = {
     "archive": (_rule_by_archive(), ("train", "test")),
     "competition": (_rule_competition, ("test",)),
     "icdar2013": (_rule_icdar2013, ("train", "test")),
+    "files": (_rule_files, ("train", "test")),  # gets the writer's members, not their origins (see assign)
 }
 
 
@@ -174,7 +194,11 @@ class SplitPlan:
         Raises:
             GntkitError: a writer that falls in no range, or in two; one a rule cannot place.
         """
+        if not isinstance(writers, (str, bytes)) and hasattr(writers, "__iter__"):
+            writers = list(writers)  # read twice for the "files" rule
         origins = _writer_origins(writers)
+        if self.rule == "files":  # decided by the files themselves: the rule needs the members
+            origins = {w: tuple(m for m in writers if not isinstance(m, str) and m.writer_id == w) for w in origins}
         writer_ids = sorted(origins, key=writer_sort_key)
         assignment = {}
         for writer in writer_ids:

@@ -97,9 +97,21 @@ def test_split_of_and_writer_ids():
     assert idx.matches_name("emnist-letters-mapping.txt") and not idx.matches_name("mapping.txt")
 
 
-def test_split_of_members(tmp_path):
-    write_mnist(tmp_path, gz=True, train_count=12, test_count=10)
-    assert {m.writer_id: idx.split_of(m) for m in find_members(tmp_path)} == {"test": "test", "train": "train"}
+def test_split_of_members_and_the_files_preset(tmp_path):
+    from gntkit.formats.gnt import encode_records
+    from gntkit.splits import parse_split
+
+    write_mnist(tmp_path / "mnist", gz=True, train_count=12, test_count=10)
+    members = find_members(tmp_path / "mnist")
+    assert {m.writer_id: idx.split_of(m) for m in members} == {"test": "test", "train": "train"}
+    plan = parse_split("files")
+    assert plan.names == ["train", "test"] and plan.assign(iter(members)) == {"test": "test", "train": "train"}
+    assert parse_split("files", val_fraction=0.0).to_json()["rule"].startswith("train / test from each file's own name")
+    with pytest.raises(GntkitError, match="pass the members"):
+        plan.assign(["train"])
+    (tmp_path / "1001-c.gnt").write_bytes(encode_records([0xB0A1], [np.zeros((2, 2), np.uint8)]))
+    with pytest.raises(GntkitError, match=r"1001-c\.gnt: --split 'files' needs a format whose file names say the split"):
+        plan.assign(find_members(tmp_path / "1001-c.gnt"))
 
 
 # ---- bad input ---------------------------------------------------------------------------------------
