@@ -15,6 +15,7 @@ import pytest
 import gntkit.training as training
 from gntkit.errors import GntkitError
 from gntkit.training import loop
+from gntkit.training.batches import ArrayBatches
 from gntkit.training.config import TrainConfig, option_fields, options_help
 from gntkit.training.metrics import read_metrics
 
@@ -173,3 +174,20 @@ def test_options_are_defined_once():
     with pytest.raises(GntkitError, match="Unknown training option 'epoch'"):
         training.train("data", "out", epoch=3)
     assert TrainConfig.from_json({"framework": "torch"}).compile is False  # options added later: old runs load
+
+
+def test_epoch_progress_shows_samples_rate_and_loss():
+    import io
+
+    from gntkit.progress import ProgressBar
+
+    images, labels = _data()
+    config = TrainConfig(model="cnn3", epochs=1, batch_size=16, lr=0.5, schedule="constant")
+    steps = NumpySteps(np.zeros((18 * 18, 3)), config)
+    stream = io.StringIO()
+    batches = ArrayBatches(images, labels, 16)
+    with ProgressBar(60, unit="samples", description="epoch 1/1", stream=stream) as bar:
+        result = loop.train_epoch(steps, batches, config, epoch=0, steps_per_epoch=len(batches), progress=bar)
+    line = stream.getvalue().strip().splitlines()[-1]
+    assert line.startswith("epoch 1/1: 60/60 samples") and "samples/s" in line
+    assert f"loss={result['loss']:.4g}" in line and "acc=" in line
