@@ -212,3 +212,18 @@ def test_cli_convert_inspect_preview_and_exit_codes(pages, tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["convert", str(broken), "--out", str(tmp_path / "b"), "--quiet", "--on-error", "skip", "--overwrite"])
     assert result.exit_code == 3 and "skipped 1 damaged record" in result.output
+
+
+def test_image_loaders_and_trainer_refuse_line_datasets_in_one_sentence(converted, tmp_path):
+    # Labels of text lines are sequences: the one-class-per-image loaders (and so gntkit train)
+    # say where line datasets are read instead of failing on label -1.
+    from typer.testing import CliRunner
+
+    from gntkit.cli.main import app
+    from gntkit.datasets import open as open_shards
+
+    folder = converted["hdf5"]["folder"]
+    with pytest.raises(GntkitError, match="holds text lines .* gntkit.datasets.lines.open_lines"):
+        open_shards(folder)
+    result = CliRunner().invoke(app, ["train", str(folder), "--out", str(tmp_path / "run"), "--epochs", "1", "--train-split", "all"])
+    assert result.exit_code == 2 and "open_lines" in result.output and "Traceback" not in result.output

@@ -42,6 +42,9 @@ class ShardSet:
     """
 
     def __init__(self, path: Path, info: dict, split: str, shards: list[Shard], remote=None):
+        if "lines" in (info.get("features") or {}):
+            raise GntkitError(f"{remote.url if remote is not None else path} holds text lines (label sequences, variable width), "
+                              "not one class per image: read it with gntkit.datasets.lines.open_lines (CTC-ready batches).")
         self.path = Path(path)
         self.info = info
         self.format = output_format(info["format"]).name
