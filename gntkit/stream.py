@@ -170,13 +170,15 @@ def plan_charset(spec, members, *, codes: np.ndarray | None = None, on_error: st
     """
     from gntkit.charset import resolve
 
+    formats = sorted({m.format for m in members})
+    module = get_format(formats[0]) if len(formats) == 1 else None
+    native = getattr(module, "native_charset", None) if module is not None else None
+    # A format whose labels name their own classes (MNIST's digits, EMNIST's mapping): its tag
+    # codes are labels, not GB codes, so "the classes in the data" are its own charset too.
+    if native is not None and (spec is None or (isinstance(spec, str) and spec == "data")):
+        charset = native(members)
+        return charset.with_other() if on_unknown == "other" else charset
     if spec is None:
-        formats = sorted({m.format for m in members})
-        module = get_format(formats[0]) if len(formats) == 1 else None
-        native = getattr(module, "native_charset", None) if module is not None else None
-        if native is not None:
-            charset = native(members)
-            return charset.with_other() if on_unknown == "other" else charset
         defaults = sorted({get_format(name).DEFAULT_CHARSET for name in formats})
         if len(defaults) != 1:
             raise GntkitError(f"Sources of formats {', '.join(formats)} have different default charsets ({', '.join(defaults)}): "

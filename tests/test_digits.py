@@ -109,3 +109,20 @@ def test_example_script_runs(tmp_path):
                           text=True, check=False, timeout=280)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "out" / "run" / "metrics.csv").is_file() and "samples of 'test'" in done.stdout
+
+
+def test_preview_and_open_idx_sources_with_their_own_classes(tmp_path):
+    # "data" (the default of gntkit.open and preview) means the format's own classes for IDX: its
+    # tag codes are labels, not GB codes.
+    from typer.testing import CliRunner
+
+    import gntkit
+    from gntkit.cli.main import app
+
+    write_mnist(tmp_path / "mnist", train_count=20, test_count=10)
+    source = gntkit.open(tmp_path / "mnist")
+    assert source.charset.name == "mnist" and len(source) == 30
+    assert sorted({s.character for s in source}) <= [str(d) for d in range(10)]
+    result = CliRunner().invoke(app, ["preview", str(tmp_path / "mnist"), "--out", str(tmp_path / "grid.png"), "--count", "12"])
+    assert result.exit_code == 0, result.output
+    assert "12 samples" in result.output and (tmp_path / "grid.png").stat().st_size > 0
