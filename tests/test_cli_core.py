@@ -97,3 +97,32 @@ def test_demo_and_preview(tmp_path):
     assert bad.exit_code == 2 and ".png" in bad.output
     again = invoke("demo", tmp_path / "demo")
     assert again.exit_code == 2 and "not empty" in again.output
+
+
+def test_a_bug_in_gntkit_exits_1_and_says_so(tmp_path, corpus_c, monkeypatch):
+    # Not bad input: an internal error (here a kernel wrapper that raises what no check expects)
+    # says it is a bug in gntkit, exits 1 (never 2, which means "your input"), and hides the
+    # traceback unless GNTKIT_DEBUG asks for it.
+    import gntkit.stream
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(gntkit.stream, "survey_codes", broken)
+    result = CliRunner().invoke(app, ["convert", str(corpus_c), "--out", str(tmp_path / "out"), "--charset", "data"])
+    assert result.exit_code == 1
+    assert "a bug in gntkit" in result.output and "ZeroDivisionError" in result.output and "Traceback" not in result.output
+    monkeypatch.setenv("GNTKIT_DEBUG", "1")
+    result = CliRunner().invoke(app, ["convert", str(corpus_c), "--out", str(tmp_path / "out2"), "--charset", "data"])
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_damaged_resume_journal_is_one_sentence(tmp_path, corpus_c):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "gnt-all-00000.tar").write_bytes(b"x")
+    for damaged, found in ((b'{"settings_key": "k", "shards": {', "a syntax error"), (b'{"shards": [1]}', "a damaged one")):
+        (out / ".gntkit-journal.json").write_bytes(damaged)
+        result = CliRunner().invoke(app, ["convert", str(corpus_c), "--out", str(out), "--resume"])
+        assert result.exit_code == 2, result.output
+        assert ".gntkit-journal.json" in result.output and found in result.output and "Traceback" not in result.output
