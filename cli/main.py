@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -386,7 +386,9 @@ def predict(
     top_k: Annotated[int, typer.Option(help="Characters to list per image.")] = 5,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
-    photo: Annotated[bool, typer.Option("--photo/--no-photo", help="Add contrast stretch, Otsu threshold and speck removal for photos (--no-photo: exactly the run's preprocessing).")] = True,
+    photo: Annotated[bool, typer.Option(
+        "--photo/--no-photo",
+        help="Add contrast stretch, Otsu threshold and speck removal for photos (--no-photo: exactly the run's preprocessing).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ):
     """Recognise handwritten characters in your own images (same preprocessing as training, photo-robust)."""
@@ -404,8 +406,8 @@ def predict(
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `gntkit train`.")],
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the exported model.")] = None,
-    format: Annotated[Optional[str], typer.Option(help="torchscript or onnx (torch runs), savedmodel (tf runs).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the exported model.")] = None,
+    format: Annotated[str | None, typer.Option(help="torchscript or onnx (torch runs), savedmodel (tf runs).")] = None,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
 ):

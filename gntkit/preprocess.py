@@ -156,7 +156,8 @@ class Preprocess:
                 )
             if self.pen_width is not None:
                 # The stream gathers raw bitmaps as the record file indexed them (POT: the default pen).
-                raise GntkitError("Preprocess raw=True keeps the bitmaps as indexed (POT strokes at the default pen width 3.0), so pen_width must be None.")
+                raise GntkitError("Preprocess raw=True keeps the bitmaps as indexed (POT strokes at the default pen width 3.0), "
+                                  "so pen_width must be None.")
             object.__setattr__(self, "crop", False)
             object.__setattr__(self, "invert", False)
 
@@ -165,13 +166,14 @@ class Preprocess:
             raise GntkitError(f"Preprocess line_height must be an integer from {MIN_SIZE} to {MAX_SIZE}, found {self.line_height!r}.")
         low = self.line_height or MIN_SIZE
         if self.max_line_width is not None and (not _is_int(self.max_line_width) or not low <= self.max_line_width <= 65535):
-            raise GntkitError(f"Preprocess max_line_width must be an integer from {low} (the line height) to 65535, found {self.max_line_width!r}.")
+            raise GntkitError(f"Preprocess max_line_width must be an integer from {low} (the line height) to 65535, "
+                              f"found {self.max_line_width!r}.")
         for name in ("line_height", "max_line_width"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, int(getattr(self, name)))
 
     @classmethod
-    def for_photos(cls, size: int = 64, margin: int | None = None) -> "Preprocess":
+    def for_photos(cls, size: int = 64, margin: int | None = None) -> Preprocess:
         """Settings for photos or scans of handwriting (dark ink on light, uneven paper).
 
         Contrast stretch, Otsu binarisation and speck removal, then the usual crop,
@@ -223,7 +225,7 @@ class Preprocess:
         return {"version": PREPROCESS_VERSION, **settings, "steps": self.steps}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Preprocess":
+    def from_json(cls, data: dict) -> Preprocess:
         """Rebuild settings from `to_json()` output.
 
         Args:
@@ -454,7 +456,8 @@ def preprocess_lines(bitmaps, settings: Preprocess) -> tuple[np.ndarray, np.ndar
     images = []
     for i, bitmap in enumerate(bitmaps):
         if not isinstance(bitmap, np.ndarray) or bitmap.dtype != np.uint8 or bitmap.ndim != 2 or 0 in bitmap.shape:
-            raise GntkitError(f"Line {i} must be a non-empty 2-D uint8 array, found {getattr(bitmap, 'dtype', type(bitmap).__name__)} {getattr(bitmap, 'shape', '')}.")
+            found = f"{getattr(bitmap, 'dtype', type(bitmap).__name__)} {getattr(bitmap, 'shape', '')}"
+            raise GntkitError(f"Line {i} must be a non-empty 2-D uint8 array, found {found}.")
         height, width = line_size(bitmap.shape[0], bitmap.shape[1], settings)
         image = Image.fromarray(np.ascontiguousarray(bitmap))
         if image.size != (width, height):
