@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gntkit.errors import FormatError, GntkitError
-from gntkit.formats.gnt import ON_ERROR_CHOICES, Problem
+from gntkit.formats.gnt import ON_ERROR_CHOICES
+from gntkit.formats.records import Problem, RecordIndexBase, check_buffer
 
 NAME = "dgrl"
 DESCRIPTION = "CASIA offline text lines, HWDB2.x"
@@ -101,7 +102,7 @@ class DgrlHeader:
 
 
 @dataclass
-class DgrlIndex:
+class DgrlIndex(RecordIndexBase):
     """Where every valid line of one DGRL page lies, and what it says.
 
     Attributes:
@@ -132,8 +133,6 @@ class DgrlIndex:
     def __post_init__(self):
         self.tag_codes = np.zeros(len(self.offsets), np.uint16)
 
-    def __len__(self) -> int:
-        return len(self.offsets)
 
     @property
     def char_counts(self) -> np.ndarray:
@@ -144,15 +143,6 @@ class DgrlIndex:
         """Line i's codes (uint16, a view)."""
         return self.label_codes[self.label_offsets[i]:self.label_offsets[i + 1]]
 
-    @property
-    def skipped_bytes(self) -> int:
-        """Bytes of the file that lie in skipped damaged regions."""
-        return sum(p.skipped_bytes for p in self.problems)
-
-    @property
-    def skipped_records(self) -> int:
-        """Lines skipped as damaged."""
-        return sum(p.skipped_records for p in self.problems)
 
 
 def bitmap_bytes(height: int, width: int, bits_per_pixel: int) -> int:
@@ -268,7 +258,7 @@ def index_dgrl(buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", 
             line or trailing bytes with on_error="raise".
         GntkitError: bad arguments.
     """
-    buf = _check_buffer(buf)
+    buf = check_buffer(buf, "DGRL bytes")
     if on_error not in ON_ERROR_CHOICES:
         raise GntkitError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, found {on_error!r}.")
     if not 1 <= int(max_side) <= 1 << 20:
@@ -303,11 +293,6 @@ def index_dgrl(buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", 
                      label_codes, label_offsets, table[:, 6].copy(), problems)
 
 
-def _check_buffer(buf) -> np.ndarray:
-    if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1:
-        raise GntkitError(f"DGRL bytes must be a 1-D uint8 numpy array, found {type(buf).__name__} {getattr(buf, 'dtype', '')}.")
-    return np.ascontiguousarray(buf)
-
 
 def unpack_bits(packed: np.ndarray, height: int, width: int) -> np.ndarray:
     """A 1-bit line bitmap as uint8 (height, width): rows padded to whole bytes, most significant
@@ -331,7 +316,7 @@ class DgrlFile:
     """
 
     def __init__(self, buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", max_side: int = DEFAULT_MAX_SIDE):
-        self.buf = _check_buffer(buf)
+        self.buf = check_buffer(buf, "DGRL bytes")
         self.path = str(path)
         self.index = index_dgrl(self.buf, self.path, on_error=on_error, max_side=max_side)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gntkit.errors import FormatError, GntkitError
+from gntkit.formats.records import Problem, RecordIndexBase, check_buffer
 from gntkit.kernels import gnt as kernels
 
 NAME = "gnt"
@@ -47,42 +48,6 @@ _MAGIC = {
     b"GIF8": "a GIF image",
     b"%PDF": "a PDF document",
 }
-
-
-@dataclass
-class Problem:
-    """One damaged stretch of a file: where, what was expected, what was found.
-
-    Attributes:
-        path: file (or `archive.zip:member`).
-        offset: byte offset where the damage starts.
-        expected / found: the check that failed, in words.
-        skipped_bytes: bytes dropped to get past it (0 when nothing was skipped).
-        skipped_records: records dropped (a damaged region counts as one).
-    """
-
-    path: str
-    offset: int | None
-    expected: str
-    found: str
-    skipped_bytes: int = 0
-    skipped_records: int = 0
-
-    def message(self) -> str:
-        """The problem as one sentence."""
-        return str(FormatError(self.path, self.offset, self.expected, self.found))
-
-    def to_json(self) -> dict:
-        """JSON-able form (for manifests and `inspect --json`)."""
-        return {
-            "path": self.path,
-            "offset": self.offset,
-            "expected": self.expected,
-            "found": self.found,
-            "skipped_bytes": self.skipped_bytes,
-            "skipped_records": self.skipped_records,
-            "message": self.message(),
-        }
 
 
 def _u32(buf: np.ndarray, pos: int) -> int:
@@ -124,7 +89,7 @@ def describe_header_problem(buf: np.ndarray, pos: int, status: int, max_side: in
 
 
 @dataclass
-class GntIndex:
+class GntIndex(RecordIndexBase):
     """Where every valid record of one GNT file lies.
 
     Attributes:
@@ -143,29 +108,13 @@ class GntIndex:
     record_numbers: np.ndarray
     problems: list[Problem] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.offsets)
 
     @property
     def pixel_counts(self) -> np.ndarray:
         """int64 width*height of every record."""
         return self.widths.astype(np.int64) * self.heights.astype(np.int64)
 
-    @property
-    def skipped_bytes(self) -> int:
-        """Bytes of the file that lie in skipped damaged regions."""
-        return sum(p.skipped_bytes for p in self.problems)
 
-    @property
-    def skipped_records(self) -> int:
-        """Damaged regions skipped (each at least one record)."""
-        return sum(p.skipped_records for p in self.problems)
-
-
-def _check_buffer(buf) -> np.ndarray:
-    if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1:
-        raise GntkitError(f"GNT bytes must be a 1-D uint8 numpy array, found {type(buf).__name__} {getattr(buf, 'dtype', '')}.")
-    return np.ascontiguousarray(buf)
 
 
 def _scan_all(buf: np.ndarray, start: int, max_side: int):
@@ -194,7 +143,7 @@ def index_gnt(buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", m
     Raises:
         FormatError: damaged or non-GNT bytes (on_error="raise"), or an empty file.
     """
-    buf = _check_buffer(buf)
+    buf = check_buffer(buf, "GNT bytes")
     if on_error not in ON_ERROR_CHOICES:
         raise GntkitError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, found {on_error!r}.")
     if not (1 <= int(max_side) <= 65535):
@@ -233,7 +182,7 @@ class GntFile:
     """
 
     def __init__(self, buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", max_side: int = DEFAULT_MAX_SIDE):
-        self.buf = _check_buffer(buf)
+        self.buf = check_buffer(buf, "GNT bytes")
         self.path = str(path)
         self.index = index_gnt(self.buf, self.path, on_error=on_error, max_side=max_side)
 

@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 from gntkit.errors import FormatError, GntkitError
-from gntkit.formats.gnt import ON_ERROR_CHOICES, Problem
+from gntkit.formats.gnt import ON_ERROR_CHOICES
+from gntkit.formats.records import Problem, RecordIndexBase, check_buffer
 
 NAME = "idx"
 DESCRIPTION = "MNIST-family IDX images and labels (MNIST, Fashion-MNIST, EMNIST)"
@@ -205,7 +206,7 @@ def _check_length(path: str, sizes: tuple, data_offset: int, present: int, recor
 
 
 @dataclass
-class IdxIndex:
+class IdxIndex(RecordIndexBase):
     """Where every valid image of an IDX pair lies, with its label (see gntkit.formats).
 
     Attributes:
@@ -223,24 +224,7 @@ class IdxIndex:
     record_numbers: np.ndarray
     problems: list[Problem] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return len(self.offsets)
 
-    @property
-    def skipped_bytes(self) -> int:
-        """Bytes dropped in damaged stretches."""
-        return sum(p.skipped_bytes for p in self.problems)
-
-    @property
-    def skipped_records(self) -> int:
-        """Records dropped."""
-        return sum(p.skipped_records for p in self.problems)
-
-
-def _check_buffer(buf, what: str) -> np.ndarray:
-    if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1:
-        raise GntkitError(f"IDX {what} bytes must be a 1-D uint8 numpy array, found {type(buf).__name__} {getattr(buf, 'dtype', '')}.")
-    return np.ascontiguousarray(buf)
 
 
 class IdxFile:
@@ -263,8 +247,8 @@ class IdxFile:
                  max_side: int = DEFAULT_MAX_SIDE, transposed: bool | None = None):
         if on_error not in ON_ERROR_CHOICES:
             raise GntkitError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, found {on_error!r}.")
-        self.buf = _check_buffer(buf, "images")
-        self.labels_buf = _check_buffer(labels, "labels")
+        self.buf = check_buffer(buf, "IDX images bytes")
+        self.labels_buf = check_buffer(labels, "IDX labels bytes")
         self.path, self.labels_path = str(path), str(labels_path)
         parsed = parse_name(self.path)
         self.transposed = bool(parsed and parsed["set"]) if transposed is None else bool(transposed)

@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gntkit.errors import FormatError, GntkitError
-from gntkit.formats.gnt import ON_ERROR_CHOICES, Problem
+from gntkit.formats.gnt import ON_ERROR_CHOICES
+from gntkit.formats.records import Problem, RecordIndexBase, check_buffer
 from gntkit.kernels import pot as kernels
 
 NAME = "pot"
@@ -157,7 +158,7 @@ def describe_problem(buf: np.ndarray, pos: int, status: int, max_extent: int) ->
 
 
 @dataclass
-class PotIndex:
+class PotIndex(RecordIndexBase):
     """Where every valid record of one POT file lies, and what it holds.
 
     Attributes:
@@ -185,29 +186,13 @@ class PotIndex:
         self.widths = canvas_sides(self.boxes[:, 2] - self.boxes[:, 0], self.pen_width)
         self.heights = canvas_sides(self.boxes[:, 3] - self.boxes[:, 1], self.pen_width)
 
-    def __len__(self) -> int:
-        return len(self.offsets)
 
     @property
     def sizes(self) -> np.ndarray:
         """int64 bytes of each record (its sample size field)."""
         return HEADER_SIZE + 4 * (self.point_counts.astype(np.int64) + self.stroke_counts + 1)
 
-    @property
-    def skipped_bytes(self) -> int:
-        """Bytes of the file that lie in skipped damaged regions."""
-        return sum(p.skipped_bytes for p in self.problems)
 
-    @property
-    def skipped_records(self) -> int:
-        """Damaged regions skipped (each at least one record)."""
-        return sum(p.skipped_records for p in self.problems)
-
-
-def _check_buffer(buf) -> np.ndarray:
-    if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1:
-        raise GntkitError(f"POT bytes must be a 1-D uint8 numpy array, found {type(buf).__name__} {getattr(buf, 'dtype', '')}.")
-    return np.ascontiguousarray(buf)
 
 
 def _scan_all(buf: np.ndarray, start: int, max_extent: int):
@@ -237,7 +222,7 @@ def index_pot(buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", m
         FormatError: damaged or non-POT bytes (on_error="raise"), or an empty file.
         GntkitError: bad arguments.
     """
-    buf = _check_buffer(buf)
+    buf = check_buffer(buf, "POT bytes")
     if on_error not in ON_ERROR_CHOICES:
         raise GntkitError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, found {on_error!r}.")
     if not (1 <= int(max_side) <= 65535):
@@ -278,7 +263,7 @@ class PotFile:
 
     def __init__(self, buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", max_side: int = DEFAULT_MAX_SIDE,
                  pen_width: float = DEFAULT_PEN_WIDTH):
-        self.buf = _check_buffer(buf)
+        self.buf = check_buffer(buf, "POT bytes")
         self.path = str(path)
         self.index = index_pot(self.buf, self.path, on_error=on_error, max_side=max_side, pen_width=pen_width)
 
