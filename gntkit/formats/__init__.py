@@ -106,6 +106,19 @@ def describe_content(head: bytes, size: int) -> str:
     return "bytes of no format gntkit reads"
 
 
+def foreign_content(buf, name: str) -> str | None:
+    """When a file read as format `name` is plainly something else: "a PNG image, not a GNT file",
+    "a POT file (...), not a DGRL file"; None when its first bytes do not say so."""
+    head = bytes(buf[:64])
+    for magic, what in _OTHER_MAGIC.items():
+        if head.startswith(magic):
+            return f"{what}, not a {name.upper()} file"
+    other = sniff_format(head, len(buf))
+    if other is not None and other.NAME != name:
+        return f"a {other.NAME.upper()} file ({other.DESCRIPTION}), not a {name.upper()} file"
+    return None
+
+
 def source_kinds() -> str:
     """The inputs gntkit reads, for messages: ".gnt files, folders, .zip archives, ..."."""
     from gntkit.containers import container_classes

@@ -152,16 +152,9 @@ def bitmap_bytes(height: int, width: int, bits_per_pixel: int) -> int:
 
 def _other_format(buf: np.ndarray) -> str | None:
     """What the file is when its bytes are plainly not DGRL (named in the first error)."""
-    from gntkit.formats import _OTHER_MAGIC, sniff_format
+    from gntkit.formats import foreign_content
 
-    head = bytes(buf[:64])
-    for magic, what in _OTHER_MAGIC.items():
-        if head.startswith(magic):
-            return f"{what}, not a DGRL file"
-    other = sniff_format(head, len(buf))
-    if other is not None and other.NAME != NAME:
-        return f"a {other.NAME.upper()} file ({other.DESCRIPTION}), not a DGRL file"
-    return None
+    return foreign_content(buf, NAME)
 
 
 def read_header(buf: np.ndarray, path: str = "<bytes>", max_side: int = DEFAULT_MAX_SIDE) -> DgrlHeader:

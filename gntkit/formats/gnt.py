@@ -44,7 +44,7 @@ _MAGIC = {
     b"PK\x03\x04": "a zip archive",
     b"\x1f\x8b": "gzip data",
     b"\xff\xd8\xff": "a JPEG image",
-    b"ALZ": "an ALZip archive (unpack it with unalz first)",
+    b"ALZ": "an ALZip archive (gntkit reads it as a source: give the .alz itself)",
     b"GIF8": "a GIF image",
     b"%PDF": "a PDF document",
 }
@@ -66,11 +66,11 @@ def describe_header_problem(buf: np.ndarray, pos: int, status: int, max_side: in
         for magic, what in _MAGIC.items():
             if head.startswith(magic):
                 return "a GNT record header", f"{what}, not a GNT file"
-        from gntkit.formats import sniff_format
+        from gntkit.formats import foreign_content
 
-        other = sniff_format(bytes(buf[:64]), n)
-        if other is not None and other.NAME != NAME:
-            return "a GNT record header", f"a {other.NAME.upper()} file ({other.DESCRIPTION}), not a GNT file"
+        other = foreign_content(buf, NAME)
+        if other is not None:
+            return "a GNT record header", other
     if status == kernels.TRUNCATED_HEADER:
         return "a 10-byte record header", f"only {n - pos} bytes before the end of the file (truncated)"
     size, width, height = _u32(buf, pos), _u16(buf, pos + 6), _u16(buf, pos + 8)

@@ -97,18 +97,9 @@ def _record_points(buf: np.ndarray, pos: int, size: int) -> np.ndarray:
 
 def _other_format(buf: np.ndarray, pos: int) -> str | None:
     """At the start of a file: what the bytes are when they are plainly not POT."""
-    if pos != 0:
-        return None
-    from gntkit.formats import _OTHER_MAGIC, sniff_format
+    from gntkit.formats import foreign_content
 
-    head = bytes(buf[:64])
-    for magic, what in _OTHER_MAGIC.items():
-        if head.startswith(magic):
-            return f"{what}, not a POT file"
-    other = sniff_format(head, len(buf))
-    if other is not None and other.NAME != NAME:
-        return f"a {other.NAME.upper()} file ({other.DESCRIPTION}), not a POT file"
-    return None
+    return foreign_content(buf, NAME) if pos == 0 else None
 
 
 def describe_problem(buf: np.ndarray, pos: int, status: int, max_extent: int) -> tuple[str, str]:
