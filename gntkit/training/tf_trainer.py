@@ -302,6 +302,7 @@ class Steps:
         self.epoch = epoch
         _seed_dropout(self.model, self.config, epoch)
         self.sums, self.pending = np.zeros(3), []
+        self._seed_base = _epoch_seed_base(self.config, epoch)  # once per epoch, not per step
 
     def distribute(self, batches):
         """Batches under the strategy (global batches split over replicas)."""
@@ -309,8 +310,10 @@ class Steps:
 
     def train_step(self, images, labels, lr: float, index: int) -> None:
         """One compiled step; sums stay as tensors until `totals` (no per-step synchronisation)."""
-        _set_lr(self.optimizer, lr)
-        self.pending.append(self.train_step_fn(images, labels, _epoch_seed(self.config, self.epoch, index)))
+        if lr != getattr(self, "_lr_set", None):  # an eager assign per step costs as much as a small layer
+            _set_lr(self.optimizer, lr)
+            self._lr_set = lr
+        self.pending.append(self.train_step_fn(images, labels, tf.constant([self._seed_base, index], tf.int32)))
         if len(self.pending) >= 64:
             self._fold()
 
@@ -337,9 +340,10 @@ def _seed_dropout(model, config: TrainConfig, epoch: int) -> None:
         v.assign(np.array([value, 0], dtype=v.dtype))
 
 
-def _epoch_seed(config: TrainConfig, epoch: int, step: int) -> tf.Tensor:
-    base = int(np.random.SeedSequence([config.seed, epoch, 11]).generate_state(1)[0] & 0x7FFFFFFF)
-    return tf.constant([base, step], tf.int32)
+def _epoch_seed_base(config: TrainConfig, epoch: int) -> int:
+    """The first word of every step's stateless seed in an epoch (the second is the step index)."""
+    return int(np.random.SeedSequence([config.seed, epoch, 11]).generate_state(1)[0] & 0x7FFFFFFF)
+
 
 
 def _distribute(strategy, batches):
