@@ -114,3 +114,24 @@ def test_both_frameworks_reach_the_same_accuracy_with_the_defaults(tmp_path):
         results[framework] = summary["last"]["val_accuracy"]
     assert min(results.values()) >= 0.8, results
     assert abs(results["torch"] - results["tf"]) <= 0.06, results
+
+
+def test_tf_step_sets_the_learning_rate_inside_the_compiled_step():
+    # The schedule's rate reaches the optimizer through the compiled step's argument (no eager
+    # assignment per step): after a step the optimizer holds exactly the rate it was given.
+    tf = pytest.importorskip("tensorflow")
+    from gntkit.models.tf import create_model as create_tf_model
+    from gntkit.training import tf_trainer
+    from gntkit.training.config import TrainConfig
+
+    config = TrainConfig(model="cnn3", epochs=1, batch_size=4, optimizer="adamw", lr=0.5, augment=True)
+    model = create_tf_model("cnn3", 4, 20, width=0.25)
+    opt = tf_trainer.build_optimizer(config, loss_scale=False)
+    opt.build(model.trainable_variables)
+    steps = tf_trainer.Steps(model, opt, config, tf.distribute.get_strategy())
+    steps.begin_epoch(0)
+    images, labels = np.random.default_rng(0).integers(0, 256, (4, 20, 20), dtype=np.uint8), np.arange(4) % 4
+    for lr in (0.0123, 0.0456):
+        steps.train_step(images, labels, lr, 0)
+        assert float(opt.learning_rate.numpy()) == pytest.approx(lr, rel=1e-6)
+    assert steps.totals(False)[2] == 8

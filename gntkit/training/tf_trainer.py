@@ -276,7 +276,10 @@ class Steps:
         return (tf.reduce_sum(tf.cast(per_example, tf.float64)), correct,
                 tf.cast(tf.shape(labels)[0], tf.float64))
 
-    def _train_step(self, images, labels, seed):
+    def _train_step(self, images, labels, seed, lr):
+        # The learning rate is set inside the compiled step: an eager assignment per step (the
+        # cosine schedule changes it every step) cost as much as a small layer.
+        _set_lr(self.optimizer, lr)
         per_replica = self.strategy.run(self._replica_fn, args=(images, labels, seed))
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica]
 
@@ -310,10 +313,8 @@ class Steps:
 
     def train_step(self, images, labels, lr: float, index: int) -> None:
         """One compiled step; sums stay as tensors until `totals` (no per-step synchronisation)."""
-        if lr != getattr(self, "_lr_set", None):  # an eager assign per step costs as much as a small layer
-            _set_lr(self.optimizer, lr)
-            self._lr_set = lr
-        self.pending.append(self.train_step_fn(images, labels, tf.constant([self._seed_base, index], tf.int32)))
+        step_args = (np.array([self._seed_base, index], np.int32), np.float32(lr))
+        self.pending.append(self.train_step_fn(images, labels, *step_args))
         if len(self.pending) >= 64:
             self._fold()
 
