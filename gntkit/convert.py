@@ -75,11 +75,6 @@ def default_output(sources, to: str) -> Path:
     return Path.cwd() / f"{_strip_suffixes(_first_source(sources).name)}-{to}"
 
 
-def slice_batch(batch: SampleBatch, start: int, end: int) -> SampleBatch:
-    """Samples start..end of a batch as a new SampleBatch (see SampleBatch.slice)."""
-    return batch.slice(start, end)
-
-
 def _file_digests(path: Path, md5: bool) -> dict:
     sha = hashlib.sha256()
     digest_md5 = hashlib.md5() if md5 else None

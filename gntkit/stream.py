@@ -410,7 +410,7 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
     """Decode every sample of the sources, in global order, as SampleBatches.
 
     Args:
-        sources: paths (.gnt, folders, zips) or GntMembers from find_members.
+        sources: paths (source files, folders, archives) or Members from find_members.
         charset: the classes; see gntkit.charset.
         preprocess: a gntkit.preprocess.Preprocess, or None / raw for original bitmaps.
         on_error: "raise" on the first damaged record, or "skip" it and count it.
