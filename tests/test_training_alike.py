@@ -133,5 +133,42 @@ def test_tf_step_sets_the_learning_rate_inside_the_compiled_step():
     images, labels = np.random.default_rng(0).integers(0, 256, (4, 20, 20), dtype=np.uint8), np.arange(4) % 4
     for lr in (0.0123, 0.0456):
         steps.train_step(images, labels, lr, 0)
+        steps.totals(False)  # runs the queued steps (steps run in groups, see the next test)
         assert float(opt.learning_rate.numpy()) == pytest.approx(lr, rel=1e-6)
     assert steps.totals(False)[2] == 8
+
+
+def _tf_steps_after(max_per_call: int, batches, config):
+    tf.keras.utils.set_random_seed(0)
+    model = create_tf_model("cnn3", 4, 20, width=0.25)
+    opt = tf_trainer.build_optimizer(config, loss_scale=False)
+    opt.build(model.trainable_variables)
+    steps = tf_trainer.Steps(model, opt, config, tf.distribute.get_strategy())
+    steps.max_steps_per_call = max_per_call
+    steps.begin_epoch(0)
+    groups = []
+    for i, (images, labels) in enumerate(batches):
+        steps.train_step(images, labels, 0.01 * (1 + i % 3), i)
+        groups.append(steps.steps_per_call)
+    totals = steps.totals(False)
+    return [v.numpy() for v in model.trainable_variables], totals, groups, opt.iterations.numpy()
+
+
+def test_tf_steps_grouped_in_one_compiled_call_give_the_same_weights(monkeypatch):
+    # Steps queued and run several per call of the compiled loop (_train_steps) give the weights
+    # and sums of one call per step: each keeps its own learning rate, seed and augmentation;
+    # a smaller last batch runs apart.
+    monkeypatch.setattr(tf_trainer, "CALL_SECONDS", 1e9)  # always the largest group allowed
+    rng = np.random.default_rng(3)
+    batches = [(rng.integers(0, 256, (6, 20, 20), dtype=np.uint8), rng.integers(0, 4, 6)) for _ in range(8)]
+    batches.append((rng.integers(0, 256, (2, 20, 20), dtype=np.uint8), rng.integers(0, 4, 2)))
+    config = TrainConfig(model="cnn3", epochs=1, batch_size=6, optimizer="adamw", lr=0.01, augment=True,
+                         label_smoothing=0.1)
+    one, one_totals, one_groups, one_iterations = _tf_steps_after(1, batches, config)
+    grouped, grouped_totals, groups, iterations = _tf_steps_after(3, batches, config)
+    assert set(one_groups) == {1} and max(groups) == 3  # the grouping really happened
+    assert iterations == one_iterations == 9
+    assert grouped_totals[2] == one_totals[2] == 50
+    np.testing.assert_allclose(grouped_totals, one_totals, rtol=1e-5)
+    for a, b in zip(grouped, one):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

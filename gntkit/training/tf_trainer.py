@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +231,11 @@ def smoothed_cross_entropy(labels, logits, label_smoothing: float):
 
 # --- compiled steps ------------------------------------------------------------------------------
 
+# Steps per call of the compiled training loop (one replica): at most MAX_STEPS_PER_CALL, and
+# about CALL_SECONDS of work per call, so a progress bar still moves several times a second.
+MAX_STEPS_PER_CALL = 32
+CALL_SECONDS = 0.2
+
 class Steps:
     """The compiled train and validation steps of one model/optimizer under a strategy.
 
@@ -248,9 +254,15 @@ class Steps:
         replica = tf.function(self._replica_train, jit_compile=True) if config.compile else self._replica_train
         self._replica_fn = replica
         self.train_step_fn = tf.function(self._train_step, reduce_retracing=True)
+        self.train_steps_fn = tf.function(self._train_steps, reduce_retracing=True)
         self.eval_step = tf.function(self._eval_step, reduce_retracing=True)
         self.epoch, self.sums, self.pending = 0, np.zeros(3), []
         self.eval_model = model  # TFBackend puts a float32 twin here under a mixed policy
+        # Several steps per call of the compiled function (one replica only): see train_step.
+        self.max_steps_per_call = MAX_STEPS_PER_CALL if strategy.num_replicas_in_sync == 1 else 1
+        self.steps_per_call = 1
+        self.queue: list = []
+        self._calls_seen = 0
 
     def _replica_train(self, images, labels, seed):
         x = to_model_input(images, self.channels)
@@ -283,6 +295,15 @@ class Steps:
         per_replica = self.strategy.run(self._replica_fn, args=(images, labels, seed))
         return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for v in per_replica]
 
+    def _train_steps(self, images, labels, seeds, lrs):
+        # K optimizer steps in one call (one replica): images (K, B, ...), labels (K, B), seeds
+        # (K, 2), lrs (K,); step k is exactly _train_step(images[k], labels[k], seeds[k], lrs[k]).
+        sums = tf.zeros([3], tf.float64)
+        for k in tf.range(tf.shape(images)[0]):
+            _set_lr(self.optimizer, lrs[k])
+            sums += tf.stack(self._replica_fn(images[k], labels[k], seeds[k]))
+        return tf.unstack(sums)
+
     def _replica_eval(self, images, labels):
         logits = tf.cast(self.eval_model(to_model_input(images, self.channels), training=False), tf.float32)
         labels = tf.cast(labels, tf.int64)
@@ -312,11 +333,53 @@ class Steps:
         return _distribute(self.strategy, batches)
 
     def train_step(self, images, labels, lr: float, index: int) -> None:
-        """One compiled step; sums stay as tensors until `totals` (no per-step synchronisation)."""
-        step_args = (np.array([self._seed_base, index], np.int32), np.float32(lr))
-        self.pending.append(self.train_step_fn(images, labels, *step_args))
+        """One optimizer step (batch `index` of the epoch); sums stay as tensors until `totals`.
+
+        On one replica, steps are queued and run `steps_per_call` at a time in one call of a
+        compiled loop (`_train_steps`), as keras' steps_per_execution does: each call of a
+        compiled function from Python costs about as much as a small layer, and a small
+        network on 28 x 28 digits spends a tenth of its step there (docs/benchmarks.md,
+        issue 11). Every step keeps its own learning rate and seed, so the result does not
+        depend on how steps are grouped. `steps_per_call` adapts so that a call takes about
+        CALL_SECONDS: a slow step (a large network on a CPU) still runs one at a time and the
+        progress bar stays live.
+        """
+        seed = np.array([self._seed_base, index], np.int32)
+        if self.max_steps_per_call == 1:
+            self.pending.append(self.train_step_fn(images, labels, seed, np.float32(lr)))
+        else:
+            if self.queue and tuple(np.shape(images)) != tuple(np.shape(self.queue[0][0])):
+                self._run_queue()  # a batch of another size (the epoch's last) runs apart
+            self.queue.append((images, labels, seed, lr))
+            if len(self.queue) >= self.steps_per_call:
+                self._run_queue()
         if len(self.pending) >= 64:
             self._fold()
+
+    def _run_queue(self) -> None:
+        """Run the queued steps: one call of the single step, or of the compiled loop over them."""
+        queue, self.queue = self.queue, []
+        if not queue:
+            return
+        started = time.perf_counter()
+        if len(queue) == 1:
+            images, labels, seed, lr = queue[0]
+            self.pending.append(self.train_step_fn(images, labels, seed, np.float32(lr)))
+        else:
+            stack = tf.stack if any(tf.is_tensor(q[0]) for q in queue) else np.stack
+            images = stack([q[0] for q in queue])
+            labels = stack([q[1] for q in queue])
+            seeds = np.stack([q[2] for q in queue])
+            lrs = np.array([q[3] for q in queue], np.float32)
+            self.pending.append(self.train_steps_fn(images, labels, seeds, lrs))
+        per_step = (time.perf_counter() - started) / len(queue)
+        # The first calls include tracing: adapt only from what a traced call costs.
+        if self._calls_seen >= 2:
+            wanted = int(CALL_SECONDS / max(per_step, 1e-6))
+            self.steps_per_call = max(1, min(self.max_steps_per_call, wanted))
+        else:
+            self.steps_per_call = min(self.max_steps_per_call, 2)
+        self._calls_seen += 1
 
     def _fold(self) -> None:
         if self.pending:
@@ -325,6 +388,7 @@ class Steps:
 
     def totals(self, reduce: bool) -> list[float]:
         """[loss sum, correct, count] so far (already summed over replicas by the strategy)."""
+        self._run_queue()
         self._fold()
         return [float(v) for v in self.sums]
 
