@@ -14,7 +14,9 @@ matrix `upsample_matrix` (the elastic distortion of the HCCR literature, made
 smooth by interpolation instead of a Gaussian filter so both frameworks
 compute it with one matrix product). Here the numbers are drawn with numpy;
 the TF trainer draws the same distributions with stateless TF ops (so that
-they live inside the compiled step) and both warp with the same formula.
+they live inside the compiled step) on GPUs, and both warp with the same formula.
+On CPUs the TF trainer warps on the host instead, with `random_warp_batch`:
+the torch trainer's draws, and a numba kernel (gntkit.kernels.warp).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import math
 import numpy as np
 
 from gntkit.errors import GntkitError
+from gntkit.kernels import warp as _warp_kernels
 
 __all__ = ["AugmentParams", "AUGMENT", "affine_matrices", "elastic_offsets", "upsample_matrix",
-           "affine_from_uniform", "sampling_grid"]
+           "affine_from_uniform", "sampling_grid", "warp_batch", "random_warp_batch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,3 +125,74 @@ def sampling_grid(matrices: np.ndarray, offsets: np.ndarray | None, size: int) -
         field = up @ np.asarray(offsets, np.float32).transpose(0, 3, 1, 2) @ up.T  # (B, 2, S, S)
         grid += field.transpose(0, 2, 3, 1)
     return grid
+
+
+# level / 255 in float32, as torch's trainer scales uint8 images before it samples them.
+_LEVELS = (np.arange(256, dtype=np.float32) / np.float32(255)).astype(np.float32)
+
+
+def warp_batch(images: np.ndarray, matrices: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
+    """Warp uint8 images by affines plus elastic offsets on the host; float32 (B, S, S) in [0, 1].
+
+    The numba kernel gntkit.kernels.warp builds each point of `sampling_grid(matrices,
+    offsets, S)` as it samples (equal to float32 rounding) and samples bilinearly with zero
+    outside, as torch's grid_sample(align_corners=False) of images / 255.
+
+    Args:
+        images: uint8 (B, S, S), S >= 2 (any layout; a C-contiguous copy is made if needed).
+        matrices: float32 (B, 2, 3) output->input affines (`affine_matrices`), finite.
+        offsets: None, or float32 (B, G, G, 2) elastic control displacements (`elastic_offsets`),
+            G >= 2, finite.
+
+    Returns:
+        float32 (B, S, S).
+
+    Raises:
+        GntkitError: a dtype, shape or non-finite value other than described.
+    """
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 3 \
+            or images.shape[1] != images.shape[2] or images.shape[1] < 2:
+        raise GntkitError(f"warp_batch: expected images as a uint8 numpy array (B, S, S) with S >= 2, found "
+                          f"{_describe(images)}.")
+    count, size = images.shape[0], images.shape[1]
+    if not isinstance(matrices, np.ndarray) or matrices.dtype != np.float32 or matrices.shape != (count, 2, 3):
+        raise GntkitError(f"warp_batch: expected matrices as float32 ({count}, 2, 3) for {count} images, found "
+                          f"{_describe(matrices)}.")
+    if offsets is None:
+        offsets, up = np.zeros((count, 0, 0, 2), np.float32), np.zeros((size, 0), np.float32)
+    elif (not isinstance(offsets, np.ndarray) or offsets.dtype != np.float32 or offsets.ndim != 4
+          or offsets.shape[0] != count or offsets.shape[1] != offsets.shape[2] or offsets.shape[1] < 2
+          or offsets.shape[3] != 2):
+        raise GntkitError(f"warp_batch: expected elastic offsets as float32 ({count}, G, G, 2) with G >= 2, "
+                          f"found {_describe(offsets)}.")
+    else:
+        up = upsample_matrix(size, offsets.shape[1])
+    if not (np.isfinite(matrices).all() and np.isfinite(offsets).all()):
+        raise GntkitError("warp_batch: expected finite matrices and elastic offsets, found NaN or infinity.")
+    out = np.empty((count, size, size), np.float32)
+    _warp_kernels.warp_images(np.ascontiguousarray(images), np.ascontiguousarray(matrices),
+                              np.ascontiguousarray(offsets), up, _LEVELS, out)
+    return out
+
+
+def random_warp_batch(images: np.ndarray, rng: np.random.Generator, params: AugmentParams = AUGMENT) -> np.ndarray:
+    """Draw one warp per image from `rng` and apply it: float32 (B, S, S) in [0, 1].
+
+    Draws as the torch trainer's random_warp does on one process: `affine_matrices` for the
+    batch, then `elastic_offsets` (when params.elastic_pixels > 0), so the same rng gives both
+    trainers the same warps.
+
+    Raises:
+        GntkitError: images are not uint8 (B, S, S) (see `warp_batch`).
+    """
+    count = int(np.shape(images)[0]) if np.ndim(images) == 3 else 0
+    matrices = affine_matrices(rng, count, params)
+    offsets = (elastic_offsets(rng, count, int(np.shape(images)[-1]), params)
+               if params.elastic_pixels > 0 else None)
+    return warp_batch(images, matrices, offsets)
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"{value.dtype} {value.shape}"
+    return type(value).__name__

@@ -1,0 +1,143 @@
+"""The host warp of training (gntkit.kernels.warp through augment.warp_batch): against a plain numpy
+reference, against torch's grid_sample, its input checks, and the TF trainer's CPU step seeing the
+images torch's random_warp makes from the same seed, epoch and batch index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gntkit.errors import GntkitError
+from gntkit.training.augment import AUGMENT, affine_matrices, elastic_offsets, random_warp_batch, sampling_grid, warp_batch
+
+
+def naive_bilinear(images, grid):
+    """Reference sampler: images (B, S, S) at normalised grid points (B, S, S, 2), zero outside."""
+    b, s, _ = images.shape
+    out = np.zeros((b, s, s))
+    for n in range(b):
+        for r in range(s):
+            for c in range(s):
+                x = ((grid[n, r, c, 0] + 1) * s - 1) / 2
+                y = ((grid[n, r, c, 1] + 1) * s - 1) / 2
+                x0, y0 = int(np.floor(x)), int(np.floor(y))
+                for yy, xx, w in ((y0, x0, (1 - (x - x0)) * (1 - (y - y0))), (y0, x0 + 1, (x - x0) * (1 - (y - y0))),
+                                  (y0 + 1, x0, (1 - (x - x0)) * (y - y0)), (y0 + 1, x0 + 1, (x - x0) * (y - y0))):
+                    if 0 <= yy < s and 0 <= xx < s:
+                        out[n, r, c] += w * images[n, yy, xx]
+    return out
+
+
+def wide_warps(rng, count, size, elastic=True):
+    """Warps far larger than training's: many points land outside the image, some far outside."""
+    matrices = affine_matrices(rng, count)
+    matrices[:, :, :2] *= rng.uniform(0.5, 2.0, (count, 1, 1)).astype(np.float32)
+    matrices[:, :, 2] = rng.uniform(-1.5, 1.5, (count, 2)).astype(np.float32)
+    matrices[0, :, 2] = [40.0, -40.0]  # the whole image outside
+    offsets = (elastic_offsets(rng, count, size) * 4).astype(np.float32) if elastic else None
+    return matrices, offsets
+
+
+def ink(rng, count, size):
+    return rng.integers(0, 256, (count, size, size), dtype=np.uint8)
+
+
+@pytest.mark.numba
+@pytest.mark.parametrize("size", [2, 3, 8, 17])
+@pytest.mark.parametrize("elastic", [True, False])
+def test_kernel_equals_the_numpy_reference(size, elastic):
+    rng = np.random.default_rng(size)
+    images = ink(rng, 6, size)
+    matrices, offsets = wide_warps(rng, 6, size, elastic)
+    grid = sampling_grid(matrices, offsets, size)
+    assert (np.abs(grid) > 1).mean() > 0.2  # points outside the image are part of the test
+    expected = naive_bilinear(images.astype(np.float64) / 255, grid.astype(np.float64))
+    got = warp_batch(images, matrices, offsets)
+    assert got.dtype == np.float32 and got.shape == images.shape
+    np.testing.assert_allclose(got, expected, atol=4e-6)
+    assert np.all(got[0] == 0) and got.max() > 0.2 and got.min() >= 0 and got.max() <= 1
+
+
+@pytest.mark.numba
+def test_identity_warp_gives_the_image_over_255():
+    rng = np.random.default_rng(1)
+    images = ink(rng, 3, 12)
+    identity = np.tile(np.array([[1, 0, 0], [0, 1, 0]], np.float32), (3, 1, 1))
+    got = warp_batch(images, identity, np.zeros((3, 4, 4, 2), np.float32))
+    np.testing.assert_allclose(got, images / 255, atol=1e-6)
+
+
+@pytest.mark.numba
+def test_kernel_output_does_not_depend_on_the_thread_split():
+    numba = pytest.importorskip("numba")
+    rng = np.random.default_rng(2)
+    images = ink(rng, 37, 16)
+    matrices, offsets = wide_warps(rng, 37, 16)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = warp_batch(images, matrices, offsets)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(warp_batch(images, matrices, offsets), serial)
+
+
+@pytest.mark.parametrize("size", [5, 32, 64])
+def test_kernel_equals_torch_grid_sample(size):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(10 + size)
+    images = ink(rng, 8, size)
+    matrices, offsets = affine_matrices(rng, 8), elastic_offsets(rng, 8, size)
+    matrices[:4, :, 2] *= 8  # half the batch shifted partly out of the image
+    grid = torch.from_numpy(sampling_grid(matrices, offsets, size))
+    expected = F.grid_sample(torch.from_numpy(images).float()[:, None] / 255, grid, mode="bilinear",
+                             padding_mode="zeros", align_corners=False)[:, 0].numpy()
+    np.testing.assert_allclose(warp_batch(images, matrices, offsets), expected, atol=1e-5)
+
+
+@pytest.mark.numba
+def test_random_warp_batch_draws_as_torch_random_warp():
+    # the same rng gives torch's CPU warp (affines, then offsets, numpy grid, grid_sample)
+    torch = pytest.importorskip("torch")
+    from gntkit.training import torch_trainer
+
+    images = ink(np.random.default_rng(4), 10, 24)
+    got = random_warp_batch(images, np.random.default_rng([1, 2, 3, 7]))
+    x = torch.from_numpy(images).float()[:, None] / 255
+    expected = torch_trainer.random_warp(x, np.random.default_rng([1, 2, 3, 7]))[:, 0].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.abs(got - images / 255).max() > 0.3  # the warp moved ink
+    assert AUGMENT.elastic_pixels > 0  # so the elastic draws were compared too
+
+
+@pytest.mark.parametrize("images, matrices, offsets, sentence", [
+    (np.zeros((2, 8, 8), np.float32), np.zeros((2, 2, 3), np.float32), None,
+     "expected images as a uint8 numpy array (B, S, S) with S >= 2, found float32 (2, 8, 8)"),
+    (np.zeros((2, 8, 6), np.uint8), np.zeros((2, 2, 3), np.float32), None, "found uint8 (2, 8, 6)"),
+    (np.zeros((2, 1, 1), np.uint8), np.zeros((2, 2, 3), np.float32), None, "found uint8 (2, 1, 1)"),
+    ([[[0, 0], [0, 0]]], np.zeros((1, 2, 3), np.float32), None, "found list"),
+    (np.zeros((2, 8, 8), np.uint8), np.zeros((3, 2, 3), np.float32), None,
+     "expected matrices as float32 (2, 2, 3) for 2 images, found float32 (3, 2, 3)"),
+    (np.zeros((2, 8, 8), np.uint8), np.zeros((2, 2, 3), np.float64), None, "found float64 (2, 2, 3)"),
+    (np.zeros((2, 8, 8), np.uint8), np.zeros((2, 2, 3), np.float32), np.zeros((2, 4, 3, 2), np.float32),
+     "expected elastic offsets as float32 (2, G, G, 2) with G >= 2, found float32 (2, 4, 3, 2)"),
+    (np.zeros((2, 8, 8), np.uint8), np.zeros((2, 2, 3), np.float32), np.zeros((2, 1, 1, 2), np.float32),
+     "found float32 (2, 1, 1, 2)"),
+    (np.zeros((2, 8, 8), np.uint8), np.full((2, 2, 3), np.nan, np.float32), None,
+     "expected finite matrices and elastic offsets, found NaN or infinity"),
+])
+def test_warp_batch_names_bad_input(images, matrices, offsets, sentence):
+    with pytest.raises(GntkitError, match=sentence.replace("(", r"\(").replace(")", r"\)")) as info:
+        warp_batch(images, matrices, offsets)
+    assert str(info.value).count(". ") == 0 and str(info.value).endswith(".")
+
+
+@pytest.mark.numba
+def test_warp_batch_takes_any_layout_of_images():
+    rng = np.random.default_rng(5)
+    images = ink(rng, 4, 10)
+    matrices, offsets = wide_warps(rng, 4, 10)
+    flipped = np.ascontiguousarray(images.transpose(0, 2, 1)).transpose(0, 2, 1)  # same values, F-ordered
+    assert not flipped.flags.c_contiguous
+    np.testing.assert_array_equal(warp_batch(flipped, matrices, offsets), warp_batch(images, matrices, offsets))
