@@ -141,3 +141,67 @@ def test_warp_batch_takes_any_layout_of_images():
     flipped = np.ascontiguousarray(images.transpose(0, 2, 1)).transpose(0, 2, 1)  # same values, F-ordered
     assert not flipped.flags.c_contiguous
     np.testing.assert_array_equal(warp_batch(flipped, matrices, offsets), warp_batch(images, matrices, offsets))
+
+
+def _tf_step(config, images, labels, *, epoch, index, on_gpu=None):
+    """Weights of cnn3 (seeded) after one Steps.train_step on (images, labels), and the Steps."""
+    tf = pytest.importorskip("tensorflow")
+    from gntkit.models.tf import create_model
+    from gntkit.training import tf_trainer
+
+    tf.keras.utils.set_random_seed(0)
+    model = create_model("cnn3", 4, images.shape[-1], width=0.25)
+    optimizer = tf_trainer.build_optimizer(config, loss_scale=False)
+    optimizer.build(model.trainable_variables)
+    steps = tf_trainer.Steps(model, optimizer, config, tf.distribute.get_strategy(), on_gpu=on_gpu)
+    steps.begin_epoch(epoch)
+    steps.train_step(images, labels, 0.05, index)
+    totals = steps.totals(False)
+    return [v.numpy() for v in model.trainable_variables], totals, steps
+
+
+def test_tf_cpu_step_trains_on_the_images_torch_random_warp_makes():
+    # The TF step on a CPU warps on the host with torch's rng, draws and sampling: one step on
+    # uint8 images with augmentation ends at the weights of one step, without augmentation, on
+    # the float images torch's random_warp made from the same seed, epoch and batch index.
+    torch = pytest.importorskip("torch")
+    tf = pytest.importorskip("tensorflow")
+    from gntkit.training import tf_trainer, torch_trainer
+    from gntkit.training.config import TrainConfig
+
+    rng = np.random.default_rng(6)
+    images, labels = ink(rng, 8, 20), np.arange(8) % 4
+    common = dict(model="cnn3", epochs=1, batch_size=8, optimizer="sgd", momentum=0.0, weight_decay=0.0,
+                  label_smoothing=0.0, schedule="constant", seed=17)
+    augmented = TrainConfig(augment=True, **common)
+    x = torch.from_numpy(images).float()[:, None] / 255
+    seen_by_torch = torch_trainer.random_warp(x, np.random.default_rng([17, 2, 3, 7]))[:, 0].numpy()
+    np.testing.assert_allclose(tf_trainer.host_warp(tf.constant(images), 17, 2, 3), seen_by_torch, atol=1e-5)
+
+    warped_here, totals, steps = _tf_step(augmented, images, labels, epoch=2, index=3)
+    assert steps.host_warp and totals[2] == 8
+    plain = TrainConfig(augment=False, **common)
+    fed_torch_warp, _, _ = _tf_step(plain, seen_by_torch, labels, epoch=2, index=3)
+    unwarped, _, _ = _tf_step(plain, images, labels, epoch=2, index=3)
+    for a, b in zip(warped_here, fed_torch_warp):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert max(np.abs(a - b).max() for a, b in zip(warped_here, unwarped)) > 1e-4  # the warp mattered
+    # another batch index draws other warps
+    other_index, _, _ = _tf_step(augmented, images, labels, epoch=2, index=4)
+    assert max(np.abs(a - b).max() for a, b in zip(warped_here, other_index)) > 1e-4
+
+
+def test_tf_step_on_gpus_keeps_warping_in_the_graph():
+    # on_gpu=True (here still run on the CPU) takes the in-graph path: uint8 into the step, TF draws
+    pytest.importorskip("tensorflow")
+    from gntkit.training.config import TrainConfig
+
+    rng = np.random.default_rng(7)
+    images, labels = ink(rng, 8, 20), np.arange(8) % 4
+    config = TrainConfig(model="cnn3", epochs=1, batch_size=8, optimizer="sgd", augment=True, seed=17)
+    in_graph, totals, steps = _tf_step(config, images, labels, epoch=0, index=0, on_gpu=True)
+    on_host, _, host_steps = _tf_step(config, images, labels, epoch=0, index=0)
+    assert not steps.host_warp and host_steps.host_warp and totals[2] == 8
+    assert all(np.isfinite(w).all() for w in in_graph)
+    # TF's stateless draws are other warps than numpy's: the two paths really differ
+    assert max(np.abs(a - b).max() for a, b in zip(in_graph, on_host)) > 1e-5

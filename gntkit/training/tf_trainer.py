@@ -6,6 +6,9 @@ mean in the torch trainer; the epochs themselves are gntkit.training.loop's.
 The steps take (uint8 images (B, S, S), int64 labels (B,)) batches: numpy
 arrays, tensors or a `tf.data.Dataset`; conversion to float (x / 255),
 augmentation and mixed precision happen on the device inside one compiled step.
+On a CPU with one replica the augmentation runs on the host instead, before the
+step (`Steps.host_warp`): the torch trainer's draws and a numba kernel
+(gntkit.training.augment.random_warp_batch), so both trainers warp a batch alike.
 
 Distribution uses TensorFlow's own engines: `MultiWorkerMirroredStrategy`
 when TF_CONFIG names more than one worker, `MirroredStrategy` when more than
@@ -27,7 +30,7 @@ import numpy as np
 
 from gntkit.errors import GntkitError, require
 from gntkit.training import batches as batch_facts
-from gntkit.training.augment import AUGMENT, affine_from_uniform, upsample_matrix
+from gntkit.training.augment import AUGMENT, affine_from_uniform, random_warp_batch, upsample_matrix
 from gntkit.training.config import TrainConfig, pick_val_split
 from gntkit.training.loop import Backend, run_training, train_epoch
 from gntkit.training.run_folder import RunFolder
@@ -52,6 +55,7 @@ __all__ = [
     "TFBackend",
     "apply_affine",
     "warp_params",
+    "host_warp",
 ]
 
 
@@ -215,8 +219,27 @@ def apply_affine(images, matrices, offsets=None):
 
 def to_model_input(images, channels: int = 1):
     """uint8 (B, S, S) -> float32 (B, S, S, channels) in [0, 1] (inside the compiled step, on the device)."""
-    x = tf.expand_dims(tf.cast(images, tf.float32) / 255.0, -1)
+    return _with_channels(tf.cast(images, tf.float32) / 255.0, channels)
+
+
+def _with_channels(x, channels: int):
+    """float32 (B, S, S) -> (B, S, S, channels): the gray image in each channel."""
+    x = tf.expand_dims(x, -1)
     return tf.repeat(x, channels, axis=-1) if channels > 1 else x
+
+
+def host_warp(images, seed: int, epoch: int, index: int) -> np.ndarray:
+    """The warped float32 (B, S, S) images in [0, 1] of batch `index` of `epoch`, made on the host.
+
+    The torch trainer's warp of the same batch on one process: its rng
+    (default_rng([seed, epoch, index, 7])), its draws and the same bilinear sample
+    (gntkit.training.augment.random_warp_batch).
+
+    Raises:
+        GntkitError: the images are not uint8 (B, S, S).
+    """
+    pixels = images.numpy() if tf.is_tensor(images) else np.asarray(images)
+    return random_warp_batch(pixels, np.random.default_rng([seed, epoch, index, 7]))
 
 
 def smoothed_cross_entropy(labels, logits, label_smoothing: float):
@@ -241,9 +264,19 @@ class Steps:
 
     Also the step hooks of gntkit.training.loop (begin_epoch, distribute,
     train_step, totals). With `config.compile` the per-replica step is compiled by XLA.
+
+    `host_warp`: with augmentation on a CPU and one replica, train_step warps each batch on
+    the host (`host_warp`, a numba kernel) and the compiled step gets float32 images in
+    [0, 1]; the in-graph warp (stateless TF draws, a sampling grid and a gather) cost
+    TensorFlow about as much time as bf16 saved on the 2-core CPU (docs/benchmarks.md,
+    issue 12). On GPUs and with several replicas the step warps in the graph.
+
+    Args:
+        on_gpu: whether the strategy computes on GPUs; None: ask the strategy (the default
+            strategy computes on a GPU when TensorFlow sees one).
     """
 
-    def __init__(self, model, optimizer, config: TrainConfig, strategy, top_k: int = 5):
+    def __init__(self, model, optimizer, config: TrainConfig, strategy, top_k: int = 5, on_gpu: bool | None = None):
         self.model = model
         self.optimizer = optimizer
         self.config = config
@@ -263,11 +296,16 @@ class Steps:
         self.steps_per_call = 1
         self.queue: list = []
         self._calls_seen = 0
+        on_gpu = _strategy_on_gpu(strategy) if on_gpu is None else bool(on_gpu)
+        self.host_warp = bool(config.augment) and not on_gpu and strategy.num_replicas_in_sync == 1
 
     def _replica_train(self, images, labels, seed):
-        x = to_model_input(images, self.channels)
         labels = tf.cast(labels, tf.int64)
-        if self.config.augment:
+        # float32 images were warped on the host (host_warp) and are in [0, 1]: tf.function
+        # traces a second variant for them, which neither scales nor warps again.
+        warped = images.dtype == tf.float32
+        x = _with_channels(images, self.channels) if warped else to_model_input(images, self.channels)
+        if self.config.augment and not warped:
             # Draw the warps of the whole global batch and keep this replica's contiguous share,
             # so that the split over replicas does not change which sample gets which warp.
             ctx = tf.distribute.get_replica_context()
@@ -342,9 +380,13 @@ class Steps:
         issue 11). Every step keeps its own learning rate and seed, so the result does not
         depend on how steps are grouped. `steps_per_call` adapts so that a call takes about
         CALL_SECONDS: a slow step (a large network on a CPU) still runs one at a time and the
-        progress bar stays live.
+        progress bar stays live. With `host_warp` the batch is warped here, before it is
+        queued, and the queue holds float32 images in [0, 1] (as does a float32 batch given
+        here: the step takes float32 images as scaled already).
         """
         seed = np.array([self._seed_base, index], np.int32)
+        if self.host_warp:
+            images = host_warp(images, self.config.seed, self.epoch, index)
         if self.max_steps_per_call == 1:
             self.pending.append(self.train_step_fn(images, labels, seed, np.float32(lr)))
         else:
@@ -391,6 +433,16 @@ class Steps:
         self._run_queue()
         self._fold()
         return [float(v) for v in self.sums]
+
+
+def _strategy_on_gpu(strategy) -> bool:
+    """Whether `strategy` computes on GPUs (its devices; the default strategy's are TF's choice)."""
+    try:
+        devices = strategy.extended.worker_devices
+    except (RuntimeError, NotImplementedError, AttributeError):
+        # the default strategy has no device list: TF places the step on a GPU when it sees one
+        return bool(tf.config.list_physical_devices("GPU"))
+    return any("GPU" in str(device).upper() for device in devices)
 
 
 def _seed_dropout(model, config: TrainConfig, epoch: int) -> None:
@@ -656,7 +708,7 @@ class TFBackend(Backend):
                 _apply_pretrained(model, config)
             self.optimizer = build_optimizer(config, loss_scale=self.precision == "fp16")
             self.optimizer.build(model.trainable_variables)
-            self.steps = Steps(model, self.optimizer, config, self.strategy)
+            self.steps = Steps(model, self.optimizer, config, self.strategy, on_gpu=self.placement.on_gpu)
             if self.policy is not None:
                 # Validation runs in float32 on a twin of the model, so that it equals what
                 # `gntkit evaluate` (which loads the checkpoint as float32) reports.
@@ -689,7 +741,11 @@ class TFBackend(Backend):
         return _TFBoard(logdir)
 
     def augmented_preview(self, images) -> np.ndarray:
-        """uint8 (N, S, S): images after one random warp (as in training)."""
+        """uint8 (N, S, S): images after one random warp (as in training; on the host on a CPU)."""
+        if self.config.augment and not self.placement.on_gpu and self.world_size == 1:
+            # the warp training uses here (Steps.host_warp), from the torch trainer's preview rng
+            x = random_warp_batch(np.asarray(images), np.random.default_rng([self.config.seed, 99]))
+            return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
         x = to_model_input(tf.convert_to_tensor(images))
         if self.config.augment:
             matrices, offsets = warp_params(int(x.shape[0]), tf.constant([self.config.seed, 99], tf.int32),
