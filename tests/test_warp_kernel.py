@@ -205,3 +205,20 @@ def test_tf_step_on_gpus_keeps_warping_in_the_graph():
     assert all(np.isfinite(w).all() for w in in_graph)
     # TF's stateless draws are other warps than numpy's: the two paths really differ
     assert max(np.abs(a - b).max() for a, b in zip(in_graph, on_host)) > 1e-5
+
+
+def test_tf_preview_on_a_cpu_shows_the_host_warp_as_torch():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("tensorflow")
+    from gntkit.training import tf_trainer, torch_trainer
+    from gntkit.training.config import TrainConfig
+
+    images = ink(np.random.default_rng(8), 5, 16)
+    backend = tf_trainer.TFBackend(TrainConfig(framework="tf", model="cnn3", augment=True, device="cpu", seed=3))
+    preview = backend.augmented_preview(images)
+    x = torch.from_numpy(images).float()[:, None] / 255
+    expected = torch_trainer.random_warp(x, np.random.default_rng([3, 99]))[:, 0].numpy() * 255
+    assert preview.dtype == np.uint8 and preview.shape == images.shape
+    # the same warp; rounding to uint8 may differ by one level where the two floats straddle .5
+    assert np.abs(preview.astype(float) - np.round(expected)).max() <= 1
+    assert np.abs(preview.astype(float) - images).max() > 50  # the warp moved ink
