@@ -180,6 +180,10 @@ def test_tf_cpu_step_trains_on_the_images_torch_random_warp_makes():
 
     warped_here, totals, steps = _tf_step(augmented, images, labels, epoch=2, index=3)
     assert steps.host_warp and totals[2] == 8
+    # a batch that comes as a tensor (tf.data gives EagerTensors) is warped alike
+    from_tensor, _, _ = _tf_step(augmented, tf.constant(images), tf.constant(labels), epoch=2, index=3)
+    for a, b in zip(warped_here, from_tensor):
+        np.testing.assert_array_equal(a, b)
     plain = TrainConfig(augment=False, **common)
     fed_torch_warp, _, _ = _tf_step(plain, seen_by_torch, labels, epoch=2, index=3)
     unwarped, _, _ = _tf_step(plain, images, labels, epoch=2, index=3)
