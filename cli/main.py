@@ -236,6 +236,10 @@ def convert(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ):
     """Convert sources (.gnt and other CASIA / MNIST files, folders, archives) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""  # noqa: E501 - `gntkit --help` keeps a docstring's line breaks
+    if not (raw or pad):  # on a cold numba cache, preprocessing kernels compile in a helper from now on
+        from gntkit.compile_ahead import start_preprocess_helper
+
+        start_preprocess_helper(edited=bool(contrast or denoise or binarize is not None))
     from gntkit.convert import convert as run_convert
 
     def call():

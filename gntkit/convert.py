@@ -37,6 +37,7 @@ import numpy as np
 import gntkit
 from gntkit.batch import SampleBatch
 from gntkit.charset import Charset
+from gntkit.compile_ahead import cancel_helpers, kernels_cached, start_preprocess_helper, warm_writer
 from gntkit.digest import default_threads, sha256_files
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.formats.gnt import DEFAULT_MAX_SIDE
@@ -463,6 +464,25 @@ class OutputFolder:
 # --------------------------------------------------------------------------- stage 3: write
 
 
+def _compile_ahead(plan: ConversionPlan) -> None:
+    """On a cold numba cache: preprocessing kernels in a helper process, the writer's here meanwhile.
+
+    Only GNT bitmaps go through the resampling kernels the helper compiles; for other sources
+    (and raw or pad settings) a helper the CLI started is stopped. See gntkit.compile_ahead.
+    """
+    settings = plan.preprocess
+    resamples = (not settings.raw and not settings.pad and not plan.options.get("lines")
+                 and all(m.format == "gnt" for m in plan.members))
+    if not resamples:
+        cancel_helpers()
+        return
+    edited = settings.contrast or settings.denoise or settings.binarize is not None
+    group = "preprocess-edited" if edited else "preprocess"
+    if start_preprocess_helper(edited) and kernels_cached(group) is False:
+        # The helper compiles for seconds: the writer compiles here meanwhile, not after the first batch.
+        warm_writer(plan.fmt.name, raw=False, image_size=settings.size, compression=plan.options["compression"])
+
+
 def _split_outputs(plan: ConversionPlan, folder: OutputFolder, finished: dict) -> dict:
     """One _SplitOutput per split, each saving the journal when it finishes a shard."""
     attrs = {"gntkit_version": gntkit.__version__, "charset": plan.charset.to_json(), "preprocess": plan.preprocess.to_json(),
@@ -509,6 +529,7 @@ def write_shards(plan: ConversionPlan, outputs: dict, report: StreamReport) -> i
                 output.finish()
             bar.update(sum(sizes[entry["name"]] for entry in report.members[seen:]), samples=samples)
     except BaseException:
+        cancel_helpers()
         for output in outputs.values():
             output.abort()
         raise
@@ -669,6 +690,7 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
     folder = OutputFolder(plan.out_dir, plan.settings_key())
     finished = folder.prepare(plan.options["overwrite"], resume)
     outputs = _split_outputs(plan, folder, finished)
+    _compile_ahead(plan)
     archives = sorted({m.archive for m in plan.members if m.archive}) if hash_sources else []
     plain_files = [m.name for m in plan.members if not m.archive] if hash_sources else []
     hasher = _SourceHasher(plain_files, archives)

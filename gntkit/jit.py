@@ -210,6 +210,11 @@ class _CompileListener(event.Listener):
         pass
 
 
+def notice_enabled() -> bool:
+    """Whether the compile notice is switched on (see `compile_notice`)."""
+    return _notice["enabled"]
+
+
 def compile_notice(enabled: bool = True, stream=None) -> None:
     """Switch the one-line stderr notice printed when a gntkit kernel must be compiled.
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from PIL import Image, ImageOps
 
+from gntkit.compile_ahead import await_kernels
 from gntkit.errors import GntkitError
 from gntkit.kernels import preprocess as _kernels
 
@@ -400,6 +401,9 @@ def _run(pixels, offsets, heights, widths, settings: Preprocess, out: np.ndarray
         binarize, threshold = _kernels.BINARIZE_FIXED, settings.binarize
     arguments = (pixels, offsets, heights, widths, out, settings.margin, settings.crop, settings.invert,
                  settings.contrast, binarize, threshold, settings.denoise)
+    # A helper process may be compiling these kernels into numba's cache (gntkit.compile_ahead).
+    edited = settings.contrast or settings.denoise or settings.binarize is not None
+    await_kernels("preprocess-edited" if edited else "preprocess")
     if serial:
         _kernels.preprocess_chunk(0, count, *arguments)
     else:

@@ -1,0 +1,103 @@
+"""gntkit.compile_ahead: with an empty numba cache, a helper process compiles the preprocessing
+kernels while the command compiles its reader and writer; the command then loads them from the
+cache and writes the same bytes as without the helper."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gntkit import compile_ahead
+from gntkit.compile_ahead import Ahead
+
+JIT_DISABLED = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"
+
+# In a fresh process: convert a small corpus the way the CLI does (the helper started first),
+# then print how many signatures of the preprocessing and writer kernels numba compiled in
+# this process, and the SHA-256 of every shard.
+SCRIPT = """
+import hashlib, sys
+from pathlib import Path
+from gntkit import compile_ahead
+corpus, out, fmt, edit = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "edited"
+compile_ahead.start_preprocess_helper(edited=edit)
+from gntkit.convert import convert
+from gntkit.preprocess import Preprocess
+from gntkit.warmup import _kernel_dispatchers
+convert(corpus, out, to=fmt, charset="data", preprocess=Preprocess(contrast=True, denoise=True) if edit else None)
+groups = {"preprocess": ("gntkit.kernels.preprocess",),
+          "writer": ("gntkit.writers.tfrecord", "gntkit.writers.webdataset", "gntkit.kernels.png", "gntkit.kernels.crc32c")}
+for group, modules in groups.items():
+    compiled = sum(sum(d.stats.cache_misses.values()) for d in _kernel_dispatchers() if d.py_func.__module__ in modules)
+    print("compiled", group, compiled)
+for shard in sorted(out.iterdir()):
+    if shard.is_file() and not shard.name.endswith(".json") and not shard.name.startswith("charset"):
+        print(shard.name, hashlib.sha256(shard.read_bytes()).hexdigest())
+"""
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    from gntkit.synth import write_corpus
+
+    folder = tmp_path_factory.mktemp("ahead") / "gnt"
+    write_corpus(folder, writers=2, num_classes=5, samples_per_class=2, style="f", num_symbols=2, seed=4)
+    return folder
+
+
+def _convert(corpus, out, cache, fmt, edit, **env):
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(corpus), str(out), fmt, edit],
+                          env={**os.environ, "NUMBA_CACHE_DIR": str(cache), **env}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    compiled = {line.split()[1]: int(line.split()[2]) for line in lines if line.startswith("compiled")}
+    return compiled, [line for line in lines if not line.startswith("compiled")]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(JIT_DISABLED, reason="the helper compiles nothing with the JIT off")
+@pytest.mark.parametrize("fmt,edit", [("tfrecord", "plain"), ("webdataset", "plain"), ("hdf5", "edited")])
+def test_the_helper_compiles_preprocessing_and_the_bytes_stay_the_same(tmp_path, small_corpus, fmt, edit):
+    with_helper, shards = _convert(small_corpus, tmp_path / "with", tmp_path / "cache-with", fmt, edit)
+    alone, alone_shards = _convert(small_corpus, tmp_path / "alone", tmp_path / "cache-alone", fmt, edit,
+                                   GNTKIT_COMPILE_AHEAD="0")
+    # Alone, the command compiles the preprocessing kernels itself; with the helper it loads them.
+    assert alone["preprocess"] > 0 and with_helper["preprocess"] == 0
+    # The writer compiles in the command either way (ahead of the first batch with a helper).
+    assert with_helper["writer"] == alone["writer"]
+    assert shards == alone_shards and len(shards) >= 1
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="numba's cache is not used with the JIT off")
+def test_a_second_command_finds_the_kernels_cached(tmp_path):
+    # The first process's helper fills the cache; in the next process the helper finds the
+    # kernels there and ends without compiling, and the command knows they are cached.
+    script = ("from gntkit import compile_ahead as c; started = c.start_preprocess_helper(); "
+              "helper = c._pending.get('preprocess'); ok = helper.wait() if helper else None; "
+              "print(started, ok, c.kernels_cached('preprocess'))")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert first.stdout.split() == ["True", "True", "True"], first.stderr[-2000:]
+    assert any((tmp_path / "cache").rglob("preprocess.preprocess_chunk_plain-*.nbi"))
+
+
+def test_no_helper_where_it_cannot_pay_off(monkeypatch):
+    monkeypatch.setenv("GNTKIT_COMPILE_AHEAD", "0")
+    assert compile_ahead.start_preprocess_helper() is False and not compile_ahead.pending("preprocess")
+    monkeypatch.setenv("GNTKIT_COMPILE_AHEAD", "1")
+    monkeypatch.setattr(compile_ahead, "_usable_cores", lambda: 1)
+    assert compile_ahead.start_preprocess_helper() is False
+    assert compile_ahead.kernels_cached("writer-hdf5") is None  # HDF5's writer has no kernels
+
+
+def test_a_failed_or_slow_helper_is_not_an_error():
+    failed = Ahead(subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]))
+    assert failed.wait() is False
+    assert failed.wait() is False  # waiting twice
+    slow = Ahead(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
+    compile_ahead._pending["preprocess"] = slow
+    compile_ahead.cancel_helpers()
+    assert slow.process is None and not compile_ahead.pending("preprocess")
+    compile_ahead.await_kernels("preprocess")  # nothing pending: returns at once
