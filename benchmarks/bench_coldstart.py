@@ -6,14 +6,19 @@ run left. Two code trees run side by side, in the same session:
 
 - baseline: this working tree with the kernel files of BASELINE_REV (before the compile-time
   work: a parallel=True preprocessing kernel, read-only and writeable specialisations,
-  slice-assignment copies), everything else identical;
-- current: this working tree.
+  slice-assignment copies), everything else identical, in one process (GNTKIT_COMPILE_AHEAD=0);
+- one-process: this working tree with GNTKIT_COMPILE_AHEAD=0 (every kernel compiled by the
+  command itself, one after another);
+- current: this working tree as users run it (gntkit.compile_ahead's helper process compiles
+  the preprocessing kernels beside the command).
+With --repeat N every row runs N times, the trees alternating, and the table shows the median
+(and the range) of the cold wall seconds.
 
 Timing is the wall clock of the whole command and the CPU seconds (user + system) of its
 process, since this 2-core machine is shared: CPU seconds move less with the load.
 
 Usage: python benchmarks/bench_coldstart.py [--records 3750] [--formats tfrecord hdf5 webdataset]
-       [--kernels 25] [--baseline-rev REV]
+       [--kernels 25] [--baseline-rev REV] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -96,9 +101,9 @@ def build_current(folder: Path) -> Path:
     return tree
 
 
-def run(tree: Path, args: list[str], cache: Path, probe_out: Path | None = None) -> dict:
+def run(tree: Path, args: list[str], cache: Path, probe_out: Path | None = None, helper: bool = False) -> dict:
     """One command in a fresh process; wall and CPU seconds, and whether it printed the compile notice."""
-    env = {**os.environ, "PYTHONPATH": str(tree), "NUMBA_CACHE_DIR": str(cache)}
+    env = {**os.environ, "PYTHONPATH": str(tree), "NUMBA_CACHE_DIR": str(cache), "GNTKIT_COMPILE_AHEAD": "1" if helper else "0"}
     if probe_out is None:
         command = [sys.executable, "-c", "import sys; from gntkit.cli.main import app; app(sys.argv[1:])", *args]
     else:
@@ -127,6 +132,7 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=["tfrecord", "hdf5", "webdataset"])
     parser.add_argument("--kernels", type=int, default=25, help="kernels listed in the per-kernel table")
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
+    parser.add_argument("--repeat", type=int, default=1, help="cold runs per row (median shown)")
     args = parser.parse_args()
 
     from corpus import make_corpus
@@ -136,16 +142,28 @@ def main() -> None:
         corpus = make_corpus(tmp / "corpus", records=args.records, writers=1, zip_too=False)
         source = Path(corpus["folder"])
         trees = {"baseline": build_baseline(tmp, args.baseline_rev), "current": build_current(tmp)}
+        variants = [("baseline", trees["baseline"], False), ("one-process", trees["current"], False),
+                    ("current", trees["current"], True)]
         print(f"one writer file: {corpus['records']:,} records, {corpus['bytes'] / 1e6:.1f} MB; "
-              f"baseline = kernel files of {args.baseline_rev}; load average {os.getloadavg()[0]:.1f} at start")
-        print(f"{'command':<22} {'tree':<9} {'cold wall s':>11} {'cold CPU s':>10} {'warm wall s':>11} {'warm CPU s':>10}  "
-              "notice cold/warm")
+              f"baseline = kernel files of {args.baseline_rev}; load average {os.getloadavg()[0]:.1f} at start; "
+              f"{args.repeat} cold run(s) per row")
+        print(f"{'command':<22} {'tree':<12} {'cold wall s':>11} {'(range)':>11} {'cold CPU s':>10} {'warm wall s':>11} "
+              f"{'warm CPU s':>10}  notice cold/warm")
         for label, command in commands(source, tmp / "out", args.formats):
-            for name, tree in trees.items():
-                cache = Path(tempfile.mkdtemp(prefix=f"numba-{name}-", dir=tmp))
-                cold = run(tree, command, cache)
-                warm = run(tree, command, cache)
-                print(f"{label:<22} {name:<9} {cold['wall']:>11.1f} {cold['cpu']:>10.1f} {warm['wall']:>11.1f} {warm['cpu']:>10.1f}  "
+            results = {name: [] for name, _, _ in variants}
+            for _ in range(args.repeat):
+                for name, tree, helper in variants:
+                    cache = Path(tempfile.mkdtemp(prefix=f"numba-{name}-", dir=tmp))
+                    cold = run(tree, command, cache, helper=helper)
+                    warm = run(tree, command, cache, helper=helper)
+                    results[name].append((cold, warm))
+                    shutil.rmtree(cache, ignore_errors=True)
+            for name, _, _ in variants:
+                runs = results[name]
+                walls = sorted(c["wall"] for c, _ in runs)
+                cold, warm = sorted(runs, key=lambda r: r[0]["wall"])[len(runs) // 2]  # the median run
+                print(f"{label:<22} {name:<12} {cold['wall']:>11.1f} {f'{walls[0]:.1f}-{walls[-1]:.1f}':>11} {cold['cpu']:>10.1f} "
+                      f"{warm['wall']:>11.1f} {warm['cpu']:>10.1f}  "
                       f"{'yes' if cold['notice'] else 'no'}/{'yes' if warm['notice'] else 'no'}", flush=True)
         per_kernel_table(trees, source, tmp, args.formats[0], args.kernels)
         print(f"load average {os.getloadavg()[0]:.1f} at end")

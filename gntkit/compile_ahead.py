@@ -5,10 +5,13 @@ after another: numba compiles under a process-wide lock, so threads cannot share
 preprocessing kernel and its callees are the longest chain (about 4 of 6 compile CPU-s, and a
 caller compiles only after its callees); reading and writing need the rest. So a helper process
 compiles the preprocessing chain into numba's on-disk cache from the moment the command starts,
-while the command compiles its reader and, ahead of the first batch, its shard writer
-(`warm_writer`); the command waits for the helper (`await_kernels`) just before it preprocesses,
-then loads those kernels from the cache in milliseconds. On two cores this takes the critical
-path from about 7.5 s to about 5 s (benchmarks/bench_coldstart.py, docs/benchmarks.md).
+while the command compiles its share of the chain's callees (`compile_callee_share`: gather_pass,
+resize_taps and the ink tests), then its reader and, ahead of the first batch, its shard writer (`warm_writer`).
+The helper compiles the other callees, waits for the command's share to be in the cache (the
+command says so on the helper's stdin), then compiles the preprocessing kernel itself, which finds
+every callee in the cache. The command waits for the helper (`await_kernels`) just before it
+preprocesses and loads the kernels from the cache in milliseconds. On two cores this takes a cold
+convert from about 7.5 s to under 5 s (benchmarks/bench_coldstart.py, docs/benchmarks.md).
 
 A helper starts only where it can pay off: the JIT and its cache are on, the kernel is not in the
 cache yet, and the process may use more than one core. Nothing depends on it: if it fails or is
@@ -19,6 +22,7 @@ the CLI can start the helper before it loads anything heavy.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -26,7 +30,8 @@ import sys
 import tempfile
 import threading
 
-__all__ = ["Ahead", "start_preprocess_helper", "await_kernels", "cancel_helpers", "warm_writer", "kernels_cached"]
+__all__ = ["Ahead", "start_preprocess_helper", "compile_callee_share", "await_kernels", "cancel_helpers", "warm_writer",
+           "kernels_cached", "pending"]
 
 # The kernel whose cache index shows that a group of kernels was compiled before (module,
 # function): the group's outermost kernel, cached only after everything it calls.
@@ -51,6 +56,8 @@ def _forget_helpers() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_helpers)
+# A command that ends without preprocessing (nothing kept, an error) leaves no helper running.
+atexit.register(lambda: cancel_helpers())
 
 
 class Ahead:
@@ -70,6 +77,7 @@ class Ahead:
         A failed or late helper is not an error: numba compiles in this process whatever
         is not in the cache. Safe to call from several threads and more than once.
         """
+        self.signal()  # a helper still waiting for the command's share must not wait for ever
         with self._lock:
             process, self.process = self.process, None
             if process is None:
@@ -80,6 +88,17 @@ class Ahead:
                 process.kill()
                 process.wait()
                 return False
+
+    def signal(self) -> None:
+        """Tell the helper that the command's share of the callees is in the cache (it then compiles the rest)."""
+        process = self.process
+        if process is None or process.stdin is None or process.stdin.closed:
+            return
+        try:
+            process.stdin.write(b"1")
+            process.stdin.close()
+        except (OSError, ValueError):
+            pass  # the helper ended already
 
     def cancel(self) -> None:
         """Stop the helper if it still runs."""
@@ -143,7 +162,7 @@ def start_preprocess_helper(edited: bool = False) -> bool:
             env["NUMBA_CACHE_DIR"] = str(numba_config.CACHE_DIR)
         try:
             process = subprocess.Popen([sys.executable, "-m", "gntkit.compile_ahead", json.dumps({"group": group})], env=env,
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
             return False
         _pending[group] = Ahead(process)
@@ -158,6 +177,65 @@ def await_kernels(group: str) -> None:
         with _lock:
             if _pending.get(group) is ahead:
                 del _pending[group]
+
+
+def compile_callee_share(group: str) -> None:
+    """Compile the command's share of the preprocessing callees, then signal the helper of `group`.
+
+    The share is gather_pass for both argument types the preprocessing kernel passes it
+    (the uint8 image and float32 rows), resize_taps and the ink tests: called here on a few
+    values each, so numba compiles exactly the signatures the kernel uses and caches them. The helper waits for the signal before it
+    compiles the kernel that calls them. Without a helper for `group` it does nothing.
+    """
+    ahead = _pending.get(group)
+    if ahead is None:
+        return
+    try:
+        if kernels_cached(group) is False:
+            _call_command_share()
+    finally:
+        ahead.signal()
+
+
+def _call_command_share() -> None:
+    """The command's share of the callees (gather_pass, resize_taps, the ink tests), with the kernel's types."""
+    import numpy as np
+
+    from gntkit.jit import compile_notice, notice_enabled
+    from gntkit.kernels.preprocess import column_has_ink, gather_pass, resize_taps, row_has_ink
+
+    was = notice_enabled()
+    compile_notice(False)
+    try:
+        # 2 rows of 4 values, 2 outputs of 2 taps each: every read and write is inside the arrays.
+        start = np.array([0, 1], np.uint64)
+        weight = np.full(8, 0.5, np.float32)
+        target = np.empty(4, np.float32)
+        image = np.frombuffer(bytes(range(16)), np.uint8)  # read-only, as the kernel passes the image
+        gather_pass(image, 4, 0, 2, 2, start, weight, 2, target)
+        gather_pass(image.astype(np.float32), 4, 0, 2, 2, start, weight, 2, target)
+        resize_taps(4, 2, 0, start, weight)  # 3 taps of 2 outputs: weight[0:6]
+        square = image.reshape(4, 4)
+        row_has_ink(square, 0)
+        column_has_ink(square, 0, 0, 4)
+    finally:
+        compile_notice(was)
+
+
+def _call_helper_share() -> None:
+    """The helper's share of the callees (combine_pass, both signatures), with the kernel's types."""
+    import numpy as np
+
+    from gntkit.kernels.preprocess import combine_pass
+
+    start = np.zeros(2, np.uint64)
+    weight = np.full(4, 0.25, np.float32)
+    target = np.empty(8, np.float32)
+    sums = np.empty(4, np.float64)
+    image = np.frombuffer(bytes(range(16)), np.uint8)  # read-only, as the kernel passes the image
+    # rows of stride 4, 4 values from column 0, 2 taps, outputs 0..1: reads image[0:8], writes target[0:8]
+    combine_pass(image, 4, 0, 4, 2, start, weight, 2, 0, 2, target, sums)
+    combine_pass(image.astype(np.float32), 4, 0, 4, 2, start, weight, 2, 0, 2, target, sums)
 
 
 def pending(group: str) -> bool:
@@ -236,10 +314,17 @@ def _compile_preprocessing(edited: bool) -> None:
 
 
 def _helper(spec: dict) -> None:
-    """The helper process: compile the group's kernels unless the cache has them."""
+    """The helper process: compile the group's kernels unless the cache has them.
+
+    Its share of the callees first; then it waits until the command has compiled its own
+    share (one byte, or the end of stdin if the command ended), and compiles the kernel.
+    """
     group = spec["group"]
-    if kernels_cached(group) is False:
-        _compile_preprocessing(group == "preprocess-edited")
+    if kernels_cached(group) is not False:
+        return
+    _call_helper_share()
+    sys.stdin.buffer.read(1)
+    _compile_preprocessing(group == "preprocess-edited")
 
 
 if __name__ == "__main__":
