@@ -3,7 +3,8 @@
 For container images and cluster nodes: run it once while building the image (or once per
 node) and the first real command starts at warm speed. It runs the real code paths on a
 tiny synthetic corpus in a temporary folder (inspect; convert to each shard format, with
-and without the edit steps, and raw; read the shards back through gntkit.datasets), so the
+and without the edit steps, and raw; read the shards back through gntkit.datasets; the
+training warp), so the
 kernels compile for exactly the argument types real runs pass them; a list of signatures
 kept by hand would drift from the code.
 
@@ -146,6 +147,16 @@ def _steps(tmp: Path, formats: list[str]):
     yield "convert with edit steps", lambda: convert(corpus, tmp / "edited", to=first, charset="data", preprocess=edits)
     yield "convert --raw", lambda: convert(corpus, tmp / "raw", to=first, charset="data", preprocess=Preprocess(raw=True))
     yield "convert, 2 workers", lambda: convert(corpus, tmp / "workers", to=first, charset="data", workers=2)
+    yield "training warp (host)", _training_warp
+
+
+def _training_warp() -> None:
+    """The host-side augmentation warp the TF trainer uses on CPUs (gntkit.kernels.warp)."""
+    import numpy as np
+
+    from gntkit.training.augment import random_warp_batch
+
+    random_warp_batch(np.zeros((2, 8, 8), np.uint8), np.random.default_rng(0))
 
 
 def _read(folder: Path) -> None:
