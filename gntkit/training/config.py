@@ -106,8 +106,8 @@ class TrainConfig:
     weight_decay: float = _option(0.05, "Decoupled weight decay: every step multiplies weights (not biases or "
                                         "batch norm) by 1 - lr x weight_decay, in every optimizer and both frameworks.")
     label_smoothing: float = _option(0.1, "Label smoothing of the training loss (as torch's CrossEntropyLoss).")
-    augment: bool = _option(True, "Random affine (rotation, shear, scale, shift) and elastic distortion on the "
-                                  "device (gntkit.training.augment.AUGMENT).", flag="--augment/--no-augment")
+    augment: bool = _option(True, "Random affine (rotation, shear, scale, shift) and elastic distortion of each "
+                                  "training image (gntkit.training.augment.AUGMENT).", flag="--augment/--no-augment")
     seed: int = _option(0, "Seeds initialisation, shuffling, augmentation and dropout.")
     precision: str = _option("auto", "Arithmetic: auto = bf16 on GPUs with it (else fp16) and on CPUs with "
                                      "AVX-512 BF16 or AMX (torch), else fp32.", choices=PRECISIONS)
