@@ -11,6 +11,7 @@ loop of the same network and batch, same run:
   train-torch    gntkit.training.train_arrays(framework="torch"): epoch 2's images/s from metrics.csv
   plain-tf       baseline: a plain fp32 tf.function step (GradientTape, AdamW) on tensors in memory
   train-tf       gntkit.training.train_arrays(framework="tf"), the same way
+  plain-tf-bf16  not a baseline: plain-tf under keras' mixed_bfloat16 policy, what bf16 alone gives TF
 
 Does bf16 keep the accuracy (cnn3 on synthetic glyphs, fp32 beside precision auto, both frameworks)?
 
@@ -243,7 +244,7 @@ def run_plain_torch(args) -> dict:
             "device": str(device), "memory": None}
 
 
-def run_plain_tf(args) -> dict:
+def run_plain_tf(args, policy: str | None = None) -> dict:
     """Baseline: a plain fp32 tf.function step (GradientTape, Adam) on float tensors in memory."""
     import tensorflow as tf
 
@@ -252,13 +253,14 @@ def run_plain_tf(args) -> dict:
     tf.keras.utils.set_random_seed(0)
     x, y = _images(args.batch, args.size, args.classes)
     images, labels = tf.constant(x[..., None].astype("float32") / 255), tf.constant(y)
-    model = create_model(args.model, args.classes, args.size)
+    model = create_model(args.model, args.classes, args.size, dtype_policy=policy)
     optimizer = tf.keras.optimizers.AdamW(0.001)
 
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, model(images, training=True)))
+            logits = tf.cast(model(images, training=True), tf.float32)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
@@ -269,8 +271,13 @@ def run_plain_tf(args) -> dict:
     for _ in range(args.steps):
         loss = step()
     loss.numpy()
-    return {"seconds": time.perf_counter() - start, "images": args.steps * args.batch, "precision": "fp32",
-            "device": "CPU", "memory": None}
+    return {"seconds": time.perf_counter() - start, "images": args.steps * args.batch,
+            "precision": "bf16" if policy else "fp32", "device": "CPU", "memory": None}
+
+
+def run_plain_tf_bf16(args) -> dict:
+    """Not a baseline: the plain TF loop under keras' mixed_bfloat16 policy (what bf16 alone gives TF here)."""
+    return run_plain_tf(args, "mixed_bfloat16")
 
 
 def _run_gntkit_train(args, framework: str) -> dict:
@@ -303,6 +310,7 @@ def run_train_tf(args) -> dict:
 
 
 RUNNERS = {"plain-torch": run_plain_torch, "train-torch": run_train_torch, "plain-tf": run_plain_tf,
+           "plain-tf-bf16": run_plain_tf_bf16,
            "train-tf": run_train_tf, "gntkit-torch": run_gntkit_torch, "naive-torch": run_naive_torch,
            "gntkit-tf": run_gntkit_tf, "keras-fit": run_keras_fit, "loader": run_loader}
 
