@@ -31,11 +31,12 @@ compact HCCR network, Melnyk et al. 2020), which fit a 2-core CPU's budget. VGG1
 _bn variants, vgg11 and vgg16-transfer) are left out by default: too slow on 2 CPU cores. At 64 x 64
 VGG19 does about 1.6 G multiply-adds per image (hccr-compact: 0.53 G, the slowest default row) and
 has 45 M parameters at 30 classes (hccr-compact: 4.8 M); both frameworks together would take most of
-an hour for this table alone (an estimate from the arithmetic, not a measurement). Name them in --models to include them anyway. `--models NAME:EPOCHS` gives one model its own epoch
-count (the epochs column says what each row had). The default table (4 models x 2 frameworks, 10
-epochs each) took 19 minutes here with other jobs on the 2 cores (load average 1.4 -> 3.0), about
-14 by the rates measured with less load; hccr-compact is most of it (about 100 images/s in torch
-and 60-75 in TensorFlow at 64 x 64). The script prints its estimate before the runs start.
+an hour for this table alone (an estimate from the arithmetic, not a measurement). Name them in
+--models to include them anyway. `--models NAME:EPOCHS` gives one model its own epoch count (the
+epochs column says what each row had). The default table (4 models x 2 frameworks, 10 epochs each)
+took 19 minutes here with other jobs on the 2 cores (load average 1.4 -> 3.0), about 14 by the rates
+measured with less load; hccr-compact is most of it (about 100 images/s in torch and 60-75 in
+TensorFlow at 64 x 64). The script prints its estimate before the runs start.
 """
 
 from __future__ import annotations
