@@ -298,6 +298,9 @@ class Steps:
         self._calls_seen = 0
         on_gpu = _strategy_on_gpu(strategy) if on_gpu is None else bool(on_gpu)
         self.host_warp = bool(config.augment) and not on_gpu and strategy.num_replicas_in_sync == 1
+        # Several CPU replicas (MultiWorkerMirroredStrategy on CPU hosts): batches from the host
+        # are warped whole, as one process would warp them, before the strategy splits them.
+        self.host_warp_global = bool(config.augment) and not on_gpu and strategy.num_replicas_in_sync > 1
 
     def _replica_train(self, images, labels, seed):
         labels = tf.cast(labels, tf.int64)
@@ -367,7 +370,23 @@ class Steps:
         self._seed_base = _epoch_seed_base(self.config, epoch)  # once per epoch, not per step
 
     def distribute(self, batches):
-        """Batches under the strategy (global batches split over replicas)."""
+        """Batches under the strategy (global batches split over replicas).
+
+        With `host_warp_global`, each global batch from a host iterable is warped on the host
+        (`host_warp` with the batch's index) before the split, so every replica trains on its
+        share of the very pixels a one-process run warps; tf.data sources keep the in-graph warp.
+        """
+        if self.host_warp_global and not isinstance(batches, (tf.data.Dataset, _ShardSource)) \
+                and not isinstance(batches, tf.distribute.DistributedDataset):
+            seed, epoch = self.config.seed, self.epoch
+            source = batches
+
+            class _Warped:
+                def __iter__(self):
+                    for i, (images, labels) in enumerate(source):
+                        yield host_warp(images, seed, epoch, i), labels
+
+            batches = _Warped()
         return _distribute(self.strategy, batches)
 
     def train_step(self, images, labels, lr: float, index: int) -> None:
@@ -476,8 +495,9 @@ def _distribute(strategy, batches):
 
 def _as_dataset(batches):
     spec = None
-    for images, _ in batches:  # peek for the image size
-        spec = (tf.TensorSpec([None, *np.shape(images)[1:]], tf.uint8), tf.TensorSpec([None], tf.int64))
+    for images, _ in batches:  # peek for the image size and type (uint8, or float32 warped on the host)
+        dtype = tf.float32 if np.asarray(images).dtype == np.float32 else tf.uint8
+        spec = (tf.TensorSpec([None, *np.shape(images)[1:]], dtype), tf.TensorSpec([None], tf.int64))
         break
     if spec is None:
         raise GntkitError("The batch source gave no batches: expected at least one.")
