@@ -34,7 +34,7 @@ has 45 M parameters at 30 classes (hccr-compact: 4.8 M); both frameworks togethe
 an hour for this table alone (an estimate from the arithmetic, not a measurement). Name them in
 --models to include them anyway. `--models NAME:EPOCHS` gives one model its own epoch count (the
 epochs column says what each row had). The default table (4 models x 2 frameworks, 10 epochs each)
-took 19 minutes here with other jobs on the 2 cores (load average 1.4 -> 3.0), about 14 by the rates
+took 17-19 minutes here with other jobs on the 2 cores (load average 1.4-3.0), about 14 by the rates
 measured with less load; hccr-compact is most of it (about 100 images/s in torch and 60-75 in
 TensorFlow at 64 x 64). The script prints its estimate before the runs start.
 """
@@ -52,7 +52,6 @@ from pathlib import Path
 
 FRAMEWORKS = ("torch", "tf")
 DEFAULT_MODELS = "cnn2,cnn2-tutorial,cnn3,hccr-compact"
-SLOW_MODELS = ("vgg11", "vgg16", "vgg19", "vgg11_bn", "vgg16_bn", "vgg19_bn", "vgg16-transfer")
 # Training images/s of `gntkit train` measured on the 2-core AMD EPYC (AVX-512 BF16) this benchmark
 # was written on, 64 x 64, defaults; only used to print the time estimate before the runs start.
 RATE_GUESS = {("cnn2", "torch"): 2100, ("cnn2", "tf"): 1750, ("cnn2-tutorial", "torch"): 5100,
