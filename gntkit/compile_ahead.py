@@ -110,6 +110,8 @@ class Ahead:
 
 
 def _usable_cores() -> int:
+    # gntkit.digest.default_threads counts the same, but importing it loads numba, which this
+    # module must not do before the helper has started.
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -137,6 +139,11 @@ def kernels_cached(group: str) -> bool | None:
     return os.path.exists(index_path)
 
 
+def preprocess_group(edits: bool) -> str:
+    """The kernel group of the preprocessing kernel with edit steps (contrast, binarisation, denoising) or without."""
+    return "preprocess-edited" if edits else "preprocess"
+
+
 def start_preprocess_helper(edited: bool = False) -> bool:
     """Start a helper compiling the preprocessing kernels (with edit steps or without), unless pointless.
 
@@ -146,7 +153,7 @@ def start_preprocess_helper(edited: bool = False) -> bool:
     Returns:
         True if a helper for them is running (started now or before).
     """
-    group = "preprocess-edited" if edited else "preprocess"
+    group = preprocess_group(edited)
     with _lock:
         if group in _pending:
             return True
@@ -179,20 +186,26 @@ def await_kernels(group: str) -> None:
                 del _pending[group]
 
 
-def compile_callee_share(group: str) -> None:
+def compile_callee_share(group: str) -> bool:
     """Compile the command's share of the preprocessing callees, then signal the helper of `group`.
 
     The share is gather_pass for both argument types the preprocessing kernel passes it
     (the uint8 image and float32 rows), resize_taps and the ink tests: called here on a few
-    values each, so numba compiles exactly the signatures the kernel uses and caches them. The helper waits for the signal before it
-    compiles the kernel that calls them. Without a helper for `group` it does nothing.
+    values each, so numba compiles exactly the signatures the kernel uses and caches them.
+    The helper waits for the signal before it compiles the kernel that calls them. Without a
+    helper for `group` it does nothing.
+
+    Returns:
+        True if it compiled the share: the kernels were not cached and the helper is at work.
     """
     ahead = _pending.get(group)
     if ahead is None:
-        return
+        return False
     try:
-        if kernels_cached(group) is False:
-            _call_command_share()
+        if kernels_cached(group) is not False:
+            return False
+        _call_command_share()
+        return True
     finally:
         ahead.signal()
 
@@ -201,12 +214,10 @@ def _call_command_share() -> None:
     """The command's share of the callees (gather_pass, resize_taps, the ink tests), with the kernel's types."""
     import numpy as np
 
-    from gntkit.jit import compile_notice, notice_enabled
+    from gntkit.jit import no_compile_notice
     from gntkit.kernels.preprocess import column_has_ink, gather_pass, resize_taps, row_has_ink
 
-    was = notice_enabled()
-    compile_notice(False)
-    try:
+    with no_compile_notice():
         # 2 rows of 4 values, 2 outputs of 2 taps each: every read and write is inside the arrays.
         start = np.array([0, 1], np.uint64)
         weight = np.full(8, 0.5, np.float32)
@@ -218,8 +229,6 @@ def _call_command_share() -> None:
         square = image.reshape(4, 4)
         row_has_ink(square, 0)
         column_has_ink(square, 0, 0, 4)
-    finally:
-        compile_notice(was)
 
 
 def _call_helper_share() -> None:
@@ -252,47 +261,35 @@ def cancel_helpers() -> None:
         ahead.cancel()
 
 
-def warm_writer(fmt: str, *, raw: bool, image_size: int | None, compression: str | None) -> bool:
+def warm_writer(fmt: str, *, image_size: int, compression: str | None) -> bool:
     """Compile the shard writer's kernels in this process now, on a two-sample shard in a temporary folder.
 
     For a command whose preprocessing kernels a helper is compiling: its writer then compiles
-    while it would otherwise wait, not after the first batch.
+    while it would otherwise wait, not after the first batch. Such a command writes
+    fixed-size images (raw bitmaps are never resampled, so no helper runs for them).
 
     Returns:
         True if it wrote the warm-up shard (False: the kernels were cached, or the format has none).
     """
     if kernels_cached(f"writer-{fmt}") is not False:
         return False
-    from gntkit.jit import compile_notice, notice_enabled
-    from gntkit.writers import get_writer_class
-
-    writer_class = get_writer_class(fmt)
-    was = notice_enabled()
-    compile_notice(False)
-    try:
-        with tempfile.TemporaryDirectory(prefix="gntkit-warm-writer-") as tmp:
-            attrs = {"gntkit_version": "warm-up", "charset": "{}", "preprocess": "{}"}
-            with writer_class(os.path.join(tmp, "warm"), split="train", attrs=attrs, compression=compression) as writer:
-                writer.write(_tiny_batch(raw, image_size or 1))
-                writer.close()
-    finally:
-        compile_notice(was)
-    return True
-
-
-def _tiny_batch(raw: bool, image_size: int):
-    """Two samples with the types of gntkit.stream's batches (fixed-size images or raw bitmaps)."""
     import numpy as np
 
     from gntkit.batch import SampleBatch
+    from gntkit.jit import no_compile_notice
+    from gntkit.writers import get_writer_class
 
-    common = dict(keys=["1001/0", "1001/1"], writer_ids=["1001", "1001"], tag_codes=np.array([0xB0A1, 0xB0A2], np.uint16),
-                  labels=np.array([0, 1], np.int64), characters=["啊", "阿"])
-    if raw:
-        return SampleBatch(**common, heights=np.array([3, 2], np.int32), widths=np.array([2, 4], np.int32),
-                           pixels=np.full(14, 255, np.uint8), pixel_offsets=np.array([0, 6, 14], np.int64))
-    images = np.zeros((2, image_size, image_size), np.uint8)
-    return SampleBatch(**common, heights=np.full(2, image_size, np.int32), widths=np.full(2, image_size, np.int32), images=images)
+    # Two samples with the types of gntkit.stream's fixed-size batches.
+    batch = SampleBatch(keys=["1001/0", "1001/1"], writer_ids=["1001", "1001"], tag_codes=np.array([0xB0A1, 0xB0A2], np.uint16),
+                        labels=np.array([0, 1], np.int64), characters=["啊", "阿"], heights=np.full(2, image_size, np.int32),
+                        widths=np.full(2, image_size, np.int32), images=np.zeros((2, image_size, image_size), np.uint8))
+    writer_class = get_writer_class(fmt)
+    attrs = {"gntkit_version": "warm-up", "charset": "{}", "preprocess": "{}"}
+    with no_compile_notice(), tempfile.TemporaryDirectory(prefix="gntkit-warm-writer-") as tmp:
+        with writer_class(os.path.join(tmp, "warm"), split="train", attrs=attrs, compression=compression) as writer:
+            writer.write(batch)
+            writer.close()
+    return True
 
 
 def _compile_preprocessing(edited: bool) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 import gntkit
 from gntkit.batch import SampleBatch
 from gntkit.charset import Charset
-from gntkit.compile_ahead import cancel_helpers, compile_callee_share, kernels_cached, start_preprocess_helper, warm_writer
+from gntkit.compile_ahead import cancel_helpers, compile_callee_share, preprocess_group, start_preprocess_helper, warm_writer
 from gntkit.digest import default_threads, sha256_files
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.formats.gnt import DEFAULT_MAX_SIDE
@@ -476,13 +476,10 @@ def _compile_ahead(plan: ConversionPlan) -> None:
     if not resamples:
         cancel_helpers()
         return
-    edited = settings.contrast or settings.denoise or settings.binarize is not None
-    group = "preprocess-edited" if edited else "preprocess"
-    if start_preprocess_helper(edited):
-        compile_callee_share(group)  # first: the helper waits for it
-        if kernels_cached(group) is False:
-            # The helper compiles for seconds: the writer compiles here meanwhile, not after the first batch.
-            warm_writer(plan.fmt.name, raw=False, image_size=settings.size, compression=plan.options["compression"])
+    # The command's share of the callees first (the helper waits for it); then, while the helper
+    # compiles for seconds, the writer here, not after the first batch.
+    if start_preprocess_helper(settings.edits) and compile_callee_share(preprocess_group(settings.edits)):
+        warm_writer(plan.fmt.name, image_size=settings.size, compression=plan.options["compression"])
 
 
 def _split_outputs(plan: ConversionPlan, folder: OutputFolder, finished: dict) -> dict:

@@ -16,6 +16,7 @@ first run that takes seconds says why; `gntkit warmup` compiles everything ahead
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -210,9 +211,15 @@ class _CompileListener(event.Listener):
         pass
 
 
-def notice_enabled() -> bool:
-    """Whether the compile notice is switched on (see `compile_notice`)."""
-    return _notice["enabled"]
+@contextlib.contextmanager
+def no_compile_notice():
+    """Within the block, compiling prints no notice (for work that reports its compiling itself); then as before."""
+    was = _notice["enabled"]
+    _notice["enabled"] = False
+    try:
+        yield
+    finally:
+        _notice["enabled"] = was
 
 
 def compile_notice(enabled: bool = True, stream=None) -> None:

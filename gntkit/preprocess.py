@@ -41,7 +41,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 from PIL import Image, ImageOps
 
-from gntkit.compile_ahead import await_kernels
+from gntkit.compile_ahead import await_kernels, preprocess_group
 from gntkit.errors import GntkitError
 from gntkit.kernels import preprocess as _kernels
 
@@ -147,11 +147,11 @@ class Preprocess:
 
             object.__setattr__(self, "pen_width", check_pen_width(self.pen_width))
         self._check_line_settings()
-        if self.pad and (self.binarize is not None or self.denoise or self.contrast or self.raw):
+        if self.pad and (self.edits or self.raw):
             raise GntkitError("Preprocess pad (tf.image.resize_with_pad) is for images that are already normalised: "
                               "raw, binarize, denoise and contrast must be off.")
         if self.raw:
-            if self.binarize is not None or self.denoise or self.contrast:
+            if self.edits:
                 raise GntkitError(
                     "Preprocess raw=True keeps the original bitmaps, so binarize, denoise and contrast must be off."
                 )
@@ -189,6 +189,11 @@ class Preprocess:
             A Preprocess.
         """
         return cls(size=size, margin=margin, contrast=True, binarize="otsu", denoise=True)
+
+    @property
+    def edits(self) -> bool:
+        """Whether an edit step (contrast, binarisation or denoising) runs before the resize."""
+        return self.contrast or self.binarize is not None or self.denoise
 
     @property
     def steps(self) -> list[str]:
@@ -402,8 +407,7 @@ def _run(pixels, offsets, heights, widths, settings: Preprocess, out: np.ndarray
     arguments = (pixels, offsets, heights, widths, out, settings.margin, settings.crop, settings.invert,
                  settings.contrast, binarize, threshold, settings.denoise)
     # A helper process may be compiling these kernels into numba's cache (gntkit.compile_ahead).
-    edited = settings.contrast or settings.denoise or settings.binarize is not None
-    await_kernels("preprocess-edited" if edited else "preprocess")
+    await_kernels(preprocess_group(settings.edits))
     if serial:
         _kernels.preprocess_chunk(0, count, *arguments)
     else:
@@ -455,7 +459,7 @@ def preprocess_lines(bitmaps, settings: Preprocess) -> tuple[np.ndarray, np.ndar
             a non-empty 2-D uint8 array.
     """
     _check_settings(settings)
-    if settings.contrast or settings.binarize is not None or settings.denoise or settings.pad:
+    if settings.edits or settings.pad:
         raise GntkitError("Text lines are only scaled to the line height (and inverted): contrast, binarize, denoise and pad must be off.")
     images = []
     for i, bitmap in enumerate(bitmaps):

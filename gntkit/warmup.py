@@ -99,7 +99,7 @@ def warmup(formats=None, *, on_stage=None) -> list[Stage]:
     Raises:
         GntkitError: an unknown format, or one whose optional package is missing.
     """
-    from gntkit.jit import compile_notice
+    from gntkit.jit import no_compile_notice
 
     formats = available_formats() if formats is None else list(formats)
     for fmt in formats:
@@ -111,20 +111,16 @@ def warmup(formats=None, *, on_stage=None) -> list[Stage]:
                               f"(pip install 'gntkit[{package}]').")
     stages: list[Stage] = []
     # The stages report compiling themselves; the one-line notice would only repeat it.
-    compile_notice(False)
-    try:
-        with tempfile.TemporaryDirectory(prefix="gntkit-warmup-") as tmp:
-            for name, step in _steps(Path(tmp), formats):
-                before = _cache_counts()
-                started = time.perf_counter()
-                step()
-                after = _cache_counts()
-                stage = Stage(name, time.perf_counter() - started, after[0] - before[0], after[1] - before[1])
-                stages.append(stage)
-                if on_stage is not None:
-                    on_stage(stage)
-    finally:
-        compile_notice(True)
+    with no_compile_notice(), tempfile.TemporaryDirectory(prefix="gntkit-warmup-") as tmp:
+        for name, step in _steps(Path(tmp), formats):
+            before = _cache_counts()
+            started = time.perf_counter()
+            step()
+            after = _cache_counts()
+            stage = Stage(name, time.perf_counter() - started, after[0] - before[0], after[1] - before[1])
+            stages.append(stage)
+            if on_stage is not None:
+                on_stage(stage)
     return stages
 
 
