@@ -10,6 +10,7 @@ import gntkit.training as training
 from gntkit.training.augment import AUGMENT, affine_matrices, elastic_offsets, sampling_grid
 from gntkit.training.batches import ArrayBatches
 from gntkit.training.config import TrainConfig
+from naive_warp import naive_bilinear
 from test_training import CHARSET, PREPROCESS, glyph_arrays
 
 torch = pytest.importorskip("torch")
@@ -18,23 +19,6 @@ tf = pytest.importorskip("tensorflow")
 from gntkit.models.tf import create_model as create_tf_model  # noqa: E402
 from gntkit.models.torch import create_model as create_torch_model  # noqa: E402
 from gntkit.training import tf_trainer, torch_trainer  # noqa: E402
-
-
-def naive_bilinear(images, grid):
-    """Reference sampler: images (B, S, S) at normalised grid points (B, S, S, 2), zero outside."""
-    b, s, _ = images.shape
-    out = np.zeros((b, s, s))
-    for n in range(b):
-        for r in range(s):
-            for c in range(s):
-                x = ((grid[n, r, c, 0] + 1) * s - 1) / 2
-                y = ((grid[n, r, c, 1] + 1) * s - 1) / 2
-                x0, y0 = int(np.floor(x)), int(np.floor(y))
-                for yy, xx, w in ((y0, x0, (1 - (x - x0)) * (1 - (y - y0))), (y0, x0 + 1, (x - x0) * (1 - (y - y0))),
-                                  (y0 + 1, x0, (1 - (x - x0)) * (y - y0)), (y0 + 1, x0 + 1, (x - x0) * (y - y0))):
-                    if 0 <= yy < s and 0 <= xx < s:
-                        out[n, r, c] += w * images[n, yy, xx]
-    return out
 
 
 def test_warp_with_elastic_field_is_the_same_in_numpy_torch_and_tf():

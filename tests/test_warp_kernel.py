@@ -9,23 +9,7 @@ import pytest
 
 from gntkit.errors import GntkitError
 from gntkit.training.augment import AUGMENT, affine_matrices, elastic_offsets, random_warp_batch, sampling_grid, warp_batch
-
-
-def naive_bilinear(images, grid):
-    """Reference sampler: images (B, S, S) at normalised grid points (B, S, S, 2), zero outside."""
-    b, s, _ = images.shape
-    out = np.zeros((b, s, s))
-    for n in range(b):
-        for r in range(s):
-            for c in range(s):
-                x = ((grid[n, r, c, 0] + 1) * s - 1) / 2
-                y = ((grid[n, r, c, 1] + 1) * s - 1) / 2
-                x0, y0 = int(np.floor(x)), int(np.floor(y))
-                for yy, xx, w in ((y0, x0, (1 - (x - x0)) * (1 - (y - y0))), (y0, x0 + 1, (x - x0) * (1 - (y - y0))),
-                                  (y0 + 1, x0, (1 - (x - x0)) * (y - y0)), (y0 + 1, x0 + 1, (x - x0) * (y - y0))):
-                    if 0 <= yy < s and 0 <= xx < s:
-                        out[n, r, c] += w * images[n, yy, xx]
-    return out
+from naive_warp import naive_bilinear
 
 
 def wide_warps(rng, count, size, elastic=True):
