@@ -45,10 +45,11 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from child import print_result, run_child
 
 FRAMEWORKS = ("torch", "tf")
 DEFAULT_MODELS = "cnn2,cnn2-tutorial,cnn3,hccr-compact"
@@ -186,12 +187,7 @@ def measure(shards: Path, work: Path, model: str, framework: str, epochs: int) -
     run_dir = work / "runs" / f"{model}-{framework}"
     cmd = [sys.executable, __file__, "--one", f"{model}:{framework}:{epochs}", "--shards", str(shards),
            "--run-dir", str(run_dir)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise SystemExit(f"{model} ({framework}) failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return run_child(cmd, f"{model} ({framework})")
 
 
 def estimate_seconds(models, frameworks, train_images: int) -> float | None:
@@ -285,8 +281,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.one:
         model, framework, epochs = args.one.split(":")
-        result = run_one(Path(args.shards), Path(args.run_dir), model, framework, int(epochs))
-        print("RESULT " + json.dumps(result), flush=True)
+        print_result(run_one(Path(args.shards), Path(args.run_dir), model, framework, int(epochs)))
         return
     args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     if not args.frameworks or any(f not in FRAMEWORKS for f in args.frameworks):

@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child import child_env, print_result, read_result
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINES = ("keras-fit", "gntkit-tf", "torch-loader", "gntkit-torch")
@@ -161,7 +161,7 @@ def _child(args) -> None:
         rate = _gntkit(folder / "tfrecord", "tf", "cnn3", 32, 1e-3, args.threads)
     else:
         rate = _gntkit(folder / "hdf5", "torch", "cnn2-tutorial", 128, 1e-4, args.threads)
-    print("RESULT " + json.dumps({"pipeline": args.child, "images_per_second": rate}))
+    print_result({"pipeline": args.child, "images_per_second": rate})
 
 
 def _prepare(folder: Path, count: int) -> None:
@@ -186,8 +186,7 @@ def main(argv=None) -> None:
     if args.child:
         _child(args)
         return
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "CUDA_VISIBLE_DEVICES": ""}
+    env = child_env(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), CUDA_VISIBLE_DEVICES="")
     rates: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-digits-") as tmp:
         _prepare(Path(tmp), args.count)
@@ -195,11 +194,11 @@ def main(argv=None) -> None:
             for pipeline in args.pipelines.split(","):
                 command = [sys.executable, __file__, "--child", pipeline, "--folder", tmp, "--threads", str(args.threads)]
                 done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-                lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-                if done.returncode != 0 or not lines:
+                result = read_result(done.stdout)
+                if done.returncode != 0 or result is None:
                     print(f"{pipeline} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
                     continue
-                rates.setdefault(pipeline, []).append(json.loads(lines[-1][7:])["images_per_second"])
+                rates.setdefault(pipeline, []).append(result["images_per_second"])
     results = {pipeline: max(values) for pipeline, values in rates.items()}
     print(f"\n{args.count:,} generated 28x28 digits, {args.threads} thread(s) per pipeline, CPU, fp32, best of {args.repeat}\n")
     print(f"| {'pipeline':<13} | {'network':<26} | {'images/s':>9} | {'worst':>7} | {'vs tutorial loop':>16} |")

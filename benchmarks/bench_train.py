@@ -46,6 +46,8 @@ import subprocess
 import sys
 import time
 
+from child import print_result, run_child
+
 HWDB11_TRAIN = 897_758
 PIPELINES = ("gntkit-torch", "naive-torch", "gntkit-tf", "keras-fit")
 
@@ -317,8 +319,7 @@ RUNNERS = {"plain-torch": run_plain_torch, "train-torch": run_train_torch, "plai
 
 def _one(args) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = RUNNERS[args.one](args)
-    print("RESULT " + json.dumps(result), flush=True)
+    print_result(RUNNERS[args.one](args))
 
 
 def _measure(pipeline: str, size: int, args) -> dict:
@@ -328,12 +329,7 @@ def _measure(pipeline: str, size: int, args) -> dict:
            "--workers", str(args.workers)] + (["--compile"] if args.compile else [])
     if args.data:
         cmd += ["--data", args.data, "--framework-of-loader", args.framework_of_loader]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise SystemExit(f"{pipeline} at {size}x{size} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return run_child(cmd, f"{pipeline} at {size}x{size}")
 
 
 def _gpu_present() -> bool:
