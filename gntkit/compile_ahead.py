@@ -56,8 +56,6 @@ def _forget_helpers() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_helpers)
-# A command that ends without preprocessing (nothing kept, an error) leaves no helper running.
-atexit.register(lambda: cancel_helpers())
 
 
 class Ahead:
@@ -259,6 +257,10 @@ def cancel_helpers() -> None:
         _pending.clear()
     for ahead in helpers:
         ahead.cancel()
+
+
+# A command that ends without preprocessing (nothing kept, an error) leaves no helper running.
+atexit.register(cancel_helpers)
 
 
 def warm_writer(fmt: str, *, image_size: int, compression: str | None) -> bool:
