@@ -217,3 +217,28 @@ def test_hccr_compact_keras_file_round_trip(tmp_path):
     x = np.random.default_rng(7).random((2, 16, 16, 1), dtype=np.float32)
     np.testing.assert_allclose(loaded(x, training=False).numpy(), k(x, training=False).numpy(), rtol=1e-6)
     assert type(loaded.get_layer("gwap")).__name__ == "GlobalWeightedAveragePooling"
+
+
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_hccr_compact_starts_with_logits_of_chance_size(framework):
+    """GWAP starts as global average pooling: a fresh hccr-compact's loss is near ln(classes).
+
+    With the published initialiser (ones) the first logits are S * S times larger (16x here)
+    and the first loss is several times ln(classes); that cost the defaults accuracy.
+    """
+    classes, size = 30, 64
+    x = np.random.default_rng(8).random((32, size, size), dtype=np.float32)
+    y = np.arange(32) % classes
+    if framework == "torch":
+        torch.manual_seed(0)
+        t = torch_models.create_model("hccr-compact", classes, size, width=0.25).train()
+        np.testing.assert_allclose(t.pooling.weight.detach().numpy(), 1 / 16)
+        loss = nn.functional.cross_entropy(t(torch.from_numpy(x)[:, None]), torch.from_numpy(y)).item()
+    else:
+        keras.utils.set_random_seed(0)
+        k = tf_models.create_model("hccr-compact", classes, size, width=0.25)
+        np.testing.assert_allclose(k.get_layer("gwap").kernel.numpy(), 1 / 16)
+        logits = k(x[..., None], training=True)
+        loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)))
+    assert np.log(classes) * 0.8 < loss < np.log(classes) * 1.5
+

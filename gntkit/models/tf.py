@@ -27,13 +27,17 @@ class GlobalWeightedAveragePooling(keras.layers.Layer):
     """Global weighted average pooling (Melnyk et al. 2020): sum over positions of x * weight.
 
     The weight has one value per position and channel, shaped (S, S, C), and
-    starts at one (the published model's initialiser). Maps (N, S, S, C) to (N, C).
+    starts at 1 / (S * S), so the layer starts as global average pooling (see
+    gntkit.models.torch.GlobalWeightedAveragePooling for why not the published
+    ones). Maps (N, S, S, C) to (N, C).
     """
 
     def build(self, input_shape):
-        """Create the (S, S, C) weight for `input_shape` (N, S, S, C)."""
+        """Create the (S, S, C) weight for `input_shape` (N, S, S, C), every value 1 / (S * S)."""
         self.kernel = self.add_weight(name="kernel", shape=tuple(input_shape[1:]),
-                                      initializer="ones", trainable=True)
+                                      initializer=keras.initializers.Constant(
+                                          1.0 / (input_shape[1] * input_shape[2])),
+                                      trainable=True)
 
     def call(self, inputs):
         """Weighted sum over the two spatial axes."""
