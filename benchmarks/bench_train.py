@@ -12,6 +12,8 @@ loop of the same network and batch, same run:
   plain-tf       baseline: a plain fp32 tf.function step (GradientTape, AdamW) on tensors in memory
   train-tf       gntkit.training.train_arrays(framework="tf"), the same way
   plain-tf-bf16  not a baseline: plain-tf under keras' mixed_bfloat16 policy, what bf16 alone gives TF
+  plain-tf-keras-bn  baseline for networks with batch norm: plain-tf with keras' own
+                 BatchNormalization (what a keras user writes) instead of gntkit's fused layer
 
 Does bf16 keep the accuracy (cnn3 on synthetic glyphs, fp32 beside precision auto, both frameworks)?
 
@@ -246,11 +248,15 @@ def run_plain_torch(args) -> dict:
             "device": str(device), "memory": None}
 
 
-def run_plain_tf(args, policy: str | None = None) -> dict:
+def run_plain_tf(args, policy: str | None = None, keras_batch_norm: bool = False) -> dict:
     """Baseline: a plain fp32 tf.function step (GradientTape, Adam) on float tensors in memory."""
     import tensorflow as tf
 
+    import gntkit.models.tf as tf_models
     from gntkit.models.tf import create_model
+
+    if keras_batch_norm:  # this child process only: build the network with keras' own layer
+        tf_models.FusedBatchNormalization = tf.keras.layers.BatchNormalization
 
     tf.keras.utils.set_random_seed(0)
     x, y = _images(args.batch, args.size, args.classes)
@@ -280,6 +286,11 @@ def run_plain_tf(args, policy: str | None = None) -> dict:
 def run_plain_tf_bf16(args) -> dict:
     """Not a baseline: the plain TF loop under keras' mixed_bfloat16 policy (what bf16 alone gives TF here)."""
     return run_plain_tf(args, "mixed_bfloat16")
+
+
+def run_plain_tf_keras_bn(args) -> dict:
+    """Baseline: plain-tf with keras' own BatchNormalization, as a keras user builds the network."""
+    return run_plain_tf(args, keras_batch_norm=True)
 
 
 def _run_gntkit_train(args, framework: str) -> dict:
@@ -312,7 +323,7 @@ def run_train_tf(args) -> dict:
 
 
 RUNNERS = {"plain-torch": run_plain_torch, "train-torch": run_train_torch, "plain-tf": run_plain_tf,
-           "plain-tf-bf16": run_plain_tf_bf16,
+           "plain-tf-bf16": run_plain_tf_bf16, "plain-tf-keras-bn": run_plain_tf_keras_bn,
            "train-tf": run_train_tf, "gntkit-torch": run_gntkit_torch, "naive-torch": run_naive_torch,
            "gntkit-tf": run_gntkit_tf, "keras-fit": run_keras_fit, "loader": run_loader}
 

@@ -242,3 +242,58 @@ def test_hccr_compact_starts_with_logits_of_chance_size(framework):
         loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)))
     assert np.log(classes) * 0.8 < loss < np.log(classes) * 1.5
 
+
+def _keras_and_fused_batch_norm(dtype=None):
+    plain = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, dtype=dtype)
+    fused = tf_models.FusedBatchNormalization(momentum=0.9, epsilon=1e-5, dtype=dtype)
+    rng = np.random.default_rng(9)
+    for layer in (plain, fused):
+        layer.build((None, 5, 6, 3))
+    weights = [rng.uniform(0.5, 1.5, 3), rng.uniform(-0.5, 0.5, 3), rng.uniform(-0.1, 0.1, 3),
+               rng.uniform(0.5, 1.5, 3)]
+    plain.set_weights([w.astype(np.float32) for w in weights])
+    fused.set_weights([w.astype(np.float32) for w in weights])
+    return plain, fused
+
+
+def test_fused_batch_norm_trains_like_keras_batch_norm():
+    tf = tf_models.tf
+    plain, fused = _keras_and_fused_batch_norm()
+    x = tf.constant(np.random.default_rng(10).normal(2.0, 3.0, (4, 5, 6, 3)).astype(np.float32))
+    upstream = tf.constant(np.random.default_rng(11).normal(size=(4, 5, 6, 3)).astype(np.float32))
+    results = []
+    for layer in (plain, fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, training=True)
+            loss = tf.reduce_sum(out * upstream)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([out.numpy()] + [g.numpy() for g in grads])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), rtol=1e-6)
+    # keras averages the biased batch variance, the fused kernel (like torch) the unbiased one
+    n = 4 * 5 * 6
+    biased = x.numpy().reshape(-1, 3).var(axis=0)
+    start = plain.moving_variance.numpy() - 0.1 * biased  # the value both had before the step
+    np.testing.assert_allclose(fused.moving_variance.numpy(), start + 0.1 * biased * n / (n - 1), rtol=1e-5)
+    # inference is keras' own path: the same output from the same statistics
+    fused.moving_mean.assign(plain.moving_mean)
+    fused.moving_variance.assign(plain.moving_variance)
+    np.testing.assert_array_equal(fused(x, training=False).numpy(), plain(x, training=False).numpy())
+
+
+def test_fused_batch_norm_in_bf16_keeps_bf16_activations_and_float32_statistics():
+    tf = tf_models.tf
+    plain, fused = _keras_and_fused_batch_norm("mixed_bfloat16")
+    x = tf.constant(np.random.default_rng(12).normal(1.0, 2.0, (8, 5, 6, 3)).astype(np.float32))
+    a, b = plain(x, training=True), fused(x, training=True)
+    assert b.dtype == tf.bfloat16 and fused.moving_mean.dtype == "float32"
+    np.testing.assert_allclose(tf.cast(b, tf.float32).numpy(), tf.cast(a, tf.float32).numpy(), atol=0.05)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(), atol=0.01)
+
+
+def test_models_with_batch_norm_use_the_fused_layer():
+    k = tf_models.create_model("hccr-compact", 5, 16, width=1 / 16)
+    norms = [layer for layer in k.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 14 and all(isinstance(layer, tf_models.FusedBatchNormalization) for layer in norms)
