@@ -5,7 +5,8 @@
 Runs bench_train's plain TF step (GradientTape, AdamW, gntkit's model) under TensorFlow's
 profiler, once in fp32 (the baseline) and once under keras' mixed_bfloat16 policy, each in its
 own process, and prints every op's self time per step in both and the ratio: which kernels bf16
-speeds up on this CPU and which it does not. IDLE is time the intra-op threads waited.
+speeds up on this CPU and which it does not. IDLE is time TensorFlow's threads waited: it has
+more threads than a 2-core machine has cores, so IDLE is not core time left unused.
 
 Reads the profile with TensorFlow's own converter (`xspace_to_tools_data`, "framework_op_stats"),
 a private module of the TF wheel: if a TF release moves it, this script says so and stops.
@@ -96,7 +97,7 @@ def main(argv=None) -> None:
                                      f"{args.model} ({precision})")["per_op"]
     fp32, bf16 = times["fp32"], times["bf16"]
     print(f"# {args.model} at {args.size}, batch {args.batch}, {args.classes} classes, {args.steps} profiled "
-          f"steps, {os.cpu_count()} CPUs; ms of thread time per step (self time, both intra-op threads)")
+          f"steps, {os.cpu_count()} CPUs; ms of thread time per step (self time, all of TF's threads)")
     print("| op | fp32 ms (baseline) | bf16 ms | fp32 / bf16 |")
     print("|---|---:|---:|---:|")
     for name in sorted(fp32, key=lambda n: -fp32[n])[:args.top]:
