@@ -297,3 +297,24 @@ def test_models_with_batch_norm_use_the_fused_layer():
     k = tf_models.create_model("hccr-compact", 5, 16, width=1 / 16)
     norms = [layer for layer in k.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(norms) == 14 and all(isinstance(layer, tf_models.FusedBatchNormalization) for layer in norms)
+
+
+@pytest.mark.parametrize("dtype, jit", [("float32", True), ("mixed_float16", False)])
+def test_fused_batch_norm_under_xla_and_float16(dtype, jit):
+    """--compile (XLA) and fp16 go through the fused kernel too, and agree with keras' layer."""
+    tf = tf_models.tf
+    plain, fused = _keras_and_fused_batch_norm(dtype)
+    x = tf.constant(np.random.default_rng(13).normal(0.5, 1.5, (6, 5, 6, 3)).astype(np.float32))
+    outputs = []
+    for layer in (plain, fused):
+        def step(images, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                out = tf.cast(layer(images, training=True), tf.float32)
+                loss = tf.reduce_sum(out * images)
+            return out, tape.gradient(loss, images)
+        outputs.append([t.numpy() for t in tf.function(step, jit_compile=jit)(x)])
+    tolerance = 1e-4 if dtype == "float32" else 2e-2
+    for a, b in zip(*outputs):
+        assert np.isfinite(b).all()
+        np.testing.assert_allclose(b, a, rtol=tolerance, atol=tolerance)
