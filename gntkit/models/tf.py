@@ -60,11 +60,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     float32 statistics, and its gradient is one kernel too. Measured on
     hccr-compact at 96, batch 32, 2 CPU cores (TF's profiler, and the plain loop
     of benchmarks/bench_train.py with each layer): keras' batch norm took about
-    30% of a bf16 step; with this layer a bf16 step ran 1.5x and an fp32 step
-    1.26x as fast (docs/benchmarks.md). Same weights, the same output
-    and gradients as keras' layer (tests/test_models_tf.py); the moving variance
+    30% of a bf16 step; with this layer a bf16 step ran 1.46-1.5x and an fp32
+    step 1.21-1.26x as fast (docs/benchmarks.md). Same weights, the same output
+    and gradients as keras' layer (tests/test_models_zoo.py); the moving variance
     averages the batch variance with Bessel's correction, as torch's BatchNorm2d
-    does. Inference, masks and 3-D inputs use keras' own path.
+    does. Inference, masks and inputs other than (N, H, W, C) use keras' own path.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -84,6 +84,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
         self.moving_variance.assign(self.moving_variance * momentum + variance * (1.0 - momentum))
         return tf.cast(outputs, self.compute_dtype)
+
 
 _DTYPE_POLICIES = (None, "float32", "mixed_bfloat16", "mixed_float16")
 
