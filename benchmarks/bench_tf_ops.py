@@ -2,7 +2,7 @@
 
     python benchmarks/bench_tf_ops.py --model cnn3 --size 64 --batch 64 --steps 20
 
-Runs bench_train's plain TF step (GradientTape, AdamW, gntkit's model) under TensorFlow's
+Runs bench_train's plain TF step (`plain_tf_step`: GradientTape, AdamW, gntkit's model) under TensorFlow's
 profiler, once in fp32 (the baseline) and once under keras' mixed_bfloat16 policy, each in its
 own process, and prints every op's self time per step in both and the ratio: which kernels bf16
 speeds up on this CPU and which it does not. IDLE is time TensorFlow's threads waited: it has
@@ -23,37 +23,19 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_train import plain_tf_step  # noqa: E402
 from child import print_result, run_child  # noqa: E402
 
 
 def profile(args) -> dict:
     """Child: profile `args.steps` steps; return {op name: self microseconds per step}."""
-    import numpy as np
     import tensorflow as tf
 
     try:
         from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
     except ImportError as error:
         raise SystemExit(f"This TensorFlow has no profile converter ({error}); bench_tf_ops cannot run.") from None
-    from gntkit.models.tf import create_model
-
-    tf.keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    images = tf.constant(rng.random((args.batch, args.size, args.size, 1), dtype=np.float32))
-    labels = tf.constant(rng.integers(0, args.classes, args.batch))
-    policy = "mixed_bfloat16" if args.precision == "bf16" else None
-    model = create_model(args.model, args.classes, args.size, dtype_policy=policy)
-    optimizer = tf.keras.optimizers.AdamW(0.001)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(images, training=True), tf.float32)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
+    step = plain_tf_step(args, "mixed_bfloat16" if args.precision == "bf16" else None)
     for _ in range(3):
         step().numpy()
     with tempfile.TemporaryDirectory() as logdir:

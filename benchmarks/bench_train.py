@@ -248,8 +248,13 @@ def run_plain_torch(args) -> dict:
             "device": str(device), "memory": None}
 
 
-def run_plain_tf(args, policy: str | None = None, keras_batch_norm: bool = False) -> dict:
-    """Baseline: a plain fp32 tf.function step (GradientTape, Adam) on float tensors in memory."""
+def plain_tf_step(args, policy: str | None = None, keras_batch_norm: bool = False):
+    """The plain TF training step (GradientTape, AdamW) of `args.model` on one batch in memory.
+
+    Returns a tf.function that runs one step and returns the loss. `keras_batch_norm` builds the
+    network with keras' own BatchNormalization (changes gntkit.models.tf in this process only).
+    Also used by bench_tf_ops, which profiles this step.
+    """
     import tensorflow as tf
 
     import gntkit.models.tf as tf_models
@@ -273,6 +278,12 @@ def run_plain_tf(args, policy: str | None = None, keras_batch_norm: bool = False
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss
 
+    return step
+
+
+def run_plain_tf(args, policy: str | None = None, keras_batch_norm: bool = False) -> dict:
+    """Baseline: a plain fp32 tf.function step (GradientTape, AdamW) on float tensors in memory."""
+    step = plain_tf_step(args, policy, keras_batch_norm)
     for _ in range(args.warmup):
         step().numpy()
     start = time.perf_counter()
