@@ -239,6 +239,8 @@ def convert(
     if not (raw or pad):  # on a cold numba cache, preprocessing kernels compile in a helper from now on
         from gntkit.compile_ahead import start_preprocess_helper
 
+        # Preprocess.edits, spelled out: importing gntkit.preprocess loads numba, which would
+        # delay the helper's start by the time this saves.
         start_preprocess_helper(edited=bool(contrast or denoise or binarize is not None))
     from gntkit.convert import convert as run_convert
 
