@@ -762,8 +762,8 @@ class TFBackend(Backend):
 
     def augmented_preview(self, images) -> np.ndarray:
         """uint8 (N, S, S): images after one random warp (as in training; on the host on a CPU)."""
-        if self.steps.host_warp:
-            # the warp training uses here, from the torch trainer's preview rng
+        if self.config.augment and not self.placement.on_gpu and self.world_size == 1:
+            # the warp training uses here (Steps.host_warp), from the torch trainer's preview rng
             x = random_warp_batch(np.asarray(images), np.random.default_rng([self.config.seed, 99]))
             return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
         x = to_model_input(tf.convert_to_tensor(images))
