@@ -15,6 +15,11 @@ loop of the same network and batch, same run:
   plain-tf-keras-bn  baseline for networks with batch norm: plain-tf with keras' own
                  BatchNormalization (what a keras user writes) instead of gntkit's fused layer
 
+On a CPU it first measures this CPU's matmul rate (torch, 2048 x 2048, fp32 and bf16) in the same
+run, and each row shows its arithmetic rate (images/s x the network's multiply-accumulates per
+training image) and that rate's share of the matmul rate of its precision: how much a row has
+left to gain from any trainer.
+
 Does bf16 keep the accuracy (cnn3 on synthetic glyphs, fp32 beside precision auto, both frameworks)?
 
     python benchmarks/bench_train.py --accuracy
@@ -49,6 +54,7 @@ import sys
 import time
 
 from child import print_result, run_child
+from gntkit.models.configs import get_config, multiply_accumulates
 
 HWDB11_TRAIN = 897_758
 PIPELINES = ("gntkit-torch", "naive-torch", "gntkit-tf", "keras-fit")
@@ -333,10 +339,34 @@ def run_train_tf(args) -> dict:
     return _run_gntkit_train(args, "tf")
 
 
+def run_matmul_peak(args) -> dict:
+    """This CPU's multiply-accumulate rate, same run: torch's 2048 x 2048 matmul in fp32 and in bf16.
+
+    The rate a step's arithmetic is set beside (the columns GMAC/s and "of matmul"): a network's
+    convolutions become matrix products of the same kernels' family, so a step near its
+    precision's matmul rate has little left to gain from any trainer.
+    """
+    import torch
+
+    n, rates = 2048, {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        a @ b
+        best = 0.0
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(10):
+                a @ b
+            best = max(best, 10 * n ** 3 / (time.perf_counter() - start))
+        rates[name] = best / 1e9
+    return {**rates, "threads": torch.get_num_threads()}
+
+
 RUNNERS = {"plain-torch": run_plain_torch, "train-torch": run_train_torch, "plain-tf": run_plain_tf,
            "plain-tf-bf16": run_plain_tf_bf16, "plain-tf-keras-bn": run_plain_tf_keras_bn,
            "train-tf": run_train_tf, "gntkit-torch": run_gntkit_torch, "naive-torch": run_naive_torch,
-           "gntkit-tf": run_gntkit_tf, "keras-fit": run_keras_fit, "loader": run_loader}
+           "gntkit-tf": run_gntkit_tf, "keras-fit": run_keras_fit, "loader": run_loader,
+           "matmul-peak": run_matmul_peak}
 
 
 def _one(args) -> None:
@@ -439,11 +469,19 @@ def main(argv=None) -> None:
     print(f"# {args.model}, {args.classes} classes, batch {args.batch}, {args.steps} timed steps after "
           f"{args.warmup} warm-up, {'GPU' if gpu else 'CPU'} ({os.cpu_count()} cores), best of {args.repeat}, "
           f"load average {os.getloadavg()[0]:.1f} at the start")
+    peak = None
+    if not gpu:
+        peak = _measure("matmul-peak", sizes[0], args)
+        print(f"# this CPU's matmul rate, same run (torch, 2048 x 2048, {peak['threads']} threads): "
+              f"fp32 {peak['fp32']:.1f} GMAC/s, bf16 {peak['bf16']:.1f} GMAC/s; a row's GMAC/s is its images/s "
+              f"x the network's multiply-accumulates per training image (gntkit.models.configs."
+              f"multiply_accumulates), 'of matmul' that rate over the matmul rate of its precision")
     header = (f"| {'pipeline':<13} | {'image':>5} | {'precision':>9} | {'images/s':>9} | {'ms/step':>8} | "
-              f"{'HWDB1.1 epoch':>13} | {'peak GPU mem':>12} |")
+              f"{'GMAC/s':>7} | {'of matmul':>9} | {'HWDB1.1 epoch':>13} | {'peak GPU mem':>12} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for size in sizes:
+        macs = multiply_accumulates(get_config(args.model), args.classes, size)["training"]
         rows = pipelines + (["loader"] if args.data else [])
         # --repeat N: every pipeline N times, interleaved, keeping each one's best run, so that
         # other load on a shared machine does not decide the comparison.
@@ -458,9 +496,14 @@ def main(argv=None) -> None:
             rate = r["images"] / r["seconds"]
             epoch_h = HWDB11_TRAIN / rate / 3600
             mem = f"{r['memory'] / 2**30:.1f} GiB" if r.get("memory") else "-"
+            gmacs, share = "-", "-"
+            if pipeline != "loader":
+                gmacs = f"{rate * macs / 1e9:.1f}"
+                if peak and r["precision"] in peak:
+                    share = f"{100 * rate * macs / 1e9 / peak[r['precision']]:.0f}%"
             print(f"| {pipeline:<13} | {size:>5} | {r['precision']:>9} | {rate:>9.1f} | "
-                  f"{1000 * r['seconds'] / max(1, r['images'] / args.batch):>8.0f} | {epoch_h:>11.2f} h | {mem:>12} |",
-                  flush=True)
+                  f"{1000 * r['seconds'] / max(1, r['images'] / args.batch):>8.0f} | {gmacs:>7} | {share:>9} | "
+                  f"{epoch_h:>11.2f} h | {mem:>12} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,38 @@ def test_published_parameter_counts_in_both_frameworks(name, classes, size, chan
     assert tf_models.count_parameters(k) == count
 
 
+@pytest.mark.parametrize("name", configs.model_names())
+def test_multiply_accumulates_match_torch_flop_counter(name):
+    # The table's count against torch's own counter of the built network, forward and one
+    # training step (backward without the images' gradient, as a training step runs it).
+    from torch.utils.flop_counter import FlopCounterMode
+
+    width, classes = 0.125, 7
+    size = next(s for s in range(8, 129) if configs._fits(configs.get_config(name, width), s)) + 8
+    model = torch_models.create_model(name, classes, size, width=width)
+    images = torch.rand(2, 1, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model(images)
+    forward = counter.get_total_flops() // 4  # 2 FLOPs per MAC, 2 images
+    with FlopCounterMode(display=False) as counter:
+        model(images).sum().backward()
+    training = counter.get_total_flops() // 4
+    assert configs.multiply_accumulates(configs.get_config(name, width), classes, size) == {
+        "forward": forward, "training": training}
+
+
+def test_multiply_accumulates_of_cnn3_by_hand_and_bad_sizes():
+    # cnn3 at 64: valid 3x3 convolutions 1->32 (62x62), pool, 32->64 (29x29), pool, 64->64 (12x12),
+    # dense 9216->64, 64->10; a training step skips the first convolution's input gradient.
+    layers = [62 * 62 * 32 * 9, 29 * 29 * 64 * 32 * 9, 12 * 12 * 64 * 64 * 9, 9216 * 64, 64 * 10]
+    macs = configs.multiply_accumulates(configs.get_config("cnn3"), 10, 64)
+    assert macs == {"forward": sum(layers), "training": 3 * sum(layers) - layers[0]}
+    with pytest.raises(configs.GntkitError, match="needs images of at least"):
+        configs.multiply_accumulates(configs.get_config("cnn3"), 10, 8)
+    with pytest.raises(configs.GntkitError, match="number of classes"):
+        configs.multiply_accumulates(configs.get_config("cnn3"), 0, 64)
+
+
 def test_cnn2_tutorial_layers():
     t = torch_models.create_model("cnn2-tutorial", 10, 28)
     described = [(type(m).__name__, getattr(m, "in_channels", None), getattr(m, "out_channels", None),
@@ -77,6 +109,7 @@ def test_hccr_compact_layers():
     # batch norm's moving mean and variance are weights but not trainable: 2 x 2,592 channels
     assert tf_models.count_parameters(k, trainable_only=False) == 6_518_635 + 5_184
     assert "hccr-compact: input 96x96x1, 3755 classes, 6,518,635 parameters" in configs.describe(cfg, 3755, 96)
+    assert configs.describe(cfg, 3755, 96).endswith(", 1.2 G multiply-accumulates per image")
 
 
 def _copy_torch_to_keras(t, k, config, image_size):

@@ -33,6 +33,7 @@ __all__ = [
     "get_config",
     "feature_map_size",
     "expected_parameter_count",
+    "multiply_accumulates",
     "check_model_arguments",
     "describe",
 ]
@@ -264,6 +265,51 @@ def expected_parameter_count(config: ModelConfig, num_classes: int, image_size: 
     return total
 
 
+def multiply_accumulates(config: ModelConfig, num_classes: int, image_size: int,
+                         channels: int = 1) -> dict:
+    """Multiply-accumulates per image of the convolutions and dense layers, from the table alone.
+
+    What a throughput is measured against: images/s x training MACs is the
+    rate at which a step does its arithmetic (benchmarks/bench_train.py sets it
+    beside the machine's matmul rate). Only convolutions and matrix products
+    count, as `torch.utils.flop_counter` counts them (tests compare the two):
+    pooling, batch norm, activations, global weighted average pooling and the
+    optimizer are memory work, not multiply-accumulates.
+
+    Args:
+        config: the architecture.
+        num_classes: outputs of the class layer.
+        image_size: side of the square input.
+        channels: input channels.
+
+    Returns:
+        {"forward": MACs of one forward pass, "training": forward plus backward,
+        where every layer's weight gradient costs its forward MACs again and its
+        input gradient too, except the first layer's, which a training step does
+        not compute (the images need no gradient)}.
+
+    Raises:
+        GntkitError: the image is too small for the model.
+    """
+    _check_common(num_classes, image_size, channels)
+    layers = []  # forward MACs of each convolution and dense layer, in order
+    side, c_in = image_size, channels
+    for v in config.convs:
+        side_out = _next_side(config, v, side)
+        if side_out < 1:
+            feature_map_size(config, image_size)  # raises the one-sentence error
+        if not isinstance(v, str):
+            layers.append(side_out * side_out * v * c_in * config.kernel_size ** 2)
+            c_in = v
+        side = side_out
+    width = c_in if config.head == "gwap" else c_in * side * side
+    for d in (*config.dense, num_classes):
+        layers.append(width * d)
+        width = d
+    forward = sum(layers)
+    return {"forward": forward, "training": 3 * forward - layers[0]}
+
+
 def _check_common(num_classes, image_size, channels) -> None:
     for label, value in (("number of classes", num_classes), ("image size", image_size),
                          ("number of channels", channels)):
@@ -288,12 +334,22 @@ def check_model_arguments(name: str, num_classes: int, image_size: int, channels
 
 def describe(config: ModelConfig, num_classes: int, image_size: int, channels: int = 1,
              batch_norm: bool | None = None) -> str:
-    """One line naming the model, its input and its parameter count, printed at the start of training."""
+    """One line naming the model, its input, parameter count and forward multiply-accumulates, printed at the start of training."""
     n = expected_parameter_count(config, num_classes, image_size, channels, batch_norm)
     bn = config.batch_norm if batch_norm is None else batch_norm
     # Batch norm is named only where it differs from the table's choice for this model.
     override = "" if bn == config.batch_norm else (" +bn" if bn else " -bn")
     return (f"{config.name}{override}: "
             f"input {image_size}x{image_size}x{channels}, {num_classes} classes, "
-            f"{n:,} parameters ({n * 4 / 2**20:.1f} MiB as float32)")
+            f"{n:,} parameters ({n * 4 / 2**20:.1f} MiB as float32), "
+            f"{_si(multiply_accumulates(config, num_classes, image_size, channels)['forward'])} "
+            f"multiply-accumulates per image")
+
+
+def _si(count: int) -> str:
+    """1.20 G, 22.7 M, 843 k: a count in three significant figures."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return str(count)
 
