@@ -80,8 +80,10 @@ def test_cnn2_tutorial_layers():
     t = torch_models.create_model("cnn2-tutorial", 10, 28)
     described = [(type(m).__name__, getattr(m, "in_channels", None), getattr(m, "out_channels", None),
                   getattr(m, "padding", None)) for m in t.features]
-    assert described == [("Conv2d", 1, 4, (1, 1)), ("ReLU", None, None, None), ("MaxPool2d", None, None, 0),
-                         ("Conv2d", 4, 8, (1, 1)), ("ReLU", None, None, None), ("MaxPool2d", None, None, 0)]
+    # the tutorial's conv, ReLU, pool, with each max pool moved before its ReLU (the same numbers:
+    # test_max_pool_before_relu_equals_the_textbook_order_*)
+    assert described == [("Conv2d", 1, 4, (1, 1)), ("MaxPool2d", None, None, 0), ("ReLU", None, None, None),
+                         ("Conv2d", 4, 8, (1, 1)), ("MaxPool2d", None, None, 0), ("ReLU", None, None, None)]
     head = list(t.classifier)
     assert [type(m).__name__ for m in head] == ["Linear", "ReLU", "Dropout", "Linear"]
     assert (head[0].in_features, head[0].out_features, head[2].p, head[3].out_features) == (392, 512, 0.4, 10)
@@ -164,6 +166,72 @@ def test_same_function_in_both_frameworks(name, width, size):
     b = k(x[..., None], training=False).numpy()
     assert np.abs(a).max() > 1e-3
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+
+
+def _tie_heavy_images(size):
+    """Images whose blank parts make whole pooling windows equal (ties) beside random ones."""
+    x = np.random.default_rng(5).random((4, size, size), dtype=np.float32)
+    x[:, : size // 2] = 0.0
+    x[1] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("name, width", [("cnn3", 0.5), ("vgg11_bn", 0.125)])
+def test_max_pool_before_relu_equals_the_textbook_order_in_torch(name, width):
+    # gntkit pools before the ReLU (configs.feature_layers); the textbook order, the same
+    # modules with each ReLU back before its pool, gives the same output and every gradient
+    # bit for bit, ties included.
+    torch.manual_seed(3)
+    model = torch_models.create_model(name, 5, 32, width=width).train()  # batch norm on batch statistics
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0  # the two passes must not draw different masks
+    textbook = list(model.features)
+    swapped = [i for i in range(len(textbook) - 1)
+               if isinstance(textbook[i], nn.MaxPool2d) and isinstance(textbook[i + 1], nn.ReLU)]
+    assert swapped  # the model does pool first
+    for i in swapped:
+        textbook[i], textbook[i + 1] = textbook[i + 1], textbook[i]
+    textbook = nn.Sequential(*textbook)
+    images = torch.from_numpy(_tie_heavy_images(32))[:, None]
+    labels = torch.tensor([0, 1, 2, 3])
+    results = []
+    for features in (model.features, textbook):
+        model.zero_grad()
+        logits = model.classifier(model.pooling(features(images)))
+        nn.functional.cross_entropy(logits, labels).backward()
+        results.append([logits.detach().clone()] + [p.grad.clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+    assert any(g.abs().max() > 0 for g in results[0][1:])
+
+
+@pytest.mark.parametrize("name, width", [("cnn3", 0.5), ("vgg11_bn", 0.125)])
+def test_max_pool_before_relu_equals_the_textbook_order_in_tf(name, width):
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(3)
+    model = tf_models.create_model(name, 5, 32, width=width)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0  # the two passes must not draw different masks
+    textbook = list(model.layers)
+    swapped = [i for i in range(len(textbook) - 1) if isinstance(textbook[i], keras.layers.MaxPooling2D)
+               and isinstance(textbook[i + 1], keras.layers.ReLU)]
+    assert swapped  # the model does pool first
+    for i in swapped:
+        textbook[i], textbook[i + 1] = textbook[i + 1], textbook[i]
+    textbook = keras.Sequential([keras.Input((32, 32, 1))] + textbook)  # the same layers, same weights
+    images = _tie_heavy_images(32)[..., None]
+    labels = np.array([0, 1, 2, 3])
+    results = []
+    for network in (model, textbook):
+        with tf.GradientTape() as tape:
+            logits = network(images, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        grads = tape.gradient(loss, model.trainable_variables)
+        results.append([logits.numpy()] + [g.numpy() for g in grads])
+    assert all(np.array_equal(a, b) for a, b in zip(*results))
+    assert any(np.abs(g).max() > 0 for g in results[0][1:])
 
 
 def _numpy_average_pool(x):

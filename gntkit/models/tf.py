@@ -12,6 +12,7 @@ from gntkit.errors import GntkitError, require
 from gntkit.models.configs import (
     check_model_arguments,
     expected_parameter_count,
+    feature_layers,
     feature_map_size,
 )
 
@@ -127,28 +128,28 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
     he_normal = keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
     stack: list = [keras.Input(shape=(image_size, image_size, channels), name="images")]
     conv_i = pool_i = 0
-    for v in config.convs:
-        if v == "M":
+    for step in feature_layers(config):  # a max pool comes before its convolution's ReLU: see there
+        if step[0] == "max":
             pool_i += 1
             stack.append(layers.MaxPooling2D(2, 2, name=f"pool{pool_i}", dtype=policy))
-            continue
-        if v == "A":
+        elif step[0] == "avg":
             pool_i += 1
             # Explicit symmetric zero padding: keras' padding="same" pads only bottom/right
             # and leaves the padding out of the mean, which torch's AvgPool2d cannot do.
             stack.append(layers.ZeroPadding2D(1, name=f"pad{pool_i}", dtype=policy))
             stack.append(layers.AveragePooling2D(3, 2, name=f"pool{pool_i}", dtype=policy))
-            continue
-        conv_i += 1
-        stack.append(layers.Conv2D(v, config.kernel_size, padding=config.padding,
-                                   use_bias=config.conv_has_bias(bn),
-                                   kernel_initializer=he_normal, name=f"conv{conv_i}",
-                                   dtype=policy))
-        if bn:
-            # momentum 0.9 and epsilon 1e-5 are torch's BatchNorm2d defaults.
-            stack.append(FusedBatchNormalization(momentum=0.9, epsilon=1e-5,
-                                                 name=f"bn{conv_i}", dtype=policy))
-        stack.append(layers.ReLU(name=f"relu{conv_i}", dtype=policy))
+        elif step[0] == "relu":
+            stack.append(layers.ReLU(name=f"relu{conv_i}", dtype=policy))
+        else:
+            conv_i += 1
+            stack.append(layers.Conv2D(step[1], config.kernel_size, padding=config.padding,
+                                       use_bias=config.conv_has_bias(bn),
+                                       kernel_initializer=he_normal, name=f"conv{conv_i}",
+                                       dtype=policy))
+            if bn:
+                # momentum 0.9 and epsilon 1e-5 are torch's BatchNorm2d defaults.
+                stack.append(FusedBatchNormalization(momentum=0.9, epsilon=1e-5,
+                                                     name=f"bn{conv_i}", dtype=policy))
     feature_map_size(config, image_size)
     if config.head == "gwap":
         stack.append(GlobalWeightedAveragePooling(name="gwap", dtype=policy))

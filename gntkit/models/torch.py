@@ -12,6 +12,7 @@ from gntkit.models.configs import (
     ModelConfig,
     check_model_arguments,
     expected_parameter_count,
+    feature_layers,
     feature_map_size,
 )
 
@@ -66,20 +67,21 @@ class ConvNet(nn.Module):
         bias = config.conv_has_bias(bn)
         layers: list = []
         c_in = channels
-        for v in config.convs:
-            if v == "M":
+        for step in feature_layers(config):  # a max pool comes before its convolution's ReLU: see there
+            if step[0] == "max":
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-                continue
-            if v == "A":
+            elif step[0] == "avg":
                 # count_include_pad=True: keras' ZeroPadding2D + AveragePooling2D compute the same.
                 layers.append(nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=True))
-                continue
-            layers.append(nn.Conv2d(c_in, v, kernel_size=config.kernel_size, padding=padding,
-                                    bias=bias))
-            if bn:
-                layers.append(nn.BatchNorm2d(v))
-            layers.append(nn.ReLU(inplace=True))
-            c_in = v
+            elif step[0] == "relu":
+                layers.append(nn.ReLU(inplace=True))
+            else:
+                v = step[1]
+                layers.append(nn.Conv2d(c_in, v, kernel_size=config.kernel_size, padding=padding,
+                                        bias=bias))
+                if bn:
+                    layers.append(nn.BatchNorm2d(v))
+                c_in = v
         self.features = nn.Sequential(*layers)
         side = feature_map_size(config, image_size)
         if config.head == "gwap":
