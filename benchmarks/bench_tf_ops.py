@@ -67,6 +67,8 @@ def main(argv=None) -> None:
     parser.add_argument("--classes", type=int, default=3755)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--top", type=int, default=15, help="ops shown, by fp32 time")
+    parser.add_argument("--pool-order", default="textbook", choices=["textbook", "gntkit"],
+                        help="ReLU before each max pool (textbook, bench_train's plain-tf) or after it (gntkit's models)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.precision:  # child process

@@ -14,6 +14,16 @@ loop of the same network and batch, same run:
   plain-tf-bf16  not a baseline: plain-tf under keras' mixed_bfloat16 policy, what bf16 alone gives TF
   plain-tf-keras-bn  baseline for networks with batch norm: plain-tf with keras' own
                  BatchNormalization (what a keras user writes) instead of gntkit's fused layer
+  plain-torch-bf16  not a baseline: plain-torch with bf16 autocast and channels-last (what
+                 precision auto runs in torch), no augmentation
+
+The plain-* loops build the network in the textbook order, each ReLU before its max pool, as a
+tutorial writes it (gntkit's models pool first: gntkit.models.configs.feature_layers).
+`--pool-order gntkit` builds them in gntkit's order instead; `--pool-order both` measures every
+plain-* pipeline in both orders, same run, to show what that order gains:
+
+    python benchmarks/bench_train.py --model cnn3 --sizes 64 --batch 64 --steps 40 --repeat 3 \
+        --pipelines plain-torch,plain-torch-bf16,plain-tf,plain-tf-bf16 --pool-order both
 
 On a CPU it first measures this CPU's matmul rate (torch, 2048 x 2048, fp32 and bf16) in the same
 run, and each row shows its arithmetic rate (images/s x the network's multiply-accumulates per
@@ -227,8 +237,39 @@ def run_loader(args) -> dict:
             "device": "host", "memory": None}
 
 
-def run_plain_torch(args) -> dict:
-    """Baseline: the textbook fp32 loop on float tensors already in memory (no loader, no augmentation)."""
+def textbook_order_torch(model):
+    """`model` with each ReLU moved back before the max pool gntkit puts first, as tutorials write it.
+
+    The same modules and weights; the same numbers (tests/test_models_zoo.py), only slower.
+    """
+    import torch
+
+    layers = list(model.features)
+    for i in range(len(layers) - 1):
+        if isinstance(layers[i], torch.nn.MaxPool2d) and isinstance(layers[i + 1], torch.nn.ReLU):
+            layers[i], layers[i + 1] = layers[i + 1], layers[i]
+    model.features = torch.nn.Sequential(*layers)
+    return model
+
+
+def textbook_order_tf(model):
+    """The keras model `model` with each ReLU back before its max pool: the same layers and weights."""
+    import tensorflow as tf
+
+    layers = list(model.layers)
+    for i in range(len(layers) - 1):
+        if isinstance(layers[i], tf.keras.layers.MaxPooling2D) and isinstance(layers[i + 1], tf.keras.layers.ReLU):
+            layers[i], layers[i + 1] = layers[i + 1], layers[i]
+    return tf.keras.Sequential([tf.keras.Input(model.input_shape[1:])] + layers)
+
+
+def run_plain_torch(args, bf16: bool = False) -> dict:
+    """Baseline: the textbook fp32 loop on float tensors already in memory (no loader, no augmentation).
+
+    `bf16`: the same loop with bf16 autocast and channels-last (not a baseline).
+    """
+    import contextlib
+
     torch, _, device = _torch_setup(args)
     from gntkit.models.torch import create_model
 
@@ -237,12 +278,19 @@ def run_plain_torch(args) -> dict:
     images = torch.from_numpy(x).float().div(255).unsqueeze(1).to(device)
     labels = torch.from_numpy(y).to(device)
     model = create_model(args.model, args.classes, args.size).to(device)
+    if args.pool_order == "textbook":
+        model = textbook_order_torch(model)
+    if bf16:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.001)
     model.train()
 
     def step():
         optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        with torch.autocast(device.type, torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
         optimizer.step()
 
     for _ in range(args.warmup):
@@ -250,15 +298,21 @@ def run_plain_torch(args) -> dict:
     start = time.perf_counter()
     for _ in range(args.steps):
         step()
-    return {"seconds": time.perf_counter() - start, "images": args.steps * args.batch, "precision": "fp32",
-            "device": str(device), "memory": None}
+    return {"seconds": time.perf_counter() - start, "images": args.steps * args.batch,
+            "precision": "bf16" if bf16 else "fp32", "device": str(device), "memory": None}
+
+
+def run_plain_torch_bf16(args) -> dict:
+    """Not a baseline: the plain torch loop with bf16 autocast and channels-last."""
+    return run_plain_torch(args, bf16=True)
 
 
 def plain_tf_step(args, policy: str | None = None, keras_batch_norm: bool = False):
     """The plain TF training step (GradientTape, AdamW) of `args.model` on one batch in memory.
 
     Returns a tf.function that runs one step and returns the loss. `keras_batch_norm` builds the
-    network with keras' own BatchNormalization (changes gntkit.models.tf in this process only).
+    network with keras' own BatchNormalization (changes gntkit.models.tf in this process only);
+    `args.pool_order` "textbook" puts each ReLU back before its max pool (textbook_order_tf).
     Also used by bench_tf_ops, which profiles this step.
     """
     import tensorflow as tf
@@ -273,6 +327,8 @@ def plain_tf_step(args, policy: str | None = None, keras_batch_norm: bool = Fals
     x, y = _images(args.batch, args.size, args.classes)
     images, labels = tf.constant(x[..., None].astype("float32") / 255), tf.constant(y)
     model = create_model(args.model, args.classes, args.size, dtype_policy=policy)
+    if args.pool_order == "textbook":
+        model = textbook_order_tf(model)
     optimizer = tf.keras.optimizers.AdamW(0.001)
 
     @tf.function
@@ -362,7 +418,8 @@ def run_matmul_peak(args) -> dict:
     return {**rates, "threads": torch.get_num_threads()}
 
 
-RUNNERS = {"plain-torch": run_plain_torch, "train-torch": run_train_torch, "plain-tf": run_plain_tf,
+RUNNERS = {"plain-torch": run_plain_torch, "plain-torch-bf16": run_plain_torch_bf16, "train-torch": run_train_torch,
+           "plain-tf": run_plain_tf,
            "plain-tf-bf16": run_plain_tf_bf16, "plain-tf-keras-bn": run_plain_tf_keras_bn,
            "train-tf": run_train_tf, "gntkit-torch": run_gntkit_torch, "naive-torch": run_naive_torch,
            "gntkit-tf": run_gntkit_tf, "keras-fit": run_keras_fit, "loader": run_loader,
@@ -374,8 +431,9 @@ def _one(args) -> None:
     print_result(RUNNERS[args.one](args))
 
 
-def _measure(pipeline: str, size: int, args) -> dict:
-    cmd = [sys.executable, __file__, "--one", pipeline, "--size", str(size), "--batch", str(args.batch),
+def _measure(pipeline: str, size: int, args, pool_order: str = "textbook") -> dict:
+    cmd = [sys.executable, __file__, "--one", pipeline, "--pool-order", pool_order,
+           "--size", str(size), "--batch", str(args.batch),
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--classes", str(args.classes),
            "--model", args.model, "--device", args.device, "--precision", args.precision,
            "--workers", str(args.workers)] + (["--compile"] if args.compile else [])
@@ -453,6 +511,9 @@ def main(argv=None) -> None:
     parser.add_argument("--compile", action="store_true", help="train-* pipelines: gntkit train --compile")
     parser.add_argument("--accuracy", action="store_true", help="bf16 vs fp32 accuracy table instead")
     parser.add_argument("--epochs", type=int, default=8, help="--accuracy: epochs per run")
+    parser.add_argument("--pool-order", default="textbook", choices=["textbook", "gntkit", "both"],
+                        help="plain-* loops: ReLU before each max pool (textbook), after it (gntkit's "
+                             "models), or each plain-* pipeline in both orders")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.accuracy:
@@ -476,23 +537,26 @@ def main(argv=None) -> None:
               f"fp32 {peak['fp32']:.1f} GMAC/s, bf16 {peak['bf16']:.1f} GMAC/s; a row's GMAC/s is its images/s "
               f"x the network's multiply-accumulates per training image (gntkit.models.configs."
               f"multiply_accumulates), 'of matmul' that rate over the matmul rate of its precision")
+    orders = ["textbook", "gntkit"] if args.pool_order == "both" else [args.pool_order]
     header = (f"| {'pipeline':<13} | {'image':>5} | {'precision':>9} | {'images/s':>9} | {'ms/step':>8} | "
               f"{'GMAC/s':>7} | {'of matmul':>9} | {'HWDB1.1 epoch':>13} | {'peak GPU mem':>12} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for size in sizes:
         macs = multiply_accumulates(get_config(args.model), args.classes, size)["training"]
-        rows = pipelines + (["loader"] if args.data else [])
+        rows = [(p, o) for p in pipelines for o in (orders if p.startswith("plain-") else ["textbook"])]
+        rows += [("loader", "textbook")] if args.data else []
         # --repeat N: every pipeline N times, interleaved, keeping each one's best run, so that
         # other load on a shared machine does not decide the comparison.
         best = {}
         for _ in range(args.repeat):
-            for pipeline in rows:
-                r = _measure(pipeline, size, args)
-                if pipeline not in best or r["images"] / r["seconds"] > best[pipeline]["images"] / best[pipeline]["seconds"]:
-                    best[pipeline] = r
-        for pipeline in rows:
-            r = best[pipeline]
+            for row in rows:
+                r = _measure(row[0], size, args, row[1])
+                if row not in best or r["images"] / r["seconds"] > best[row]["images"] / best[row]["seconds"]:
+                    best[row] = r
+        for row in rows:
+            pipeline, order = row
+            r = best[row]
             rate = r["images"] / r["seconds"]
             epoch_h = HWDB11_TRAIN / rate / 3600
             mem = f"{r['memory'] / 2**30:.1f} GiB" if r.get("memory") else "-"
@@ -501,7 +565,8 @@ def main(argv=None) -> None:
                 gmacs = f"{rate * macs / 1e9:.1f}"
                 if peak and r["precision"] in peak:
                     share = f"{100 * rate * macs / 1e9 / peak[r['precision']]:.0f}%"
-            print(f"| {pipeline:<13} | {size:>5} | {r['precision']:>9} | {rate:>9.1f} | "
+            name = f"{pipeline} ({order} order)" if len(orders) > 1 and pipeline.startswith("plain-") else pipeline
+            print(f"| {name:<13} | {size:>5} | {r['precision']:>9} | {rate:>9.1f} | "
                   f"{1000 * r['seconds'] / max(1, r['images'] / args.batch):>8.0f} | {gmacs:>7} | {share:>9} | "
                   f"{epoch_h:>11.2f} h | {mem:>12} |", flush=True)
 
