@@ -1,4 +1,4 @@
-"""gntkit.training.host_heap: the glibc heap pad the trainers set, and that it keeps freed memory mapped."""
+"""gntkit.training.host_heap: the malloc settings the trainers make, and that freed memory stays mapped."""
 
 import json
 import os
@@ -9,59 +9,65 @@ import sys
 import pytest
 
 from gntkit.errors import GntkitError
-from gntkit.training.host_heap import pad_host_heap
+from gntkit.training.host_heap import tune_host_malloc
 
-glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the pad is glibc's")
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the settings are glibc's")
 
-# Child: optionally pad, then fill the main heap with 512 chunks of 64 KiB (below malloc's mmap
-# threshold, so they come from the heap top), free them all and report what the heap kept.
+# Child: optionally tune, then allocate 32 buffers of 1 MiB (over glibc's default mmap threshold of
+# 128 KiB, under the tuned 32 MiB), count how many malloc mapped on their own, free them all and
+# report what the heap kept free at its top.
 _CHILD = """
 import ctypes, json, sys
-from gntkit.training.host_heap import pad_host_heap
-done = pad_host_heap() if sys.argv[1] == "pad" else "not asked"
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-chunks = [libc.malloc(64 << 10) for _ in range(512)]
-for c in reversed(chunks):
-    libc.free(c)
+from gntkit.training.host_heap import tune_host_malloc
+done = tune_host_malloc() if sys.argv[1] == "tune" else "not asked"
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
                  "keepcost")]
 
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
 libc.mallinfo2.restype = MallInfo2
-info = libc.mallinfo2()
-print(json.dumps({"done": done, "kept_free_at_top": info.keepcost}))
+before = libc.mallinfo2().hblks
+buffers = [libc.malloc(1 << 20) for _ in range(32)]
+mapped_alone = libc.mallinfo2().hblks - before
+for b in reversed(buffers):
+    libc.free(b)
+print(json.dumps({"done": done, "mapped_alone": mapped_alone, "kept_free_at_top": libc.mallinfo2().keepcost}))
 """
 
 
 def _child(mode, **env):
-    environment = {k: v for k, v in os.environ.items() if k not in ("MALLOC_TOP_PAD_", "GLIBC_TUNABLES")}
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith("MALLOC_") and k not in ("GLIBC_TUNABLES", "GNTKIT_HOST_MALLOC")}
     out = subprocess.run([sys.executable, "-c", _CHILD, mode], capture_output=True, text=True, check=True,
                          env={**environment, **env})
     return json.loads(out.stdout.splitlines()[-1])
 
 
 @glibc_only
-def test_the_pad_keeps_freed_memory_at_the_heap_top():
-    padded, plain = _child("pad"), _child("plain")
-    assert padded["done"] == "128 MiB"
-    # with the pad, the 32 MiB freed stay in the process (and the pad past them); without, glibc trims them
-    assert padded["kept_free_at_top"] >= 32 << 20
-    assert plain["kept_free_at_top"] < 1 << 20
+def test_tuned_malloc_keeps_step_sized_buffers_on_a_heap_it_does_not_trim():
+    tuned, plain = _child("tune"), _child("plain")
+    assert tuned["done"] == "glibc malloc: mmap threshold 32 MiB, trim threshold 1 GiB, top pad 64 MiB"
+    assert tuned["mapped_alone"] == 0 and tuned["kept_free_at_top"] >= 32 << 20
+    # glibc's defaults: each 1 MiB buffer is mapped alone and unmapped when freed
+    assert plain["mapped_alone"] == 32 and plain["kept_free_at_top"] < 1 << 20
 
 
 @glibc_only
-def test_the_environment_decides_where_it_sets_the_pad():
-    off = _child("pad", MALLOC_TOP_PAD_="0")
-    assert off["done"] == "set by the environment" and off["kept_free_at_top"] < 1 << 20
-    tunable = _child("pad", GLIBC_TUNABLES="glibc.malloc.top_pad=0")
-    assert tunable["done"] == "set by the environment" and tunable["kept_free_at_top"] < 1 << 20
+@pytest.mark.parametrize("env", [{"MALLOC_TOP_PAD_": "131072"}, {"MALLOC_MMAP_THRESHOLD_": "131072"},
+                                 {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=131072"},
+                                 {"GNTKIT_HOST_MALLOC": "keep"}])
+def test_the_environment_decides_where_it_sets_malloc(env):
+    left = _child("tune", **env)
+    assert left["done"] == "malloc set by the environment" and left["mapped_alone"] == 32
 
 
-@pytest.mark.parametrize("bad", [-1, 2.5, True, (1 << 30) + 1, "128M"])
-def test_bad_pads_are_refused(bad):
-    with pytest.raises(GntkitError, match="whole number of bytes from 0 to 1 GiB"):
-        pad_host_heap(bad)
+@pytest.mark.parametrize("bad", [[(-3, -1, "x")], [(-3, 2.5, "x")], [(-3, True, "x")], [(-3, (1 << 30) + 1, "x")],
+                                 [("-3", 1, "x")], [(-3, 1)], ["mmap"]])
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(GntkitError, match="must be .mallopt parameter, bytes from 0 to 1 GiB, name."):
+        tune_host_malloc(bad)
+

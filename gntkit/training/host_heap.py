@@ -1,15 +1,17 @@
-"""Keep a training run's freed memory in the process: glibc's heap top pad (M_TOP_PAD).
+"""Keep a training run's freed host memory in the process: glibc malloc's thresholds.
 
 Every training step allocates and frees the same large host buffers (activations, gradients,
-oneDNN scratch). With glibc's defaults, malloc gives the top of its heap back to the kernel as
-soon as enough of it is free, and takes it again at the next step, where the kernel zeroes every
-page once more. A pad makes malloc keep that much memory past the top when it grows or trims the
-heap, so the pages stay mapped. Measured on cnn3 at 64 x 64, batch 64, 2 CPU cores, a plain torch
-loop with bf16 autocast ran 985-995 images/s without a pad and 1,593-1,629 with the 128 MiB pad
-set here at run time (docs/benchmarks.md, "Session 8"): TensorFlow gains a few percent.
+oneDNN scratch). With glibc's defaults, a buffer over 128 KiB is mapped for it alone and unmapped
+when freed, and a heap with more than 128 KiB free at its top is trimmed: either way the next step
+maps the memory again and the kernel zeroes every page once more. Raising the mmap threshold to its
+maximum (32 MiB) keeps such buffers on the heap, a 1 GiB trim threshold and a 64 MiB top pad keep
+the heap mapped. Measured on cnn3 at 64 x 64, batch 64, 2 CPU cores, the plain torch loop with these
+set at run time: fp32 497 -> 656 images/s, bf16 autocast 972 -> 1,671 (docs/benchmarks.md, "Session
+8"). All three matter: a top pad alone sets glibc's mmap threshold fixed at 128 KiB, and the fp32
+loop then ran at 276 (128 MiB pad) instead of 485; a trim threshold alone, 341.
 
 jemalloc or tcmalloc (LD_PRELOAD, as torch's CPU launcher offers) would do the same, but only when
-set before the process starts and when installed; glibc's own knob needs neither.
+set before the process starts and when installed; glibc's own knobs need neither.
 """
 
 from __future__ import annotations
@@ -20,37 +22,51 @@ import platform
 
 from gntkit.errors import GntkitError
 
-__all__ = ["DEFAULT_PAD_BYTES", "pad_host_heap"]
+__all__ = ["SETTINGS", "tune_host_malloc"]
 
-DEFAULT_PAD_BYTES = 128 << 20  # 64 MiB gave 1,609 images/s in the measurement above, 128 MiB 1,787, 256 MiB 1,760
-_M_TOP_PAD = -2  # from glibc's malloc.h
+# (mallopt parameter from glibc's malloc.h, value, how run.json names it)
+SETTINGS = ((-3, 32 << 20, "mmap threshold 32 MiB"),  # M_MMAP_THRESHOLD; 32 MiB is glibc's maximum on 64 bits
+            (-1, 1 << 30, "trim threshold 1 GiB"),  # M_TRIM_THRESHOLD
+            (-2, 64 << 20, "top pad 64 MiB"))  # M_TOP_PAD
+_ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
 
 
 def _set_by_environment() -> bool:
-    return "MALLOC_TOP_PAD_" in os.environ or "glibc.malloc.top_pad" in os.environ.get("GLIBC_TUNABLES", "")
+    return (os.environ.get("GNTKIT_HOST_MALLOC") == "keep" or any(name in os.environ for name in _ENVIRONMENT)
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
 
 
-def pad_host_heap(pad_bytes: int = DEFAULT_PAD_BYTES) -> str:
-    """Ask glibc's malloc to keep `pad_bytes` of freed memory at the top of its heap.
+def tune_host_malloc(settings=SETTINGS) -> str:
+    """Set glibc malloc's mmap threshold, trim threshold and top pad for a training process.
 
-    Leaves the pad alone where the environment sets it (MALLOC_TOP_PAD_, or glibc.malloc.top_pad
-    in GLIBC_TUNABLES: `MALLOC_TOP_PAD_=0` turns it off) and where the C library is not glibc.
+    Leaves malloc alone where the environment sets it (MALLOC_MMAP_THRESHOLD_,
+    MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_, MALLOC_MMAP_MAX_ or glibc.malloc.* in GLIBC_TUNABLES),
+    where GNTKIT_HOST_MALLOC=keep asks for glibc's defaults, and where the C library is not glibc.
+    Process-wide and for the rest of the process, like the frameworks' thread settings.
+
+    Args:
+        settings: (mallopt parameter, value, name) triples; the default is SETTINGS.
 
     Returns:
-        What was done, as run.json records it: "128 MiB", "set by the environment",
-        or "not glibc (musl)".
+        What was done, as run.json records it: "glibc malloc: mmap threshold 32 MiB, ...",
+        "malloc set by the environment" (also for GNTKIT_HOST_MALLOC=keep) or "malloc left as it is: not glibc (musl)".
 
     Raises:
-        GntkitError: `pad_bytes` is not a whole number of bytes from 0 to 1 GiB.
+        GntkitError: a setting is not an (int, int from 0 to 1 GiB, str) triple.
     """
-    if isinstance(pad_bytes, bool) or not isinstance(pad_bytes, int) or not 0 <= pad_bytes <= 1 << 30:
-        raise GntkitError(f"The host heap pad must be a whole number of bytes from 0 to 1 GiB; got {pad_bytes!r}.")
+    for setting in settings:
+        if (not isinstance(setting, tuple) or len(setting) != 3 or not isinstance(setting[2], str)
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in setting[:2])
+                or not 0 <= setting[1] <= 1 << 30):
+            raise GntkitError(f"A malloc setting must be (mallopt parameter, bytes from 0 to 1 GiB, name); "
+                              f"got {setting!r}.")
     if _set_by_environment():
-        return "set by the environment"
+        return "malloc set by the environment"
     libc = platform.libc_ver()[0]
     mallopt = getattr(ctypes.CDLL(None), "mallopt", None) if libc == "glibc" else None
     if mallopt is None:
-        return f"not glibc ({libc or 'unknown C library'})"
-    if mallopt(_M_TOP_PAD, pad_bytes) != 1:
-        raise GntkitError(f"A bug in gntkit: glibc's mallopt(M_TOP_PAD, {pad_bytes}) refused a valid pad.")
-    return f"{pad_bytes >> 20} MiB" if pad_bytes % (1 << 20) == 0 else f"{pad_bytes} bytes"
+        return f"malloc left as it is: not glibc ({libc or 'unknown C library'})"
+    for parameter, value, name in settings:
+        if mallopt(parameter, value) != 1:
+            raise GntkitError(f"A bug in gntkit: glibc's mallopt refused the {name} ({parameter}, {value}).")
+    return "glibc malloc: " + ", ".join(name for _, _, name in settings)

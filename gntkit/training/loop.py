@@ -24,7 +24,7 @@ from gntkit.errors import GntkitError
 from gntkit.training import figures
 from gntkit.training.batches import array_sources
 from gntkit.training.config import TrainConfig
-from gntkit.training.host_heap import pad_host_heap
+from gntkit.training.host_heap import tune_host_malloc
 from gntkit.training.metrics import EarlyStopping, format_epoch, metrics_row, read_metrics
 from gntkit.training.run_folder import RunFolder
 from gntkit.training.schedule import learning_rate_at
@@ -252,7 +252,7 @@ def run_training(backend: Backend, config: TrainConfig, out_dir, *, data_dir=Non
         GntkitError: bad options or data, no training batches; OutputExistsError for an existing run folder.
     """
     train_batches, val_batches, facts = _open_data(backend, config, data_dir, arrays, classes, preprocess)
-    facts["host_heap_pad"] = pad_host_heap()  # freed step memory stays mapped: see host_heap
+    facts["host_malloc"] = tune_host_malloc()  # freed step memory stays mapped: see host_heap
     steps_per_epoch = len(train_batches)
     if steps_per_epoch < 1:
         raise GntkitError("The training split gives no batches: expected at least one sample per process.")

@@ -28,7 +28,7 @@ def run_info(config: TrainConfig, facts: dict, parameters: int, precision: str, 
         "channels_last": bool(channels_last),
         "world_size": int(world_size),
         "device": device,
-        "host_heap_pad": facts.get("host_heap_pad"),
+        "host_malloc": facts.get("host_malloc"),
         "data": {k: facts[k] for k in ("data_dir", "train_split", "val_split", "train_samples", "val_samples")},
         "config": config.to_json(),
     }
