@@ -17,7 +17,9 @@ loop of the same network and batch, same run:
   plain-torch-bf16  not a baseline: plain-torch with bf16 autocast and channels-last (what
                  precision auto runs in torch), no augmentation
 
-The plain-* loops build the network in the textbook order, each ReLU before its max pool, as a
+The plain-* loops leave glibc's malloc as it is, as a user's loop does; the train-* pipelines run
+gntkit's trainer, which tunes it (gntkit.training.host_heap). The plain-* loops build the
+network in the textbook order, each ReLU before its max pool, as a
 tutorial writes it (gntkit's models pool first: gntkit.models.configs.feature_layers).
 `--pool-order gntkit` builds them in gntkit's order instead; `--pool-order both` measures every
 plain-* pipeline in both orders, same run, to show what that order gains:
