@@ -64,9 +64,13 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from child import print_result, run_child
-from gntkit.models.configs import get_config, multiply_accumulates
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from child import print_result, run_child  # noqa: E402
+from gntkit.models.configs import get_config, multiply_accumulates  # noqa: E402
+from textbook_order import textbook_layers  # noqa: E402
 
 HWDB11_TRAIN = 897_758
 PIPELINES = ("gntkit-torch", "naive-torch", "gntkit-tf", "keras-fit")
@@ -239,32 +243,6 @@ def run_loader(args) -> dict:
             "device": "host", "memory": None}
 
 
-def textbook_order_torch(model):
-    """`model` with each ReLU moved back before the max pool gntkit puts first, as tutorials write it.
-
-    The same modules and weights; the same numbers (tests/test_models_zoo.py), only slower.
-    """
-    import torch
-
-    layers = list(model.features)
-    for i in range(len(layers) - 1):
-        if isinstance(layers[i], torch.nn.MaxPool2d) and isinstance(layers[i + 1], torch.nn.ReLU):
-            layers[i], layers[i + 1] = layers[i + 1], layers[i]
-    model.features = torch.nn.Sequential(*layers)
-    return model
-
-
-def textbook_order_tf(model):
-    """The keras model `model` with each ReLU back before its max pool: the same layers and weights."""
-    import tensorflow as tf
-
-    layers = list(model.layers)
-    for i in range(len(layers) - 1):
-        if isinstance(layers[i], tf.keras.layers.MaxPooling2D) and isinstance(layers[i + 1], tf.keras.layers.ReLU):
-            layers[i], layers[i + 1] = layers[i + 1], layers[i]
-    return tf.keras.Sequential([tf.keras.Input(model.input_shape[1:])] + layers)
-
-
 def run_plain_torch(args, bf16: bool = False) -> dict:
     """Baseline: the textbook fp32 loop on float tensors already in memory (no loader, no augmentation).
 
@@ -280,8 +258,8 @@ def run_plain_torch(args, bf16: bool = False) -> dict:
     images = torch.from_numpy(x).float().div(255).unsqueeze(1).to(device)
     labels = torch.from_numpy(y).to(device)
     model = create_model(args.model, args.classes, args.size).to(device)
-    if args.pool_order == "textbook":
-        model = textbook_order_torch(model)
+    if args.pool_order == "textbook":  # as tutorials write it: the same modules and numbers, ReLU first
+        model.features = torch.nn.Sequential(*textbook_layers(model.features, torch.nn.MaxPool2d, torch.nn.ReLU)[0])
     if bf16:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
@@ -314,7 +292,7 @@ def plain_tf_step(args, policy: str | None = None, keras_batch_norm: bool = Fals
 
     Returns a tf.function that runs one step and returns the loss. `keras_batch_norm` builds the
     network with keras' own BatchNormalization (changes gntkit.models.tf in this process only);
-    `args.pool_order` "textbook" puts each ReLU back before its max pool (textbook_order_tf).
+    `args.pool_order` "textbook" puts each ReLU back before its max pool (tests/textbook_order.py).
     Also used by bench_tf_ops, which profiles this step.
     """
     import tensorflow as tf
@@ -329,8 +307,10 @@ def plain_tf_step(args, policy: str | None = None, keras_batch_norm: bool = Fals
     x, y = _images(args.batch, args.size, args.classes)
     images, labels = tf.constant(x[..., None].astype("float32") / 255), tf.constant(y)
     model = create_model(args.model, args.classes, args.size, dtype_policy=policy)
-    if args.pool_order == "textbook":
-        model = textbook_order_tf(model)
+    if args.pool_order == "textbook":  # the same layers and weights, each ReLU before its max pool
+        keras = tf.keras
+        layers = textbook_layers(model.layers, keras.layers.MaxPooling2D, keras.layers.ReLU)[0]
+        model = keras.Sequential([keras.Input(model.input_shape[1:])] + layers)
     optimizer = tf.keras.optimizers.AdamW(0.001)
 
     @tf.function

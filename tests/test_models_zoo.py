@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from gntkit.models import configs
+from textbook_order import textbook_layers
 
 torch_models = pytest.importorskip("gntkit.models.torch")
 tf_models = pytest.importorskip("gntkit.models.tf")
@@ -186,12 +187,8 @@ def test_max_pool_before_relu_equals_the_textbook_order_in_torch(name, width):
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0  # the two passes must not draw different masks
-    textbook = list(model.features)
-    swapped = [i for i in range(len(textbook) - 1)
-               if isinstance(textbook[i], nn.MaxPool2d) and isinstance(textbook[i + 1], nn.ReLU)]
+    textbook, swapped = textbook_layers(model.features, nn.MaxPool2d, nn.ReLU)
     assert swapped  # the model does pool first
-    for i in swapped:
-        textbook[i], textbook[i + 1] = textbook[i + 1], textbook[i]
     textbook = nn.Sequential(*textbook)
     images = torch.from_numpy(_tie_heavy_images(32))[:, None]
     labels = torch.tensor([0, 1, 2, 3])
@@ -214,12 +211,8 @@ def test_max_pool_before_relu_equals_the_textbook_order_in_tf(name, width):
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0  # the two passes must not draw different masks
-    textbook = list(model.layers)
-    swapped = [i for i in range(len(textbook) - 1) if isinstance(textbook[i], keras.layers.MaxPooling2D)
-               and isinstance(textbook[i + 1], keras.layers.ReLU)]
+    textbook, swapped = textbook_layers(model.layers, keras.layers.MaxPooling2D, keras.layers.ReLU)
     assert swapped  # the model does pool first
-    for i in swapped:
-        textbook[i], textbook[i + 1] = textbook[i + 1], textbook[i]
     textbook = keras.Sequential([keras.Input((32, 32, 1))] + textbook)  # the same layers, same weights
     images = _tie_heavy_images(32)[..., None]
     labels = np.array([0, 1, 2, 3])

@@ -252,10 +252,10 @@ def run_training(backend: Backend, config: TrainConfig, out_dir, *, data_dir=Non
         GntkitError: bad options or data, no training batches; OutputExistsError for an existing run folder.
     """
     train_batches, val_batches, facts = _open_data(backend, config, data_dir, arrays, classes, preprocess)
-    facts["host_malloc"] = tune_host_malloc()  # freed step memory stays mapped: see host_heap
     steps_per_epoch = len(train_batches)
     if steps_per_epoch < 1:
         raise GntkitError("The training split gives no batches: expected at least one sample per process.")
+    facts["host_malloc"] = tune_host_malloc()  # freed step memory stays mapped: see host_heap
     backend.parameters = backend.build(config, facts)
     run = RunFolder(out_dir, config.framework)
     backend.on_main(lambda: run.prepare(resume=resume, overwrite=overwrite))
