@@ -3,7 +3,7 @@
 A refactor must not slow conversion down; these machines are noisy, so old and new runs are
 interleaved (old, new, old, new, ...) and compared by their medians, after one untimed run of
 each to fill numba's cache. Each run is a fresh process
-that times `gntkit.convert.convert` from the call (imports excluded), with the default settings
+that times `gntkit.shards.convert.convert` from the call (imports excluded), with the default settings
 (64 x 64, sha256 of sources and shards). The earlier commit is checked out into a temporary git
 worktree and imported from there.
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TIMED = """
 import json, resource, shutil, sys, time
-from gntkit.convert import convert
+from gntkit.shards.convert import convert
 src, out, to = sys.argv[1:4]
 shutil.rmtree(out, ignore_errors=True)
 start, cpu = time.perf_counter(), time.process_time()

@@ -7,10 +7,10 @@ both frameworks, trained with `gntkit train`'s defaults on a writer-disjoint syn
 
 What one run does, through gntkit's public paths only:
 
-1. Corpus: `gntkit.synth.write_corpus` writes GNT files for `--train-writers` + `--test-writers`
+1. Corpus: `gntkit.tools.synth.write_corpus` writes GNT files for `--train-writers` + `--test-writers`
    writers (ids from 1001; character-like glyphs composed from radicals, each writer with a style of
    their own), `--classes` GB2312 classes, `--samples` samples of each class per writer.
-2. Shards: `gntkit.convert.convert(..., to="hdf5", charset="data", split="train=1001-1040,test=1041-1052")`
+2. Shards: `gntkit.shards.convert.convert(..., to="hdf5", charset="data", split="train=1001-1040,test=1041-1052")`
    puts the test writers in "test" only: no test writer's glyph is ever trained on.
 3. Per model and framework, in its own process (torch and TensorFlow never share one):
    `gntkit.training.train(shards, run, framework=F, model=M, epochs=E, val_split="none", quiet=True)`;
@@ -97,8 +97,8 @@ def build_corpus(work: Path, settings: dict) -> tuple[Path, dict, float]:
     Returns:
         (shard folder, its manifest, seconds spent: 0 when reused).
     """
-    from gntkit.convert import convert
-    from gntkit.synth import write_corpus
+    from gntkit.shards.convert import convert
+    from gntkit.tools.synth import write_corpus
 
     shards = work / "shards"
     stamp = work / "corpus.json"

@@ -9,7 +9,7 @@ run left. Two code trees run side by side, in the same session:
   slice-assignment copies), everything else identical, in one process (GNTKIT_COMPILE_AHEAD=0);
 - one-process: this working tree with GNTKIT_COMPILE_AHEAD=0 (every kernel compiled by the
   command itself, one after another);
-- current: this working tree as users run it (gntkit.compile_ahead's helper process compiles
+- current: this working tree as users run it (gntkit.tools.compile_ahead's helper process compiles
   the preprocessing kernels beside the command).
 With --repeat N every row runs N times, the trees alternating, and the table shows the median
 (and the range) of the cold wall seconds.

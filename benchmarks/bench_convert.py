@@ -52,7 +52,7 @@ def run_gntkit(source: str, out: Path, to: str, workers: int, *extra: str) -> tu
 
 _IN_PROCESS = """
 import json, os, sys, time
-from gntkit.convert import convert
+from gntkit.shards.convert import convert
 source, out, to, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 start, cpu = time.perf_counter(), sum(os.times()[:2])
 convert(source, out, to=to, workers=workers)
@@ -61,7 +61,7 @@ print(json.dumps({"seconds": time.perf_counter() - start, "cpu": sum(os.times()[
 
 
 def run_in_process(source: str, out: Path, to: str, workers: int) -> tuple[float, float]:
-    """(seconds, CPU seconds) of `gntkit.convert.convert` timed from the call, in a fresh interpreter
+    """(seconds, CPU seconds) of `gntkit.shards.convert.convert` timed from the call, in a fresh interpreter
     that has already imported gntkit (the CLI's fixed cost of imports and start-up left out)."""
     if out.exists():
         shutil.rmtree(out)
@@ -152,7 +152,7 @@ def main():
     parser.add_argument("--variants", action="store_true", help="also tfrecord with --parallel processes and with --no-hash-sources")
     parser.add_argument("--scaling", action="store_true", help="also convert a quarter of the corpus to show memory stays flat")
     parser.add_argument("--in-process", type=int, default=0, metavar="N",
-                        help="also time gntkit.convert.convert N times per format, from the call (no CLI start-up)")
+                        help="also time gntkit.shards.convert.convert N times per format, from the call (no CLI start-up)")
     args = parser.parse_args()
     corpus = make_corpus(args.workdir, records=args.records, writers=args.writers, zip_too=False)
     folder = Path(corpus["folder"])
@@ -190,7 +190,7 @@ def main():
               f"{rate / base_rate:>5.1f}x | {897_758 / rate:>6.1f} s gntkit, {897_758 / base_rate / 60:>5.0f} min baseline |")
     if in_process:
         print()
-        print("in-process: gntkit.convert.convert timed from the call (imports and CLI start-up excluded)")
+        print("in-process: gntkit.shards.convert.convert timed from the call (imports and CLI start-up excluded)")
         print(f"| {'format':<10} | {'seconds':>7} | {'CPU s':>6} | {'samples/s':>9} |")
         print(f"|{'-' * 12}|{'-' * 9}|{'-' * 8}|{'-' * 11}|")
         for to, seconds, cpu in in_process:

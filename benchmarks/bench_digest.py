@@ -1,4 +1,4 @@
-"""Benchmark: SHA-256 of many files, hashlib (OpenSSL) one file at a time vs gntkit.digest's
+"""Benchmark: SHA-256 of many files, hashlib (OpenSSL) one file at a time vs gntkit.shards.digest's
 multi-buffer numba kernel (16 files side by side), on the benchmark corpus's .gnt files.
 
 Both read the files from the page cache (a warm-up pass reads them first) and both give the
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from corpus import make_corpus
-from gntkit.digest import sha256_files
+from gntkit.shards.digest import sha256_files
 
 
 def best_of(repeat: int, function):
@@ -52,9 +52,9 @@ def main():
         return out
 
     rows = [("baseline: hashlib.sha256, one file after another", lambda: one_by_one()),
-            ("hashlib, 2 threads (gntkit.digest method='hashlib')", lambda: sha256_files(paths, method="hashlib", threads=2)),
-            ("gntkit.digest lanes, 1 thread", lambda: sha256_files(paths, method="lanes", threads=1)),
-            ("gntkit.digest lanes, 2 threads", lambda: sha256_files(paths, method="lanes", threads=2))]
+            ("hashlib, 2 threads (gntkit.shards.digest method='hashlib')", lambda: sha256_files(paths, method="hashlib", threads=2)),
+            ("gntkit.shards.digest lanes, 1 thread", lambda: sha256_files(paths, method="lanes", threads=1)),
+            ("gntkit.shards.digest lanes, 2 threads", lambda: sha256_files(paths, method="lanes", threads=2))]
     print(f"{len(paths)} files, {total_mb:,.0f} MB, best of {args.repeat}")
     print(f"| {'method':<52} | {'seconds':>7} | {'MB/s':>6} | {'vs baseline':>11} |")
     print(f"|{'-' * 54}|{'-' * 9}|{'-' * 8}|{'-' * 13}|")

@@ -166,7 +166,7 @@ def _child(args) -> None:
 
 def _prepare(folder: Path, count: int) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
-    from gntkit.convert import convert
+    from gntkit.shards.convert import convert
     from idx_fixtures import make_digits, write_mnist
 
     write_mnist(folder / "idx", train=make_digits(count, seed=1), test=make_digits(max(count // 6, 10), seed=2))

@@ -16,7 +16,7 @@ The stock webdataset and TFRecord readers read in file order (no shuffle): they 
 easier task. Each measurement runs in its own process, after the shard files were read once
 (page cache warm), skips the first batches (worker start-up), then counts images for --seconds
 (epoch after epoch). The data: benchmarks/corpus.py's synthetic corpus (a pool of rendered glyphs) converted
-with the real `gntkit.convert` at 64 x 64, cached under --data.
+with the real `gntkit.shards.convert` at 64 x 64, cached under --data.
 
     python benchmarks/bench_loaders.py --records 200000 --seconds 8
 """
@@ -44,7 +44,7 @@ WARMUP_BATCHES = 8
 def prepare(data: Path, records: int) -> dict[str, Path]:
     """Convert the cached synthetic corpus to each format once; returns format -> output folder."""
     from corpus import make_corpus
-    from gntkit.convert import convert
+    from gntkit.shards.convert import convert
 
     corpus = make_corpus(data / "corpus", records=records, zip_too=False)
     folders = {}

@@ -20,7 +20,7 @@ import numpy as np
 
 from corpus import make_corpus
 from gntkit.formats.gnt import GntFile
-from gntkit.sources import find_members
+from gntkit.formats.sources import find_members
 
 
 def baseline_fromfile(folder: Path) -> tuple[int, int]:

@@ -12,7 +12,7 @@ For each format, one epoch of ready batches (batch 256, 64 x 64 uint8, file orde
 The server is `python -m http.server` in its own process on 127.0.0.1 (no network), so the
 transfer is loopback: the figures bound what gntkit adds (fetch, checksum, cache) rather than
 measuring a real link. The data: benchmarks/corpus.py's synthetic corpus converted with the real
-`gntkit.convert` at 64 x 64 (bench_loaders' `prepare`), cached under --data.
+`gntkit.shards.convert` at 64 x 64 (bench_loaders' `prepare`), cached under --data.
 
     python benchmarks/bench_remote.py --records 50000
 """

@@ -31,8 +31,8 @@ import zlib
 
 import numpy as np
 
-from gntkit.batch import SampleBatch
-from gntkit.writers import get_writer_class
+from gntkit.samples.batch import SampleBatch
+from gntkit.shards.writer import get_writer_class
 
 SIZE = 64
 BATCH = 4096
@@ -104,7 +104,7 @@ def run_gntkit(fmt: str, batches, folder: str, compression=None) -> tuple[int, i
 
 
 def run_encode_only(batches) -> tuple[int, int]:
-    from gntkit.writers.tfrecord import serialize_batch
+    from gntkit.shards.tfrecord import serialize_batch
 
     records = size = 0
     for batch in batches:
@@ -190,8 +190,8 @@ def sha256_rate(nbytes: int = 256 << 20) -> float:
 def glyph_images(gnt_path: str) -> np.ndarray:
     """The records of one GNT file, preprocessed to SIZE x SIZE (0 background, bright ink)."""
     from gntkit.formats.gnt import GntFile
-    from gntkit.preprocess import Preprocess, preprocess_batch
-    from gntkit.sources import mapped_bytes
+    from gntkit.formats.sources import mapped_bytes
+    from gntkit.samples.preprocess import Preprocess, preprocess_batch
 
     gnt = GntFile(mapped_bytes(gnt_path), gnt_path)
     pixels, offsets = gnt.gather()

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gntkit.formats.gnt import encode_records
-from gntkit.synth import chinese_codes, render_glyph
+from gntkit.tools.synth import chinese_codes, render_glyph
 
 POOL = 4000
 

@@ -87,7 +87,7 @@ def inspect(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
     """Report files, writers, records, classes, Chinese vs symbol counts, bitmap sizes and every problem found."""
-    from gntkit.inspection import format_inspection, inspect_sources
+    from gntkit.samples.inspection import format_inspection, inspect_sources
 
     report = run(lambda: inspect_sources(sources, progress=not quiet)).to_json()
     typer.echo(json.dumps(report, ensure_ascii=False, indent=1) if as_json else format_inspection(report))
@@ -101,7 +101,7 @@ def inspect(
 @charset_app.command("list")
 def charset_list():
     """List the built-in charsets."""
-    from gntkit.charset import BUILTIN_CHARSETS, builtin
+    from gntkit.samples.charset import BUILTIN_CHARSETS, builtin
 
     for name, description in BUILTIN_CHARSETS.items():
         size = f"{len(builtin(name)):>5}" if name != "data" else "    -"
@@ -114,7 +114,7 @@ def charset_show(
     limit: Annotated[int, typer.Option(help="Show at most this many classes (0: all).")] = 40,
 ):
     """Show a charset's classes: class id, tag code, character."""
-    from gntkit.charset import resolve
+    from gntkit.samples.charset import resolve
 
     charset = run(lambda: resolve(name))
     typer.echo(f"{charset.name}: {len(charset)} classes, {charset.order}")
@@ -131,7 +131,7 @@ def charset_export(
     out: Annotated[Path, typer.Argument(help="Folder to write charset.txt and charset.json into (created).")],
 ):
     """Write a charset as charset.txt (line number = class id) and charset.json (with tag codes)."""
-    from gntkit.charset import resolve
+    from gntkit.samples.charset import resolve
 
     charset = run(lambda: resolve(name))
     paths = run(lambda: charset.save(out, overwrite=False))
@@ -154,7 +154,7 @@ def synth(
                                                   "writer's distortions.")] = None,
 ):
     """Write a synthetic corpus in a real CASIA layout: character-like glyphs composed from radicals with per-writer styles (no download)."""  # noqa: E501 - `gntkit --help` keeps a docstring's line breaks
-    from gntkit.synth import write_corpus
+    from gntkit.tools.synth import write_corpus
 
     paths = run(lambda: write_corpus(out, writers=writers, first_writer=first_writer, num_classes=classes,
                                      samples_per_class=samples_per_class, style=style, num_symbols=symbols,
@@ -171,7 +171,7 @@ class Format(str, Enum):
 def build_preprocess(size: int | None, raw: bool, margin: int | None, crop: bool | None, invert: bool | None,
                      binarize: str | None, denoise: bool, contrast: bool, **more) -> dict:
     """Preprocess settings the user set, as a dict (None: the source format's default; see
-    gntkit.convert.resolve_preprocess, which validates them)."""
+    gntkit.shards.convert.resolve_preprocess, which validates them)."""
     threshold = None
     if binarize is not None:
         if binarize != "otsu" and not binarize.isdigit():
@@ -237,12 +237,12 @@ def convert(
 ):
     """Convert sources (.gnt and other CASIA / MNIST files, folders, archives) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""  # noqa: E501 - `gntkit --help` keeps a docstring's line breaks
     if not (raw or pad):  # on a cold numba cache, preprocessing kernels compile in a helper from now on
-        from gntkit.compile_ahead import start_preprocess_helper
+        from gntkit.tools.compile_ahead import start_preprocess_helper
 
-        # Preprocess.edits, spelled out: importing gntkit.preprocess loads numba, which would
+        # Preprocess.edits, spelled out: importing gntkit.samples.preprocess loads numba, which would
         # delay the helper's start by the time this saves.
         start_preprocess_helper(edited=bool(contrast or denoise or binarize is not None))
-    from gntkit.convert import convert as run_convert
+    from gntkit.shards.convert import convert as run_convert
 
     def call():
         settings = build_preprocess(size, raw, margin, crop, invert, binarize, denoise, contrast, pen_width=pen_width, pad=pad or None,
@@ -279,7 +279,7 @@ def verify(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
     """Re-check every shard against the manifest (count, sha256) and decode every record with the stock reader."""
-    from gntkit.verify import verify as run_verify
+    from gntkit.shards.verify import verify as run_verify
 
     summary = run(lambda: run_verify(folder, decode=decode, progress=not quiet))
     splits = ", ".join(f"{k} {v:,}" for k, v in summary["splits"].items())
@@ -293,8 +293,8 @@ def warmup(
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the summary line.")] = False,
 ):
     """Compile (or load from numba's cache) every kernel the commands use, ahead of the first real run: for images and clusters."""
-    from gntkit.warmup import cache_folder
-    from gntkit.warmup import warmup as run_warmup
+    from gntkit.tools.warmup import cache_folder
+    from gntkit.tools.warmup import warmup as run_warmup
 
     def report(stage):
         if not quiet:
@@ -321,7 +321,7 @@ def preview(
     contrast: Annotated[bool, typer.Option("--contrast", help="Include contrast stretching in the stages view.")] = False,
 ):
     """Draw a grid of samples with their labels (and optionally the preprocessing stages) to a PNG."""
-    from gntkit.preview import preview as run_preview
+    from gntkit.tools.preview import preview as run_preview
 
     result = run(lambda: run_preview(source, out, count=count, columns=columns, split=split, stages=stages,
                                      preprocess=build_preprocess(size, False, None, True, True, binarize, denoise, contrast)))
@@ -335,7 +335,7 @@ def demo(
     workers: Annotated[int | None, typer.Option(help="Conversion processes (default: all cores).")] = None,
 ):
     """Run the main job on a built-in generated sample (no download): generate, inspect, convert to all formats, verify, preview."""
-    from gntkit.demo import run_demo
+    from gntkit.tools.demo import run_demo
 
     run(lambda: run_demo(out, workers=workers, log=typer.echo))
 

@@ -25,9 +25,9 @@ from gntkit.datasets.torch import make_loader, random_affine, to_float
 
 def synthetic_shards(folder: Path, to: str = "hdf5") -> Path:
     """Write a small synthetic corpus (20 classes, 6 writers) and convert it: train = 5 writers, test = 1."""
-    from gntkit.convert import convert
-    from gntkit.preprocess import Preprocess
-    from gntkit.synth import write_corpus
+    from gntkit.samples.preprocess import Preprocess
+    from gntkit.shards.convert import convert
+    from gntkit.tools.synth import write_corpus
 
     out = folder / to
     if not (out / "dataset_info.json").is_file():

@@ -20,8 +20,8 @@ import argparse
 from pathlib import Path
 
 import gntkit.training as training
-from gntkit.convert import convert
-from gntkit.preprocess import Preprocess
+from gntkit.samples.preprocess import Preprocess
+from gntkit.shards.convert import convert
 
 
 def prepare_data(args) -> Path:
@@ -31,7 +31,7 @@ def prepare_data(args) -> Path:
     if (data / "dataset_info.json").is_file():
         return data
     if args.demo:
-        from gntkit.synth import write_corpus
+        from gntkit.tools.synth import write_corpus
 
         sources = [args.work / "gnt-train", args.work / "gnt-test"]
         write_corpus(sources[0], writers=12, first_writer=1001, num_classes=20, samples_per_class=4, seed=1)

@@ -13,8 +13,8 @@ def open(sources, charset="data", preprocess=None, **options):
     """Open source files of any format gntkit reads (.gnt, .pot, .dgrl, MNIST IDX), folders or
     archives: `len()`, iterate samples, or `.batches()`.
 
-    See gntkit.stream.Source for the arguments.
+    See gntkit.samples.stream.Source for the arguments.
     """
-    from gntkit.stream import open_source
+    from gntkit.samples.stream import open_source
 
     return open_source(sources, charset, preprocess, **options)

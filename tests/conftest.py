@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gntkit.synth import write_corpus
+from gntkit.tools.synth import write_corpus
 
 # The tests marked numba also run with NUMBA_DISABLE_JIT=1 (see .ci/run); say which mode ran.
 JIT_DISABLED = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"

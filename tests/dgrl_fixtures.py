@@ -1,6 +1,6 @@
 """DGRL pages in the real layout for tests and benchmarks: seeded text lines of synth glyphs.
 
-A page is `lines` text lines; each line is 4-12 characters drawn with gntkit.synth.render_glyph
+A page is `lines` text lines; each line is 4-12 characters drawn with gntkit.tools.synth.render_glyph
 side by side (a per-writer size and slant, small gaps, a margin), so a model can learn them.
 Characters come from a small class list (GB2312 level-1 codes and a few ASCII symbols stored
 as [byte, 0x00]); `unlabelled` of them, spread over the page, carry 0xFFFF as in real pages.
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from gntkit.formats.dgrl import UNLABELLED, encode_page
-from gntkit.synth import chinese_codes, render_glyph, writer_style
+from gntkit.tools.synth import chinese_codes, render_glyph, writer_style
 
 #: a few ASCII symbols as DGRL stores them ([byte, 0x00]: first byte high)
 ASCII_CODES = [ord(c) << 8 for c in "A7,"]

@@ -1,6 +1,6 @@
 """Plain-numpy reference of every preprocessing step, for testing the numba kernels.
 
-Written from the step definitions in `gntkit.preprocess` (module docstring), not from
+Written from the step definitions in `gntkit.samples.preprocess` (module docstring), not from
 the kernels: clarity over speed, exact fractions where the definition is exact.
 Images are 2-D uint8, background 255, ink darker.
 """

@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from alz_fixtures import Member, alz_bytes
 from gntkit.cli.main import app
-from gntkit.sources import find_members
-from gntkit.synth import write_corpus
+from gntkit.formats.sources import find_members
+from gntkit.tools.synth import write_corpus
 
 
 def invoke(*args):

@@ -5,9 +5,9 @@ with that commit's code on this corpus). Shard contents must not change when cod
 import numpy as np
 import pytest
 
-from gntkit.convert import convert
 from gntkit.formats.gnt import encode_records
-from gntkit.preprocess import Preprocess
+from gntkit.samples.preprocess import Preprocess
+from gntkit.shards.convert import convert
 
 GOLDEN = {
     "tfrecord-64": [

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from gntkit.charset import Charset, builtin, decode_tag, encode_character, from_data, resolve
 from gntkit.errors import CharsetError
+from gntkit.samples.charset import Charset, builtin, decode_tag, encode_character, from_data, resolve
 
 
 def test_gb2312_level1_is_3755_in_code_order():

@@ -103,12 +103,12 @@ def test_a_bug_in_gntkit_exits_1_and_says_so(tmp_path, corpus_c, monkeypatch):
     # Not bad input: an internal error (here a kernel wrapper that raises what no check expects)
     # says it is a bug in gntkit, exits 1 (never 2, which means "your input"), and hides the
     # traceback unless GNTKIT_DEBUG asks for it.
-    import gntkit.stream
+    import gntkit.samples.stream
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(gntkit.stream, "survey_codes", broken)
+    monkeypatch.setattr(gntkit.samples.stream, "survey_codes", broken)
     result = CliRunner().invoke(app, ["convert", str(corpus_c), "--out", str(tmp_path / "out"), "--charset", "data"])
     assert result.exit_code == 1
     assert "a bug in gntkit" in result.output and "ZeroDivisionError" in result.output and "Traceback" not in result.output

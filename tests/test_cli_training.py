@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from gntkit.cli.main import app
-from gntkit.synth import render_glyph
+from gntkit.tools.synth import render_glyph
 
 runner = CliRunner()
 

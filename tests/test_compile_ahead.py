@@ -1,4 +1,4 @@
-"""gntkit.compile_ahead: with an empty numba cache, a helper process compiles the preprocessing
+"""gntkit.tools.compile_ahead: with an empty numba cache, a helper process compiles the preprocessing
 kernels while the command compiles its reader and writer; the command then loads them from the
 cache and writes the same bytes as without the helper."""
 
@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from gntkit import compile_ahead
-from gntkit.compile_ahead import Ahead
+from gntkit.tools import compile_ahead
+from gntkit.tools.compile_ahead import Ahead
 
 JIT_DISABLED = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"
 
@@ -19,14 +19,14 @@ JIT_DISABLED = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"
 SCRIPT = """
 import hashlib, sys
 from pathlib import Path
-from gntkit import compile_ahead
+from gntkit.tools import compile_ahead
 corpus, out, fmt, edit = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "edited"
 compile_ahead.start_preprocess_helper(edited=edit)
-from gntkit.convert import convert
-from gntkit.preprocess import Preprocess
-from gntkit.warmup import _kernel_dispatchers
+from gntkit.shards.convert import convert
+from gntkit.samples.preprocess import Preprocess
+from gntkit.tools.warmup import _kernel_dispatchers
 convert(corpus, out, to=fmt, charset="data", preprocess=Preprocess(contrast=True, denoise=True) if edit else None)
-writer = ("gntkit.writers.tfrecord", "gntkit.writers.webdataset", "gntkit.kernels.png", "gntkit.kernels.crc32c")
+writer = ("gntkit.shards.tfrecord", "gntkit.shards.webdataset", "gntkit.kernels.png", "gntkit.kernels.crc32c")
 print("compiled writer", sum(sum(d.stats.cache_misses.values()) for d in _kernel_dispatchers() if d.py_func.__module__ in writer))
 for d in _kernel_dispatchers():
     if d.py_func.__module__ == "gntkit.kernels.preprocess":
@@ -39,7 +39,7 @@ for shard in sorted(out.iterdir()):
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory):
-    from gntkit.synth import write_corpus
+    from gntkit.tools.synth import write_corpus
 
     folder = tmp_path_factory.mktemp("ahead") / "gnt"
     write_corpus(folder, writers=2, num_classes=5, samples_per_class=2, style="f", num_symbols=2, seed=4)

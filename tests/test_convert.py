@@ -10,14 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 import naive_preprocess
-from gntkit.charset import builtin
 from gntkit.cli.main import app
-from gntkit.convert import _SplitOutput, convert
 from gntkit.errors import GntkitError, OutputExistsError
-from gntkit.manifest import shard_name
-from gntkit.preprocess import Preprocess
-from gntkit.verify import verify
-from gntkit.writers import get_format_module
+from gntkit.samples.charset import builtin
+from gntkit.samples.preprocess import Preprocess
+from gntkit.shards.convert import _SplitOutput, convert
+from gntkit.shards.manifest import shard_name
+from gntkit.shards.verify import verify
+from gntkit.shards.writer import get_format_module
 from naive_gnt import read_records
 
 FORMATS = ["tfrecord", "hdf5", "webdataset"]
@@ -89,7 +89,7 @@ def test_preprocessed_images_match_numpy_reference(tmp_path, corpus_c, to):
 def test_tfrecord_parses_with_manifest_feature_spec(tmp_path, corpus_c):
     import tensorflow as tf
 
-    from gntkit.writers.tfrecord import tf_feature_description
+    from gntkit.shards.tfrecord import tf_feature_description
 
     out = tmp_path / "out"
     manifest = convert(corpus_c, out, to="tfrecord", workers=1, compression="gzip")
@@ -278,7 +278,7 @@ def test_script_without_main_guard(tmp_path, corpus_c):
 
     def run(parallel, out):
         script = tmp_path / f"convert_{parallel}.py"
-        script.write_text("from gntkit.convert import convert\n"
+        script.write_text("from gntkit.shards.convert import convert\n"
                           f"convert({str(corpus_c)!r}, {str(tmp_path / out)!r}, workers=2, parallel={parallel!r})\n")
         return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
 
@@ -294,7 +294,7 @@ def test_split_without_writers_is_left_out(tmp_path, corpus_c):
     manifest = convert(corpus_c, tmp_path / "o", to="tfrecord", split="hwdb1.1", workers=1)
     assert list(manifest["splits"]) == ["train"] and manifest["split"]["empty"] == ["test"]
     assert "left out: test" in manifest["summary"]
-    from gntkit.charset import Charset
+    from gntkit.samples.charset import Charset
 
     symbols_only = Charset("symbols", [0x2100], ["!"], "test")  # a -c corpus has no symbols
     with pytest.raises(GntkitError, match="no sample was kept"):
@@ -304,8 +304,8 @@ def test_split_without_writers_is_left_out(tmp_path, corpus_c):
 
 def test_manifest_digests_equal_hashlib(tmp_path):
     # Enough source files and shards that the multi-buffer SHA-256 runs, not the hashlib fallback.
-    from gntkit.digest import MIN_JOBS_FOR_LANES
-    from gntkit.synth import write_corpus
+    from gntkit.shards.digest import MIN_JOBS_FOR_LANES
+    from gntkit.tools.synth import write_corpus
 
     source = tmp_path / "gnt"
     write_corpus(source, writers=MIN_JOBS_FOR_LANES + 2, num_classes=6, samples_per_class=2, seed=7)

@@ -29,11 +29,11 @@ import numpy as np
 import pytest
 
 import gntkit.datasets as datasets
-from gntkit.convert import convert
 from gntkit.errors import FormatError, GntkitError
 from gntkit.kernels import shards as _kernels
-from gntkit.preprocess import Preprocess
-from gntkit.synth import write_corpus
+from gntkit.samples.preprocess import Preprocess
+from gntkit.shards.convert import convert
+from gntkit.tools.synth import write_corpus
 
 FORMATS = ("tfrecord", "hdf5", "webdataset")
 SIZE = 16
@@ -377,7 +377,7 @@ def test_partition_checks_arguments():
 
 
 def test_not_a_gntkit_folder(tmp_path):
-    # The messages are gntkit.manifest's (one loader for every reader).
+    # The messages are gntkit.shards.manifest's (one loader for every reader).
     with pytest.raises(GntkitError, match="expected a complete gntkit conversion, found no dataset_info.json"):
         datasets.open(tmp_path)
     with pytest.raises(GntkitError, match="found nothing there"):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import gntkit.datasets as datasets
-from gntkit.manifest import FORMATS, output_format
+from gntkit.shards.manifest import FORMATS, output_format
 from test_datasets import TRAIN, convert_sets, stock_truth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +50,8 @@ def test_adapters_import_public_names_only(adapter):
 
 
 def test_importing_the_readers_and_remote_loads_no_heavy_package():
-    code = ("import sys, gntkit.datasets, gntkit.datasets.tfrecord, gntkit.datasets.hdf5, gntkit.datasets.webdataset, gntkit.remote; "
+    code = ("import sys, gntkit.datasets, gntkit.datasets.tfrecord, gntkit.datasets.hdf5, gntkit.datasets.webdataset, "
+            "gntkit.shards.remote; "
             "print(sorted(m for m in ('torch', 'tensorflow', 'h5py', 'webdataset', 'fsspec', 'aiohttp', 's3fs') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"

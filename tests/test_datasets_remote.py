@@ -199,7 +199,7 @@ def test_verify_a_url_and_the_cli(http, sets, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from gntkit.cli.main import app
-    from gntkit.verify import verify
+    from gntkit.shards.verify import verify
 
     monkeypatch.setenv("GNTKIT_CACHE_DIR", str(tmp_path / "cache"))
     assert verify(f"{http.url}/data/tfrecord") == verify(sets["tfrecord"])
@@ -269,7 +269,7 @@ def s3_env(s3, monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_upload_folder_then_read_from_s3(s3, sets, truth, tmp_path, fmt):
-    from gntkit.remote import upload_folder
+    from gntkit.shards.remote import upload_folder
 
     url = f"s3://gntkit-test/upload/{fmt}"
     uploaded = upload_folder(sets[fmt], url, storage_options=s3["options"])
@@ -283,7 +283,7 @@ def test_upload_folder_then_read_from_s3(s3, sets, truth, tmp_path, fmt):
 
 
 def test_upload_refuses_an_incomplete_conversion(s3, sets, tmp_path):
-    from gntkit.remote import upload_folder
+    from gntkit.shards.remote import upload_folder
 
     folder = tmp_path / "half"
     shutil.copytree(sets["hdf5"], folder)
@@ -297,12 +297,12 @@ def test_convert_out_s3_then_verify_and_open(s3_env, truth, tmp_path):
     from typer.testing import CliRunner
 
     from gntkit.cli.main import app
-    from gntkit.convert import convert
+    from gntkit.shards.convert import convert
 
     url = "s3://gntkit-test/convert/webdataset"
     convert_sets(tmp_path / "local", formats=())  # the corpus only
     convert(tmp_path / "local" / "gnt", url, to="webdataset", split="train=1001-1002,test=1003",
-            preprocess=__import__("gntkit.preprocess", fromlist=["Preprocess"]).Preprocess(size=16), shard_records=30, workers=1)
+            preprocess=__import__("gntkit.samples.preprocess", fromlist=["Preprocess"]).Preprocess(size=16), shard_records=30, workers=1)
     result = CliRunner().invoke(app, ["verify", url, "--quiet"])
     assert result.exit_code == 0, result.output
     images, labels = datasets.open(url).read_arrays()
@@ -317,9 +317,9 @@ def test_evaluate_a_url(http, tmp_path):
 
     from gntkit import training
     from gntkit.cli.main import app
-    from gntkit.convert import convert
-    from gntkit.preprocess import Preprocess
-    from gntkit.synth import write_corpus
+    from gntkit.samples.preprocess import Preprocess
+    from gntkit.shards.convert import convert
+    from gntkit.tools.synth import write_corpus
 
     write_corpus(tmp_path / "gnt", writers=3, num_classes=10, samples_per_class=2, seed=4)
     folder = http.root / "data" / "eval"  # served as soon as it is written

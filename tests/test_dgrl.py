@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent))
 
 from dgrl_fixtures import ASCII_CODES, class_codes, page_bytes, write_dgrl_corpus, write_page  # noqa: E402
-from gntkit.charset import Charset, decode_tag  # noqa: E402
 from gntkit.errors import CharsetError, FormatError  # noqa: E402
 from gntkit.formats import dgrl, sniff_format  # noqa: E402
 from gntkit.formats.gnt import encode_records as encode_gnt  # noqa: E402
+from gntkit.samples.charset import Charset, decode_tag  # noqa: E402
 from naive_dgrl import read_dgrl  # noqa: E402
 
 
@@ -75,7 +75,7 @@ def test_names_sniffing_and_member_ids(tmp_path):
     assert sniff_format(data[:64], len(data)).NAME == "dgrl"
     assert dgrl.writer_id("HWDB2.0Train/001-P16.dgrl") == "001-P16"
     assert dgrl.writer_and_page("x/001-P16.dgrl") == ("001", "16")
-    from gntkit.sources import find_members
+    from gntkit.formats.sources import find_members
 
     write_dgrl_corpus(tmp_path, writers=2, pages=2)
     members = find_members(tmp_path)
@@ -84,8 +84,8 @@ def test_names_sniffing_and_member_ids(tmp_path):
 
 
 def test_sources_name_a_gnt_under_a_dgrl_name(tmp_path):
-    from gntkit.sources import find_members
-    from gntkit.stream import open_member
+    from gntkit.formats.sources import find_members
+    from gntkit.samples.stream import open_member
 
     (tmp_path / "001-P01.dgrl").write_bytes(encode_gnt([0xB0A1], [np.full((8, 8), 255, np.uint8)]))
     with pytest.raises(FormatError, match=r"a DGRL file, as its name says.*a GNT file"):
@@ -171,7 +171,7 @@ def test_skip_keeps_the_lines_before_the_damage_and_counts_the_rest():
 
 
 def test_stream_skip_counts_damaged_pages_and_lines(tmp_path):
-    from gntkit.stream import StreamReport, iter_batches
+    from gntkit.samples.stream import StreamReport, iter_batches
 
     paths = write_dgrl_corpus(tmp_path, writers=3, pages=1, lines=3)
     data = paths[1].read_bytes()
@@ -186,7 +186,7 @@ def test_stream_skip_counts_damaged_pages_and_lines(tmp_path):
 
 
 def test_damaged_zip_member_is_skipped_whole_and_counted(tmp_path):
-    from gntkit.stream import StreamReport, iter_batches
+    from gntkit.samples.stream import StreamReport, iter_batches
 
     paths = write_dgrl_corpus(tmp_path / "src", writers=2, pages=1)
     zip_path = tmp_path / "HWDB2.0Test.zip"
@@ -208,7 +208,7 @@ def test_damaged_zip_member_is_skipped_whole_and_counted(tmp_path):
 
 # --------------------------------------------------------------------------- the line stream
 def test_line_batches_carry_sequences_text_and_unique_keys(tmp_path):
-    from gntkit.stream import StreamReport, iter_batches
+    from gntkit.samples.stream import StreamReport, iter_batches
 
     write_dgrl_corpus(tmp_path, writers=2, pages=2, lines=3)
     charset = fixture_charset()
@@ -228,7 +228,7 @@ def test_line_batches_carry_sequences_text_and_unique_keys(tmp_path):
 
 @pytest.mark.parametrize("on_unknown", ["drop", "other", "error"])
 def test_unlabelled_characters_drop_mark_or_raise(tmp_path, on_unknown):
-    from gntkit.stream import StreamReport, iter_batches
+    from gntkit.samples.stream import StreamReport, iter_batches
 
     write_page(tmp_path, 1, 1, lines=3, unlabelled=2)  # lines 0 and 1 hold one 0xFFFF each
     charset = fixture_charset().with_other() if on_unknown == "other" else fixture_charset()
@@ -250,8 +250,8 @@ def test_unlabelled_characters_drop_mark_or_raise(tmp_path, on_unknown):
 
 
 def test_preprocessed_lines_have_the_line_height_and_capped_width(tmp_path):
-    from gntkit.preprocess import Preprocess
-    from gntkit.stream import iter_batches
+    from gntkit.samples.preprocess import Preprocess
+    from gntkit.samples.stream import iter_batches
 
     write_page(tmp_path, 1, 1, lines=3, glyph_height=40)
     settings = Preprocess(line_height=20, max_line_width=120)
@@ -264,7 +264,7 @@ def test_preprocessed_lines_have_the_line_height_and_capped_width(tmp_path):
 
 
 def test_open_source_counts_lines(tmp_path):
-    from gntkit.stream import Source
+    from gntkit.samples.stream import Source
 
     write_dgrl_corpus(tmp_path, writers=1, pages=2, lines=3, unlabelled=1)
     source = Source(tmp_path, fixture_charset())

@@ -30,7 +30,7 @@ def pages(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def converted(pages, tmp_path_factory):
-    from gntkit.convert import convert
+    from gntkit.shards.convert import convert
 
     out = tmp_path_factory.mktemp("converted")
     return {fmt: convert(pages, out / fmt, to=fmt, on_unknown="other", workers=1, preprocess={"line_height": 24, "max_line_width": 200},
@@ -39,10 +39,10 @@ def converted(pages, tmp_path_factory):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_conversion_round_trips_through_the_stock_readers(pages, converted, fmt):
-    from gntkit.preprocess import Preprocess
-    from gntkit.stream import Source
-    from gntkit.verify import verify
-    from gntkit.writers import get_format_module
+    from gntkit.samples.preprocess import Preprocess
+    from gntkit.samples.stream import Source
+    from gntkit.shards.verify import verify
+    from gntkit.shards.writer import get_format_module
 
     manifest = converted[fmt]
     folder = manifest["folder"]
@@ -66,15 +66,15 @@ def test_conversion_round_trips_through_the_stock_readers(pages, converted, fmt)
 
 
 def manifest_charset(folder):
-    from gntkit.charset import Charset
+    from gntkit.samples.charset import Charset
 
     return Charset.load(Path(folder) / "charset.json")
 
 
 def test_verify_refuses_a_text_that_disagrees_with_its_labels(pages, tmp_path):
-    from gntkit.convert import convert
-    from gntkit.verify import verify
-    from gntkit.writers import hdf5
+    from gntkit.shards.convert import convert
+    from gntkit.shards.verify import verify
+    from gntkit.shards.writer import hdf5
 
     out = tmp_path / "h5"
     manifest = convert(pages, out, to="hdf5", on_unknown="other", workers=1, hash_sources=False)
@@ -83,7 +83,7 @@ def test_verify_refuses_a_text_that_disagrees_with_its_labels(pages, tmp_path):
     with h5py.File(shard, "r+") as f:
         f["text"][1] = "X" + f["text"].asstr()[1][1:]
     entry = manifest["splits"]["all"]["shards"][0]
-    from gntkit.digest import sha256_file
+    from gntkit.shards.digest import sha256_file
 
     entry["sha256"], entry["bytes"] = sha256_file(shard), shard.stat().st_size
     (out / "dataset_info.json").write_text(json.dumps(manifest))
@@ -169,9 +169,9 @@ def test_a_tiny_ctc_model_learns_the_fixture_lines(converted):
 
 
 def test_open_lines_refuses_a_character_dataset(tmp_path):
-    from gntkit.convert import convert
     from gntkit.datasets.lines import open_lines
-    from gntkit.synth import write_corpus
+    from gntkit.shards.convert import convert
+    from gntkit.tools.synth import write_corpus
 
     write_corpus(tmp_path / "gnt", writers=1, num_classes=3)
     convert(tmp_path / "gnt", tmp_path / "out", to="hdf5", workers=1, hash_sources=False)
@@ -180,8 +180,8 @@ def test_open_lines_refuses_a_character_dataset(tmp_path):
 
 
 def test_mixing_lines_and_characters_is_refused(pages, tmp_path):
-    from gntkit.convert import convert
-    from gntkit.synth import write_corpus
+    from gntkit.shards.convert import convert
+    from gntkit.tools.synth import write_corpus
 
     write_corpus(tmp_path / "gnt", writers=1, num_classes=3)
     with pytest.raises(GntkitError, match="Text lines .* and single characters cannot share one dataset"):

@@ -1,4 +1,4 @@
-"""Multi-buffer SHA-256 (gntkit.digest, gntkit.kernels.sha256) against hashlib."""
+"""Multi-buffer SHA-256 (gntkit.shards.digest, gntkit.kernels.sha256) against hashlib."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import hashlib
 import numpy as np
 import pytest
 
-import gntkit.digest
-from gntkit.digest import MIN_JOBS_FOR_LANES, sha256_files, sha256_many
+import gntkit.shards.digest
 from gntkit.errors import GntkitError
 from gntkit.kernels import sha256 as kernels
 from gntkit.kernels.sha256 import INITIAL_STATE, LANES, ROUND_CONSTANTS, compress
+from gntkit.shards.digest import MIN_JOBS_FOR_LANES, sha256_files, sha256_many
 
 # Every padding case: empty, one byte, 55/56 (one or two padding blocks), block edges.
 EDGE_SIZES = [0, 1, 3, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 129, 191, 192, 1000]
@@ -39,7 +39,7 @@ def test_more_jobs_than_lanes_with_refills():
 def test_message_longer_than_one_step(monkeypatch, step_blocks):
     # Small steps cross the staging boundary inside messages and inside padded tails
     # (the real step is STEP_BLOCKS; small ones keep the test fast with the JIT off).
-    monkeypatch.setattr(gntkit.digest, "STEP_BLOCKS", step_blocks)
+    monkeypatch.setattr(gntkit.shards.digest, "STEP_BLOCKS", step_blocks)
     rng = np.random.default_rng(3)
     messages = [rng.integers(0, 256, n, dtype=np.uint8) for n in (0, 63, 64, 120, 128, 200, 300, 383, 384, 385)]
     assert sha256_many(messages, method="lanes") == expected(messages)
@@ -121,7 +121,7 @@ def reference_compress(state, block: bytes):
 @pytest.mark.parametrize("step_blocks", [1, 512])
 def test_files(tmp_path, monkeypatch, step_blocks):
     # Files are read into the staging rows in steps; one-block steps cross every boundary.
-    monkeypatch.setattr(gntkit.digest, "STEP_BLOCKS", step_blocks)
+    monkeypatch.setattr(gntkit.shards.digest, "STEP_BLOCKS", step_blocks)
     rng = np.random.default_rng(6)
     paths = []
     for i, n in enumerate([0, 10, 4096, 700, 5, 64, 1, 300]):
@@ -148,8 +148,8 @@ def test_bad_input(tmp_path):
 
 def test_auto_prefers_hashlib_with_sha_instructions(monkeypatch):
     calls = []
-    monkeypatch.setattr(gntkit.digest, "cpu_has_sha_instructions", lambda: True)
-    monkeypatch.setattr(gntkit.digest, "_hash_lanes", lambda messages: calls.append(len(messages)) or [])
+    monkeypatch.setattr(gntkit.shards.digest, "cpu_has_sha_instructions", lambda: True)
+    monkeypatch.setattr(gntkit.shards.digest, "_hash_lanes", lambda messages: calls.append(len(messages)) or [])
     messages = [bytes([i]) * 100 for i in range(2 * MIN_JOBS_FOR_LANES)]
     assert sha256_many(messages) == expected(messages)
     assert calls == []

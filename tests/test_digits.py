@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gntkit.convert import convert
-from gntkit.verify import verify
+from gntkit.shards.convert import convert
+from gntkit.shards.verify import verify
 from idx_fixtures import draw_digit, write_emnist, write_mnist
 from naive_idx import read_pair
 
@@ -41,7 +41,7 @@ def test_emnist_and_pad_through_convert(tmp_path):
     assert manifest["charset"]["name"] == "emnist-letters" and list(manifest["splits"]) == ["train"]
     images, _ = gntkit.datasets.open(tmp_path / "out", split="train").read_arrays()
     np.testing.assert_array_equal(images, info["upright"])
-    from gntkit.preprocess import Preprocess
+    from gntkit.samples.preprocess import Preprocess
 
     convert(tmp_path / "emnist", tmp_path / "pad", to="hdf5", preprocess=Preprocess(size=56, margin=0, crop=False, pad=True),
             progress=False)

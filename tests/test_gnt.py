@@ -196,7 +196,7 @@ def test_fuzz_truncations_and_mutations_never_read_out_of_bounds(data):
 
 
 def test_mapped_file_and_gather_into_buffer(corpus_c):
-    from gntkit.sources import find_members
+    from gntkit.formats.sources import find_members
 
     member = find_members(corpus_c)[0]
     mapped, copied = member.read(), member.read(map_file=False)

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gntkit.charset import Charset, builtin, resolve
 from gntkit.errors import FormatError, GntkitError
 from gntkit.formats import idx
-from gntkit.preprocess import Preprocess, keeps_images, preprocess_batch
-from gntkit.sources import find_members
-from gntkit.stream import open_source
+from gntkit.formats.sources import find_members
+from gntkit.samples.charset import Charset, builtin, resolve
+from gntkit.samples.preprocess import Preprocess, keeps_images, preprocess_batch
+from gntkit.samples.stream import open_source
 from idx_fixtures import idx_bytes, make_digits, write_emnist, write_mnist
 from naive_idx import read_idx, read_pair
 
@@ -99,7 +99,7 @@ def test_split_of_and_writer_ids():
 
 def test_split_of_members_and_the_files_preset(tmp_path):
     from gntkit.formats.gnt import encode_records
-    from gntkit.splits import parse_split
+    from gntkit.samples.splits import parse_split
 
     write_mnist(tmp_path / "mnist", gz=True, train_count=12, test_count=10)
     members = find_members(tmp_path / "mnist")
@@ -343,7 +343,7 @@ def test_fuzz_mutated_files(data):
 
 
 def test_inspect_counts_classes_of_the_native_charset(tmp_path):
-    from gntkit.inspection import format_inspection, inspect_sources
+    from gntkit.samples.inspection import format_inspection, inspect_sources
 
     _pair(tmp_path, idx_bytes(IMAGES), idx_bytes(np.array([0, 1, 12, 3, 3], np.uint8)))
     report = inspect_sources(tmp_path).to_json()

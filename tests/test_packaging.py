@@ -13,7 +13,8 @@ HEAVY = ("tensorflow", "torch", "h5py", "webdataset")
 
 def test_import_gntkit_stays_light():
     code = (
-        "import sys, gntkit, gntkit.stream, gntkit.synth, gntkit.inspection, gntkit.writers, gntkit.datasets, gntkit.training;"
+        "import sys, gntkit, gntkit.samples.stream, gntkit.tools.synth, gntkit.samples.inspection, gntkit.shards.writer, "
+        "gntkit.datasets, gntkit.training;"
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)

@@ -103,7 +103,7 @@ def test_gather_and_index_sizes_agree_and_pen_width_changes_only_rendering():
 
 
 def test_preprocess_renders_at_the_chosen_pen_width():
-    from gntkit.preprocess import Preprocess
+    from gntkit.samples.preprocess import Preprocess
 
     order, samples = generated(6, count=4)
     pot_file = pot.open_file(as_buffer(pot.encode_records(order, samples)), "p.pot")
@@ -222,7 +222,7 @@ def test_sniffing_tells_pot_from_gnt():
 
 
 def test_sources_recognise_pot_by_content_and_name_a_gnt_under_a_pot_name(tmp_path):
-    from gntkit.sources import find_members
+    from gntkit.formats.sources import find_members
 
     data = bytes(valid_file(2)[0])
     (tmp_path / "1007.bin").write_bytes(data)
@@ -232,7 +232,7 @@ def test_sources_recognise_pot_by_content_and_name_a_gnt_under_a_pot_name(tmp_pa
     with pytest.raises(FormatError, match=r"a POT file, as its name says.*a GNT file"):
         find_members(tmp_path / "1008.pot")
     # inside a folder, files are matched by name and the POT reader names the content
-    from gntkit.stream import open_member
+    from gntkit.samples.stream import open_member
 
     folder_member = [m for m in find_members(tmp_path) if m.writer_id == "1008"][0]
     with pytest.raises(FormatError, match="a GNT file .*not a POT file"):
@@ -240,8 +240,8 @@ def test_sources_recognise_pot_by_content_and_name_a_gnt_under_a_pot_name(tmp_pa
 
 
 def test_damaged_zip_member_is_skipped_whole_and_counted(tmp_path):
-    from gntkit.charset import builtin
-    from gntkit.stream import StreamReport, iter_batches
+    from gntkit.samples.charset import builtin
+    from gntkit.samples.stream import StreamReport, iter_batches
 
     paths = write_pot_corpus(tmp_path / "src", writers=2, num_classes=5)
     zip_path = tmp_path / "Pot1.1Test.zip"
@@ -303,7 +303,7 @@ def test_fuzz_mutations_never_crash_hang_or_read_out_of_bounds(data):
 
 
 def test_inspect_reports_strokes_and_points_per_sample(tmp_path):
-    from gntkit.inspection import format_inspection, inspect_sources
+    from gntkit.samples.inspection import format_inspection, inspect_sources
 
     write_pot_corpus(tmp_path, writers=2, num_classes=4)
     inspection = inspect_sources(tmp_path)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from gntkit.formats import pot
-from gntkit.preprocess import Preprocess
-from gntkit.synth import write_corpus
+from gntkit.samples.preprocess import Preprocess
+from gntkit.tools.synth import write_corpus
 from pot_fixtures import write_pot_corpus
 
 pytestmark = pytest.mark.numba
@@ -22,8 +22,8 @@ def mixed(tmp_path_factory):
 
 
 def test_stream_renders_pot_beside_gnt_with_writer_ids_and_labels(mixed):
-    from gntkit.charset import builtin
-    from gntkit.stream import StreamReport, iter_batches
+    from gntkit.samples.charset import builtin
+    from gntkit.samples.stream import StreamReport, iter_batches
 
     report = StreamReport()
     charset = builtin("gb2312-1")
@@ -43,8 +43,8 @@ def test_stream_renders_pot_beside_gnt_with_writer_ids_and_labels(mixed):
 
 @pytest.mark.parametrize("to", ["tfrecord", "hdf5", "webdataset"])
 def test_convert_mixes_gnt_and_pot_and_verifies(mixed, tmp_path, to):
-    from gntkit.convert import convert
-    from gntkit.verify import verify
+    from gntkit.shards.convert import convert
+    from gntkit.shards.verify import verify
 
     out = tmp_path / to
     manifest = convert(mixed, out, to=to, preprocess=Preprocess(size=32, pen_width=2.0), split="train=1001-1003,test=1004",
@@ -55,8 +55,8 @@ def test_convert_mixes_gnt_and_pot_and_verifies(mixed, tmp_path, to):
 
 
 def test_adapters_read_rendered_pot_shards(mixed, tmp_path):
-    from gntkit.convert import convert
     from gntkit.datasets import open as open_shards
+    from gntkit.shards.convert import convert
 
     out = tmp_path / "h5"
     convert(mixed, out, to="hdf5", preprocess=Preprocess(size=32), workers=1, hash_sources=False)
@@ -79,7 +79,7 @@ def test_cli_convert_pen_width_strokes_inspect_preview(mixed, tmp_path):
     from typer.testing import CliRunner
 
     from cli.main import app
-    from gntkit.manifest import load_manifest
+    from gntkit.shards.manifest import load_manifest
 
     pots = tmp_path / "pots"
     pots.mkdir()
@@ -110,8 +110,8 @@ def test_raw_mode_refuses_a_pen_width_instead_of_ignoring_it():
 
 
 def test_stream_skip_counts_damaged_pot_records(tmp_path):
-    from gntkit.charset import builtin
-    from gntkit.stream import StreamReport, iter_batches
+    from gntkit.samples.charset import builtin
+    from gntkit.samples.stream import StreamReport, iter_batches
 
     path = write_pot_corpus(tmp_path, writers=1, num_classes=6)[0]
     data = bytearray(path.read_bytes())
@@ -127,8 +127,8 @@ def test_stream_skip_counts_damaged_pot_records(tmp_path):
 
 @pytest.mark.parametrize("parallel", ["threads", "processes"])
 def test_parallel_streams_give_the_serial_batches(mixed, parallel):
-    from gntkit.charset import builtin
-    from gntkit.stream import iter_batches
+    from gntkit.samples.charset import builtin
+    from gntkit.samples.stream import iter_batches
 
     def collect(**options):
         batches = list(iter_batches(mixed, builtin("gb2312-1"), Preprocess(size=32), batch_size=4, **options))
@@ -140,10 +140,10 @@ def test_parallel_streams_give_the_serial_batches(mixed, parallel):
 def test_same_writer_offline_and_online_mix_with_their_own_keys(tmp_path):
     # HWDB1.1 1001-c.gnt and OLHWDB1.1 1001.pot are the same person: one conversion takes both,
     # the writer stays in one split, and the POT samples' keys are kept apart from the GNT ones.
-    from gntkit.convert import convert
     from gntkit.errors import GntkitError
-    from gntkit.sources import find_members
-    from gntkit.verify import verify
+    from gntkit.formats.sources import find_members
+    from gntkit.shards.convert import convert
+    from gntkit.shards.verify import verify
 
     folder = tmp_path / "src"
     write_corpus(folder, writers=2, num_classes=4, samples_per_class=1, seed=5)

@@ -6,12 +6,12 @@ import io
 import numpy as np
 import pytest
 
-from gntkit.charset import builtin
 from gntkit.errors import GntkitError
-from gntkit.preprocess import Preprocess
-from gntkit.stream import iter_batches
-from gntkit.strokes import check_strokes, pad_strokes
-from gntkit.synth import write_corpus
+from gntkit.samples.charset import builtin
+from gntkit.samples.preprocess import Preprocess
+from gntkit.samples.stream import iter_batches
+from gntkit.samples.strokes import check_strokes, pad_strokes
+from gntkit.tools.synth import write_corpus
 from naive_pot import read_records
 from pot_fixtures import write_pot_corpus
 
@@ -41,7 +41,7 @@ def reference_strokes(folder) -> dict:
 @pytest.mark.parametrize("to", FORMATS)
 @pytest.mark.parametrize("raw", [False, True])
 def test_writers_round_trip_strokes(pot_folder, tmp_path, to, raw):
-    from gntkit.writers import get_format_module, get_writer_class
+    from gntkit.shards.writer import get_format_module, get_writer_class
 
     preprocess = Preprocess(raw=True) if raw else Preprocess(size=32)
     batches = list(iter_batches(pot_folder, builtin("gb2312-1"), preprocess, batch_size=4))
@@ -62,7 +62,7 @@ def test_writers_round_trip_strokes(pot_folder, tmp_path, to, raw):
 
 
 def test_writers_without_strokes_ignore_meta_and_keep_their_spec(pot_folder, tmp_path):
-    from gntkit.writers import get_format_module, get_writer_class
+    from gntkit.shards.writer import get_format_module, get_writer_class
 
     batch = next(iter_batches(pot_folder, builtin("gb2312-1"), Preprocess(size=32)))
     attrs = {"charset": builtin("gb2312-1").to_json(), "preprocess": Preprocess(size=32).to_json()}
@@ -79,7 +79,7 @@ def test_writers_without_strokes_ignore_meta_and_keep_their_spec(pot_folder, tmp
 def test_webdataset_npy_members_are_what_np_save_writes(pot_folder, tmp_path):
     import tarfile
 
-    from gntkit.writers.webdataset import WebDatasetWriter
+    from gntkit.shards.webdataset import WebDatasetWriter
 
     batch = next(iter_batches(pot_folder, builtin("gb2312-1"), Preprocess(size=32)))
     path = tmp_path / "s.tar"
@@ -96,8 +96,8 @@ def test_webdataset_npy_members_are_what_np_save_writes(pot_folder, tmp_path):
 
 
 def test_strokes_refused_for_sources_without_them(tmp_path, pot_folder):
-    from gntkit.convert import convert
-    from gntkit.writers.hdf5 import HDF5Writer
+    from gntkit.shards.convert import convert
+    from gntkit.shards.hdf5 import HDF5Writer
 
     gnt = tmp_path / "gnt"
     write_corpus(gnt, writers=1, first_writer=2001, num_classes=3, samples_per_class=1)
@@ -135,9 +135,9 @@ def test_pad_strokes_marks_pen_ups():
 
 @pytest.mark.parametrize("to", FORMATS)
 def test_convert_with_strokes_verifies_and_loads(pot_folder, tmp_path, to):
-    from gntkit.convert import convert
     from gntkit.datasets.strokes import open_strokes
-    from gntkit.verify import verify
+    from gntkit.shards.convert import convert
+    from gntkit.shards.verify import verify
 
     out = tmp_path / to
     manifest = convert(pot_folder, out, to=to, preprocess=Preprocess(size=32), strokes=True, workers=1, hash_sources=False)
@@ -160,8 +160,8 @@ def test_convert_with_strokes_verifies_and_loads(pot_folder, tmp_path, to):
 
 
 def test_open_strokes_refuses_a_conversion_without_strokes(pot_folder, tmp_path):
-    from gntkit.convert import convert
     from gntkit.datasets.strokes import open_strokes
+    from gntkit.shards.convert import convert
 
     convert(pot_folder, tmp_path / "plain", to="hdf5", preprocess=Preprocess(size=32), workers=1, hash_sources=False)
     with pytest.raises(GntkitError, match="without"):
@@ -170,8 +170,8 @@ def test_open_strokes_refuses_a_conversion_without_strokes(pot_folder, tmp_path)
 
 def test_verify_finds_damaged_strokes(pot_folder, tmp_path):
     h5py = pytest.importorskip("h5py")
-    from gntkit.convert import convert
-    from gntkit.verify import verify
+    from gntkit.shards.convert import convert
+    from gntkit.shards.verify import verify
 
     out = tmp_path / "h5"
     manifest = convert(pot_folder, out, to="hdf5", preprocess=Preprocess(size=32), strokes=True, workers=1, hash_sources=False)
@@ -179,7 +179,7 @@ def test_verify_finds_damaged_strokes(pot_folder, tmp_path):
     with h5py.File(shard, "r+") as f:
         f["stroke_lengths"][0] = f["stroke_lengths"][0] + 1
     manifest["splits"]["all"]["shards"][0]["sha256"] = None
-    from gntkit.digest import sha256_file
+    from gntkit.shards.digest import sha256_file
 
     manifest["splits"]["all"]["shards"][0]["sha256"] = sha256_file(shard)
     manifest["splits"]["all"]["shards"][0]["bytes"] = shard.stat().st_size
@@ -191,8 +191,8 @@ def test_verify_finds_damaged_strokes(pot_folder, tmp_path):
 
 
 def test_frameworks_get_padded_batches(pot_folder, tmp_path):
-    from gntkit.convert import convert
     from gntkit.datasets.strokes import open_strokes, tf_dataset, torch_batches
+    from gntkit.shards.convert import convert
 
     out = tmp_path / "h5"
     convert(pot_folder, out, to="hdf5", preprocess=Preprocess(size=32), strokes=True, workers=1, hash_sources=False)

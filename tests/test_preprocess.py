@@ -13,7 +13,7 @@ from PIL import Image
 
 from gntkit.errors import GntkitError
 from gntkit.kernels import preprocess as kernels
-from gntkit.preprocess import (
+from gntkit.samples.preprocess import (
     MAX_IMAGE_PIXELS,
     Preprocess,
     load_image,

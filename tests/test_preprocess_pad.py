@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gntkit.errors import GntkitError
-from gntkit.preprocess import Preprocess, prepare_digit, preprocess_batch
+from gntkit.samples.preprocess import Preprocess, prepare_digit, preprocess_batch
 
 pytestmark = pytest.mark.numba  # prepare_digit runs the preprocessing kernel
 

@@ -7,7 +7,7 @@ import pytest
 
 import naive_preprocess
 from gntkit.errors import GntkitError
-from gntkit.preprocess import Preprocess, preprocess_batch, preprocess_records
+from gntkit.samples.preprocess import Preprocess, preprocess_batch, preprocess_records
 
 
 def scattered(seed: int, count: int = 9):

@@ -135,8 +135,9 @@ def test_delay_hides_short_runs_only():
 
 
 def test_inspect_and_verify_report_progress(tmp_path, corpus_c, capsys, monkeypatch):
-    from gntkit import inspection, verify
-    from gntkit.convert import convert
+    from gntkit.samples import inspection
+    from gntkit.shards import verify
+    from gntkit.shards.convert import convert
 
     monkeypatch.setattr(inspection, "PROGRESS_DELAY", 0.0)
     monkeypatch.setattr(verify, "PROGRESS_DELAY", 0.0)

@@ -21,11 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gntkit.datasets as datasets
-from gntkit.convert import convert
 from gntkit.errors import GntkitError
 from gntkit.kernels import shards as kernels
-from gntkit.preprocess import Preprocess
-from gntkit.synth import write_corpus
+from gntkit.samples.preprocess import Preprocess
+from gntkit.shards.convert import convert
+from gntkit.tools.synth import write_corpus
 
 SIZE = 8
 RECORDS = 4

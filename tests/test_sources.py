@@ -7,8 +7,8 @@ import pytest
 
 from gntkit.errors import FormatError, GntkitError
 from gntkit.formats.gnt import GntFile
-from gntkit.sources import find_members, writer_id_from_name
-from gntkit.synth import write_corpus
+from gntkit.formats.sources import find_members, writer_id_from_name
+from gntkit.tools.synth import write_corpus
 
 
 @pytest.mark.parametrize("name, writer", [

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 
 from gntkit.errors import GntkitError
-from gntkit.splits import PRESETS, SplitPlan, parse_split, split_from_name
+from gntkit.samples.splits import PRESETS, SplitPlan, parse_split, split_from_name
 
 
 @dataclass(frozen=True)
@@ -154,9 +154,9 @@ def test_icdar2013_setup_in_one_command(tmp_path):
 
     from typer.testing import CliRunner
 
-    from gntkit.charset import builtin
     from gntkit.cli.main import app
-    from gntkit.synth import symbol_codes, write_gnt, writer_records
+    from gntkit.samples.charset import builtin
+    from gntkit.tools.synth import symbol_codes, write_gnt, writer_records
 
     level1 = builtin("gb2312-1").tag_codes[:3]
     outside = [0xD8A1]  # GB2312 level 2: HWDB1.0 holds 126 such classes

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from gntkit.charset import builtin, from_data
 from gntkit.errors import CharsetError, FormatError, GntkitError
 from gntkit.formats.gnt import GntFile
-from gntkit.preprocess import Preprocess
-from gntkit.sources import find_members
-from gntkit.stream import StreamReport, iter_batches
+from gntkit.formats.sources import find_members
+from gntkit.samples.charset import builtin, from_data
+from gntkit.samples.preprocess import Preprocess
+from gntkit.samples.stream import StreamReport, iter_batches
 from naive_gnt import read_records
 
 
@@ -124,7 +124,7 @@ def test_open_len_and_iterate_samples(corpus_f):
     assert len(level1) == 32 == len(list(level1)) and level1.report.dropped == 24
     with pytest.raises(CharsetError):
         gntkit.open(corpus_f, charset="gb2312-1", on_unknown="error")
-    from gntkit.preprocess import Preprocess
+    from gntkit.samples.preprocess import Preprocess
 
     small = gntkit.open(corpus_f, preprocess=Preprocess(size=32))
     batch = next(small.batches(batch_size=10))

@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gntkit.charset import decode_tag
 from gntkit.errors import GntkitError
 from gntkit.formats.gnt import GntFile
-from gntkit.preprocess import Preprocess, preprocess_image
-from gntkit.synth import (
+from gntkit.samples.charset import decode_tag
+from gntkit.samples.preprocess import Preprocess, preprocess_image
+from gntkit.tools.synth import (
     SYMBOLS,
     chinese_codes,
     find_cjk_font,
@@ -193,7 +193,7 @@ def test_synth_writes_any_registered_format_it_knows_through_the_registry(tmp_pa
     from typer.testing import CliRunner
 
     from gntkit.cli.main import app
-    from gntkit.inspection import inspect_sources
+    from gntkit.samples.inspection import inspect_sources
 
     result = CliRunner().invoke(app, ["synth", str(tmp_path / "pot"), "--format", "pot", "--writers", "2", "--classes", "5"])
     assert result.exit_code == 0, result.output

@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 import gntkit.training as training
-from gntkit import synth
-from gntkit.charset import Charset, decode_tag
 from gntkit.errors import GntkitError, OutputExistsError
-from gntkit.preprocess import Preprocess, preprocess_image
+from gntkit.samples.charset import Charset, decode_tag
+from gntkit.samples.preprocess import Preprocess, preprocess_image
+from gntkit.tools import synth
 from gntkit.training import figures
 from gntkit.training.metrics import read_metrics
 from gntkit.training.run_folder import RunFolder

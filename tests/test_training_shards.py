@@ -11,10 +11,10 @@ import pytest
 
 import gntkit.datasets as datasets
 import gntkit.training as training
-from gntkit.convert import convert
 from gntkit.errors import GntkitError
-from gntkit.preprocess import Preprocess
-from gntkit.synth import write_corpus
+from gntkit.samples.preprocess import Preprocess
+from gntkit.shards.convert import convert
+from gntkit.tools.synth import write_corpus
 
 pytest.importorskip("torch")
 pytest.importorskip("tensorflow")

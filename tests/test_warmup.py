@@ -18,8 +18,8 @@ NOTICE = "gntkit: compiling numba kernels"
 CONVERT_SCRIPT = """
 import hashlib, sys
 from pathlib import Path
-from gntkit.convert import convert
-from gntkit.preprocess import Preprocess
+from gntkit.shards.convert import convert
+from gntkit.samples.preprocess import Preprocess
 corpus, out = Path(sys.argv[1]), Path(sys.argv[2])
 settings = {"plain": None, "edited": Preprocess(contrast=True, binarize="otsu", denoise=True), "raw": Preprocess(raw=True)}
 for name, preprocess in settings.items():
@@ -38,7 +38,7 @@ def _convert(corpus, out, cache, **env):
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory):
-    from gntkit.synth import write_corpus
+    from gntkit.tools.synth import write_corpus
 
     folder = tmp_path_factory.mktemp("warm") / "gnt"
     write_corpus(folder, writers=2, num_classes=6, samples_per_class=2, style="f", num_symbols=2, seed=3)

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 import naive_crc32c
-from gntkit.batch import SampleBatch
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.kernels import crc32c as crc_kernels
-from gntkit.writers import FORMATS, get_format_module, get_writer_class, utf8_column
+from gntkit.samples.batch import SampleBatch
+from gntkit.shards.writer import FORMATS, get_format_module, get_writer_class, utf8_column
 
 ATTRS = {"gntkit_version": "0.1.0", "charset": {"name": "test", "classes": ["啊", "!"]}, "preprocess": {"size": 64, "raw": False}}
 CHARACTERS = ["啊", "!", "阿", "A", "座", "?", "𠀀", "é"]
@@ -136,7 +136,7 @@ def test_registry_and_lazy_imports():
     assert get_writer_class("webdataset").extension == "tar"
     with pytest.raises(GntkitError, match="Unknown shard format"):
         get_writer_class("parquet")
-    code = ("import sys, gntkit.writers, gntkit.writers.tfrecord, gntkit.writers.hdf5, gntkit.writers.webdataset; "
+    code = ("import sys, gntkit.shards.writer, gntkit.shards.tfrecord, gntkit.shards.hdf5, gntkit.shards.webdataset; "
             "print(sorted(m for m in ('tensorflow', 'torch', 'h5py', 'webdataset') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -201,7 +201,7 @@ def reference_example(sample) -> bytes:
 
 def test_tfrecord_examples_equal_protobuf_serialization():
     pytest.importorskip("tensorflow")
-    from gntkit.writers.tfrecord import serialize_batch
+    from gntkit.shards.tfrecord import serialize_batch
 
     batch = make_batch(6, seed=3, raw=True)
     # Varint edge cases: 0, 127/128 boundaries, large and negative int64.
@@ -216,7 +216,7 @@ def test_tfrecord_examples_equal_protobuf_serialization():
 @pytest.mark.parametrize("raw", [False, True])
 def test_tfrecord_round_trip_with_tensorflow(tmp_path, raw):
     pytest.importorskip("tensorflow")
-    from gntkit.writers.tfrecord import read_shard
+    from gntkit.shards.tfrecord import read_shard
 
     batches = [make_batch(12, seed=4, raw=raw), make_batch(9, seed=5, start=12, raw=raw), make_batch(0, seed=6, raw=raw)]
     path = tmp_path / "hw-train.tfrecord-00000-of-00001"
@@ -238,7 +238,7 @@ def test_tfrecord_round_trip_with_tensorflow(tmp_path, raw):
 
 def test_tfrecord_spec_parses_with_tf_io(tmp_path):
     tf = pytest.importorskip("tensorflow")
-    from gntkit.writers.tfrecord import feature_spec, tf_feature_description
+    from gntkit.shards.tfrecord import feature_spec, tf_feature_description
 
     batch = make_batch(5, seed=7)
     path = tmp_path / "s.tfrecord"
@@ -256,7 +256,7 @@ def test_tfrecord_gzip_round_trip_and_determinism(tmp_path):
     pytest.importorskip("tensorflow")
     import gzip
 
-    from gntkit.writers.tfrecord import read_shard
+    from gntkit.shards.tfrecord import read_shard
 
     batches = [make_batch(10, seed=8), make_batch(4, seed=9, start=10)]
     a = write_shard("tfrecord", tmp_path / "a.tfrecord", batches, compression="gzip")
@@ -286,7 +286,7 @@ def test_tfrecord_deterministic_bytes(tmp_path):
 @pytest.mark.parametrize("raw,compression", [(False, None), (True, None), (False, "lzf"), (True, "gzip")])
 def test_hdf5_round_trip_and_layout(tmp_path, raw, compression):
     h5py = pytest.importorskip("h5py")
-    from gntkit.writers.hdf5 import read_shard
+    from gntkit.shards.hdf5 import read_shard
 
     batches = [make_batch(11, seed=12, raw=raw), make_batch(6, seed=13, start=11, raw=raw)]
     path = tmp_path / "s.h5"
@@ -318,10 +318,10 @@ def test_hdf5_batches_across_chunk_boundaries(tmp_path, monkeypatch, compression
     # 5 images a chunk: batches that end inside a chunk, fill one exactly, or stay inside one
     # (uncompressed chunks are written with write_direct_chunk, the last partial one by h5py).
     h5py = pytest.importorskip("h5py")
-    import gntkit.writers.hdf5
-    from gntkit.writers.hdf5 import read_shard
+    import gntkit.shards.hdf5
+    from gntkit.shards.hdf5 import read_shard
 
-    monkeypatch.setattr(gntkit.writers.hdf5, "IMAGE_CHUNK_BYTES", 5 * 64 * 64)
+    monkeypatch.setattr(gntkit.shards.hdf5, "IMAGE_CHUNK_BYTES", 5 * 64 * 64)
     sizes, start, batches = [3, 7, 5, 1, 1, 11, 4], 0, []
     for i, n in enumerate(sizes):
         batches.append(make_batch(n, seed=40 + i, start=start))
@@ -337,7 +337,7 @@ def test_hdf5_batches_across_chunk_boundaries(tmp_path, monkeypatch, compression
 
 def test_hdf5_empty_shard_and_missing_attrs(tmp_path):
     pytest.importorskip("h5py")
-    from gntkit.writers.hdf5 import HDF5Writer, read_shard
+    from gntkit.shards.hdf5 import HDF5Writer, read_shard
 
     info = write_shard("hdf5", tmp_path / "e.h5", [])
     assert info["records"] == 0 and list(read_shard(tmp_path / "e.h5")) == []
@@ -350,7 +350,7 @@ def test_hdf5_empty_shard_and_missing_attrs(tmp_path):
 @pytest.mark.parametrize("raw", [False, True])
 def test_webdataset_round_trip_with_webdataset(tmp_path, raw):
     pytest.importorskip("webdataset")
-    from gntkit.writers.webdataset import read_shard
+    from gntkit.shards.webdataset import read_shard
 
     batches = [make_batch(10, seed=14, raw=raw), make_batch(5, seed=15, start=10, raw=raw, writer="C001")]
     batches[1].writer_ids[:] = ["C001"] * 5
@@ -401,7 +401,7 @@ def test_webdataset_members_index_and_tarfile_equality(tmp_path):
 def test_png_encoder_is_lossless():
     from PIL import Image
 
-    from gntkit.writers.webdataset import encode_png
+    from gntkit.shards.webdataset import encode_png
 
     rng = np.random.default_rng(31)
     for shape in ((1, 1), (12, 78), (64, 64), (3, 200)):
@@ -425,7 +425,7 @@ def test_png_encoder_is_lossless():
 
 
 def test_webdataset_deterministic_and_tar_header_equals_tarfile(tmp_path):
-    from gntkit.writers.webdataset import tar_header
+    from gntkit.shards.webdataset import tar_header
 
     batches = [make_batch(5, seed=18, raw=True)]
     a = write_shard("webdataset", tmp_path / "a.tar", batches)

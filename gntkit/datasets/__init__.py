@@ -1,6 +1,6 @@
 """gntkit.datasets: read the shards that `gntkit convert` wrote, in any format, without a framework.
 
-`open(DIR_OR_URL, split=...)` reads `dataset_info.json` (through `gntkit.manifest`) and returns a
+`open(DIR_OR_URL, split=...)` reads `dataset_info.json` (through `gntkit.shards.manifest`) and returns a
 `ShardSet`: the split's shards, charset, preprocessing, random access to records, bulk batch
 reads, and the epoch order / rank / worker partition that both framework adapters
 (`gntkit.datasets.torch`, `gntkit.datasets.tf`) share, so PyTorch and TensorFlow see the same
@@ -11,11 +11,11 @@ The package, by job:
 - `sampling`: epoch order, rank share, worker partition, batch plan (the epoch semantics; its
   docstring states them).
 - `tfrecord`, `hdf5`, `webdataset`: one reader module per shard format, named by the format
-  table in `gntkit.manifest` (a `ShardReader` class and the bulk `read_rows`).
+  table in `gntkit.shards.manifest` (a `ShardReader` class and the bulk `read_rows`).
 - `shardset`: `ShardSet`; `bulk`: several shards as one record space for the numba kernels.
 - `torch`, `tf`: the framework adapters (each imports its framework when imported).
 
-Remote folders (`https://`, `s3://`, `gs://`, any fsspec URL) are read through `gntkit.remote`:
+Remote folders (`https://`, `s3://`, `gs://`, any fsspec URL) are read through `gntkit.shards.remote`:
 the manifest, charset and index files are fetched at open, each shard on first use into a
 bounded local cache, checked against the manifest's sha256 first.
 
@@ -42,9 +42,9 @@ from gntkit.datasets.sampling import (
     shuffle_mode,
 )
 from gntkit.datasets.shardset import ShardSet
-from gntkit.digest import default_threads, sha256_files
 from gntkit.errors import GntkitError
-from gntkit.manifest import MANIFEST, Shard, choose_split, load_manifest, shards_of
+from gntkit.shards.digest import default_threads, sha256_files
+from gntkit.shards.manifest import MANIFEST, Shard, choose_split, load_manifest, shards_of
 
 __all__ = [
     "MANIFEST",
@@ -94,7 +94,7 @@ def open(path, split: str | None = None, verify: bool = False, *, cache_dir=None
         raise GntkitError(f"path must be a folder path or URL, found {type(path).__name__}.")
     if split is not None and not isinstance(split, str):
         raise GntkitError(f"split must be a split name (str) or None, found {type(split).__name__}.")
-    from gntkit import remote  # standard library only until a URL is opened
+    from gntkit.shards import remote  # standard library only until a URL is opened
 
     if remote.is_url(path):
         return _open_remote(str(path), split, verify, remote.RemoteFolder(str(path), cache_dir, cache_limit, storage_options))

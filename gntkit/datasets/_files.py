@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from gntkit.errors import FormatError
-from gntkit.manifest import MANIFEST, Shard
+from gntkit.shards.manifest import MANIFEST, Shard
 
 
 def load_index(shard: Shard, size: int) -> np.ndarray | None:

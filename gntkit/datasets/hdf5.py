@@ -1,6 +1,6 @@
 """Reading HDF5 shards: labels in memory; fixed-size images by a memmap gather of the raw chunks
 when the dataset is stored unfiltered, else through h5py (compressed images, raw bitmaps).
-h5py is imported when a shard is opened (the format table in gntkit.manifest names this module)."""
+h5py is imported when a shard is opened (the format table in gntkit.shards.manifest names this module)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 
 from gntkit.datasets._files import check_records, readonly
 from gntkit.errors import FormatError, require
+from gntkit.formats.sources import mapped_bytes
 from gntkit.kernels import shards as _kernels
-from gntkit.manifest import Shard
-from gntkit.sources import mapped_bytes
+from gntkit.shards.manifest import Shard
 
 __all__ = ["ShardReader", "prepare_bulk", "read_rows"]
 

@@ -30,8 +30,8 @@ import numpy as np
 
 from gntkit.datasets.sampling import epoch_order
 from gntkit.errors import GntkitError, require
-from gntkit.lines import pad_lines
-from gntkit.manifest import choose_split, load_manifest, shards_of
+from gntkit.samples.lines import pad_lines
+from gntkit.shards.manifest import choose_split, load_manifest, shards_of
 
 __all__ = ["LineSet", "open_lines", "torch_batches", "tf_dataset"]
 
@@ -106,7 +106,7 @@ def open_lines(folder, split: str | None = None) -> LineSet:
             label sequence is empty or outside the charset.
         MissingDependencyError: the format's reader library is not installed.
     """
-    from gntkit.writers import get_format_module
+    from gntkit.shards.writer import get_format_module
 
     folder = Path(folder)
     manifest = load_manifest(folder)

@@ -16,7 +16,7 @@ from gntkit.datasets._files import AbsentShard
 from gntkit.datasets.bulk import BulkReader
 from gntkit.datasets.sampling import batch_plan, check_count, epoch_order, num_batches, rank_share
 from gntkit.errors import FormatError, GntkitError
-from gntkit.manifest import CHARSET_JSON, MANIFEST, Shard, output_format
+from gntkit.shards.manifest import CHARSET_JSON, MANIFEST, Shard, output_format
 
 __all__ = ["ShardSet"]
 
@@ -38,7 +38,7 @@ class ShardSet:
         num_classes: number of classes in the charset.
         url: where the shards live when they are remote (an fsspec URL), else None; `path`
             is then the local cache folder that holds the charset files.
-        remote: the `gntkit.remote.RemoteFolder` that fetches remote shards, else None.
+        remote: the `gntkit.shards.remote.RemoteFolder` that fetches remote shards, else None.
     """
 
     def __init__(self, path: Path, info: dict, split: str, shards: list[Shard], remote=None):
@@ -84,9 +84,9 @@ class ShardSet:
 
     @property
     def charset(self):
-        """The `gntkit.charset.Charset` of the labels (loaded from charset.json on first use)."""
+        """The `gntkit.samples.charset.Charset` of the labels (loaded from charset.json on first use)."""
         if self._charset is None:
-            from gntkit.charset import Charset  # core module; deferred so a manifest can be inspected alone
+            from gntkit.samples.charset import Charset  # core module; deferred so a manifest can be inspected alone
 
             self._charset = Charset.load(self.path)
             if self.num_classes is not None and len(self._charset) != self.num_classes:
@@ -188,7 +188,7 @@ class ShardSet:
                                       "raise cache_limit above the shards that several processes read at once.") from None
 
     def _reader_module(self):
-        # The format table in gntkit.manifest names each format's reader module.
+        # The format table in gntkit.shards.manifest names each format's reader module.
         return output_format(self.format).reader_module()
 
     def _require_fixed_size(self, what: str) -> int:

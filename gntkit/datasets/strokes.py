@@ -24,14 +24,14 @@ import numpy as np
 
 from gntkit.datasets.sampling import epoch_order
 from gntkit.errors import GntkitError, require
-from gntkit.manifest import choose_split, load_manifest, shards_of
-from gntkit.strokes import check_sample_strokes, pad_strokes
+from gntkit.samples.strokes import check_sample_strokes, pad_strokes
+from gntkit.shards.manifest import choose_split, load_manifest, shards_of
 
 __all__ = ["StrokeSet", "open_strokes", "torch_batches", "tf_dataset"]
 
 
 class StrokeSet:
-    """One split's raw strokes in memory (ragged, as in gntkit.strokes) with labels and keys.
+    """One split's raw strokes in memory (ragged, as in gntkit.samples.strokes) with labels and keys.
 
     Attributes:
         points: int16 (P, 2); point_offsets: int64 (N+1,).
@@ -133,7 +133,7 @@ def open_strokes(folder, split: str | None = None) -> StrokeSet:
             or shard, or damaged stroke data.
         MissingDependencyError: the format's reader library is not installed.
     """
-    from gntkit.writers import get_format_module
+    from gntkit.shards.writer import get_format_module
 
     folder = Path(folder)
     manifest = load_manifest(folder)

@@ -1,7 +1,7 @@
 """Reading TFRecord shards (tf.train.Example records with image, height, width, label) without
 TensorFlow: the shard's bytes by mmap (GZIP shards decompressed into memory), record offsets
 from the `.index.npy` file or a scan of the frame lengths, and batches parsed by the numba
-Example kernel. numpy only (the format table in gntkit.manifest names this module)."""
+Example kernel. numpy only (the format table in gntkit.shards.manifest names this module)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 
 from gntkit.datasets._files import check_records, load_index, readonly
 from gntkit.errors import FormatError
+from gntkit.formats.sources import mapped_bytes
 from gntkit.kernels import shards as _kernels
-from gntkit.manifest import Shard
-from gntkit.sources import mapped_bytes
+from gntkit.shards.manifest import Shard
 
 __all__ = ["ShardReader", "prepare_bulk", "read_rows"]
 

@@ -1,7 +1,7 @@
 """Reading WebDataset shards (tar files of `key.png` + `key.cls` samples): the shard's bytes by
 mmap, sample offsets from the `.index.npy` file or a scan of the member headers, and batches
 decoded by numba kernels (tar walking, PNG unfiltering) with zlib; pillow decodes unusual
-samples. numpy only, pillow when needed (the format table in gntkit.manifest names this module)."""
+samples. numpy only, pillow when needed (the format table in gntkit.shards.manifest names this module)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import numpy as np
 
 from gntkit.datasets._files import check_records, load_index, readonly
 from gntkit.errors import FormatError
+from gntkit.formats.sources import mapped_bytes
 from gntkit.kernels import shards as _kernels
-from gntkit.manifest import Shard
-from gntkit.sources import mapped_bytes
+from gntkit.shards.manifest import Shard
 
 __all__ = ["ShardReader", "prepare_bulk", "read_rows"]
 

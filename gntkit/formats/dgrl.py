@@ -115,7 +115,7 @@ class DgrlIndex(RecordIndexBase):
         record_numbers: int64 line index on the page (0-based).
         problems: damaged stretches skipped (empty unless on_error="skip").
         tag_codes: uint16 zeros: a line has no single tag code (the record-file protocol's
-            single-label column; the line path of gntkit.stream reads label_codes instead).
+            single-label column; the line path of gntkit.samples.stream reads label_codes instead).
     """
 
     header: DgrlHeader
@@ -347,12 +347,12 @@ class DgrlFile:
         return (np.concatenate(images) if images else np.zeros(0, np.uint8)), offsets
 
     def preprocess(self, records, preprocess, serial: bool = False):
-        """The chosen lines at a normalised height (see gntkit.preprocess.preprocess_lines).
+        """The chosen lines at a normalised height (see gntkit.samples.preprocess.preprocess_lines).
 
         Returns:
             (pixels uint8 flat, pixel_offsets int64 (N+1,), heights int32, widths int32).
         """
-        from gntkit.preprocess import preprocess_lines
+        from gntkit.samples.preprocess import preprocess_lines
 
         chosen = self._chosen(records)
         return preprocess_lines([self.bitmap(int(i)) for i in chosen], preprocess)

@@ -25,7 +25,7 @@ KIND_WORDS = ".gnt files"
 DEFAULT_CHARSET = "gb2312-1"
 POLARITY = "dark-on-light"
 SUFFIX = ".gnt"
-# gntkit.synth: what a synthetic file of this format holds, and how CASIA names it.
+# gntkit.tools.synth: what a synthetic file of this format holds, and how CASIA names it.
 SYNTH_SAMPLES = "bitmaps"
 SYNTH_FILE_NAME = "{writer}-{style}.gnt"
 
@@ -246,13 +246,13 @@ class GntFile:
 
         Args:
             records: int indices of valid records.
-            preprocess: a gntkit.preprocess.Preprocess (not raw).
+            preprocess: a gntkit.samples.preprocess.Preprocess (not raw).
             serial: run on the calling thread only (for pool threads).
 
         Returns:
             uint8 (N, S, S).
         """
-        from gntkit.preprocess import preprocess_records
+        from gntkit.samples.preprocess import preprocess_records
 
         chosen = np.asarray(records, dtype=np.int64)
         starts = self.index.offsets[chosen].astype(np.int64) + HEADER_SIZE

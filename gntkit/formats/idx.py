@@ -321,9 +321,9 @@ class IdxFile:
         Settings that keep the images as they are (side S = the images' side, margin 0, no
         crop, contrast, binarisation, denoising or pad mode) return the stored pixels
         directly (inverted back when invert is off); the others go through
-        gntkit.preprocess.preprocess_batch.
+        gntkit.samples.preprocess.preprocess_batch.
         """
-        from gntkit.preprocess import keeps_images, preprocess_batch
+        from gntkit.samples.preprocess import keeps_images, preprocess_batch
 
         chosen = self._chosen(records)
         height, width = int(self.index.heights[0]) if len(self) else 0, int(self.index.widths[0]) if len(self) else 0
@@ -386,7 +386,7 @@ def _beside(member, kind: str):
                                layers=(), companions=())
             zipped = candidate.with_name(inner + ".gz")
             if zipped.is_file():
-                from gntkit.sources import open_container
+                from gntkit.formats.sources import open_container
 
                 (name, size), = open_container(str(zipped), (), "gzip").entries()
                 return replace(member, name=f"{zipped}:{name}", archive=str(zipped), inner=name, size=size,
@@ -501,7 +501,7 @@ def native_charset(members):
         GntkitError: sources that mix data sets (MNIST with Fashion-MNIST, or EMNIST sets whose
             mappings differ).
     """
-    from gntkit.charset import Charset, builtin
+    from gntkit.samples.charset import Charset, builtin
 
     kinds = set()
     charsets = {}

@@ -321,13 +321,13 @@ class PotFile:
 
         Args:
             records: int indices of valid records.
-            preprocess: a gntkit.preprocess.Preprocess (not raw).
+            preprocess: a gntkit.samples.preprocess.Preprocess (not raw).
             serial: run on the calling thread only (for pool threads).
 
         Returns:
             uint8 (N, S, S).
         """
-        from gntkit.preprocess import preprocess_batch
+        from gntkit.samples.preprocess import preprocess_batch
 
         pen_width = getattr(preprocess, "pen_width", None)
         pixels, pixel_offsets, heights, widths = self.render(records, pen_width, serial)
@@ -391,7 +391,7 @@ def sniff(head: bytes, size: int) -> bool:
     return True
 
 
-# gntkit.synth: what a synthetic file of this format holds, and how OLHWDB names it.
+# gntkit.tools.synth: what a synthetic file of this format holds, and how OLHWDB names it.
 SYNTH_SAMPLES = "strokes"
 SYNTH_FILE_NAME = "{writer}.pot"
 

@@ -4,7 +4,7 @@ Conventions shared by every kernel here:
 - images are 2-D uint8, background 255, ink darker (0-254), until the final inversion;
 - "ink" means any pixel that is not exactly 255;
 - kernels take arrays and scalars only and do no checking: the wrapper in
-  `gntkit.preprocess` validates shapes, dtypes and offsets before calling them,
+  `gntkit.samples.preprocess` validates shapes, dtypes and offsets before calling them,
   because numba does no bounds checks.
 
 Step order of `preprocess_batch_kernel` (each switchable):

@@ -2,7 +2,7 @@
 
 SHA-256 of one message is a serial chain of 64-byte blocks, so one core hashes one file at
 about 400 MB/s without SHA instructions. Hashing L messages side by side turns every round
-into the same integer operations on L lanes. The driver (`gntkit.digest`) stages the next
+into the same integer operations on L lanes. The driver (`gntkit.shards.digest`) stages the next
 blocks of each message and pads their ends.
 
 Two kernels compute the same thing (the tests hold both to a plain-Python FIPS 180-4

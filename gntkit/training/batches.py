@@ -136,7 +136,7 @@ def data_facts(train_set, data_dir, train_split: str, val_split: str | None, val
 def preprocess_json(preprocess, image_size: int) -> dict:
     """The preprocessing description stored in a run: a dict, a Preprocess, or None (gntkit's default at this size)."""
     if preprocess is None:
-        from gntkit.preprocess import Preprocess
+        from gntkit.samples.preprocess import Preprocess
 
         return Preprocess(size=image_size).to_json()
     if hasattr(preprocess, "to_json"):

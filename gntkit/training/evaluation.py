@@ -213,7 +213,7 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
         GntkitError: not a run folder, a missing split, or shards with another charset or image size.
     """
     import gntkit.datasets as datasets
-    from gntkit.remote import is_url
+    from gntkit.shards.remote import is_url
     from gntkit.training import trainer_module
 
     if checkpoint not in ("best", "last"):

@@ -8,7 +8,7 @@ removal, as `Preprocess.for_photos`), then through the model; the result is the
 top-k characters with probabilities.
 
 A run trained on MNIST-family IDX data (its copy of the manifest lists `source_formats`
-["idx"]) prepares drawings as MNIST was built instead (gntkit.preprocess.prepare_digit:
+["idx"]) prepares drawings as MNIST was built instead (gntkit.samples.preprocess.prepare_digit:
 threshold, fit the ink into 20 x 20, centre by mass in 28 x 28), then the run's settings.
 """
 
@@ -34,7 +34,7 @@ def digit_style(run_dir) -> str | None:
     """
     from pathlib import Path
 
-    from gntkit.manifest import read_json
+    from gntkit.shards.manifest import read_json
 
     path = Path(run_dir) / "dataset_info.json"
     if not path.is_file():
@@ -52,7 +52,7 @@ def photo_settings(preprocess_json: dict, photo: bool = True):
     Raises:
         GntkitError: the run was trained on raw (variable-size) images or the settings are invalid.
     """
-    from gntkit.preprocess import Preprocess
+    from gntkit.samples.preprocess import Preprocess
 
     settings = Preprocess.from_json(preprocess_json)
     if settings.raw:
@@ -71,13 +71,13 @@ def prepare_images(images, preprocess_json: dict, photo: bool = True, digits: st
         preprocess_json: the run's preprocess.json content.
         photo: add contrast stretch, Otsu threshold and speck removal (see `photo_settings`).
         digits: "mnist" or "emnist": prepare each image as that data set was built
-            (gntkit.preprocess.prepare_digit), then with the run's settings; `photo` does not
+            (gntkit.samples.preprocess.prepare_digit), then with the run's settings; `photo` does not
             apply (the preparation thresholds itself). None: the run's preprocessing.
 
     Raises:
         GntkitError: one sentence naming the image when it cannot be read or holds no ink.
     """
-    from gntkit.preprocess import Preprocess, load_image, prepare_digit, preprocess_image
+    from gntkit.samples.preprocess import Preprocess, load_image, prepare_digit, preprocess_image
 
     settings = photo_settings(preprocess_json, photo)
     out = np.empty((len(images), settings.size, settings.size), np.uint8)

@@ -126,10 +126,10 @@ def warmup(formats=None, *, on_stage=None) -> list[Stage]:
 
 def _steps(tmp: Path, formats: list[str]):
     """(name, callable) for every warm-up step, on a corpus written into tmp."""
-    from gntkit.convert import convert
-    from gntkit.inspection import inspect_sources
-    from gntkit.preprocess import Preprocess
-    from gntkit.synth import write_corpus
+    from gntkit.samples.inspection import inspect_sources
+    from gntkit.samples.preprocess import Preprocess
+    from gntkit.shards.convert import convert
+    from gntkit.tools.synth import write_corpus
 
     corpus = tmp / "gnt"
     write_corpus(corpus, writers=2, num_classes=4, samples_per_class=2, style="f", num_symbols=2, seed=0)

@@ -11,13 +11,13 @@ Four stages a reader can follow, each a function here:
 Life of an output folder:
 - while running: shards appear as `{name}-{split}-{i:05d}.{ext}` once complete (the writer
   writes `.partial` first), and `.gntkit-journal.json` lists the finished ones;
-- at the end: shards are renamed `...-{i:05d}-of-{n:05d}...` (gntkit.manifest.shard_name),
+- at the end: shards are renamed `...-{i:05d}-of-{n:05d}...` (gntkit.shards.manifest.shard_name),
   then `dataset_info.json` is written (atomically) with `"complete": true`, then the journal
   is removed.
 A folder without `dataset_info.json` is never a complete conversion. `resume=True` keeps
 the finished shards of an interrupted run with the same settings and writes only the rest.
 An `out_dir` URL (`s3://bucket/prefix`, any fsspec URL) is written locally first and
-uploaded when complete, manifest last (gntkit.remote).
+uploaded when complete, manifest last (gntkit.shards.remote).
 """
 
 from __future__ import annotations
@@ -35,19 +35,19 @@ from pathlib import Path
 import numpy as np
 
 import gntkit
-from gntkit.batch import SampleBatch
-from gntkit.charset import Charset
-from gntkit.compile_ahead import cancel_helpers, compile_callee_share, preprocess_group, start_preprocess_helper, warm_writer
-from gntkit.digest import default_threads, sha256_files
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.formats.gnt import DEFAULT_MAX_SIDE
-from gntkit.manifest import JOURNAL, MANIFEST, OutputFormat, brace_pattern, output_format, read_json, shard_name, write_json_atomic
-from gntkit.sources import Member, find_members
-from gntkit.splits import SplitPlan, parse_split
-from gntkit.stream import DEFAULT_BATCH_SIZE, PARALLEL_CHOICES, StreamReport, check_choice, iter_batches, plan_charset
+from gntkit.formats.sources import Member, find_members
+from gntkit.samples.batch import SampleBatch
+from gntkit.samples.charset import Charset
+from gntkit.samples.splits import SplitPlan, parse_split
+from gntkit.samples.stream import DEFAULT_BATCH_SIZE, PARALLEL_CHOICES, StreamReport, check_choice, iter_batches, plan_charset
+from gntkit.shards.digest import default_threads, sha256_files
+from gntkit.shards.manifest import JOURNAL, MANIFEST, OutputFormat, brace_pattern, output_format, read_json, shard_name, write_json_atomic
+from gntkit.tools.compile_ahead import cancel_helpers, compile_callee_share, preprocess_group, start_preprocess_helper, warm_writer
 
 # 128 MB: about 30 shards for HWDB1.1-train at 64 x 64, enough for shuffling across shards and
-# for hashing them side by side (gntkit.digest), each still large for sequential reads.
+# for hashing them side by side (gntkit.shards.digest), each still large for sequential reads.
 DEFAULT_SHARD_BYTES = 128 * 1024 * 1024
 # Rough per-record overhead (keys, labels, framing) used to size shards by bytes.
 _RECORD_OVERHEAD = 96
@@ -93,7 +93,7 @@ def _file_digests(path: Path, md5: bool) -> dict:
 class _SourceHasher(threading.Thread):
     """Hashes the source files in the background while conversion runs (the kernels release the GIL).
 
-    Plain source files go through the multi-buffer SHA-256 (gntkit.digest); archives get
+    Plain source files go through the multi-buffer SHA-256 (gntkit.shards.digest); archives get
     sha256 and md5 (the digests download pages publish). Members inside archives are hashed
     by the stream, which has their unpacked bytes anyway.
     """
@@ -272,12 +272,12 @@ def resolve_preprocess(members: list[Member], preprocess=None):
         GntkitError: a bad setting, or formats whose defaults disagree with nothing given.
     """
     from gntkit.formats import get_format
-    from gntkit.preprocess import Preprocess
+    from gntkit.samples.preprocess import Preprocess
 
     if isinstance(preprocess, Preprocess):
         return preprocess
     if preprocess is not None and not isinstance(preprocess, dict):
-        raise GntkitError("preprocess must be a gntkit.preprocess.Preprocess or a dict of its settings, "
+        raise GntkitError("preprocess must be a gntkit.samples.preprocess.Preprocess or a dict of its settings, "
                           f"found {type(preprocess).__name__}.")
     chosen = {k: v for k, v in (preprocess or {}).items() if v is not None}
     defaults = {}
@@ -293,7 +293,7 @@ def resolve_preprocess(members: list[Member], preprocess=None):
     try:
         return Preprocess(**{**defaults, **chosen})
     except TypeError as exc:
-        raise GntkitError(f"preprocess: expected settings of gntkit.preprocess.Preprocess, found {exc}.") from None
+        raise GntkitError(f"preprocess: expected settings of gntkit.samples.preprocess.Preprocess, found {exc}.") from None
 
 
 def _default_split(members: list[Member]) -> str:
@@ -362,7 +362,7 @@ def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | 
 
 def _line_sources(members: list[Member]) -> bool:
     """True when the members are text lines (DGRL); raise GntkitError when lines and single characters are mixed."""
-    from gntkit.stream import is_line_member
+    from gntkit.samples.stream import is_line_member
 
     kinds = {is_line_member(m) for m in members}
     if len(kinds) > 1:
@@ -468,7 +468,7 @@ def _compile_ahead(plan: ConversionPlan) -> None:
     """On a cold numba cache: preprocessing kernels in a helper process, the writer's here meanwhile.
 
     Only GNT bitmaps go through the resampling kernels the helper compiles; for other sources
-    (and raw or pad settings) a helper the CLI started is stopped. See gntkit.compile_ahead.
+    (and raw or pad settings) a helper the CLI started is stopped. See gntkit.tools.compile_ahead.
     """
     settings = plan.preprocess
     resamples = (not settings.raw and not settings.pad and not plan.options.get("lines")
@@ -585,7 +585,7 @@ def build_manifest(plan: ConversionPlan, splits_json: dict, empty: list[str], re
         "gntkit_version": gntkit.__version__,
         "format": plan.fmt.name,
         "name": plan.name,
-        "command": o.get("command") or f"gntkit.convert.convert({plan.sources!r}, to={plan.fmt.name!r})",
+        "command": o.get("command") or f"gntkit.shards.convert.convert({plan.sources!r}, to={plan.fmt.name!r})",
         "complete": True,
         "source_formats": sorted({m.format for m in plan.members}),
         "charset": {"name": plan.charset.name, "order": plan.charset.order, "num_classes": len(plan.charset),
@@ -626,7 +626,7 @@ def finalise(plan: ConversionPlan, folder: OutputFolder, outputs: dict, report: 
     manifest["output"] = plan.upload_to or str(folder.path)
     folder.finish(manifest)
     if plan.upload_to:
-        from gntkit.remote import upload_folder
+        from gntkit.shards.remote import upload_folder
 
         upload_folder(folder.path, plan.upload_to)
         shutil.rmtree(folder.path, ignore_errors=True)
@@ -653,14 +653,14 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         val_fraction / split_seed: move a seeded fraction of the train writers to "val".
         charset: "gb2312-1", "gb2312", "data", a charset file, a Charset, or None for the
             sources' format default (GNT: "gb2312-1").
-        preprocess: a gntkit.preprocess.Preprocess, a dict of its settings (None values: the
+        preprocess: a gntkit.samples.preprocess.Preprocess, a dict of its settings (None values: the
             format's default), or None for the format's defaults (GNT: 64x64 crop+resize+invert).
         on_error: "raise" or "skip" damaged records (skips are counted in the manifest).
         on_unknown: "drop", "error" or "other" for characters outside the charset.
         shard_records / shard_bytes: start a new shard after this many records / bytes.
         compression: tfrecord: None or "gzip"; hdf5: None, "lzf" or "gzip".
         workers: parallel decoders (default: all cores); output is identical for any value.
-        parallel: "threads" (default) or "processes" (see gntkit.stream.iter_batches).
+        parallel: "threads" (default) or "processes" (see gntkit.samples.stream.iter_batches).
         overwrite: replace an existing gntkit output folder.
         resume: finish an interrupted run of the same command, keeping its finished shards.
         batch_size: samples per stream batch.
@@ -669,7 +669,7 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
         command: the command line to record in the manifest.
         hash_sources: record the sha256 of every source file and archive (md5 too for
             archives) in the manifest; a large share of the time on CPUs without SHA instructions.
-        strokes: also write each sample's raw strokes (online sources such as POT; see gntkit.strokes
+        strokes: also write each sample's raw strokes (online sources such as POT; see gntkit.samples.strokes
             and each writer's feature_spec) beside its image.
 
     Returns:

@@ -10,7 +10,7 @@ and `stroke_lengths` int16 (S,) + `stroke_lengths_offsets` int64 (N+1,), and the
 attribute `strokes` = 1.
 
 Each batch is one resize and one slice assignment per dataset. h5py is imported
-by the functions that use it, never by `import gntkit.writers`.
+by the functions that use it, never by `import gntkit.shards.writer`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import os
 
 import numpy as np
 
-from gntkit.batch import SampleBatch
 from gntkit.errors import GntkitError, require
-from gntkit.writers import PixelView, ShardWriter
+from gntkit.samples.batch import SampleBatch
+from gntkit.shards.writer import PixelView, ShardWriter
 
 #: Bytes per chunk of the image data: small enough for cheap random reads of one
 #: sample, large enough that a compressed chunk is worth its index entry.
@@ -257,7 +257,7 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
         },
     }
     if strokes:
-        from gntkit.strokes import STROKES_SPEC
+        from gntkit.samples.strokes import STROKES_SPEC
 
         spec["datasets"] += [{"name": "points", "dtype": "int16", "shape": ["P", 2]},
                              {"name": "points_offsets", "dtype": "int64", "shape": ["N+1"]},
@@ -267,7 +267,7 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
         spec["strokes"] = {**STROKES_SPEC,
                            "layout": "ragged: sample i's points are points[points_offsets[i]:points_offsets[i+1]], its strokes likewise"}
     if lines:
-        from gntkit.lines import LINES_SPEC
+        from gntkit.samples.lines import LINES_SPEC
 
         spec["datasets"] += [{"name": "text", "dtype": "string", "shape": ["N"]},
                              {"name": "label_sequence", "dtype": "int64", "shape": ["L"]},

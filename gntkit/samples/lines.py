@@ -1,7 +1,7 @@
 """Text lines (DGRL) as they travel through the stream, the shards and the loaders.
 
 A text-line sample has a variable-width image (one height after preprocessing), a label
-SEQUENCE and its transcription. In a SampleBatch (see gntkit.stream.line_batch_of):
+SEQUENCE and its transcription. In a SampleBatch (see gntkit.samples.stream.line_batch_of):
 
     labels                  int64 (N,)    -1: a line has no single class
     characters              list of N str: the transcription

@@ -19,7 +19,7 @@ from pathlib import PurePath
 import numpy as np
 
 from gntkit.errors import GntkitError
-from gntkit.sources import writer_sort_key
+from gntkit.formats.sources import writer_sort_key
 
 _HWDB11 = "train = writers 1001-1240, test = writers 1241-1300 (the HWDB1.1 split of the literature)"
 _BY_ARCHIVE = "train / test from the names of the archives or folders the files came from (Train or trn / Test or tst)"
@@ -104,7 +104,7 @@ def _rule_files(writer: str, members, spec: str) -> str:
     """The split each of a writer's files names itself (the format's split_of: MNIST's train-/t10k-)."""
     if not members:
         raise GntkitError(f"--split {spec!r} decides by each file's name, and writer {writer} was given without its files: "
-                          "pass the members (from gntkit.sources.find_members), not bare writer ids.")
+                          "pass the members (from gntkit.formats.sources.find_members), not bare writer ids.")
     names = set()
     for member in members:
         split_of = getattr(member.format_module(), "split_of", None)

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from gntkit.batch import SampleBatch
 from gntkit.errors import GntkitError, require
 from gntkit.jit import njit
 from gntkit.kernels.crc32c import crc32c_update, mask_crc
-from gntkit.writers import PixelView, ShardSink, ShardWriter, utf8_column
+from gntkit.samples.batch import SampleBatch
+from gntkit.shards.writer import PixelView, ShardSink, ShardWriter, utf8_column
 
 #: Features of every Example, in the order of docs/architecture.md: (name, dtype).
 FEATURES: tuple[tuple[str, str], ...] = (
@@ -230,7 +230,7 @@ def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None, strokes
         batch: the samples.
         pixels: the batch's pixels as flat buffer + offsets (what `ShardWriter` checked);
             built from `batch` when None.
-        strokes: the batch's checked strokes (gntkit.strokes.check_strokes) to add as the
+        strokes: the batch's checked strokes (gntkit.samples.strokes.check_strokes) to add as the
             STROKE_FEATURES, or None.
 
     Returns:
@@ -327,7 +327,7 @@ def serialize_lines(batch: SampleBatch, pixels: PixelView, lines: dict) -> tuple
     (the image copy dominates), beside the numba kernel that serve millions of characters.
 
     Args:
-        batch: the samples; pixels: its checked pixels; lines: gntkit.lines.check_lines of its meta.
+        batch: the samples; pixels: its checked pixels; lines: gntkit.samples.lines.check_lines of its meta.
 
     Returns:
         (frames, offsets) as serialize_batch.
@@ -425,13 +425,13 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
         },
     }
     if strokes:
-        from gntkit.strokes import STROKES_SPEC
+        from gntkit.samples.strokes import STROKES_SPEC
 
         spec["features"] += [{"name": name, "dtype": dtype, "shape": []} for name, dtype in STROKE_FEATURES]
         spec["strokes"] = {**STROKES_SPEC, "encoding": "int16 little-endian bytes",
                            "decode": "tf.reshape(tf.io.decode_raw(points, tf.int16), [-1, 2]); tf.io.decode_raw(stroke_lengths, tf.int16)"}
     if lines:
-        from gntkit.lines import LINES_SPEC
+        from gntkit.samples.lines import LINES_SPEC
 
         spec["features"] += [{"name": name, "dtype": dtype, "shape": [] if dtype == "string" else [None]} for name, dtype in LINE_FEATURES]
         spec["lines"] = {**LINES_SPEC, "decode": "tf.io.VarLenFeature(tf.int64) for label_sequence; text is UTF-8 bytes"}

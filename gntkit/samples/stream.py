@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gntkit.batch import SampleBatch
-from gntkit.charset import ON_UNKNOWN_CHOICES, Charset, decode_tag, describe_tag
 from gntkit.errors import CharsetError, FormatError, GntkitError
 from gntkit.formats import get_format
 from gntkit.formats.gnt import DEFAULT_MAX_SIDE, ON_ERROR_CHOICES, Problem
-from gntkit.sources import Member, find_members
+from gntkit.formats.sources import Member, find_members
+from gntkit.samples.batch import SampleBatch
+from gntkit.samples.charset import ON_UNKNOWN_CHOICES, Charset, decode_tag, describe_tag
 
 DEFAULT_BATCH_SIZE = 2048
 
@@ -160,7 +160,7 @@ def plan_charset(spec, members, *, codes: np.ndarray | None = None, on_error: st
         spec: a Charset, a built-in name, a charset file, "data" (survey the tag codes of the
             members once, then every decodable code in code order), or None for the sources'
             own default (their format's native charset, else its DEFAULT_CHARSET).
-        members: from gntkit.sources.find_members.
+        members: from gntkit.formats.sources.find_members.
         codes: the members' tag codes when the caller has surveyed them already.
         on_error, max_side: as for iter_batches (used by the survey).
         on_unknown: "other" appends the catch-all class.
@@ -168,7 +168,7 @@ def plan_charset(spec, members, *, codes: np.ndarray | None = None, on_error: st
     Raises:
         CharsetError, FormatError, GntkitError: as the charset or the survey finds them.
     """
-    from gntkit.charset import resolve
+    from gntkit.samples.charset import resolve
 
     formats = sorted({m.format for m in members})
     module = get_format(formats[0]) if len(formats) == 1 else None
@@ -378,7 +378,7 @@ def line_batch_of(member: Member, record_file, chosen: np.ndarray, classes: np.n
 
 
 def resolve_members(sources) -> list[Member]:
-    """Members as given, or found from paths (see gntkit.sources.find_members)."""
+    """Members as given, or found from paths (see gntkit.formats.sources.find_members)."""
     if isinstance(sources, (list, tuple)) and sources and all(isinstance(s, Member) for s in sources):
         return list(sources)
     return find_members(sources)
@@ -411,8 +411,8 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
 
     Args:
         sources: paths (source files, folders, archives) or Members from find_members.
-        charset: the classes; see gntkit.charset.
-        preprocess: a gntkit.preprocess.Preprocess, or None / raw for original bitmaps.
+        charset: the classes; see gntkit.samples.charset.
+        preprocess: a gntkit.samples.preprocess.Preprocess, or None / raw for original bitmaps.
         on_error: "raise" on the first damaged record, or "skip" it and count it.
         on_unknown: characters outside the charset: "drop" and count, "error", or map to
             "other" (the charset must end with the 'other' class).
@@ -514,7 +514,7 @@ class Source:
         sources: source files, folders, archives (or a list of them), or Members.
         charset: a Charset, a built-in name, "data" (every decodable code found, by code),
             a charset file, or None for the sources' default (see plan_charset).
-        preprocess: None for original bitmaps, or a gntkit.preprocess.Preprocess.
+        preprocess: None for original bitmaps, or a gntkit.samples.preprocess.Preprocess.
         on_error / on_unknown / max_side: as for iter_batches.
 
     Opening indexes every member once (headers only: fast, and it finds every damaged

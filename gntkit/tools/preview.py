@@ -104,18 +104,18 @@ def draw_lines(images, texts, invert_display: bool = False, cjk: bool = True) ->
 def _shows_lines(first: Path, from_folder: bool, sources: list) -> bool:
     """True when the preview is of text lines (a DGRL conversion or DGRL sources)."""
     if from_folder:
-        from gntkit.manifest import load_manifest
+        from gntkit.shards.manifest import load_manifest
 
         return "lines" in (load_manifest(first).get("features") or {})
-    from gntkit.sources import find_members
-    from gntkit.stream import is_line_member
+    from gntkit.formats.sources import find_members
+    from gntkit.samples.stream import is_line_member
 
     return any(is_line_member(m) for m in find_members(sources)[:4])
 
 
 def _stage_settings(settings):
     """Cumulative preprocessing settings: each stage adds one step of `settings`."""
-    from gntkit.preprocess import Preprocess
+    from gntkit.samples.preprocess import Preprocess
 
     stages = [("resize only", Preprocess(size=settings.size, margin=settings.margin, crop=False, invert=False))]
     keep = {"contrast": False, "binarize": None, "denoise": False}
@@ -132,7 +132,7 @@ def _stage_settings(settings):
 
 def _folder_samples(folder: Path, split: str | None, count: int, cjk: bool) -> tuple[list, list, bool]:
     """The first samples of a converted folder (images, labels, whether ink is bright)."""
-    from gntkit.manifest import choose_split, load_manifest, output_format
+    from gntkit.shards.manifest import choose_split, load_manifest, output_format
 
     manifest = load_manifest(folder)
     split = choose_split(manifest, split, folder) if split is not None else next(iter(manifest["splits"]))
@@ -150,8 +150,8 @@ def _folder_samples(folder: Path, split: str | None, count: int, cjk: bool) -> t
 
 def _source_samples(sources: list, charset, count: int, cjk: bool) -> tuple[list, list, bool]:
     """The first samples of source files of any format (original bitmaps)."""
-    from gntkit.sources import find_members
-    from gntkit.stream import iter_batches, plan_charset
+    from gntkit.formats.sources import find_members
+    from gntkit.samples.stream import iter_batches, plan_charset
 
     chosen = find_members(sources)[:4]
     names = plan_charset(charset, chosen, on_error="skip")
@@ -169,7 +169,7 @@ def _source_samples(sources: list, charset, count: int, cjk: bool) -> tuple[list
 
 def _stages_panel(raw_images: list, preprocess) -> Image.Image:
     """Each of the first raw images beside every preprocessing stage applied to it."""
-    from gntkit.preprocess import Preprocess, preprocess_image
+    from gntkit.samples.preprocess import Preprocess, preprocess_image
 
     settings = (preprocess if isinstance(preprocess, Preprocess)
                 else Preprocess(**{k: v for k, v in (preprocess or {}).items() if v is not None}))
@@ -205,7 +205,7 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
     Raises:
         GntkitError: bad arguments, or sources / a folder that cannot be read.
     """
-    from gntkit.manifest import MANIFEST
+    from gntkit.shards.manifest import MANIFEST
 
     if count < 1 or columns < 1 or stages < 0:
         raise GntkitError(f"count and columns must be at least 1 and stages at least 0, found {count}, {columns}, {stages}.")

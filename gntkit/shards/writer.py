@@ -2,7 +2,7 @@
 
 `get_writer_class("tfrecord")` returns the writer class; `get_format_module` the
 module with its `feature_spec` and `read_shard`. Format modules are imported on
-first use only, so `import gntkit.writers` never loads tensorflow, torch, h5py or
+first use only, so `import gntkit.shards.writer` never loads tensorflow, torch, h5py or
 webdataset.
 
 This module also holds what every writer shares (`ShardWriter`): the
@@ -22,15 +22,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gntkit.batch import SampleBatch
-from gntkit.digest import sha256_file
 from gntkit.errors import GntkitError, OutputExistsError
+from gntkit.samples.batch import SampleBatch
+from gntkit.shards.digest import sha256_file
 
 #: format name -> (module, writer class name, shard file extension)
 FORMATS: dict[str, tuple[str, str, str]] = {
-    "tfrecord": ("gntkit.writers.tfrecord", "TFRecordWriter", "tfrecord"),
-    "hdf5": ("gntkit.writers.hdf5", "HDF5Writer", "h5"),
-    "webdataset": ("gntkit.writers.webdataset", "WebDatasetWriter", "tar"),
+    "tfrecord": ("gntkit.shards.tfrecord", "TFRecordWriter", "tfrecord"),
+    "hdf5": ("gntkit.shards.hdf5", "HDF5Writer", "h5"),
+    "webdataset": ("gntkit.shards.webdataset", "WebDatasetWriter", "tar"),
 }
 
 
@@ -115,7 +115,7 @@ class ShardSink:
         compression: None, or "gzip" for a whole-file gzip stream (mtime 0, no name: deterministic).
         depth: queued buffers before `write` blocks.
         compute_sha256: hash on the way (False: `close` returns None for the digest, for a
-            caller that hashes many shards at once afterwards, see gntkit.digest).
+            caller that hashes many shards at once afterwards, see gntkit.shards.digest).
     """
 
     def __init__(self, path: str, compression: str | None = None, depth: int = 4, compute_sha256: bool = True):
@@ -215,11 +215,11 @@ class ShardWriter:
         split: split name stored with the shard, e.g. "train".
         attrs: {"gntkit_version", "charset", "preprocess"} (stored by formats with file attributes);
             "strokes": True also writes each sample's raw strokes (SampleBatch.meta, see
-            gntkit.strokes: every batch must carry them), as each format's feature_spec says;
-            "lines": True also writes each text line's transcription and label sequence (see gntkit.lines).
+            gntkit.samples.strokes: every batch must carry them), as each format's feature_spec says;
+            "lines": True also writes each text line's transcription and label sequence (see gntkit.samples.lines).
         compression: format-specific; see each subclass.
         compute_sha256: False leaves "sha256" None in `close()`'s result, for a caller
-            that hashes its shards together afterwards (gntkit.digest.sha256_files is
+            that hashes its shards together afterwards (gntkit.shards.digest.sha256_files is
             several times faster on many files than one hashlib stream per shard).
 
     Raises:
@@ -304,11 +304,11 @@ class ShardWriter:
             raise GntkitError(f"Shard writer for {self.path} is closed; open a new writer to write more.")
         pixels, raw, image_size = self._check_batch(batch)
         if self.strokes:
-            from gntkit.strokes import check_strokes
+            from gntkit.samples.strokes import check_strokes
 
             self._batch_strokes = check_strokes(batch.meta, len(batch), f"batch starting at record {self.records} of {self.path}")
         if self.lines:
-            from gntkit.lines import check_lines
+            from gntkit.samples.lines import check_lines
 
             self._batch_lines = check_lines(batch.meta, len(batch), f"batch starting at record {self.records} of {self.path}")
         self._check_format(batch, pixels)
@@ -407,7 +407,7 @@ class ShardWriter:
             (its pixels as a flat buffer + offsets, raw, image size (h, w) or None).
         """
         if not isinstance(batch, SampleBatch):
-            raise GntkitError(f"Shard writers take gntkit.batch.SampleBatch, found {type(batch).__name__}.")
+            raise GntkitError(f"Shard writers take gntkit.samples.batch.SampleBatch, found {type(batch).__name__}.")
         n = len(batch)
         where = f"batch starting at record {self.records} of {self.path}"
         if self.raw is not None and batch.raw != self.raw:

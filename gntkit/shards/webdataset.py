@@ -28,11 +28,11 @@ import json
 
 import numpy as np
 
-from gntkit.batch import SampleBatch
 from gntkit.errors import GntkitError, require
 from gntkit.jit import njit
 from gntkit.kernels.png import encode_pngs, encode_pngs_ragged
-from gntkit.writers import PixelView, ShardSink, ShardWriter, utf8_column
+from gntkit.samples.batch import SampleBatch
+from gntkit.shards.writer import PixelView, ShardSink, ShardWriter, utf8_column
 
 BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile.RECORDSIZE: the archive is padded to a multiple of it
@@ -337,13 +337,13 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
                   "shape": None if raw else [int(image_size), int(image_size)]},
     }
     if strokes:
-        from gntkit.strokes import STROKES_SPEC
+        from gntkit.samples.strokes import STROKES_SPEC
 
         spec["members"] += [{"suffix": "points.npy", "content": "int16 (P, 2) .npy (np.save)"},
                             {"suffix": "stroke_lengths.npy", "content": "int16 (S,) .npy (np.save)"}]
         spec["strokes"] = dict(STROKES_SPEC)
     if lines:
-        from gntkit.lines import LINES_SPEC
+        from gntkit.samples.lines import LINES_SPEC
 
         spec["members"] += [{"suffix": "txt", "content": "the line's transcription, UTF-8"},
                             {"suffix": "labels.npy", "content": "int64 (L,) class ids .npy (np.save)"}]

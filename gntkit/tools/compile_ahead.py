@@ -38,8 +38,8 @@ __all__ = ["Ahead", "start_preprocess_helper", "compile_callee_share", "await_ke
 GROUP_KERNELS = {
     "preprocess": ("gntkit.kernels.preprocess", "preprocess_chunk_plain"),
     "preprocess-edited": ("gntkit.kernels.preprocess", "preprocess_chunk_edited"),
-    "writer-tfrecord": ("gntkit.writers.tfrecord", "_write_frames"),
-    "writer-webdataset": ("gntkit.writers.webdataset", "_write_samples"),
+    "writer-tfrecord": ("gntkit.shards.tfrecord", "_write_frames"),
+    "writer-webdataset": ("gntkit.shards.webdataset", "_write_samples"),
 }
 # The longest a command waits for a helper before compiling what is missing itself (a helper
 # takes 4-5 s on the 2-core machine; one starved of CPU may take longer).
@@ -108,7 +108,7 @@ class Ahead:
 
 
 def _usable_cores() -> int:
-    # gntkit.digest.default_threads counts the same, but importing it loads numba, which this
+    # gntkit.shards.digest.default_threads counts the same, but importing it loads numba, which this
     # module must not do before the helper has started.
     try:
         return len(os.sched_getaffinity(0))
@@ -166,7 +166,7 @@ def start_preprocess_helper(edited: bool = False) -> bool:
         if numba_config is not None and numba_config.CACHE_DIR:  # gntkit.jit's fallback: the helper uses the same folder
             env["NUMBA_CACHE_DIR"] = str(numba_config.CACHE_DIR)
         try:
-            process = subprocess.Popen([sys.executable, "-m", "gntkit.compile_ahead", json.dumps({"group": group})], env=env,
+            process = subprocess.Popen([sys.executable, "-m", "gntkit.tools.compile_ahead", json.dumps({"group": group})], env=env,
                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
             return False
@@ -277,11 +277,11 @@ def warm_writer(fmt: str, *, image_size: int, compression: str | None) -> bool:
         return False
     import numpy as np
 
-    from gntkit.batch import SampleBatch
     from gntkit.jit import no_compile_notice
-    from gntkit.writers import get_writer_class
+    from gntkit.samples.batch import SampleBatch
+    from gntkit.shards.writer import get_writer_class
 
-    # Two samples with the types of gntkit.stream's fixed-size batches.
+    # Two samples with the types of gntkit.samples.stream's fixed-size batches.
     batch = SampleBatch(keys=["1001/0", "1001/1"], writer_ids=["1001", "1001"], tag_codes=np.array([0xB0A1, 0xB0A2], np.uint16),
                         labels=np.array([0, 1], np.int64), characters=["啊", "阿"], heights=np.full(2, image_size, np.int32),
                         widths=np.full(2, image_size, np.int32), images=np.zeros((2, image_size, image_size), np.uint8))
@@ -298,7 +298,7 @@ def _compile_preprocessing(edited: bool) -> None:
     """The helper's work: preprocess a few bitmaps with the argument types of a real run."""
     import numpy as np
 
-    from gntkit.preprocess import Preprocess, preprocess_records
+    from gntkit.samples.preprocess import Preprocess, preprocess_records
 
     # Bitmaps as a reader passes them: read-only bytes of the file, int64 starts, int32 sides.
     # Both resampling paths (shrinking and enlarging) run, as real handwriting needs both.

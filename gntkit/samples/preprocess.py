@@ -41,9 +41,9 @@ from dataclasses import dataclass, fields
 import numpy as np
 from PIL import Image, ImageOps
 
-from gntkit.compile_ahead import await_kernels, preprocess_group
 from gntkit.errors import GntkitError
 from gntkit.kernels import preprocess as _kernels
+from gntkit.tools.compile_ahead import await_kernels, preprocess_group
 
 PREPROCESS_VERSION = 1
 """Version of the step definitions above; stored in `Preprocess.to_json()`."""
@@ -373,7 +373,7 @@ def preprocess_records(buffer, starts, heights, widths, settings: Preprocess, *,
 
 def _check_settings(settings) -> None:
     if not isinstance(settings, Preprocess):
-        raise GntkitError(f"settings must be a gntkit.preprocess.Preprocess, found {type(settings).__name__}.")
+        raise GntkitError(f"settings must be a gntkit.samples.preprocess.Preprocess, found {type(settings).__name__}.")
     if settings.raw:
         raise GntkitError("Preprocess settings with raw=True keep the original bitmaps, so there is nothing to preprocess.")
 
@@ -406,7 +406,7 @@ def _run(pixels, offsets, heights, widths, settings: Preprocess, out: np.ndarray
         binarize, threshold = _kernels.BINARIZE_FIXED, settings.binarize
     arguments = (pixels, offsets, heights, widths, out, settings.margin, settings.crop, settings.invert,
                  settings.contrast, binarize, threshold, settings.denoise)
-    # A helper process may be compiling these kernels into numba's cache (gntkit.compile_ahead).
+    # A helper process may be compiling these kernels into numba's cache (gntkit.tools.compile_ahead).
     await_kernels(preprocess_group(settings.edits))
     if serial:
         _kernels.preprocess_chunk(0, count, *arguments)

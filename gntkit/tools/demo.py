@@ -26,11 +26,11 @@ def run_demo(out_dir: str | Path, *, writers: int = 8, classes: int = 40, sample
     Returns:
         {"corpus": zip path, "outputs": {format: folder}, "preview": png path, "records": n}.
     """
-    from gntkit.convert import convert
-    from gntkit.inspection import format_inspection, inspect_sources
-    from gntkit.preview import preview
-    from gntkit.synth import write_corpus
-    from gntkit.verify import verify
+    from gntkit.samples.inspection import format_inspection, inspect_sources
+    from gntkit.shards.convert import convert
+    from gntkit.shards.verify import verify
+    from gntkit.tools.preview import preview
+    from gntkit.tools.synth import write_corpus
 
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gntkit.charset import Charset
 from gntkit.errors import GntkitError
-from gntkit.manifest import load_manifest
+from gntkit.samples.charset import Charset
+from gntkit.shards.manifest import load_manifest
 
 # Progress appears only for runs longer than this: a quick check stays one line of output.
 PROGRESS_DELAY = 2.0
@@ -36,9 +36,9 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
     Raises:
         GntkitError: the first problem, naming the shard and record.
     """
-    from gntkit import remote
     from gntkit.progress import ProgressBar
-    from gntkit.writers import get_format_module
+    from gntkit.shards import remote
+    from gntkit.shards.writer import get_format_module
 
     if remote.is_url(out_dir):
         with remote.mirror(out_dir) as local:
@@ -82,7 +82,7 @@ def _load_charset(out_dir: Path, manifest: dict) -> Charset:
 def _present_shard_digests(out_dir: Path, manifest: dict) -> dict:
     """Presence and sizes of every listed shard first, then every shard's SHA-256 at once
     (the multi-buffer kernel on all cores): file name -> sha256."""
-    from gntkit.digest import default_threads, sha256_files
+    from gntkit.shards.digest import default_threads, sha256_files
 
     listed = [(split, shard) for split, info in manifest["splits"].items() for shard in info["shards"]]
     for split, shard in listed:
@@ -150,7 +150,7 @@ def _decode_shard(path, shard, manifest, module, counts, checks) -> None:
 
 def _check_strokes(path, i, sample, expected: bool) -> None:
     """Raw strokes (conversions with --strokes): present exactly when the manifest says so, and consistent."""
-    from gntkit.strokes import check_sample_strokes
+    from gntkit.samples.strokes import check_sample_strokes
 
     where = f"{path} record {i} (key {sample.get('key')!r})"
     if expected != ("points" in sample):

@@ -59,10 +59,10 @@ class OutputFormat:
 FORMATS: dict[str, OutputFormat] = {
     f.name: f
     for f in (
-        OutputFormat("tfrecord", "tfrecord", "gntkit.writers.tfrecord:TFRecordWriter", "gntkit.datasets.tfrecord", ("tfrecords",),
+        OutputFormat("tfrecord", "tfrecord", "gntkit.shards.tfrecord:TFRecordWriter", "gntkit.datasets.tfrecord", ("tfrecords",),
                      tfds_names=True),
-        OutputFormat("hdf5", "h5", "gntkit.writers.hdf5:HDF5Writer", "gntkit.datasets.hdf5", ("h5",)),
-        OutputFormat("webdataset", "tar", "gntkit.writers.webdataset:WebDatasetWriter", "gntkit.datasets.webdataset", ("wds", "tar")),
+        OutputFormat("hdf5", "h5", "gntkit.shards.hdf5:HDF5Writer", "gntkit.datasets.hdf5", ("h5",)),
+        OutputFormat("webdataset", "tar", "gntkit.shards.webdataset:WebDatasetWriter", "gntkit.datasets.webdataset", ("wds", "tar")),
     )
 }
 _BY_ALIAS = {alias: f for f in FORMATS.values() for alias in (f.name, *f.aliases)}

@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gntkit.charset import builtin, decode_tag, is_symbol_code
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.formats.gnt import encode_records
+from gntkit.samples.charset import builtin, decode_tag, is_symbol_code
 
 # Printable ASCII symbols used for the symbol records of -f style files.
 SYMBOLS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!?,.;:()+-"

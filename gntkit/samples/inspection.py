@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gntkit.charset import decode_tag, is_symbol_code
 from gntkit.formats.gnt import DEFAULT_MAX_SIDE, Problem
-from gntkit.sources import find_members
-from gntkit.stream import open_member
+from gntkit.formats.sources import find_members
+from gntkit.samples.charset import decode_tag, is_symbol_code
+from gntkit.samples.stream import open_member
 
 # Progress appears only for runs longer than this: a quick survey prints its report alone.
 PROGRESS_DELAY = 2.0

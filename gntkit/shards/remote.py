@@ -30,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from gntkit.errors import FormatError, GntkitError, require
-from gntkit.manifest import JOURNAL, MANIFEST, Shard, check_manifest, load_manifest, shards_of
+from gntkit.shards.manifest import JOURNAL, MANIFEST, Shard, check_manifest, load_manifest, shards_of
 
 __all__ = ["is_url", "RemoteFolder", "mirror", "upload_folder", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
 
@@ -156,7 +156,7 @@ class RemoteFolder:
             raise _remote_error(f"{self.url}/{name}", what, exc) from None
 
     def manifest(self) -> dict:
-        """The folder's manifest, checked as gntkit.manifest checks local ones; fetches the charset files too.
+        """The folder's manifest, checked as gntkit.shards.manifest checks local ones; fetches the charset files too.
 
         Raises:
             GntkitError / FormatError: no manifest, an incomplete conversion, or a bad field.
@@ -248,7 +248,7 @@ class RemoteFolder:
         return True
 
     def _fetch_one(self, shard: Shard) -> None:
-        from gntkit.digest import sha256_file
+        from gntkit.shards.digest import sha256_file
 
         self.objects.mkdir(parents=True, exist_ok=True)
         name = self._remote_names[shard.path]

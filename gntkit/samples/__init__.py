@@ -1,0 +1,1 @@
+"""records -> samples: charset, preprocessing, splits, the SampleBatch stream."""

@@ -1,0 +1,1 @@
+"""samples -> files: the output formats (writers), manifest, convert, verify, digests, remote folders."""
