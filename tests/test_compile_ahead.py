@@ -78,7 +78,7 @@ def test_the_helper_compiles_preprocessing_and_the_bytes_stay_the_same(tmp_path,
 def test_a_second_command_finds_the_kernels_cached(tmp_path):
     # The first process's helper fills the cache; in the next process the helper finds the
     # kernels there and ends without compiling, and the command knows they are cached.
-    script = ("from gntkit import compile_ahead as c; started = c.start_preprocess_helper(); "
+    script = ("from gntkit.tools import compile_ahead as c; started = c.start_preprocess_helper(); "
               "helper = c._pending.get('preprocess'); ok = helper.wait() if helper else None; "
               "print(started, ok, c.kernels_cached('preprocess'))")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
