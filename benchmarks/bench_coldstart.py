@@ -2,7 +2,7 @@
 
 Every cold run is a fresh process with NUMBA_CACHE_DIR pointing at a new empty folder (so
 nothing is loaded from any cache); the warm run repeats the command with the cache that
-run left. Two code trees run side by side, in the same session:
+run left. Two code trees run side by side, in the same run:
 
 - baseline: this working tree with the kernel files of BASELINE_REV (before the compile-time
   work: a parallel=True preprocessing kernel, read-only and writeable specialisations,

@@ -1,4 +1,4 @@
-"""Benchmark: `gntkit convert` to each format at 64 x 64 (issue 3), beside the common
+"""Benchmark: `gntkit convert` to each format at 64 x 64, beside the common
 per-sample pipeline measured in the same run on a subset.
 
 gntkit runs as the real CLI in a subprocess; its wall time, CPU time (user + system, of the

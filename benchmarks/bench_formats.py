@@ -1,4 +1,4 @@
-"""Benchmark: reading the source formats of issue 13 beside named baselines, same run.
+"""Benchmark: reading the source formats (POT, DGRL, ALZ, IDX) beside named baselines, same run.
 
 ALZ section: every member of an ALZip archive of GNT files (the old HWDB1.1 train download's
 layout), read in archive order with gntkit's AlzContainer (streamed, CRC-checked), from a file

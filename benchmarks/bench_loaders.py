@@ -1,5 +1,5 @@
 """Benchmark: images/s delivered as ready batches (batch 256, 64 x 64 uint8 + int64 labels) by the
-gntkit.datasets loaders, beside the stock readers of each format in the same run (issue 4).
+gntkit.datasets loaders, beside the stock readers of each format in the same run.
 
 Readers, each measured with 1 and 2 worker processes (TensorFlow: a private thread pool of 1 or 2
 threads and as many parallel calls, the closest tf.data equivalent):

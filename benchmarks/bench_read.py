@@ -1,4 +1,4 @@
-"""Benchmark: read every record's bitmap of a GNT corpus into arrays (issue 2).
+"""Benchmark: read every record's bitmap of a GNT corpus into arrays.
 
 gntkit (numba index + batch gather per file) beside the baseline most public converters
 use: a per-record loop with np.fromfile(f, uint8, count=10) for the header, then

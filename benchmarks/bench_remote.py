@@ -1,4 +1,4 @@
-"""Benchmark: streaming read rate of the same shards from a local HTTP server beside local disk (issue 14).
+"""Benchmark: streaming read rate of the same shards from a local HTTP server beside local disk.
 
 For each format, one epoch of ready batches (batch 256, 64 x 64 uint8, file order,
 `ShardSet.iter_batches(..., streaming=True)`) is read:

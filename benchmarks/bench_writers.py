@@ -1,4 +1,4 @@
-"""Benchmark: write 64x64 samples to TFRecord, HDF5 and WebDataset shards (issue 3).
+"""Benchmark: write 64x64 samples to TFRecord, HDF5 and WebDataset shards.
 
 gntkit's batch writers beside the baselines most public converters use, measured in the
 same run on a subset:

@@ -1,4 +1,4 @@
-"""Shared fixtures: small synthetic corpora in the real GNT layout, built once per session."""
+"""Shared fixtures: small synthetic corpora in the real GNT layout, built once per test run."""
 
 import os
 from pathlib import Path

@@ -3,7 +3,7 @@ readers, the epoch order / rank / worker partition, the numba kernels against pl
 references, and the errors.
 
 Shards come from the real `gntkit convert` on a synthetic corpus (converted once per format per
-session). The ground truth is the HDF5 conversion read with plain h5py; TFRecord and WebDataset
+test run). The ground truth is the HDF5 conversion read with plain h5py; TFRecord and WebDataset
 must give the same samples in the same order (convert is deterministic), and the WebDataset
 shards are also read with tarfile + pillow.
 
