@@ -12,11 +12,12 @@
 #   accuracy / loss curves                          -> RUN/curves.png, RUN/metrics.csv
 #   predict a drawn digit (invert, threshold 150)  -> gntkit predict (invert, threshold, fit 20x20, centre by mass)
 set -euo pipefail
+source "$(dirname "$0")/gntkit_command.sh"
 MNIST=${1:?usage: $0 MNIST_FOLDER [OUT]}
 OUT=${2:-mnist-keras-cnn3}
 EPOCHS=${EPOCHS:-7}
-gntkit convert "$MNIST" --to tfrecord --out "$OUT/data" --overwrite
-gntkit train "$OUT/data" --out "$OUT/run" --overwrite --framework tf --model cnn3 --epochs "$EPOCHS" --batch-size 32 \
+"$GNTKIT" convert "$MNIST" --to tfrecord --out "$OUT/data" --overwrite
+"$GNTKIT" train "$OUT/data" --out "$OUT/run" --overwrite --framework tf --model cnn3 --epochs "$EPOCHS" --batch-size 32 \
     --optimizer adam --lr 0.001 --weight-decay 0 --label-smoothing 0 --no-augment --val-split test
-gntkit evaluate "$OUT/run" "$OUT/data" --split test
-if [ -n "${DIGIT:-}" ]; then gntkit predict "$OUT/run" "$DIGIT" --top-k 3; fi
+"$GNTKIT" evaluate "$OUT/run" "$OUT/data" --split test
+if [ -n "${DIGIT:-}" ]; then "$GNTKIT" predict "$OUT/run" "$DIGIT" --top-k 3; fi

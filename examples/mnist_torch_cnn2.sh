@@ -10,12 +10,13 @@
 #   validation 4,000 / test 6,000 carved from t10k        -> t10k is the test split and validates (splits go by file)
 #   Adam 1e-4, batch 128, log-softmax + NLL, best by val  -> the same optimizer, rate and batch; best.* kept
 set -euo pipefail
+source "$(dirname "$0")/gntkit_command.sh"
 MNIST=${1:?usage: $0 MNIST_FOLDER [OUT]}
 OUT=${2:-mnist-torch-cnn2}
 EPOCHS=${EPOCHS:-10}
-gntkit convert "$MNIST" --to hdf5 --out "$OUT/data" --overwrite
-gntkit train "$OUT/data" --out "$OUT/run" --overwrite --framework torch --model cnn2-tutorial --epochs "$EPOCHS" \
+"$GNTKIT" convert "$MNIST" --to hdf5 --out "$OUT/data" --overwrite
+"$GNTKIT" train "$OUT/data" --out "$OUT/run" --overwrite --framework torch --model cnn2-tutorial --epochs "$EPOCHS" \
     --batch-size 128 --optimizer adam --lr 0.0001 --schedule constant --weight-decay 0 --label-smoothing 0 --no-augment \
     --val-split test
-gntkit evaluate "$OUT/run" "$OUT/data" --split test
-if [ -n "${DIGIT:-}" ]; then gntkit predict "$OUT/run" "$DIGIT" --top-k 3; fi
+"$GNTKIT" evaluate "$OUT/run" "$OUT/data" --split test
+if [ -n "${DIGIT:-}" ]; then "$GNTKIT" predict "$OUT/run" "$DIGIT" --top-k 3; fi

@@ -10,12 +10,13 @@
 #   tf.image.resize_with_pad(x, 224, 224) per batch -> gntkit convert --size 224 --pad, once (tested against TF)
 #   VGG16(weights=None, input (224,224,1), 10)      -> --model vgg16 (same layers and parameter count)
 set -euo pipefail
+source "$(dirname "$0")/gntkit_command.sh"
 MNIST=${1:?usage: $0 MNIST_FOLDER [OUT]}
 OUT=${2:-mnist-vgg16-224}
 SIZE=${SIZE:-224}
 WIDTH=${WIDTH:-1}
 EPOCHS=${EPOCHS:-5}
-gntkit convert "$MNIST" --to tfrecord --size "$SIZE" --pad --out "$OUT/data" --overwrite
-gntkit train "$OUT/data" --out "$OUT/run" --overwrite --framework tf --model vgg16 --width "$WIDTH" --epochs "$EPOCHS" \
+"$GNTKIT" convert "$MNIST" --to tfrecord --size "$SIZE" --pad --out "$OUT/data" --overwrite
+"$GNTKIT" train "$OUT/data" --out "$OUT/run" --overwrite --framework tf --model vgg16 --width "$WIDTH" --epochs "$EPOCHS" \
     --batch-size 64 --optimizer adam --lr 0.0001 --weight-decay 0 --label-smoothing 0 --no-augment --val-split test
-gntkit evaluate "$OUT/run" "$OUT/data" --split test
+"$GNTKIT" evaluate "$OUT/run" "$OUT/data" --split test

@@ -13,13 +13,14 @@
 #   VGG16(weights="imagenet", include_top=False), frozen  -> --model vgg16-transfer --pretrained WEIGHTS --freeze features
 #   SGD                                                   -> --optimizer sgd
 set -euo pipefail
+source "$(dirname "$0")/gntkit_command.sh"
 MNIST=${1:?usage: $0 MNIST_FOLDER [WEIGHTS] [OUT]}
 WEIGHTS=${2:-}
 OUT=${3:-mnist-vgg16-transfer}
 EPOCHS=${EPOCHS:-5}
 PRETRAINED=()
 if [ -n "$WEIGHTS" ]; then PRETRAINED=(--pretrained "$WEIGHTS" --freeze features); fi
-gntkit convert "$MNIST" --to tfrecord --size 48 --pad --out "$OUT/data" --overwrite
-gntkit train "$OUT/data" --out "$OUT/run" --overwrite --framework tf --model vgg16-transfer --channels 3 "${PRETRAINED[@]}" \
+"$GNTKIT" convert "$MNIST" --to tfrecord --size 48 --pad --out "$OUT/data" --overwrite
+"$GNTKIT" train "$OUT/data" --out "$OUT/run" --overwrite --framework tf --model vgg16-transfer --channels 3 "${PRETRAINED[@]}" \
     --epochs "$EPOCHS" --batch-size 64 --optimizer sgd --lr 0.01 --weight-decay 0 --label-smoothing 0 --no-augment --val-split test
-gntkit evaluate "$OUT/run" "$OUT/data" --split test
+"$GNTKIT" evaluate "$OUT/run" "$OUT/data" --split test

@@ -93,22 +93,52 @@ def test_torch_to_float_repeats_grey_into_channels():
         to_float(images, channels=0)
 
 
-@pytest.mark.slow
-def test_example_script_runs(tmp_path):
-    """examples/mnist_torch_cnn2.sh as documented (one epoch, a tiny stand-in): every command and option exists."""
-    pytest.importorskip("torch")
+def _example_layout(tmp_path, script_name, with_venv):
+    """A copy of an example script and its helper in a repository-like folder; with_venv links
+    .venv/bin/gntkit there to the gntkit installed beside this Python, as the README's set-up makes it."""
     import os
-    import subprocess
+    import shutil
     import sys
     from pathlib import Path
 
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    repo = tmp_path / "repo"
+    (repo / "examples").mkdir(parents=True)
+    for name in (script_name, "gntkit_command.sh"):
+        shutil.copy(examples / name, repo / "examples" / name)
+    if with_venv:
+        (repo / ".venv" / "bin").mkdir(parents=True)
+        os.symlink(Path(sys.executable).parent / "gntkit", repo / ".venv" / "bin" / "gntkit")
+    # PATH without any gntkit: the user has not activated the environment.
+    env = {k: v for k, v in os.environ.items() if k != "GNTKIT"}
+    env["PATH"] = os.pathsep.join(p for p in ("/usr/local/bin", "/usr/bin", "/bin") if not (Path(p) / "gntkit").exists())
+    return repo / "examples" / script_name, env
+
+
+@pytest.mark.slow
+def test_example_script_runs_without_an_activated_environment(tmp_path):
+    """examples/mnist_torch_cnn2.sh as documented right after the README's set-up (one epoch, a tiny
+    stand-in), with no environment activated: every command and option exists."""
+    pytest.importorskip("torch")
+    import subprocess
+
     write_mnist(tmp_path / "mnist", gz=True, train_count=60, test_count=20)
-    script = Path(__file__).resolve().parents[1] / "examples" / "mnist_torch_cnn2.sh"
-    env = {**os.environ, "EPOCHS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    script, env = _example_layout(tmp_path, "mnist_torch_cnn2.sh", with_venv=True)
+    env["EPOCHS"] = "1"
     done = subprocess.run(["bash", str(script), str(tmp_path / "mnist"), str(tmp_path / "out")], env=env, capture_output=True,
                           text=True, check=False, timeout=280)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "out" / "run" / "metrics.csv").is_file() and "samples of 'test'" in done.stdout
+
+
+def test_example_script_without_gntkit_says_how_to_set_up(tmp_path):
+    import subprocess
+
+    script, env = _example_layout(tmp_path, "mnist_keras_cnn3.sh", with_venv=False)
+    done = subprocess.run(["bash", str(script), str(tmp_path / "mnist")], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 127
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "gntkit is not on PATH" in lines[0] and "source .venv/bin/activate" in lines[0]
 
 
 def test_preview_and_open_idx_sources_with_their_own_classes(tmp_path):
