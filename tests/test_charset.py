@@ -36,6 +36,9 @@ def test_full_gb2312_is_6763():
 @pytest.mark.parametrize("code, character", [
     (0x2100, "!"), (0x4100, "A"), (0x3000, "0"), (0x2000, " "),
     (0xB0A1, "啊"), (0x8140, "丂"),  # 0x8140 is GBK only
+    # GB 18030's mapping, as HWDB2.x transcriptions need it ("迈克尔·布朗"): Python's gb2312
+    # codec gives U+30FB katakana middle dot and U+2015 horizontal bar for these two.
+    (0xA1A4, "\u00b7"), (0xA1AA, "\u2014"),
     (0x4142, None),  # two ASCII bytes: not one character
     (0xD7FA, None), (0x0000, None), (0x0A00, None), (0xFFFF, None), (0x00B0, None),
 ])
@@ -44,7 +47,7 @@ def test_decode_is_explicit_and_total(code, character):
 
 
 def test_encode_inverts_decode():
-    for code in (0x2100, 0xB0A1, 0x8140, 0xD7F9):
+    for code in (0x2100, 0xB0A1, 0x8140, 0xD7F9, 0xA1A4, 0xA1AA):
         assert encode_character(decode_tag(code)) == code
     with pytest.raises(CharsetError, match="U\\+1F600"):
         encode_character("😀")

@@ -2,8 +2,8 @@
 
 Decoding a GNT tag code is total and explicit (`decode_tag`):
 - `[ascii byte, 0x00]` (tag code = byte << 8) with a printable ASCII byte -> that character;
-- a valid GB2312 double-byte code -> its character;
-- a code valid only in GBK -> its GBK character;
+- a valid GB2312 or GBK double-byte code -> its character, as GB 18030 maps it (GB2312's A1A4 is
+  U+00B7 middle dot and A1AA U+2014 em dash, not Python's gb2312 codec's U+30FB and U+2015);
 - anything else -> None, reported as unknown with its raw code, never guessed.
 
 A charset is saved as `charset.txt` (UTF-8, one class name per line, line number = class
@@ -63,15 +63,27 @@ def _decode_table() -> tuple[str, ...]:
         if high < 0x81 or low < 0x40:
             continue  # not a double-byte GB code: would decode as two characters
         raw = bytes((high, low))
-        for encoding in ("gb2312", "gbk"):
-            try:
-                text = raw.decode(encoding)
-            except UnicodeDecodeError:
-                continue
-            if len(text) == 1:
-                table[code] = text
-                break
+        if not _valid_gb_code(raw):
+            continue
+        # GB 18030, the standard that supersedes GB2312 and GBK, gives the character. Python's
+        # gb2312 codec differs from it on two codes: A1A4 (U+30FB katakana middle dot where the
+        # standard has U+00B7 middle dot) and A1AA (U+2015 horizontal bar where it has U+2014 em
+        # dash); its gbk codec agrees with it on every code.
+        text = raw.decode("gb18030")
+        if len(text) == 1:
+            table[code] = text
     return tuple(table)
+
+
+def _valid_gb_code(raw: bytes) -> bool:
+    """A double-byte code of GB2312 or GBK (GB 18030's additions beyond GBK are not CASIA codes)."""
+    for encoding in ("gb2312", "gbk"):
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return True
+    return False
 
 
 def is_symbol_code(tag_code: int) -> bool:
