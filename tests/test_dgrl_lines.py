@@ -72,9 +72,9 @@ def manifest_charset(folder):
 
 
 def test_verify_refuses_a_text_that_disagrees_with_its_labels(pages, tmp_path):
+    from gntkit.shards import hdf5
     from gntkit.shards.convert import convert
     from gntkit.shards.verify import verify
-    from gntkit.shards import hdf5
 
     out = tmp_path / "h5"
     manifest = convert(pages, out, to="hdf5", on_unknown="other", workers=1, hash_sources=False)

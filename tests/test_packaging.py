@@ -32,3 +32,28 @@ def test_wheel_has_no_top_level_cli(tmp_path):
     assert "gntkit/cli/main.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "gntkit = gntkit.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def _extra(extras: dict, name: str) -> set[str]:
+    """Requirement names an extra installs, following gntkit[...] self-references."""
+    import re
+
+    names = set()
+    for requirement in extras[name]:
+        own = re.fullmatch(r"gntkit\[([\w,-]+)\]", requirement)
+        if own:
+            for inner in own.group(1).split(","):
+                names |= _extra(extras, inner)
+        else:
+            names.add(re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower())
+    return names
+
+
+def test_the_all_extra_installs_no_test_tools():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    tools = {"pytest", "hypothesis", "pytest-timeout", "ruff", "import-linter", "moto", "datasets", "mkdocs"}
+    assert not _extra(extras, "all") & tools
+    assert {"tensorflow", "torch", "h5py", "webdataset", "fsspec", "matplotlib", "tensorboard"} <= _extra(extras, "all")
+    assert tools <= _extra(extras, "test") and _extra(extras, "all") | _extra(extras, "test") <= _extra(extras, "dev")
