@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gntkit.containers import ON_ERROR_CHOICES, ArchiveLoss
+from gntkit.containers.zip import stream_size
 from gntkit.errors import FormatError, GntkitError
 from gntkit.kernels import bzip2 as bzip2_kernels
 
@@ -105,16 +107,23 @@ class AlzContainer:
     Args:
         opener: returns a new binary file object of the archive at offset 0.
         path: the archive's display name, used in messages.
+        on_error: "raise" (a damaged or truncated listing is a FormatError) or "skip" (keep the
+            members before the damage; `losses` says what was lost from where).
     """
 
     name = "alz"
     suffixes = (".alz",)
 
-    def __init__(self, opener, path: str):
+    def __init__(self, opener, path: str, on_error: str = "raise"):
         if not callable(opener):
             raise GntkitError(f"{path}: expected a callable that opens the archive, found {type(opener).__name__}.")
+        if on_error not in ON_ERROR_CHOICES:
+            raise GntkitError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, found {on_error!r}.")
         self.opener = opener
         self.path = str(path)
+        self.on_error = on_error
+        self.losses: list[ArchiveLoss] = []
+        self._cut: AlzEntry | None = None  # a last member the archive cuts off (on_error="skip")
         self._stream = None
         self._position = 0
         self._index: list[AlzEntry] | None = None
@@ -157,11 +166,7 @@ class AlzContainer:
 
     def _archive_size(self) -> int:
         """The archive's length in bytes (only on error paths: a zip member stream inflates to its end)."""
-        stream = self.opener()
-        try:
-            return stream.seek(0, io.SEEK_END)
-        finally:
-            stream.close()
+        return stream_size(self.opener)
 
     def close(self) -> None:
         """Close the archive stream (a later read opens it again)."""
@@ -185,10 +190,28 @@ class AlzContainer:
             GntkitError: a split volume, or two members with one name.
         """
         if self._index is None:
-            self._index = self._scan()
+            entries: list[AlzEntry] = []
+            try:
+                self._scan(entries)
+            except FormatError as exc:
+                if self.on_error == "raise":
+                    raise
+                self.losses = [self._loss(entries, exc)]
+            self._index = entries
         return self._index
 
-    def _scan(self) -> list[AlzEntry]:
+    def _loss(self, entries: list[AlzEntry], exc: FormatError) -> ArchiveLoss:
+        """What a damaged listing lost; a last member whose data the archive cuts off leaves `entries`."""
+        total = self._archive_size()
+        last = entries[-1] if entries else None
+        if last is not None and last.data_offset + last.compressed_size > total:
+            self._cut = entries.pop()
+            return ArchiveLoss(self.path, last.header_offset, exc.expected, exc.found, total - last.header_offset, last.name, 1)
+        offset = exc.offset if exc.offset is not None else 0
+        return ArchiveLoss(self.path, offset, exc.expected, exc.found, max(total - offset, 0))
+
+    def _scan(self, entries: list[AlzEntry]) -> None:
+        """Walk the archive's records, appending each local file header to `entries` as it is read."""
         head = self._read_at(0, 8)
         if head[:4] != SIG_ARCHIVE:
             raise FormatError(self.path, 0, 'the ALZip archive header "ALZ\\x01"', repr(head[:4]))
@@ -196,7 +219,7 @@ class AlzContainer:
             raise FormatError(self.path, len(head), "an 8-byte ALZip archive header", f"{len(head)} bytes (truncated archive)")
         if head[7] != 0:
             raise GntkitError(f"{self.path}: volume {head[7] + 1} of a split (multi-volume) ALZip archive (.a00, .a01 ...): {_SPLIT_HINT}.")
-        entries, names, position = [], {}, 8
+        names, position = {}, 8
         while True:
             signature = self._read_at(position, 4)
             if signature == SIG_FILE:
@@ -212,7 +235,7 @@ class AlzContainer:
                     self._raise_truncated(position, entries)
                 position += 16
             elif signature == SIG_END:
-                return entries
+                return
             elif signature == SIG_SPLIT:
                 raise GntkitError(f"{self.path}: a split marker (CLZ\\x03) at byte {position}: this is one volume of a split ALZip "
                                   f"archive: {_SPLIT_HINT}.")
@@ -301,10 +324,16 @@ class AlzContainer:
     def open(self, inner: str):
         """A binary file object streaming one member; reading it to the end checks its size and CRC-32.
 
+        A last member the archive cuts off (on_error="skip", see `losses`) streams the bytes it
+        still has, unchecked: an archive inside it can then be salvaged in turn.
+
         Raises:
             GntkitError: no such member, or an encrypted one.
             FormatError (while reading): damaged compressed data, wrong size or CRC-32.
         """
+        self.index()
+        if self._cut is not None and self._cut.name == inner and not self._cut.encrypted:
+            return io.BufferedReader(_MemberStream(self, self._cut, check=False, partial=True), buffer_size=_CHUNK)
         entry = self.entry(inner)
         if entry.encrypted:
             raise GntkitError(f"{self.path}:{inner}: the member is encrypted (ALZip password): gntkit reads unencrypted members only; "
@@ -320,6 +349,17 @@ class AlzContainer:
         with self.open(inner) as stream:
             return stream.read()
 
+    def read_unchecked(self, inner: str) -> bytes | None:
+        """The member's bytes without the size and CRC-32 checks (to count what a damaged member
+        held), or None when it is missing, encrypted or its compressed data cannot be decoded whole."""
+        try:
+            entry = self.entry(inner)
+            if entry.encrypted:
+                return None
+            return _MemberStream(self, entry, check=False).readall()
+        except GntkitError:
+            return None
+
 
 def _decode_name(raw: bytes, path: str, offset: int) -> str:
     """A member name: UTF-8 where it is valid, else CP949 (ALZip's Korean code page); '\\' -> '/'."""
@@ -334,8 +374,10 @@ def _decode_name(raw: bytes, path: str, offset: int) -> str:
 class _MemberStream(io.RawIOBase):
     """Decodes one member chunk by chunk; the end of the data checks size and CRC-32."""
 
-    def __init__(self, container: AlzContainer, entry: AlzEntry):
+    def __init__(self, container: AlzContainer, entry: AlzEntry, check: bool = True, partial: bool = False):
         self._container = container
+        self._check = check
+        self._partial = partial  # a member cut off: its bytes end where its data do, without an error
         self._entry = entry
         self._name = f"{container.path}:{entry.name}"
         self._next = entry.data_offset
@@ -352,7 +394,13 @@ class _MemberStream(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         while not len(self._pending) and not self._done:
-            self._accept(self._decode_some())
+            try:
+                data = self._decode_some()
+            except FormatError:
+                if not self._partial:
+                    raise
+                data, self._done = b"", True
+            self._accept(data)
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]
@@ -361,6 +409,8 @@ class _MemberStream(io.RawIOBase):
     def _compressed(self, size: int) -> bytes:
         size = min(size, self._left)
         data = self._container._read_at(self._next, size) if size else b""
+        if self._partial and data and len(data) < size:
+            self._left = size = len(data)  # a member cut off: what is there is all there is
         if len(data) < size:
             raise FormatError(self._name, self._produced, f"{self._entry.compressed_size} bytes of compressed data",
                               "the end of the archive first (truncated)")
@@ -402,10 +452,12 @@ class _MemberStream(io.RawIOBase):
     def _accept(self, data: bytes) -> None:
         entry = self._entry
         self._produced += len(data)
+        self._pending = memoryview(data)
+        if not self._check:
+            return
         if self._produced > entry.size:
             raise FormatError(self._name, entry.size, f"{entry.size} bytes as the file header lists", "more data than that")
         self._crc = zlib.crc32(data, self._crc)
-        self._pending = memoryview(data)
         if self._done:
             if self._produced != entry.size:
                 raise FormatError(self._name, self._produced, f"{entry.size} bytes as the file header lists", f"{self._produced} bytes")
