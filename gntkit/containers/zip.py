@@ -9,6 +9,7 @@ is cut off or does not check out; `losses` says what was lost from there.
 
 from __future__ import annotations
 
+import errno
 import io
 import struct
 import zipfile
@@ -82,7 +83,9 @@ class ZipContainer:
     def _archive(self) -> zipfile.ZipFile:
         try:
             return zipfile.ZipFile(self.opener())
-        except zipfile.BadZipFile:
+        except Exception as exc:
+            if not damaged(exc):
+                raise
             raise FormatError(self.path, 0, "a zip archive", "bytes that are not a readable zip archive") from None
 
     def entries(self) -> list[tuple[str, int]]:
@@ -118,7 +121,9 @@ class ZipContainer:
                     data = stream.read()
         except zipfile.BadZipFile as exc:
             raise FormatError(name, None, "a zip member whose data matches its stored CRC-32", f"a damaged member ({exc})") from None
-        except (zlib.error, EOFError) as exc:
+        except Exception as exc:
+            if not damaged(exc):
+                raise
             raise FormatError(name, None, "valid compressed data in the zip member", f"damaged data ({exc})") from None
         if len(data) != size:
             raise FormatError(name, len(data), f"{size} bytes as the zip directory lists", f"{len(data)} bytes")
@@ -159,9 +164,56 @@ class ZipContainer:
             return io.BufferedReader(stream, buffer_size=_CHUNK)
         archive = self._archive()
         try:
-            return archive.open(inner)
-        except (zipfile.BadZipFile, zlib.error) as exc:
+            return _Checked(archive.open(inner), f"{self.path}:{inner}")
+        except Exception as exc:
+            if not damaged(exc):
+                raise
             raise FormatError(f"{self.path}:{inner}", None, "a readable zip member", f"a damaged member ({exc})") from None
+
+
+def damaged(exc: BaseException) -> bool:
+    """True for the exceptions zipfile raises on damaged bytes (not on a failing disk): bad CRCs,
+    deflate data, impossible offsets (a seek before the start), unsupported or encrypted members."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.EINVAL
+    return isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, RuntimeError))
+
+
+class _Checked(io.RawIOBase):
+    """A zipfile member stream whose damage surfaces as FormatError, the one error type readers expect."""
+
+    def __init__(self, stream, name: str):
+        self._stream, self._name = stream, name
+
+    def _call(self, method, *args):
+        try:
+            return method(*args)
+        except Exception as exc:
+            if not damaged(exc):
+                raise
+            raise FormatError(self._name, None, "a zip member whose data matches its stored CRC-32", f"a damaged member ({exc})") from None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._call(self._stream.read, len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._call(self._stream.seek, offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+        super().close()
 
 
 def scan_local_headers(opener, path: str, directory_problem: str) -> tuple[dict, dict, list[ArchiveLoss]]:
