@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gntkit.containers import container_by_name, container_class, sniff_container
+from gntkit.containers import ArchiveLoss, container_by_name, container_class, sniff_container
 from gntkit.errors import FormatError, GntkitError
 from gntkit.formats import FORMATS, describe_content, format_by_name, get_format, sniff_format, source_kinds
 
@@ -195,7 +195,12 @@ def _container_members(path: Path, source: str, kind: str, layers: tuple = (), o
     """Every member of a format in a container (recursing into nested containers), and with
     on_error="skip" one lost member per stretch that could not be recovered."""
     container = open_container(str(path), layers, kind, on_error)
-    entries = container.entries()
+    try:
+        entries = container.entries()
+    except FormatError as exc:
+        if on_error == "raise":
+            raise
+        entries, container.losses = [], [ArchiveLoss(container.path, exc.offset, exc.expected, exc.found)]  # nothing listable
     members, skipped = [], []
     for inner, size in entries:
         base = inner.rsplit("/", 1)[-1]
