@@ -30,7 +30,7 @@ Method 1 is not standard bzip2: ALZip drops the "BZh9" stream header, writes "DL
 block's 48-bit magic and "DLZ\\x02" for the end-of-stream magic, and leaves out the block CRC,
 the randomised bit and the combined CRC. Python's `bz2` (libbzip2) cannot read that and
 checks the CRCs ALZip left out, so gntkit decodes those blocks with its own numba kernels
-(gntkit/kernels/bzip2.py; `alz_bzip2_blocks`). Only ALZip 4.9x wrote bzip2; ALZip 5 and later
+(gntkit/kernels/bzip2.py, driven by gntkit/containers/alz_bzip2.py). Only ALZip 4.9x wrote bzip2; ALZip 5 and later
 write deflate (unalz's notes), which `zlib` inflates.
 """
 
@@ -42,12 +42,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from gntkit.containers import ON_ERROR_CHOICES, ArchiveLoss
+from gntkit.containers.alz_bzip2 import alz_bzip2_blocks
 from gntkit.containers.zip import stream_size
 from gntkit.errors import FormatError, GntkitError
-from gntkit.kernels import bzip2 as bzip2_kernels
 
 SIG_ARCHIVE = b"ALZ\x01"
 SIG_FILE = b"BLZ\x01"
@@ -464,50 +462,3 @@ class _MemberStream(io.RawIOBase):
             if self._crc != entry.crc32:
                 raise FormatError(self._name, self._produced, f"CRC-32 0x{entry.crc32:08x} as the file header lists",
                                   f"0x{self._crc:08x} (damaged data)")
-
-
-# -- ALZip's bzip2 variant -------------------------------------------------------------------
-
-_BLOCK_MAGIC = int.from_bytes(b"DLZ\x01", "big")
-_END_MAGIC = int.from_bytes(b"DLZ\x02", "big")
-
-
-def _bits_at(data: bytes, position: int, count: int) -> int:
-    first, last = position >> 3, (position + count + 7) >> 3
-    return (int.from_bytes(data[first:last], "big") >> ((last << 3) - position - count)) & ((1 << count) - 1)
-
-
-def alz_bzip2_blocks(data: bytes, name: str):
-    """Yield the decoded bytes of each block of ALZip's bzip2 variant (see the module docstring).
-
-    Args:
-        data: the member's compressed bytes.
-        name: `archive:member`, for messages.
-
-    Raises:
-        FormatError: a missing block marker, damaged Huffman tables or codes, impossible counts;
-            the offset is the byte in the member's compressed data.
-    """
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    limit, position = len(data) * 8, 0
-    column = np.empty(bzip2_kernels.MAX_BLOCK, dtype=np.uint8)
-    plain = np.empty(bzip2_kernels.MAX_BLOCK, dtype=np.uint8)
-    while True:
-        if position + 32 > limit:
-            raise FormatError(name, position // 8, 'an ALZip bzip2 block marker "DLZ\\x01" or end marker "DLZ\\x02"',
-                              "the end of the member's compressed data (truncated)")
-        magic = _bits_at(data, position, 32)
-        position += 32
-        if magic == _END_MAGIC:
-            return
-        if magic != _BLOCK_MAGIC:
-            raise FormatError(name, (position - 32) // 8, 'an ALZip bzip2 block marker "DLZ\\x01" or end marker "DLZ\\x02"',
-                              f"0x{magic:08x}")
-        status, position, origin, count = bzip2_kernels.decode_block(buffer, limit, position, column)
-        if status != bzip2_kernels.OK:
-            expected, found = bzip2_kernels.MESSAGES[status]
-            raise FormatError(name, position // 8, f"{expected} (compressed data)", found)
-        bzip2_kernels.inverse_bwt(column, count, origin, plain)
-        out = np.empty(bzip2_kernels.rle1_length(plain, count), dtype=np.uint8)
-        bzip2_kernels.undo_rle1(plain, count, out)
-        yield out.tobytes()
