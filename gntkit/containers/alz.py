@@ -30,7 +30,7 @@ Method 1 is not standard bzip2: ALZip drops the "BZh9" stream header, writes "DL
 block's 48-bit magic and "DLZ\\x02" for the end-of-stream magic, and leaves out the block CRC,
 the randomised bit and the combined CRC. Python's `bz2` (libbzip2) cannot read that and
 checks the CRCs ALZip left out, so gntkit decodes those blocks with its own numba kernels
-(gntkit/kernels/bzip2.py; `alz_bzip2_blocks`). Only ALZip 4.9x wrote bzip2; ALZip 5 and later
+(gntkit/kernels/bzip2.py, driven by gntkit/containers/alz_bzip2.py). Only ALZip 4.9x wrote bzip2; ALZip 5 and later
 write deflate (unalz's notes), which `zlib` inflates.
 """
 
@@ -42,10 +42,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from gntkit.containers import ON_ERROR_CHOICES, ArchiveLoss
+from gntkit.containers.alz_bzip2 import alz_bzip2_blocks
+from gntkit.containers.zip import stream_size
 from gntkit.errors import FormatError, GntkitError
-from gntkit.kernels import bzip2 as bzip2_kernels
 
 SIG_ARCHIVE = b"ALZ\x01"
 SIG_FILE = b"BLZ\x01"
@@ -105,16 +105,23 @@ class AlzContainer:
     Args:
         opener: returns a new binary file object of the archive at offset 0.
         path: the archive's display name, used in messages.
+        on_error: "raise" (a damaged or truncated listing is a FormatError) or "skip" (keep the
+            members before the damage; `losses` says what was lost from where).
     """
 
     name = "alz"
     suffixes = (".alz",)
 
-    def __init__(self, opener, path: str):
+    def __init__(self, opener, path: str, on_error: str = "raise"):
         if not callable(opener):
             raise GntkitError(f"{path}: expected a callable that opens the archive, found {type(opener).__name__}.")
+        if on_error not in ON_ERROR_CHOICES:
+            raise GntkitError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, found {on_error!r}.")
         self.opener = opener
         self.path = str(path)
+        self.on_error = on_error
+        self.losses: list[ArchiveLoss] = []
+        self._cut: AlzEntry | None = None  # a last member the archive cuts off (on_error="skip")
         self._stream = None
         self._position = 0
         self._index: list[AlzEntry] | None = None
@@ -157,11 +164,7 @@ class AlzContainer:
 
     def _archive_size(self) -> int:
         """The archive's length in bytes (only on error paths: a zip member stream inflates to its end)."""
-        stream = self.opener()
-        try:
-            return stream.seek(0, io.SEEK_END)
-        finally:
-            stream.close()
+        return stream_size(self.opener)
 
     def close(self) -> None:
         """Close the archive stream (a later read opens it again)."""
@@ -185,10 +188,28 @@ class AlzContainer:
             GntkitError: a split volume, or two members with one name.
         """
         if self._index is None:
-            self._index = self._scan()
+            entries: list[AlzEntry] = []
+            try:
+                self._scan(entries)
+            except FormatError as exc:
+                if self.on_error == "raise":
+                    raise
+                self.losses = [self._loss(entries, exc)]
+            self._index = entries
         return self._index
 
-    def _scan(self) -> list[AlzEntry]:
+    def _loss(self, entries: list[AlzEntry], exc: FormatError) -> ArchiveLoss:
+        """What a damaged listing lost; a last member whose data the archive cuts off leaves `entries`."""
+        total = self._archive_size()
+        last = entries[-1] if entries else None
+        if last is not None and last.data_offset + last.compressed_size > total:
+            self._cut = entries.pop()
+            return ArchiveLoss(self.path, last.header_offset, exc.expected, exc.found, total - last.header_offset, last.name, 1)
+        offset = exc.offset if exc.offset is not None else 0
+        return ArchiveLoss(self.path, offset, exc.expected, exc.found, max(total - offset, 0))
+
+    def _scan(self, entries: list[AlzEntry]) -> None:
+        """Walk the archive's records, appending each local file header to `entries` as it is read."""
         head = self._read_at(0, 8)
         if head[:4] != SIG_ARCHIVE:
             raise FormatError(self.path, 0, 'the ALZip archive header "ALZ\\x01"', repr(head[:4]))
@@ -196,7 +217,7 @@ class AlzContainer:
             raise FormatError(self.path, len(head), "an 8-byte ALZip archive header", f"{len(head)} bytes (truncated archive)")
         if head[7] != 0:
             raise GntkitError(f"{self.path}: volume {head[7] + 1} of a split (multi-volume) ALZip archive (.a00, .a01 ...): {_SPLIT_HINT}.")
-        entries, names, position = [], {}, 8
+        names, position = {}, 8
         while True:
             signature = self._read_at(position, 4)
             if signature == SIG_FILE:
@@ -212,7 +233,7 @@ class AlzContainer:
                     self._raise_truncated(position, entries)
                 position += 16
             elif signature == SIG_END:
-                return entries
+                return
             elif signature == SIG_SPLIT:
                 raise GntkitError(f"{self.path}: a split marker (CLZ\\x03) at byte {position}: this is one volume of a split ALZip "
                                   f"archive: {_SPLIT_HINT}.")
@@ -301,10 +322,16 @@ class AlzContainer:
     def open(self, inner: str):
         """A binary file object streaming one member; reading it to the end checks its size and CRC-32.
 
+        A last member the archive cuts off (on_error="skip", see `losses`) streams the bytes it
+        still has, unchecked: an archive inside it can then be salvaged in turn.
+
         Raises:
             GntkitError: no such member, or an encrypted one.
             FormatError (while reading): damaged compressed data, wrong size or CRC-32.
         """
+        self.index()
+        if self._cut is not None and self._cut.name == inner and not self._cut.encrypted:
+            return io.BufferedReader(_MemberStream(self, self._cut, check=False, partial=True), buffer_size=_CHUNK)
         entry = self.entry(inner)
         if entry.encrypted:
             raise GntkitError(f"{self.path}:{inner}: the member is encrypted (ALZip password): gntkit reads unencrypted members only; "
@@ -320,6 +347,17 @@ class AlzContainer:
         with self.open(inner) as stream:
             return stream.read()
 
+    def read_unchecked(self, inner: str) -> bytes | None:
+        """The member's bytes without the size and CRC-32 checks (to count what a damaged member
+        held), or None when it is missing, encrypted or its compressed data cannot be decoded whole."""
+        try:
+            entry = self.entry(inner)
+            if entry.encrypted:
+                return None
+            return _MemberStream(self, entry, check=False).readall()
+        except GntkitError:
+            return None
+
 
 def _decode_name(raw: bytes, path: str, offset: int) -> str:
     """A member name: UTF-8 where it is valid, else CP949 (ALZip's Korean code page); '\\' -> '/'."""
@@ -334,8 +372,10 @@ def _decode_name(raw: bytes, path: str, offset: int) -> str:
 class _MemberStream(io.RawIOBase):
     """Decodes one member chunk by chunk; the end of the data checks size and CRC-32."""
 
-    def __init__(self, container: AlzContainer, entry: AlzEntry):
+    def __init__(self, container: AlzContainer, entry: AlzEntry, check: bool = True, partial: bool = False):
         self._container = container
+        self._check = check
+        self._partial = partial  # a member cut off: its bytes end where its data do, without an error
         self._entry = entry
         self._name = f"{container.path}:{entry.name}"
         self._next = entry.data_offset
@@ -352,7 +392,13 @@ class _MemberStream(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         while not len(self._pending) and not self._done:
-            self._accept(self._decode_some())
+            try:
+                data = self._decode_some()
+            except FormatError:
+                if not self._partial:
+                    raise
+                data, self._done = b"", True
+            self._accept(data)
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]
@@ -361,6 +407,8 @@ class _MemberStream(io.RawIOBase):
     def _compressed(self, size: int) -> bytes:
         size = min(size, self._left)
         data = self._container._read_at(self._next, size) if size else b""
+        if self._partial and data and len(data) < size:
+            self._left = size = len(data)  # a member cut off: what is there is all there is
         if len(data) < size:
             raise FormatError(self._name, self._produced, f"{self._entry.compressed_size} bytes of compressed data",
                               "the end of the archive first (truncated)")
@@ -402,60 +450,15 @@ class _MemberStream(io.RawIOBase):
     def _accept(self, data: bytes) -> None:
         entry = self._entry
         self._produced += len(data)
+        self._pending = memoryview(data)
+        if not self._check:
+            return
         if self._produced > entry.size:
             raise FormatError(self._name, entry.size, f"{entry.size} bytes as the file header lists", "more data than that")
         self._crc = zlib.crc32(data, self._crc)
-        self._pending = memoryview(data)
         if self._done:
             if self._produced != entry.size:
                 raise FormatError(self._name, self._produced, f"{entry.size} bytes as the file header lists", f"{self._produced} bytes")
             if self._crc != entry.crc32:
                 raise FormatError(self._name, self._produced, f"CRC-32 0x{entry.crc32:08x} as the file header lists",
                                   f"0x{self._crc:08x} (damaged data)")
-
-
-# -- ALZip's bzip2 variant -------------------------------------------------------------------
-
-_BLOCK_MAGIC = int.from_bytes(b"DLZ\x01", "big")
-_END_MAGIC = int.from_bytes(b"DLZ\x02", "big")
-
-
-def _bits_at(data: bytes, position: int, count: int) -> int:
-    first, last = position >> 3, (position + count + 7) >> 3
-    return (int.from_bytes(data[first:last], "big") >> ((last << 3) - position - count)) & ((1 << count) - 1)
-
-
-def alz_bzip2_blocks(data: bytes, name: str):
-    """Yield the decoded bytes of each block of ALZip's bzip2 variant (see the module docstring).
-
-    Args:
-        data: the member's compressed bytes.
-        name: `archive:member`, for messages.
-
-    Raises:
-        FormatError: a missing block marker, damaged Huffman tables or codes, impossible counts;
-            the offset is the byte in the member's compressed data.
-    """
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    limit, position = len(data) * 8, 0
-    column = np.empty(bzip2_kernels.MAX_BLOCK, dtype=np.uint8)
-    plain = np.empty(bzip2_kernels.MAX_BLOCK, dtype=np.uint8)
-    while True:
-        if position + 32 > limit:
-            raise FormatError(name, position // 8, 'an ALZip bzip2 block marker "DLZ\\x01" or end marker "DLZ\\x02"',
-                              "the end of the member's compressed data (truncated)")
-        magic = _bits_at(data, position, 32)
-        position += 32
-        if magic == _END_MAGIC:
-            return
-        if magic != _BLOCK_MAGIC:
-            raise FormatError(name, (position - 32) // 8, 'an ALZip bzip2 block marker "DLZ\\x01" or end marker "DLZ\\x02"',
-                              f"0x{magic:08x}")
-        status, position, origin, count = bzip2_kernels.decode_block(buffer, limit, position, column)
-        if status != bzip2_kernels.OK:
-            expected, found = bzip2_kernels.MESSAGES[status]
-            raise FormatError(name, position // 8, f"{expected} (compressed data)", found)
-        bzip2_kernels.inverse_bwt(column, count, origin, plain)
-        out = np.empty(bzip2_kernels.rle1_length(plain, count), dtype=np.uint8)
-        bzip2_kernels.undo_rle1(plain, count, out)
-        yield out.tobytes()

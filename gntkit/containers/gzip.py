@@ -4,6 +4,9 @@ A gzip file holds one file, so the container lists one entry: the file's name wi
 `.gz` suffix (gzip's optional FNAME field is not trusted: downloads are often renamed).
 Its size comes from the ISIZE trailer (the size modulo 2**32 of the last gzip member) when
 the file lies on disk, else -1 (a gzip inside a zip would have to be inflated to find it).
+
+A gzip file cut short cannot be salvaged in part: its CRC-32 covers the whole file, so no
+data before the cut can be checked. Such a file is one damaged member, whatever on_error says.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import os
 import struct
 import zlib
 
-from gntkit.errors import FormatError
+from gntkit.containers import ON_ERROR_CHOICES, ArchiveLoss
+from gntkit.errors import FormatError, GntkitError
 
 _MAGIC = b"\x1f\x8b"
+_FHCRC, _FEXTRA, _FNAME, _FCOMMENT = 0x02, 0x04, 0x08, 0x10
 
 
 class GzipContainer:
@@ -25,14 +30,19 @@ class GzipContainer:
     Args:
         opener: returns a new binary file object of the gzip file at offset 0.
         path: the file's display name (`dir/x.gz`, or `outer.zip:x.gz`), used in messages.
+        on_error: "raise" or "skip"; the same for a gzip file (its one member is listed
+            either way, and reading a damaged one raises FormatError).
     """
 
     name = "gzip"
     suffixes = (".gz",)
 
-    def __init__(self, opener, path: str):
+    def __init__(self, opener, path: str, on_error: str = "raise"):
+        if on_error not in ON_ERROR_CHOICES:
+            raise GntkitError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, found {on_error!r}.")
         self.opener = opener
         self.path = str(path)
+        self.losses: list[ArchiveLoss] = []
         base = self.path.replace(":", "/").rsplit("/", 1)[-1]
         self.inner = base[:-3] if base.lower().endswith(".gz") else base
 
@@ -80,10 +90,50 @@ class GzipContainer:
             except zlib.error as exc:
                 raise FormatError(self.path, None, "valid deflate data in the gzip file", f"damaged data ({exc})") from None
 
+    def read_unchecked(self, inner: str) -> bytes | None:
+        """The member's bytes without gzip's CRC-32 and length checks (to count what a damaged
+        file held), or None when its header or deflate data cannot be decoded to their end."""
+        self._check_inner(inner)
+        with self.opener() as raw:
+            data = raw.read()
+        parts, position = [], 0
+        while position == 0 or data[position:position + 2] == _MAGIC:
+            start = _data_offset(data, position)
+            if start is None:
+                return None
+            inflater = zlib.decompressobj(-15)
+            try:
+                parts.append(inflater.decompress(data[start:]))
+            except zlib.error:
+                return None
+            if not inflater.eof:
+                return None
+            position = len(data) - len(inflater.unused_data) + 8  # past the CRC-32 and ISIZE trailer
+        return b"".join(parts)
+
     def open(self, inner: str):
         """A binary file object streaming the member (errors surface as it is read)."""
         self._check_inner(inner)
         return gzip.GzipFile(fileobj=self.opener(), mode="rb")
+
+
+def _data_offset(data: bytes, position: int) -> int | None:
+    """Where the deflate data of the gzip member whose header starts at `position` begins, or None."""
+    if data[position:position + 3] != _MAGIC + b"\x08" or len(data) < position + 10:
+        return None
+    flags, cursor = data[position + 3], position + 10
+    if flags & _FEXTRA:
+        if len(data) < cursor + 2:
+            return None
+        cursor += 2 + struct.unpack_from("<H", data, cursor)[0]
+    for flag in (_FNAME, _FCOMMENT):
+        if flags & flag:
+            end = data.find(b"\x00", cursor)
+            if end < 0:
+                return None
+            cursor = end + 1
+    cursor += 2 if flags & _FHCRC else 0
+    return cursor if cursor <= len(data) else None
 
 
 def _stream_size(raw) -> int:

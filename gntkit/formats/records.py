@@ -20,6 +20,8 @@ class Problem:
         expected / found: the check that failed, in words.
         skipped_bytes: bytes dropped to get past it (0 when nothing was skipped).
         skipped_records: records dropped (a damaged region counts as one).
+        records_unknown: the records dropped could not be counted (bytes that no format reads,
+            a member cut off); skipped_records is 0 then and JSON says null.
     """
 
     path: str
@@ -28,6 +30,7 @@ class Problem:
     found: str
     skipped_bytes: int = 0
     skipped_records: int = 0
+    records_unknown: bool = False
 
     def message(self) -> str:
         """The problem as one sentence."""
@@ -41,7 +44,7 @@ class Problem:
             "expected": self.expected,
             "found": self.found,
             "skipped_bytes": self.skipped_bytes,
-            "skipped_records": self.skipped_records,
+            "skipped_records": None if self.records_unknown else self.skipped_records,
             "message": self.message(),
         }
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gntkit.containers import container_by_name, container_class, sniff_container
+from gntkit.containers import ArchiveLoss, container_by_name, container_class, sniff_container
 from gntkit.errors import FormatError, GntkitError
-from gntkit.formats import describe_content, format_by_name, get_format, sniff_format, source_kinds
+from gntkit.formats import FORMATS, describe_content, format_by_name, get_format, sniff_format, source_kinds
 
 _HEAD_BYTES = 64
 
@@ -58,6 +58,9 @@ class Member:
         key_prefix: what sample keys start with when it is not the writer id (a writer's
             second format in one conversion: HWDB1.1 `1001-c.gnt` and OLHWDB1.1 `1001.pot`
             are the same person, so the POT keys read `1001.pot/17`).
+        lost: for a stretch of a damaged archive that could not be recovered (on_error="skip"),
+            the gntkit.containers.ArchiveLoss saying what was lost; reading it raises. Its
+            writer id is "" when the member's name is lost too.
     """
 
     writer_id: str
@@ -70,6 +73,7 @@ class Member:
     layers: tuple = ()
     companions: tuple = ()
     key_prefix: str | None = None
+    lost: object = None
 
     @property
     def key_base(self) -> str:
@@ -93,6 +97,8 @@ class Member:
                 than listed.
             GntkitError: the file cannot be read.
         """
+        if self.lost is not None:
+            raise FormatError(self.lost.path, self.lost.offset, self.lost.expected, self.lost.found)
         if not self.layers:
             try:
                 if map_file:
@@ -104,6 +110,19 @@ class Member:
         with lock:  # one archive stream: members are read one at a time, in order, seeking forward
             data = container.read(self.layers[-1][1])
         return np.frombuffer(data, dtype=np.uint8)
+
+    def read_unchecked(self) -> np.ndarray | None:
+        """The member's bytes without its archive's CRC check (to count what a damaged member held),
+        or None when they cannot be decoded whole."""
+        if not self.layers:
+            try:
+                return self.read()
+            except GntkitError:
+                return None
+        container, lock = _shared_container(self.archive, self.layers[:-1], self.layers[-1][0])
+        with lock:
+            data = container.read_unchecked(self.layers[-1][1])
+        return None if data is None else np.frombuffer(data, dtype=np.uint8)
 
     def format_module(self):
         """The gntkit.formats module that reads this member."""
@@ -120,8 +139,12 @@ def mapped_bytes(path) -> np.ndarray:
         return np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
 
 
-def open_container(path: str, outer_layers: tuple, kind: str):
-    """The container of kind `kind` found at `path` inside `outer_layers` ((kind, inner) pairs)."""
+def open_container(path: str, outer_layers: tuple, kind: str, on_error: str = "skip"):
+    """The container of kind `kind` found at `path` inside `outer_layers` ((kind, inner) pairs).
+
+    on_error="raise" makes a damaged listing raise (finding members); reading members that were
+    listed uses "skip", which lists the same members of an archive that lists without damage.
+    """
     def opener(layers=tuple(outer_layers)):
         if not layers:
             return open(path, "rb")
@@ -129,7 +152,7 @@ def open_container(path: str, outer_layers: tuple, kind: str):
         return outer.open(layers[-1][1])
 
     display = ":".join([str(path)] + [inner for _, inner in outer_layers])
-    return container_class(kind)(opener, display)
+    return container_class(kind)(opener, display, on_error=on_error)
 
 
 _OPEN_CONTAINERS: collections.OrderedDict = collections.OrderedDict()
@@ -168,17 +191,23 @@ def _read_head(path: Path) -> bytes:
         raise GntkitError(f"{path}: cannot read the file ({exc.strerror or exc}).") from None
 
 
-def _container_members(path: Path, source: str, kind: str, layers: tuple = ()) -> list[Member]:
-    """Every member of a format in a container (recursing into nested containers)."""
-    container = open_container(str(path), layers, kind)
-    entries = container.entries()
+def _container_members(path: Path, source: str, kind: str, layers: tuple = (), on_error: str = "raise") -> list[Member]:
+    """Every member of a format in a container (recursing into nested containers), and with
+    on_error="skip" one lost member per stretch that could not be recovered."""
+    container = open_container(str(path), layers, kind, on_error)
+    try:
+        entries = container.entries()
+    except FormatError as exc:
+        if on_error == "raise":
+            raise
+        entries, container.losses = [], [ArchiveLoss(container.path, exc.offset, exc.expected, exc.found)]  # nothing listable
     members, skipped = [], []
     for inner, size in entries:
         base = inner.rsplit("/", 1)[-1]
         here = layers + ((kind, inner),)
         nested = container_by_name(base)
         if nested is not None:
-            members.extend(_container_members(path, source, nested.name, here))
+            members.extend(_container_members(path, source, nested.name, here, on_error))
             continue
         module = format_by_name(base)
         if module is None:
@@ -186,13 +215,34 @@ def _container_members(path: Path, source: str, kind: str, layers: tuple = ()) -
             continue
         display = ":".join([str(path)] + [name for _, name in here])
         members.append(Member(module.writer_id(base), display, source, str(path), inner, size, module.NAME, here))
+    members.extend(_lost_members(container, path, source, layers, members))
     if not members:
         where = ":".join([str(path)] + [name for _, name in layers])
         raise GntkitError(f"{where}: expected {source_kinds()} inside the archive, found none among its {len(entries)} members.")
     return members
 
 
-def _file_members(path: Path, source: str, named: bool) -> list[Member]:
+def _lost_members(container, path: Path, source: str, layers: tuple, found: list[Member]) -> list[Member]:
+    """A Member for each ArchiveLoss of a container: named after the lost member where its name
+    is known, else after the archive (writer id "", the format of the members beside it)."""
+    out = []
+    for loss in container.losses:
+        base = (loss.name or "").rsplit("/", 1)[-1]
+        nested = container_by_name(base) if base and loss.members == 1 else None
+        if nested is not None:  # an archive cut off inside this one: salvage what it still holds
+            out.extend(_container_members(path, source, nested.name, layers + ((container.name, loss.name),), "skip"))
+            continue
+        module = format_by_name(base) if base else None
+        inner = loss.name if module is not None else f"@{loss.offset}"
+        here = layers + ((container.name, inner),)
+        name = f"{container.path}:{loss.name}" if module is not None else container.path
+        writer = module.writer_id(base) if module is not None else ""
+        fmt = module.NAME if module is not None else (found[0].format if found else next(iter(FORMATS)))
+        out.append(Member(writer, name, source, str(path), inner, loss.lost_bytes, fmt, here, lost=loss))
+    return out
+
+
+def _file_members(path: Path, source: str, named: bool, on_error: str = "raise") -> list[Member]:
     """The members of one file: itself, or an archive's contents.
 
     named=True: the user named this file, so its content decides what it is; inside a
@@ -202,7 +252,7 @@ def _file_members(path: Path, source: str, named: bool) -> list[Member]:
     kind = sniff_container(head) if named else None
     kind = kind or container_by_name(path.name)
     if kind is not None:
-        return _container_members(path, source, kind.name)
+        return _container_members(path, source, kind.name, on_error=on_error)
     size = path.stat().st_size
     by_name = format_by_name(path.name)
     if not named:
@@ -217,15 +267,15 @@ def _file_members(path: Path, source: str, named: bool) -> list[Member]:
     return [Member(module.writer_id(path.name), str(path), source, None, None, size, module.NAME)]
 
 
-def _members_of(path: Path) -> list[Member]:
+def _members_of(path: Path, on_error: str = "raise") -> list[Member]:
     source = str(path)
     if not path.exists():
         raise GntkitError(f"{path}: expected {source_kinds()}, found nothing at that path.")
     if not path.is_dir():
-        return _file_members(path, source, named=True)
+        return _file_members(path, source, named=True, on_error=on_error)
     members = []
     for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        members.extend(_file_members(file, source, named=False))
+        members.extend(_file_members(file, source, named=False, on_error=on_error))
     if not members:
         raise GntkitError(f"{path}: expected {source_kinds()} in this folder, found none.")
     return members
@@ -243,11 +293,14 @@ def _assemble(members: list[Member]) -> list[Member]:
     return out
 
 
-def find_members(sources) -> list[Member]:
+def find_members(sources, on_error: str = "raise") -> list[Member]:
     """Every member of the given sources, sorted by writer id.
 
     Args:
         sources: a path or a list of paths (source files, folders, archives).
+        on_error: "raise" on a damaged or truncated archive, or "skip": keep the members
+            before the damage that check out, plus a lost Member (see Member.lost) for each
+            stretch that could not be recovered.
 
     Returns:
         Members in deterministic order.
@@ -266,9 +319,10 @@ def find_members(sources) -> list[Member]:
     for source in sources:
         if not isinstance(source, (str, os.PathLike)):
             raise GntkitError(f"A source must be a path, found {type(source).__name__}.")
-        members.extend(_members_of(Path(source)))
-    members = _assemble(members)
-    members = _check_writers(members)
+        members.extend(_members_of(Path(source), on_error))
+    lost = [m for m in members if m.lost is not None]  # hold no samples: neither paired nor keyed
+    members = _assemble([m for m in members if m.lost is None])
+    members = _check_writers(members) + lost
     members.sort(key=lambda m: (writer_sort_key(m.writer_id), _format_rank(m.format)))
     return members
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gntkit.formats.gnt import DEFAULT_MAX_SIDE, Problem
+from gntkit.formats.salvage import lost_records_words, unknown_record_counts
 from gntkit.formats.sources import find_members
 from gntkit.samples.charset import decode_tag, is_symbol_code
 from gntkit.samples.stream import open_member
@@ -69,7 +70,7 @@ class Inspection:
         return {
             "files": len(self.files),
             "formats": dict(sorted(formats.items())),
-            "writers": len({f["writer_id"] for f in self.files}),
+            "writers": len({f["writer_id"] for f in self.files if f["writer_id"]}),  # "": a lost stretch of an archive
             "bytes": int(sum(f["bytes"] for f in self.files)),
             "records": self.records,
             "classes": len(self.code_counts) - len(unknown),
@@ -82,6 +83,8 @@ class Inspection:
             **self._extra_stats(stats),
             "skipped_bytes": int(sum(p.skipped_bytes for p in self.problems)),
             "skipped_records": int(sum(p.skipped_records for p in self.problems)),
+            "unknown_record_counts": unknown_record_counts(self.problems),
+            "lost": lost_records_words(self.problems),
             "problems": [p.to_json() for p in self.problems],
             "per_file": self.files,
         }
@@ -120,7 +123,7 @@ def inspect_sources(sources, max_side: int = DEFAULT_MAX_SIDE, progress: bool = 
     from gntkit.progress import ProgressBar
 
     result = Inspection()
-    members = find_members(sources)
+    members = find_members(sources, on_error="skip")
     result.charset = _native_charset(members)
     with ProgressBar(sum(m.size for m in members), unit="bytes", description="inspect", enabled=progress, delay=PROGRESS_DELAY) as bar:
         for member in members:
@@ -182,8 +185,7 @@ def format_inspection(report: dict) -> str:
         if key.endswith("_per_sample") and s:
             lines.append(f"{key[:-len('_per_sample')]:<10} per sample: min {s['min']}, median {s['median']:g}, max {s['max']}")
     if report["problems"]:
-        lines.append(f"problems   {len(report['problems'])} ({report['skipped_records']} damaged record(s) or member(s), "
-                     f"{report['skipped_bytes']:,} bytes):")
+        lines.append(f"problems   {len(report['problems'])} ({report['lost']}, {report['skipped_bytes']:,} bytes):")
         lines.extend(f"  {p['message']}" for p in report["problems"])
     else:
         lines.append("problems   none")

@@ -20,6 +20,7 @@ import numpy as np
 from gntkit.errors import CharsetError, FormatError, GntkitError
 from gntkit.formats import get_format
 from gntkit.formats.gnt import DEFAULT_MAX_SIDE, ON_ERROR_CHOICES, Problem
+from gntkit.formats.salvage import lost_member_problem, lost_records_words, unknown_record_counts
 from gntkit.formats.sources import Member, find_members
 from gntkit.samples.batch import SampleBatch
 from gntkit.samples.charset import ON_UNKNOWN_CHOICES, Charset, decode_tag, describe_tag
@@ -74,7 +75,7 @@ class StreamReport:
     @property
     def lost_anything(self) -> bool:
         """True when a record was skipped or a sample dropped."""
-        return bool(self.skipped_records or self.skipped_bytes or self.dropped)
+        return bool(self.skipped_records or self.skipped_bytes or self.dropped or self.problems)
 
     def to_json(self) -> dict:
         """JSON-able form for the manifest."""
@@ -84,6 +85,7 @@ class StreamReport:
             "kept": self.kept,
             "skipped_records": self.skipped_records,
             "skipped_bytes": self.skipped_bytes,
+            "unknown_record_counts": unknown_record_counts(self.problems),
             "dropped_samples": self.dropped,
             "other_samples": self.other,
             "unknown_codes": {f"0x{code:04X}": n for code, n in sorted(self.unknown_codes.items())},
@@ -94,9 +96,8 @@ class StreamReport:
     def summary(self) -> str:
         """One or two sentences saying what was lost, or that nothing was."""
         parts = []
-        if self.skipped_records or self.skipped_bytes:
-            parts.append(f"skipped {self.skipped_records} damaged record(s) or member(s), {self.skipped_bytes} bytes, "
-                         f"in {len(self.problems)} place(s)")
+        if self.skipped_records or self.skipped_bytes or self.problems:
+            parts.append(f"skipped {lost_records_words(self.problems)}, {self.skipped_bytes} bytes, in {len(self.problems)} place(s)")
         if self.dropped:
             unknown = sum(self.unknown_codes.values())
             parts.append(f"dropped {self.dropped} sample(s) outside the charset ({unknown} with undecodable tag codes, "
@@ -132,9 +133,8 @@ def open_member(member: Member, on_error: str = "raise", max_side: int = DEFAULT
     except FormatError as exc:
         if on_error == "raise":
             raise
-        # A damaged archive member (or an empty file) cannot be read at all: skip it whole.
-        return None, [Problem(member.name, exc.offset, exc.expected, exc.found, skipped_bytes=max(member.size, 0),
-                              skipped_records=int(member.size != 0))]
+        # A damaged archive member (or an empty file) cannot be read at all: skip it whole, counting what it held.
+        return None, [lost_member_problem(member, exc, max_side)]
     return record_file, list(record_file.index.problems)
 
 
@@ -377,11 +377,11 @@ def line_batch_of(member: Member, record_file, chosen: np.ndarray, classes: np.n
     return SampleBatch(**common, heights=heights, widths=widths, pixels=pixels, pixel_offsets=pixel_offsets)
 
 
-def resolve_members(sources) -> list[Member]:
+def resolve_members(sources, on_error: str = "raise") -> list[Member]:
     """Members as given, or found from paths (see gntkit.formats.sources.find_members)."""
     if isinstance(sources, (list, tuple)) and sources and all(isinstance(s, Member) for s in sources):
         return list(sources)
-    return find_members(sources)
+    return find_members(sources, on_error=on_error)
 
 
 def _worker_init():
@@ -441,7 +441,7 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
         raise GntkitError(f"charset must be a gntkit Charset, found {type(charset).__name__}.")
     if int(batch_size) < 1 or int(workers) < 1:
         raise GntkitError(f"batch_size and workers must be at least 1, found {batch_size} and {workers}.")
-    members = resolve_members(sources)
+    members = resolve_members(sources, on_error)
     report = report if report is not None else StreamReport()
     if workers == 1 or len(members) == 1:
         for member in members:
@@ -525,7 +525,7 @@ class Source:
                  max_side: int = DEFAULT_MAX_SIDE):
         check_choice("on_error", on_error, ON_ERROR_CHOICES)
         check_choice("on_unknown", on_unknown, ON_UNKNOWN_CHOICES)
-        self.members = resolve_members(sources)
+        self.members = resolve_members(sources, on_error)
         self.preprocess = preprocess
         self.on_error, self.on_unknown, self.max_side = on_error, on_unknown, max_side
         self.report = StreamReport()

@@ -333,13 +333,13 @@ def plan_conversion(sources, out_dir=None, *, to: str = "tfrecord", name: str | 
     fmt = output_format(to)
     _check_options(options)
     source_list = [sources] if isinstance(sources, (str, Path)) else list(sources)
-    members = find_members(source_list)
+    members = find_members(source_list, on_error=options["on_error"])
     if options.get("strokes"):
         _check_strokes_sources(members)
     if _line_sources(members):
         options["lines"] = True
     plan = split if isinstance(split, SplitPlan) else parse_split(split or _default_split(members), val_fraction, split_seed)
-    assignment = plan.assign(members)
+    assignment = plan.assign([m for m in members if m.writer_id])  # "": a lost stretch of an archive, no writer
     charset_obj = plan_charset(charset, members, on_error=options["on_error"], on_unknown=options["on_unknown"],
                                max_side=options["max_side"])
     upload_to = None
