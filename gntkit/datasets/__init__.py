@@ -11,7 +11,7 @@ The package, by job:
 - `sampling`: epoch order, rank share, worker partition, batch plan (the epoch semantics; its
   docstring states them).
 - `tfrecord`, `hdf5`, `webdataset`: one reader module per shard format, named by the format
-  table in `gntkit.shards.manifest` (a `ShardReader` class and the bulk `read_rows`).
+  table in `gntkit.shards.registry` (a `ShardReader` class and the bulk `read_rows`).
 - `shardset`: `ShardSet`; `bulk`: several shards as one record space for the numba kernels.
 - `torch`, `tf`: the framework adapters (each imports its framework when imported).
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from gntkit.errors import GntkitError, require
 from gntkit.samples.batch import SampleBatch
+from gntkit.shards.registry import output_format
 from gntkit.shards.writer import PixelView, ShardWriter
 
 #: Bytes per chunk of the image data: small enough for cheap random reads of one
@@ -67,10 +68,7 @@ class HDF5Writer(ShardWriter):
         MissingDependencyError: when h5py is not installed.
     """
 
-    extension = "h5"
     format = "hdf5"
-    compressions = (None, "lzf", "gzip")
-    has_index = False
 
     def _open(self) -> None:
         missing = [name for name in ("charset", "preprocess") if name not in self.attrs]
@@ -298,7 +296,7 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
     """
     if isinstance(compression, str):
         compression = compression.lower()
-    if compression not in HDF5Writer.compressions:
+    if compression not in output_format(HDF5Writer.format).compressions:
         raise GntkitError(f"HDF5 shards support compression None, 'lzf' or 'gzip', found {compression!r}.")
     h5py = _h5py()
     with h5py.File(path, "r") as f:
