@@ -41,8 +41,8 @@ def converted(pages, tmp_path_factory):
 def test_conversion_round_trips_through_the_stock_readers(pages, converted, fmt):
     from gntkit.samples.preprocess import Preprocess
     from gntkit.samples.stream import Source
-    from gntkit.shards.verify import verify
     from gntkit.shards.registry import get_format_module
+    from gntkit.shards.verify import verify
 
     manifest = converted[fmt]
     folder = manifest["folder"]
@@ -72,9 +72,9 @@ def manifest_charset(folder):
 
 
 def test_verify_refuses_a_text_that_disagrees_with_its_labels(pages, tmp_path):
+    from gntkit.shards import hdf5
     from gntkit.shards.convert import convert
     from gntkit.shards.verify import verify
-    from gntkit.shards import hdf5
 
     out = tmp_path / "h5"
     manifest = convert(pages, out, to="hdf5", on_unknown="other", workers=1, hash_sources=False)
