@@ -30,11 +30,15 @@ import time
 from gntkit.formats.gnt import DEFAULT_MAX_SIDE
 from gntkit.progress import ProgressBar
 from gntkit.samples.stream import DEFAULT_BATCH_SIZE, StreamReport, iter_batches
-from gntkit.shards.finalise import SourceHasher, finalise
+from gntkit.shards.finalise import SourceHasher, build_manifest, conversion_summary, finalise
 from gntkit.shards.output import OutputFolder, split_outputs
-from gntkit.shards.plan import ConversionPlan, plan_conversion
+from gntkit.shards.plan import ConversionPlan, default_name, default_output, plan_conversion, preprocess_settings, resolve_preprocess
 from gntkit.shards.registry import DEFAULT_FORMAT
 from gntkit.tools.compile_ahead import cancel_helpers, compile_callee_share, preprocess_group, start_preprocess_helper, warm_writer
+
+# The conversion's public names, whichever stage module holds them.
+__all__ = ["DEFAULT_SHARD_BYTES", "ConversionPlan", "OutputFolder", "build_manifest", "conversion_summary", "convert", "default_name",
+           "default_output", "finalise", "plan_conversion", "preprocess_settings", "resolve_preprocess", "write_shards"]
 
 # 128 MB: about 30 shards for HWDB1.1-train at 64 x 64, enough for shuffling across shards and
 # for hashing them side by side (gntkit.shards.digest), each still large for sequential reads.

@@ -13,6 +13,7 @@ from gntkit.formats.sources import find_members
 from gntkit.samples.preprocess import Preprocess, preprocess_image
 from gntkit.samples.stream import is_line_member, iter_batches, plan_charset
 from gntkit.shards.manifest import MANIFEST, choose_split, load_manifest
+from gntkit.shards.plan import preprocess_settings
 from gntkit.shards.registry import output_format
 
 CELL = 72
@@ -160,10 +161,8 @@ def _source_samples(sources: list, charset, count: int, cjk: bool) -> tuple[list
     return images, labels, light_on_dark
 
 
-def _stages_panel(raw_images: list, preprocess) -> Image.Image:
+def _stages_panel(raw_images: list, settings: Preprocess) -> Image.Image:
     """Each of the first raw images beside every preprocessing stage applied to it."""
-    settings = (preprocess if isinstance(preprocess, Preprocess)
-                else Preprocess(**{k: v for k, v in (preprocess or {}).items() if v is not None}))
     steps = _stage_settings(settings)
     stage_images, stage_labels = [], []
     for image in raw_images:
@@ -186,7 +185,8 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
         columns: cells per row.
         split: for a converted folder, the split to show (default: the first).
         stages: for sources, also show the preprocessing stages of this many samples.
-        preprocess: settings for the stages view: a Preprocess or a dict of its settings
+        preprocess: settings for the stages view: a Preprocess or a dict of its settings as
+            gntkit.shards.plan.preprocess_settings takes them (binarize may be "otsu" or digits)
             (default Preprocess()).
         charset: for sources, the charset used for labels (None: the format's default).
 
@@ -198,6 +198,10 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
     """
     if count < 1 or columns < 1 or stages < 0:
         raise GntkitError(f"count and columns must be at least 1 and stages at least 0, found {count}, {columns}, {stages}.")
+    if not isinstance(preprocess, Preprocess):
+        settings = Preprocess(**{k: v for k, v in preprocess_settings(**(preprocess or {})).items() if v is not None})
+    else:
+        settings = preprocess
     out_png = Path(out_png)
     if out_png.suffix.lower() != ".png":
         raise GntkitError(f"{out_png}: expected an output file name ending in .png, found {out_png.suffix or 'no suffix'}.")
@@ -216,7 +220,7 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
     else:
         grid = draw_grid(images, labels, columns, invert_display=invert)
     if stages and not from_folder and grid.info.get("kind") != "lines":
-        panel = _stages_panel(images[:stages], preprocess)
+        panel = _stages_panel(images[:stages], settings)
         combined = Image.new("L", (max(grid.width, panel.width), grid.height + panel.height + 8), 255)
         combined.paste(grid, (0, 0))
         combined.paste(panel, (0, grid.height + 8))
