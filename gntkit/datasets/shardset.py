@@ -16,6 +16,7 @@ from gntkit.datasets._files import AbsentShard
 from gntkit.datasets.bulk import BulkReader
 from gntkit.datasets.sampling import batch_plan, check_count, epoch_order, num_batches, rank_share
 from gntkit.errors import FormatError, GntkitError
+from gntkit.samples.charset import Charset
 from gntkit.shards.manifest import CHARSET_JSON, MANIFEST, Shard
 from gntkit.shards.registry import output_format
 
@@ -87,8 +88,6 @@ class ShardSet:
     def charset(self):
         """The `gntkit.samples.charset.Charset` of the labels (loaded from charset.json on first use)."""
         if self._charset is None:
-            from gntkit.samples.charset import Charset  # core module; deferred so a manifest can be inspected alone
-
             self._charset = Charset.load(self.path)
             if self.num_classes is not None and len(self._charset) != self.num_classes:
                 raise FormatError(str(self.path / CHARSET_JSON), None, f"{self.num_classes} classes (as {MANIFEST} says)",
