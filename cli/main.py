@@ -98,7 +98,7 @@ def inspect(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
     """Report files, writers, records, classes, Chinese vs symbol counts, bitmap sizes and every problem found."""
-    from gntkit.samples.inspection import format_inspection, inspect_sources
+    from gntkit.samples.inspection import format_inspection, inspect_sources  # numba: off `gntkit --help`
 
     report = run(lambda: inspect_sources(sources, progress=not quiet)).to_json()
     typer.echo(json.dumps(report, ensure_ascii=False, indent=1) if as_json else format_inspection(report))
@@ -159,7 +159,7 @@ def synth(
                                                   "writer's distortions.")] = None,
 ):
     """Write a synthetic corpus in a real CASIA layout: character-like glyphs composed from radicals with per-writer styles (no download)."""  # noqa: E501 - `gntkit --help` keeps a docstring's line breaks
-    from gntkit.tools.synth import write_corpus
+    from gntkit.tools.synth import write_corpus  # numba: off `gntkit --help`
 
     paths = run(lambda: write_corpus(out, writers=writers, first_writer=first_writer, num_classes=classes,
                                      samples_per_class=samples_per_class, style=style, num_symbols=symbols,
@@ -259,7 +259,7 @@ def convert(
         # Preprocess.edits, spelled out: importing gntkit.samples.preprocess loads numba, which would
         # delay the helper's start by the time this saves.
         start_preprocess_helper(edited=bool(contrast or denoise or binarize is not None))
-    from gntkit.shards import convert as conversion
+    from gntkit.shards import convert as conversion  # numba: off `gntkit --help`
 
     manifest = run(lambda: conversion.convert(
         sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed, charset=charset,
@@ -283,7 +283,7 @@ def verify(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
     """Re-check every shard against the manifest (count, sha256) and decode every record with the stock reader."""
-    from gntkit.shards.verify import verify as run_verify
+    from gntkit.shards.verify import verify as run_verify  # numba: off `gntkit --help`
 
     summary = run(lambda: run_verify(folder, decode=decode, progress=not quiet))
     splits = ", ".join(f"{k} {v:,}" for k, v in summary["splits"].items())
@@ -322,7 +322,7 @@ def preview(
     contrast: Annotated[bool, typer.Option("--contrast", help="Include contrast stretching in the stages view.")] = False,
 ):
     """Draw a grid of samples with their labels (and optionally the preprocessing stages) to a PNG."""
-    from gntkit.tools.preview import preview as run_preview
+    from gntkit.tools.preview import preview as run_preview  # numba and Pillow: off `gntkit --help`
 
     result = run(lambda: run_preview(source, out, count=count, columns=columns, split=split, stages=stages,
                                      preprocess={"size": size, "crop": True, "invert": True, "binarize": binarize, "denoise": denoise,
@@ -337,7 +337,7 @@ def demo(
     workers: Annotated[int | None, typer.Option(help="Conversion processes (default: all cores).")] = None,
 ):
     """Run the main job on a built-in generated sample (no download): generate, inspect, convert to all formats, verify, preview."""
-    from gntkit.tools.demo import run_demo
+    from gntkit.tools.demo import run_demo  # numba: off `gntkit --help`
 
     run(lambda: run_demo(out, workers=workers, log=typer.echo))
 
