@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from types import ModuleType
 
 from gntkit.errors import GntkitError
 
@@ -48,8 +49,8 @@ class OutputFormat:
     name: str
     title: str
     extension: str
-    writer: object
-    reader: object
+    writer: type | str
+    reader: ModuleType | str
     aliases: tuple[str, ...] = ()
     compressions: tuple = (None,)
     has_index: bool = False
