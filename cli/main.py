@@ -28,8 +28,8 @@ from gntkit.training import export as run_export
 from gntkit.training import predict as run_predict
 
 # The commands that read sources or shards import their library module when they run: it loads
-# numba (and the preview command Pillow), which adds about 1 s to `gntkit --help` (measured:
-# 0.8 s with these imports inside the commands, 2.0 s with them all at the top).
+# numba (and the preview command Pillow), which adds about 1 s to `gntkit --help` (measured on a
+# busy 2-core machine: 0.8-1.3 s with these imports inside the commands, 1.9-2.4 s at the top).
 
 # TensorFlow's C++ start-up chatter would bury the one-sentence messages of the CLI.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
