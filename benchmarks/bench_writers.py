@@ -32,7 +32,7 @@ import zlib
 import numpy as np
 
 from gntkit.samples.batch import SampleBatch
-from gntkit.shards.writer import get_writer_class
+from gntkit.shards.registry import get_writer_class
 
 SIZE = 64
 BATCH = 4096

@@ -19,6 +19,17 @@ from typing import Annotated
 import typer
 
 from gntkit.errors import GntkitError
+from gntkit.samples.charset import BUILTIN_CHARSETS, builtin, resolve
+from gntkit.shards.registry import DEFAULT_FORMAT, FORMATS
+from gntkit.tools.warmup import cache_folder
+from gntkit.tools.warmup import warmup as run_warmup
+from gntkit.training import evaluate as run_evaluate
+from gntkit.training import export as run_export
+from gntkit.training import predict as run_predict
+
+# The commands that read sources or shards import their library module when they run: it loads
+# numba (and the preview command Pillow), which adds about 1 s to `gntkit --help` (measured on a
+# busy 2-core machine: 0.8-1.3 s with these imports inside the commands, 1.9-2.4 s at the top).
 
 # TensorFlow's C++ start-up chatter would bury the one-sentence messages of the CLI.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -29,8 +40,8 @@ EXIT_SKIPPED = 3
 
 app = typer.Typer(
     name="gntkit",
-    help="Read CASIA HWDB .gnt handwriting archives exactly and fast, convert them to TFRecord / HDF5 / "
-    "WebDataset shards, and train reference models.",
+    help="Read CASIA HWDB .gnt handwriting archives exactly and fast, convert them to "
+    f"{' / '.join(f.title for f in FORMATS.values())} shards, and train reference models.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -83,11 +94,11 @@ def inspect(
     sources: Sources,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     on_error: Annotated[OnError, typer.Option(
-        help="raise: exit 2 when any problem is found; skip: report problems, exit 3.")] = OnError.raise_,
+    help="raise: exit 2 when any problem is found; skip: report problems, exit 3.")] = OnError.raise_,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
     """Report files, writers, records, classes, Chinese vs symbol counts, bitmap sizes and every problem found."""
-    from gntkit.samples.inspection import format_inspection, inspect_sources
+    from gntkit.samples.inspection import format_inspection, inspect_sources  # numba: off `gntkit --help`
 
     report = run(lambda: inspect_sources(sources, progress=not quiet)).to_json()
     typer.echo(json.dumps(report, ensure_ascii=False, indent=1) if as_json else format_inspection(report))
@@ -101,8 +112,6 @@ def inspect(
 @charset_app.command("list")
 def charset_list():
     """List the built-in charsets."""
-    from gntkit.samples.charset import BUILTIN_CHARSETS, builtin
-
     for name, description in BUILTIN_CHARSETS.items():
         size = f"{len(builtin(name)):>5}" if name != "data" else "    -"
         typer.echo(f"{name:<13} {size}  {description}")
@@ -114,8 +123,6 @@ def charset_show(
     limit: Annotated[int, typer.Option(help="Show at most this many classes (0: all).")] = 40,
 ):
     """Show a charset's classes: class id, tag code, character."""
-    from gntkit.samples.charset import resolve
-
     charset = run(lambda: resolve(name))
     typer.echo(f"{charset.name}: {len(charset)} classes, {charset.order}")
     count = len(charset) if limit <= 0 else min(limit, len(charset))
@@ -131,8 +138,6 @@ def charset_export(
     out: Annotated[Path, typer.Argument(help="Folder to write charset.txt and charset.json into (created).")],
 ):
     """Write a charset as charset.txt (line number = class id) and charset.json (with tag codes)."""
-    from gntkit.samples.charset import resolve
-
     charset = run(lambda: resolve(name))
     paths = run(lambda: charset.save(out, overwrite=False))
     typer.echo(f"wrote {len(charset)} classes to {paths[0]} and {paths[1]}")
@@ -154,7 +159,7 @@ def synth(
                                                   "writer's distortions.")] = None,
 ):
     """Write a synthetic corpus in a real CASIA layout: character-like glyphs composed from radicals with per-writer styles (no download)."""  # noqa: E501 - `gntkit --help` keeps a docstring's line breaks
-    from gntkit.tools.synth import write_corpus
+    from gntkit.tools.synth import write_corpus  # numba: off `gntkit --help`
 
     paths = run(lambda: write_corpus(out, writers=writers, first_writer=first_writer, num_classes=classes,
                                      samples_per_class=samples_per_class, style=style, num_symbols=symbols,
@@ -162,109 +167,108 @@ def synth(
     typer.echo(f"wrote {len(paths)} file(s) to {out}")
 
 
-class Format(str, Enum):
-    tfrecord = "tfrecord"
-    hdf5 = "hdf5"
-    webdataset = "webdataset"
+# typer takes a choice as an Enum: the output formats registered when the CLI is imported.
+Format = Enum("Format", {name: name for name in FORMATS}, type=str)
+_DEFAULT_FORMAT = Format(DEFAULT_FORMAT)
+
+_SPLIT_HELP = ("'all', a preset (hwdb1.0, hwdb1.1, hwdb1.2, olhwdb1.x, hwdb2.x, competition, icdar2013, archive: train/test from "
+               "the download names; see docs/casia.md), or ranges 'train=1001-1240,test=1241-1300'. Default: the format's (GNT: all; "
+               "MNIST: from the file names).")
+_COMPRESSION_HELP = "; ".join(f"{f.name}: {' or '.join(c for c in f.compressions if c)}"
+                              for f in FORMATS.values() if len(f.compressions) > 1) + " (default: none)."
+_TITLES = [f.title for f in FORMATS.values()]
+_CONVERT_HELP = ("Convert sources (.gnt and other CASIA / MNIST files, folders, archives) to "
+                 f"{', '.join(_TITLES[:-1])} or {_TITLES[-1]} shards with charset and manifest.")
 
 
-def build_preprocess(size: int | None, raw: bool, margin: int | None, crop: bool | None, invert: bool | None,
-                     binarize: str | None, denoise: bool, contrast: bool, **more) -> dict:
-    """Preprocess settings the user set, as a dict (None: the source format's default; see
-    gntkit.shards.convert.resolve_preprocess, which validates them)."""
-    threshold = None
-    if binarize is not None:
-        if binarize != "otsu" and not binarize.isdigit():
-            raise GntkitError(f"--binarize must be 'otsu' or a threshold 0..255, found {binarize!r}.")
-        threshold = binarize if binarize == "otsu" else int(binarize)
-    if raw:
-        return {"raw": True, **{k: v for k, v in more.items() if v is not None}}
-    return {"size": size, "margin": margin, "crop": crop, "invert": invert, "binarize": threshold,
-            "denoise": denoise or None, "contrast": contrast or None, **more}
+def _command_line() -> str | None:
+    """The command as typed, for the manifest (None when not run as `gntkit`)."""
+    return shlex.join(["gntkit", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("gntkit") else None
 
 
-@app.command()
+# Options of `gntkit convert` whose declaration takes more than a line.
+OutOption = Annotated[str | None, typer.Option(help="Output folder, or a URL (s3://bucket/prefix, any fsspec URL: "
+                                                    "uploaded when complete). Default: <source name>-<format> here.")]
+CharsetOption = Annotated[str | None, typer.Option(help="gb2312-1 (3,755), gb2312 (6,763), data (every code seen, by code), "
+                                                        "or a charset.txt/.json. Default: the format's (GNT: gb2312-1).")]
+OnUnknownOption = Annotated[OnUnknown, typer.Option(help="Characters outside the charset: drop and count, error, "
+                                                         "or map to an 'other' class.")]
+SizeOption = Annotated[int | None, typer.Option(
+    help="Output image side S (S x S canvas). Default: the format's (GNT: 64; MNIST: 28, as stored).")]
+CropOption = Annotated[bool | None, typer.Option(
+    "--crop/--no-crop", help="Crop to the ink's bounding box before resizing (default: the format's).", show_default=False)]
+InvertOption = Annotated[bool | None, typer.Option(
+    "--invert/--no-invert", help="Ink bright on a 0 background (default: the format's).", show_default=False)]
+LineHeightOption = Annotated[int | None, typer.Option(
+    help="DGRL (text lines): height of every line image; width scaled alike (default 64).")]
+MaxLineWidthOption = Annotated[int | None, typer.Option(
+    help="DGRL (text lines): widest line image; wider lines are squeezed to it (default 2048).")]
+StrokesOption = Annotated[bool, typer.Option(
+    "--strokes", help="POT (online strokes): also write each sample's raw points and stroke lengths.")]
+PadOption = Annotated[bool, typer.Option("--pad", help="Resize as tf.image.resize_with_pad (aspect kept, zero padding), "
+                                                       "e.g. MNIST to 224.")]
+WorkersOption = Annotated[int | None, typer.Option(
+    help="Files decoded in parallel (default: all cores). Output is identical for any value.")]
+ParallelOption = Annotated[str, typer.Option(
+    help="How workers run: 'threads' (one process; the kernels release the GIL) or 'processes'.")]
+ResumeOption = Annotated[bool, typer.Option(
+    "--resume", help="Finish an interrupted run of the same command, keeping its finished shards.")]
+HashSourcesOption = Annotated[bool, typer.Option(
+    "--hash-sources/--no-hash-sources", help="Record every source file's sha256 in the manifest.")]
+
+
+@app.command(help=_CONVERT_HELP)
 def convert(
     sources: Sources,
-    to: Annotated[Format, typer.Option(help="Shard format.")] = Format.tfrecord,
-    out: Annotated[str | None, typer.Option(help="Output folder, or a URL (s3://bucket/prefix, any fsspec URL: "
-                                                 "uploaded when complete). Default: <source name>-<format> here.")] = None,
+    to: Annotated[Format, typer.Option(help="Shard format.")] = _DEFAULT_FORMAT,
+    out: OutOption = None,
     name: Annotated[str | None, typer.Option(help="Dataset name in shard file names (default: from the source).")] = None,
-    split: Annotated[str | None, typer.Option(help="'all', a preset (hwdb1.0, hwdb1.1, hwdb1.2, olhwdb1.x, hwdb2.x, competition, "
-                                                   "icdar2013, archive: train/test from the download names; see docs/casia.md), or ranges "
-                                                   "'train=1001-1240,test=1241-1300'. Default: the format's (GNT: all; MNIST: "
-                                                   "from the file names).")] = None,
+    split: Annotated[str | None, typer.Option(help=_SPLIT_HELP)] = None,
     val_fraction: Annotated[float, typer.Option(help="Move this fraction of the train writers to a 'val' split (seeded).")] = 0.0,
     split_seed: Annotated[int, typer.Option(help="Seed of the validation writers.")] = 0,
-    charset: Annotated[str | None, typer.Option(help="gb2312-1 (3,755), gb2312 (6,763), data (every code seen, by code), "
-                                                     "or a charset.txt/.json. Default: the format's (GNT: gb2312-1).")] = None,
-    on_unknown: Annotated[OnUnknown, typer.Option(help="Characters outside the charset: drop and count, error, "
-                                                       "or map to an 'other' class.")] = OnUnknown.drop,
+    charset: CharsetOption = None,
+    on_unknown: OnUnknownOption = OnUnknown.drop,
     on_error: Annotated[OnError, typer.Option(help="Damaged records: raise (exit 2) or skip, count and report (exit 3).")] = OnError.raise_,
-    size: Annotated[int | None, typer.Option(
-        help="Output image side S (S x S canvas). Default: the format's (GNT: 64; MNIST: 28, as stored).")] = None,
+    size: SizeOption = None,
     raw: Annotated[bool, typer.Option("--raw", help="Keep the original bitmaps losslessly (variable size); no preprocessing.")] = False,
     margin: Annotated[int | None, typer.Option(help="Blank border in the canvas, pixels (default S/16 for GNT).")] = None,
-    crop: Annotated[bool | None, typer.Option(
-        "--crop/--no-crop", help="Crop to the ink's bounding box before resizing (default: the format's).", show_default=False)] = None,
-    invert: Annotated[bool | None, typer.Option(
-        "--invert/--no-invert", help="Ink bright on a 0 background (default: the format's).", show_default=False)] = None,
+    crop: CropOption = None,
+    invert: InvertOption = None,
     binarize: Annotated[str | None, typer.Option(help="'otsu' or a fixed threshold 0..255 (default: keep grey levels).")] = None,
     denoise: Annotated[bool, typer.Option("--denoise", help="Remove isolated specks.")] = False,
     contrast: Annotated[bool, typer.Option("--contrast", help="Stretch each bitmap's grey range.")] = False,
     pen_width: Annotated[float | None, typer.Option(help="POT (online strokes): pen width in pixels of the rendered bitmaps.")] = None,
-    line_height: Annotated[int | None, typer.Option(
-        help="DGRL (text lines): height of every line image; width scaled alike (default 64).")] = None,
-    max_line_width: Annotated[int | None, typer.Option(
-        help="DGRL (text lines): widest line image; wider lines are squeezed to it (default 2048).")] = None,
-    strokes: Annotated[bool, typer.Option(
-        "--strokes", help="POT (online strokes): also write each sample's raw points and stroke lengths.")] = False,
-    pad: Annotated[bool, typer.Option("--pad", help="Resize as tf.image.resize_with_pad (aspect kept, zero padding), "
-                                                    "e.g. MNIST to 224.")] = False,
+    line_height: LineHeightOption = None,
+    max_line_width: MaxLineWidthOption = None,
+    strokes: StrokesOption = False,
+    pad: PadOption = False,
     shard_records: Annotated[int | None, typer.Option(help="Start a new shard after this many records.")] = None,
     shard_mb: Annotated[float, typer.Option(help="Start a new shard after about this many MB (MiB).")] = 128.0,
-    compression: Annotated[str | None, typer.Option(help="tfrecord: gzip; hdf5: lzf or gzip (default: none).")] = None,
-    workers: Annotated[int | None, typer.Option(
-        help="Files decoded in parallel (default: all cores). Output is identical for any value.")] = None,
-    parallel: Annotated[str, typer.Option(
-        help="How workers run: 'threads' (one process; the kernels release the GIL) or 'processes'.")] = "threads",
+    compression: Annotated[str | None, typer.Option(help=_COMPRESSION_HELP)] = None,
+    workers: WorkersOption = None,
+    parallel: ParallelOption = "threads",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing gntkit output folder.")] = False,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Finish an interrupted run of the same command, keeping its finished shards.")] = False,
-    hash_sources: Annotated[bool, typer.Option(
-        "--hash-sources/--no-hash-sources", help="Record every source file's sha256 in the manifest.")] = True,
+    resume: ResumeOption = False,
+    hash_sources: HashSourcesOption = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ):
-    """Convert sources (.gnt and other CASIA / MNIST files, folders, archives) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""  # noqa: E501 - `gntkit --help` keeps a docstring's line breaks
+    """Convert sources to shards of one output format with charset and manifest (help: _CONVERT_HELP)."""
     if not (raw or pad):  # on a cold numba cache, preprocessing kernels compile in a helper from now on
         from gntkit.tools.compile_ahead import start_preprocess_helper
 
         # Preprocess.edits, spelled out: importing gntkit.samples.preprocess loads numba, which would
         # delay the helper's start by the time this saves.
         start_preprocess_helper(edited=bool(contrast or denoise or binarize is not None))
-    from gntkit.shards.convert import convert as run_convert
+    from gntkit.shards import convert as conversion  # numba: off `gntkit --help`
 
-    def call():
-        settings = build_preprocess(size, raw, margin, crop, invert, binarize, denoise, contrast, pen_width=pen_width, pad=pad or None,
-                                    line_height=line_height, max_line_width=max_line_width)
-        return run_convert(
-            sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed,
-            charset=charset, preprocess=settings, on_error=on_error.value, on_unknown=on_unknown.value,
-            shard_records=shard_records, shard_bytes=int(shard_mb * 1024 * 1024) if shard_mb else None,
-            compression=compression, workers=workers, parallel=parallel, overwrite=overwrite, resume=resume, progress=not quiet,
-            hash_sources=hash_sources, strokes=strokes,
-            command=shlex.join(["gntkit", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("gntkit") else None,
-        )
-
-    manifest = run(call)
-    stats = manifest["stats"]
-    typer.echo(f"wrote {stats['samples_written']:,} samples in {stats['seconds']:.1f} s "
-               f"({stats['samples_written'] / max(stats['seconds'], 1e-9):,.0f}/s) to {manifest['output']}")
-    for split_name, info in manifest["splits"].items():
-        typer.echo(f"  {split_name:<6} {info['num_records']:>10,} samples in {len(info['shards'])} shard(s), "
-                   f"{len(info['writers'])} writer(s)")
-    typer.echo(f"  charset {manifest['charset']['name']}: {manifest['charset']['num_classes']:,} classes ({manifest['charset']['order']})")
-    typer.echo(f"  {manifest['summary']}")
+    manifest = run(lambda: conversion.convert(
+        sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed, charset=charset,
+        preprocess=conversion.preprocess_settings(size, raw, margin, crop, invert, binarize, denoise, contrast, pen_width=pen_width,
+                                                  pad=pad or None, line_height=line_height, max_line_width=max_line_width),
+        on_error=on_error.value, on_unknown=on_unknown.value, shard_records=shard_records,
+        shard_bytes=int(shard_mb * 1024 * 1024) if shard_mb else None, compression=compression, workers=workers, parallel=parallel,
+        overwrite=overwrite, resume=resume, progress=not quiet, hash_sources=hash_sources, strokes=strokes, command=_command_line()))
+    typer.echo(conversion.conversion_summary(manifest))
     if manifest["lost_anything"]:
         raise typer.Exit(EXIT_SKIPPED)
 
@@ -279,7 +283,7 @@ def verify(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr (shown for runs over 2 s).")] = False,
 ):
     """Re-check every shard against the manifest (count, sha256) and decode every record with the stock reader."""
-    from gntkit.shards.verify import verify as run_verify
+    from gntkit.shards.verify import verify as run_verify  # numba: off `gntkit --help`
 
     summary = run(lambda: run_verify(folder, decode=decode, progress=not quiet))
     splits = ", ".join(f"{k} {v:,}" for k, v in summary["splits"].items())
@@ -293,9 +297,6 @@ def warmup(
     quiet: Annotated[bool, typer.Option("--quiet", help="Print only the summary line.")] = False,
 ):
     """Compile (or load from numba's cache) every kernel the commands use, ahead of the first real run: for images and clusters."""
-    from gntkit.tools.warmup import cache_folder
-    from gntkit.tools.warmup import warmup as run_warmup
-
     def report(stage):
         if not quiet:
             typer.echo(f"{stage.name:<26} {stage.seconds:6.1f} s  compiled {stage.compiled:>3}, "
@@ -321,10 +322,11 @@ def preview(
     contrast: Annotated[bool, typer.Option("--contrast", help="Include contrast stretching in the stages view.")] = False,
 ):
     """Draw a grid of samples with their labels (and optionally the preprocessing stages) to a PNG."""
-    from gntkit.tools.preview import preview as run_preview
+    from gntkit.tools.preview import preview as run_preview  # numba and Pillow: off `gntkit --help`
 
     result = run(lambda: run_preview(source, out, count=count, columns=columns, split=split, stages=stages,
-                                     preprocess=build_preprocess(size, False, None, True, True, binarize, denoise, contrast)))
+                                     preprocess={"size": size, "crop": True, "invert": True, "binarize": binarize, "denoise": denoise,
+                                                 "contrast": contrast}))
     font = "characters drawn with a CJK font" if result["font"] else "no CJK font found: Chinese labels shown as tag codes"
     typer.echo(f"wrote {result['path']}: {result['samples']} samples ({font})")
 
@@ -335,7 +337,7 @@ def demo(
     workers: Annotated[int | None, typer.Option(help="Conversion processes (default: all cores).")] = None,
 ):
     """Run the main job on a built-in generated sample (no download): generate, inspect, convert to all formats, verify, preview."""
-    from gntkit.tools.demo import run_demo
+    from gntkit.tools.demo import run_demo  # numba: off `gntkit --help`
 
     run(lambda: run_demo(out, workers=workers, log=typer.echo))
 
@@ -374,8 +376,6 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ):
     """Top-1 / top-k accuracy, per-class accuracy and the most confused pairs (report.md and report.json in the run)."""
-    from gntkit.training import evaluate as run_evaluate
-
     report = run(lambda: run_evaluate(run_dir, data, split=split, top_k=top_k, checkpoint=checkpoint, device=device))
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=1))
@@ -393,13 +393,11 @@ def predict(
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
     photo: Annotated[bool, typer.Option(
-        "--photo/--no-photo",
+    "--photo/--no-photo",
         help="Add contrast stretch, Otsu threshold and speck removal for photos (--no-photo: exactly the run's preprocessing).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ):
     """Recognise handwritten characters in your own images (same preprocessing as training, photo-robust)."""
-    from gntkit.training import predict as run_predict
-
     results = run(lambda: run_predict(run_dir, images, top_k=top_k, checkpoint=checkpoint, device=device, photo=photo))
     if as_json:
         typer.echo(json.dumps(results, ensure_ascii=False, indent=1))
@@ -418,8 +416,6 @@ def export(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing export.")] = False,
 ):
     """Export a run's model (TorchScript/ONNX or SavedModel), loadable without gntkit."""
-    from gntkit.training import export as run_export
-
     path = run(lambda: run_export(run_dir, out=out, format=format, checkpoint=checkpoint, overwrite=overwrite))
     typer.echo(f"wrote {path}")
 

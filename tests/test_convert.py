@@ -14,10 +14,11 @@ from gntkit.cli.main import app
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.samples.charset import builtin
 from gntkit.samples.preprocess import Preprocess
-from gntkit.shards.convert import _SplitOutput, convert
+from gntkit.shards.convert import convert
 from gntkit.shards.manifest import shard_name
+from gntkit.shards.output import SplitOutput
+from gntkit.shards.registry import get_format_module
 from gntkit.shards.verify import verify
-from gntkit.shards.writer import get_format_module
 from naive_gnt import read_records
 
 FORMATS = ["tfrecord", "hdf5", "webdataset"]
@@ -145,7 +146,7 @@ def test_output_identical_whatever_the_worker_count(tmp_path, corpus_c, to):
 @pytest.mark.parametrize("to", FORMATS)
 def test_resume_after_interrupted_run(tmp_path, corpus_c, monkeypatch, to):
     out = tmp_path / "out"
-    original_close = _SplitOutput._close
+    original_close = SplitOutput._close
     calls = {"n": 0}
 
     def interrupted_close(self):
@@ -154,10 +155,10 @@ def test_resume_after_interrupted_run(tmp_path, corpus_c, monkeypatch, to):
             raise KeyboardInterrupt
         return original_close(self)
 
-    monkeypatch.setattr(_SplitOutput, "_close", interrupted_close)
+    monkeypatch.setattr(SplitOutput, "_close", interrupted_close)
     with pytest.raises(KeyboardInterrupt):
         convert(corpus_c, out, to=to, shard_records=10, workers=1)
-    monkeypatch.setattr(_SplitOutput, "_close", original_close)
+    monkeypatch.setattr(SplitOutput, "_close", original_close)
     # The partial output never looks complete.
     assert not (out / "dataset_info.json").exists() and (out / ".gntkit-journal.json").exists()
     assert not list(out.glob("*-of-*")) and not list(out.glob("*.partial"))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import gntkit.datasets as datasets
-from gntkit.shards.manifest import FORMATS, output_format
+from gntkit.shards.registry import FORMATS, output_format
 from test_datasets import TRAIN, convert_sets, stock_truth
 
 ROOT = Path(__file__).resolve().parents[1]

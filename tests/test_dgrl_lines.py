@@ -41,8 +41,8 @@ def converted(pages, tmp_path_factory):
 def test_conversion_round_trips_through_the_stock_readers(pages, converted, fmt):
     from gntkit.samples.preprocess import Preprocess
     from gntkit.samples.stream import Source
+    from gntkit.shards.registry import get_format_module
     from gntkit.shards.verify import verify
-    from gntkit.shards.writer import get_format_module
 
     manifest = converted[fmt]
     folder = manifest["folder"]

@@ -41,7 +41,7 @@ def reference_strokes(folder) -> dict:
 @pytest.mark.parametrize("to", FORMATS)
 @pytest.mark.parametrize("raw", [False, True])
 def test_writers_round_trip_strokes(pot_folder, tmp_path, to, raw):
-    from gntkit.shards.writer import get_format_module, get_writer_class
+    from gntkit.shards.registry import get_format_module, get_writer_class
 
     preprocess = Preprocess(raw=True) if raw else Preprocess(size=32)
     batches = list(iter_batches(pot_folder, builtin("gb2312-1"), preprocess, batch_size=4))
@@ -62,7 +62,7 @@ def test_writers_round_trip_strokes(pot_folder, tmp_path, to, raw):
 
 
 def test_writers_without_strokes_ignore_meta_and_keep_their_spec(pot_folder, tmp_path):
-    from gntkit.shards.writer import get_format_module, get_writer_class
+    from gntkit.shards.registry import get_format_module, get_writer_class
 
     batch = next(iter_batches(pot_folder, builtin("gb2312-1"), Preprocess(size=32)))
     attrs = {"charset": builtin("gb2312-1").to_json(), "preprocess": Preprocess(size=32).to_json()}

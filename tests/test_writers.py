@@ -24,7 +24,8 @@ import naive_crc32c
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.kernels import crc32c as crc_kernels
 from gntkit.samples.batch import SampleBatch
-from gntkit.shards.writer import FORMATS, get_format_module, get_writer_class, utf8_column
+from gntkit.shards.registry import FORMATS, get_format_module, get_writer_class, output_format
+from gntkit.shards.writer import utf8_column
 
 ATTRS = {"gntkit_version": "0.1.0", "charset": {"name": "test", "classes": ["啊", "!"]}, "preprocess": {"size": 64, "raw": False}}
 CHARACTERS = ["啊", "!", "阿", "A", "座", "?", "𠀀", "é"]
@@ -131,9 +132,9 @@ def test_crc32c_batch_and_its_checks():
 # --------------------------------------------------------------------------- shared pieces
 def test_registry_and_lazy_imports():
     assert set(FORMATS) == {"tfrecord", "hdf5", "webdataset"}
-    assert get_writer_class("tfrecord").extension == "tfrecord"
-    assert get_writer_class("hdf5").extension == "h5"
-    assert get_writer_class("webdataset").extension == "tar"
+    assert [output_format(name).extension for name in ("tfrecord", "h5", "wds")] == ["tfrecord", "h5", "tar"]
+    assert [get_writer_class(name).format for name in FORMATS] == list(FORMATS)
+    assert get_writer_class("H5") is get_writer_class("hdf5")
     with pytest.raises(GntkitError, match="Unknown shard format"):
         get_writer_class("parquet")
     code = ("import sys, gntkit.shards.writer, gntkit.shards.tfrecord, gntkit.shards.hdf5, gntkit.shards.webdataset; "

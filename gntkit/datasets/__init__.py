@@ -11,7 +11,7 @@ The package, by job:
 - `sampling`: epoch order, rank share, worker partition, batch plan (the epoch semantics; its
   docstring states them).
 - `tfrecord`, `hdf5`, `webdataset`: one reader module per shard format, named by the format
-  table in `gntkit.shards.manifest` (a `ShardReader` class and the bulk `read_rows`).
+  table in `gntkit.shards.registry` (a `ShardReader` class and the bulk `read_rows`).
 - `shardset`: `ShardSet`; `bulk`: several shards as one record space for the numba kernels.
 - `torch`, `tf`: the framework adapters (each imports its framework when imported).
 
@@ -43,6 +43,7 @@ from gntkit.datasets.sampling import (
 )
 from gntkit.datasets.shardset import ShardSet
 from gntkit.errors import GntkitError
+from gntkit.shards import remote
 from gntkit.shards.digest import default_threads, sha256_files
 from gntkit.shards.manifest import MANIFEST, Shard, choose_split, load_manifest, shards_of
 
@@ -94,8 +95,6 @@ def open(path, split: str | None = None, verify: bool = False, *, cache_dir=None
         raise GntkitError(f"path must be a folder path or URL, found {type(path).__name__}.")
     if split is not None and not isinstance(split, str):
         raise GntkitError(f"split must be a split name (str) or None, found {type(split).__name__}.")
-    from gntkit.shards import remote  # standard library only until a URL is opened
-
     if remote.is_url(path):
         return _open_remote(str(path), split, verify, remote.RemoteFolder(str(path), cache_dir, cache_limit, storage_options))
     if cache_dir is not None or cache_limit is not None or storage_options is not None:

@@ -1,18 +1,18 @@
 """Reading HDF5 shards: labels in memory; fixed-size images by a memmap gather of the raw chunks
 when the dataset is stored unfiltered, else through h5py (compressed images, raw bitmaps).
-h5py is imported when a shard is opened (the format table in gntkit.shards.manifest names this module)."""
+h5py is imported when a shard is opened (gntkit.shards.registry names this module)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from gntkit.datasets._files import check_records, readonly
-from gntkit.errors import FormatError, require
+from gntkit.errors import FormatError, GntkitError, require
 from gntkit.formats.sources import mapped_bytes
 from gntkit.kernels import shards as _kernels
 from gntkit.shards.manifest import Shard
 
-__all__ = ["ShardReader", "prepare_bulk", "read_rows"]
+__all__ = ["ShardReader", "prepare_bulk", "read_rows", "read_strokes"]
 
 
 class ShardReader:
@@ -112,3 +112,21 @@ def read_rows(bulk, rows: np.ndarray, images: np.ndarray, labels: np.ndarray) ->
     """Records `rows` of a BulkReader's record space into images (B, S, S) and labels (B,): one memmap gather."""
     _kernels.gather_blocks(bulk.bufs, bulk.shard_of, bulk.positions, rows, bulk.size * bulk.size, images.reshape(len(rows), -1))
     labels[:] = bulk.labels[rows]
+
+
+def read_strokes(path) -> tuple:
+    """A shard's raw strokes, labels and keys straight from its datasets (gntkit.datasets.strokes).
+
+    Returns:
+        (points, point offsets, stroke lengths, stroke offsets, labels, keys).
+
+    Raises:
+        GntkitError: a shard of a conversion without --strokes.
+        MissingDependencyError: h5py is not installed.
+    """
+    h5py = require("h5py", "h5py", "Reading HDF5 shards")
+    with h5py.File(path, "r") as f:
+        if "points" not in f:
+            raise GntkitError(f"{path}: expected the datasets points and stroke_lengths of a conversion with --strokes, found none.")
+        return (f["points"][:], f["points_offsets"][:], f["stroke_lengths"][:], f["stroke_lengths_offsets"][:],
+                f["labels"][:], list(f["keys"].asstr()[:]))

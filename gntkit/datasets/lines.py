@@ -32,6 +32,7 @@ from gntkit.datasets.sampling import epoch_order
 from gntkit.errors import GntkitError, require
 from gntkit.samples.lines import pad_lines
 from gntkit.shards.manifest import choose_split, load_manifest, shards_of
+from gntkit.shards.registry import output_format
 
 __all__ = ["LineSet", "open_lines", "torch_batches", "tf_dataset"]
 
@@ -106,19 +107,17 @@ def open_lines(folder, split: str | None = None) -> LineSet:
             label sequence is empty or outside the charset.
         MissingDependencyError: the format's reader library is not installed.
     """
-    from gntkit.shards.writer import get_format_module
-
     folder = Path(folder)
     manifest = load_manifest(folder)
     if "lines" not in (manifest.get("features") or {}):
         raise GntkitError(f"{folder}: expected a conversion of text lines (DGRL sources), "
                           "found one of single characters (its features list no lines).")
     split = choose_split(manifest, split, folder)
-    module = get_format_module(manifest["format"])
+    fmt = output_format(manifest["format"])
     num_classes = int(manifest["charset"]["num_classes"])
     images, sequences, texts, keys = [], [], [], []
     for shard in shards_of(folder, manifest, split):
-        for sample in module.read_shard(shard.path, compression=manifest.get("compression")):
+        for sample in fmt.read_shard(shard.path, compression=manifest.get("compression")):
             sequence = np.asarray(sample.get("label_sequence", ()), np.int64)
             if sequence.size == 0 or sequence.min() < 0 or sequence.max() >= num_classes:
                 raise GntkitError(f"{shard.path} line {sample['key']!r}: expected 1 or more class ids in 0..{num_classes - 1}, "

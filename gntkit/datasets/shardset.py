@@ -16,7 +16,9 @@ from gntkit.datasets._files import AbsentShard
 from gntkit.datasets.bulk import BulkReader
 from gntkit.datasets.sampling import batch_plan, check_count, epoch_order, num_batches, rank_share
 from gntkit.errors import FormatError, GntkitError
-from gntkit.shards.manifest import CHARSET_JSON, MANIFEST, Shard, output_format
+from gntkit.samples.charset import Charset
+from gntkit.shards.manifest import CHARSET_JSON, MANIFEST, Shard
+from gntkit.shards.registry import output_format
 
 __all__ = ["ShardSet"]
 
@@ -30,7 +32,7 @@ class ShardSet:
     Attributes:
         path: the output folder.
         info: the whole manifest (dataset_info.json) as a dict.
-        format: "tfrecord", "hdf5" or "webdataset".
+        format: the output format's name in gntkit.shards.registry ("tfrecord", "hdf5", ...).
         split: the split this set reads; splits: all split names in the folder.
         shards: list of `Shard` (paths, record counts, global start index).
         preprocess: the preprocessing settings that produced the images (dict).
@@ -86,8 +88,6 @@ class ShardSet:
     def charset(self):
         """The `gntkit.samples.charset.Charset` of the labels (loaded from charset.json on first use)."""
         if self._charset is None:
-            from gntkit.samples.charset import Charset  # core module; deferred so a manifest can be inspected alone
-
             self._charset = Charset.load(self.path)
             if self.num_classes is not None and len(self._charset) != self.num_classes:
                 raise FormatError(str(self.path / CHARSET_JSON), None, f"{self.num_classes} classes (as {MANIFEST} says)",
@@ -188,7 +188,7 @@ class ShardSet:
                                       "raise cache_limit above the shards that several processes read at once.") from None
 
     def _reader_module(self):
-        # The format table in gntkit.shards.manifest names each format's reader module.
+        # gntkit.shards.registry names each format's reader module.
         return output_format(self.format).reader_module()
 
     def _require_fixed_size(self, what: str) -> int:

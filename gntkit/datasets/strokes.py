@@ -3,7 +3,8 @@ online recognisers, in numpy, PyTorch and TensorFlow.
 
 `open_strokes(folder, split)` reads a split's strokes, labels and keys into memory (about
 0.5 KB a sample: OLHWDB1.1-train, 900k samples, is about 0.4 GB) with the formats' own readers
-(HDF5 datasets directly; WebDataset and TFRecord through each writer's `read_shard`).
+(a reader module's `read_strokes` where it has one, as HDF5's reads its datasets directly;
+else the format's stock reader `read_shard`).
 `StrokeSet.batches` yields padded batches in the epoch order that gntkit.datasets.sampling
 defines for the image loaders, so a seed gives the same order in every framework:
 
@@ -26,6 +27,7 @@ from gntkit.datasets.sampling import epoch_order
 from gntkit.errors import GntkitError, require
 from gntkit.samples.strokes import check_sample_strokes, pad_strokes
 from gntkit.shards.manifest import choose_split, load_manifest, shards_of
+from gntkit.shards.registry import output_format
 
 __all__ = ["StrokeSet", "open_strokes", "torch_batches", "tf_dataset"]
 
@@ -92,20 +94,10 @@ def _ragged(chunks: list[np.ndarray], dtype, shape_tail: tuple) -> tuple[np.ndar
     return values, offsets
 
 
-def _read_hdf5(path: Path) -> tuple:
-    """A HDF5 shard's strokes, labels and keys straight from its datasets."""
-    h5py = require("h5py", "h5py", "Reading HDF5 shards")
-    with h5py.File(path, "r") as f:
-        if "points" not in f:
-            raise GntkitError(f"{path}: expected the datasets points and stroke_lengths of a conversion with --strokes, found none.")
-        return (f["points"][:], f["points_offsets"][:], f["stroke_lengths"][:], f["stroke_lengths_offsets"][:],
-                f["labels"][:], list(f["keys"].asstr()[:]))
-
-
-def _read_samples(module, path: Path, compression) -> tuple:
-    """Any shard's strokes through its writer module's stock reader."""
+def _read_samples(fmt, path: Path, compression) -> tuple:
+    """Any shard's strokes through its format's stock reader."""
     points, lengths, labels, keys = [], [], [], []
-    for sample in module.read_shard(path, compression=compression):
+    for sample in fmt.read_shard(path, compression=compression):
         if "points" not in sample:
             raise GntkitError(f"{path}: sample {sample['key']!r} has no strokes; expected a conversion with --strokes.")
         check_sample_strokes(sample["points"], sample["stroke_lengths"], f"{path} sample {sample['key']!r}")
@@ -133,21 +125,20 @@ def open_strokes(folder, split: str | None = None) -> StrokeSet:
             or shard, or damaged stroke data.
         MissingDependencyError: the format's reader library is not installed.
     """
-    from gntkit.shards.writer import get_format_module
-
     folder = Path(folder)
     manifest = load_manifest(folder)
     if "strokes" not in (manifest.get("features") or {}):
         raise GntkitError(f"{folder}: expected a conversion with raw strokes (--strokes), "
                           "found one without (its features list no strokes).")
     split = choose_split(manifest, split, folder)
-    module = get_format_module(manifest["format"])
+    fmt = output_format(manifest["format"])
+    read_strokes = getattr(fmt.reader_module(), "read_strokes", None)  # a format's direct path, where it has one
     parts = []
     for shard in shards_of(folder, manifest, split):
-        if manifest["format"] == "hdf5":
-            parts.append(_read_hdf5(shard.path))
+        if read_strokes is not None:
+            parts.append(read_strokes(shard.path))
         else:
-            parts.append(_read_samples(module, shard.path, manifest.get("compression")))
+            parts.append(_read_samples(fmt, shard.path, manifest.get("compression")))
     return _join(parts, int(manifest["charset"]["num_classes"]))
 
 

@@ -30,6 +30,8 @@ tf = require("tensorflow", "tensorflow", "The TensorFlow data pipeline (gntkit.d
 __all__ = ["make_dataset", "rank_of"]
 
 _READERS = ("auto", "native", "numpy")
+# The output format tf.data reads itself (TFRecordDataset), by its gntkit.shards.registry name.
+_NATIVE_FORMAT = "tfrecord"
 
 
 def rank_of(input_context=None, rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -94,12 +96,7 @@ def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffl
     num_epochs = check_count("num_epochs", num_epochs, 1)
     start_batch = check_count("start_batch", start_batch)
     even = check_even(even)
-    if reader not in _READERS:
-        raise GntkitError(f"reader must be one of {', '.join(_READERS)}, found {reader!r}.")
-    if reader == "auto":
-        reader = "native" if shards.format == "tfrecord" and shards.info.get("compression") else "numpy"
-    if reader == "native" and shards.format != "tfrecord":
-        raise GntkitError(f"reader='native' reads TFRecord shards; {shards.path} holds {shards.format} shards (use reader='numpy').")
+    reader = _choose_reader(shards, reader)
     rank, world_size = rank_of(input_context, rank, world_size)
     shuffle_buffer = check_count("shuffle_buffer", shuffle_buffer, 1)
     parallel = check_count("num_parallel_reads", num_parallel_reads, 1) if num_parallel_reads is not None else 4
@@ -108,13 +105,31 @@ def make_dataset(source, split: str | None = None, batch_size: int = 256, shuffl
     if reader == "numpy":
         dataset = _numpy_dataset(epochs=range(epoch, epoch + num_epochs), start_batch=start_batch, **settings)
     else:
-        dataset = None
-        for e in range(epoch, epoch + num_epochs):
-            one = _native_epoch(epoch=e, shuffle_buffer=shuffle_buffer, parallel=parallel, **settings)
-            if e == epoch and start_batch:
-                one = one.skip(start_batch)
-            dataset = one if dataset is None else dataset.concatenate(one)
+        dataset = _native_dataset(range(epoch, epoch + num_epochs), start_batch, shuffle_buffer=shuffle_buffer, parallel=parallel,
+                                  **settings)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _choose_reader(shards, reader: str) -> str:
+    """"native" or "numpy" for `reader` ("auto" picks; see make_dataset)."""
+    if reader not in _READERS:
+        raise GntkitError(f"reader must be one of {', '.join(_READERS)}, found {reader!r}.")
+    if reader == "auto":
+        reader = "native" if shards.format == _NATIVE_FORMAT and shards.info.get("compression") else "numpy"
+    if reader == "native" and shards.format != _NATIVE_FORMAT:
+        raise GntkitError(f"reader='native' reads TFRecord shards; {shards.path} holds {shards.format} shards (use reader='numpy').")
+    return reader
+
+
+def _native_dataset(epochs: range, start_batch: int, **settings) -> tf.data.Dataset:
+    """The native reader's epochs one after the other, the first starting at batch start_batch."""
+    dataset = None
+    for e in epochs:
+        one = _native_epoch(epoch=e, **settings)
+        if e == epochs.start and start_batch:
+            one = one.skip(start_batch)
+        dataset = one if dataset is None else dataset.concatenate(one)
+    return dataset
 
 
 def _numpy_dataset(shards, size, batch_size, mode, seed, rank, world_size, drop_last, even, epochs, start_batch) -> tf.data.Dataset:

@@ -20,8 +20,12 @@ import os
 
 import numpy as np
 
+import gntkit
 from gntkit.errors import GntkitError, require
 from gntkit.samples.batch import SampleBatch
+from gntkit.samples.lines import LINES_SPEC
+from gntkit.samples.strokes import STROKES_SPEC
+from gntkit.shards.registry import output_format
 from gntkit.shards.writer import PixelView, ShardWriter
 
 #: Bytes per chunk of the image data: small enough for cheap random reads of one
@@ -67,10 +71,7 @@ class HDF5Writer(ShardWriter):
         MissingDependencyError: when h5py is not installed.
     """
 
-    extension = "h5"
     format = "hdf5"
-    compressions = (None, "lzf", "gzip")
-    has_index = False
 
     def _open(self) -> None:
         missing = [name for name in ("charset", "preprocess") if name not in self.attrs]
@@ -79,10 +80,8 @@ class HDF5Writer(ShardWriter):
                               f"found keys {sorted(self.attrs)}.")
         h5py = _h5py()
         self._file = h5py.File(self.partial_path, "w")
-        from gntkit import __version__
-
         root = self._file.attrs
-        root["gntkit_version"] = str(self.attrs.get("gntkit_version", __version__))
+        root["gntkit_version"] = str(self.attrs.get("gntkit_version", gntkit.__version__))
         root["split"] = self.split
         root["charset"] = _json_attr(self.attrs["charset"])
         root["preprocess"] = _json_attr(self.attrs["preprocess"])
@@ -257,8 +256,6 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
         },
     }
     if strokes:
-        from gntkit.samples.strokes import STROKES_SPEC
-
         spec["datasets"] += [{"name": "points", "dtype": "int16", "shape": ["P", 2]},
                              {"name": "points_offsets", "dtype": "int64", "shape": ["N+1"]},
                              {"name": "stroke_lengths", "dtype": "int16", "shape": ["S"]},
@@ -267,8 +264,6 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
         spec["strokes"] = {**STROKES_SPEC,
                            "layout": "ragged: sample i's points are points[points_offsets[i]:points_offsets[i+1]], its strokes likewise"}
     if lines:
-        from gntkit.samples.lines import LINES_SPEC
-
         spec["datasets"] += [{"name": "text", "dtype": "string", "shape": ["N"]},
                              {"name": "label_sequence", "dtype": "int64", "shape": ["L"]},
                              {"name": "label_sequence_offsets", "dtype": "int64", "shape": ["N+1"]}]
@@ -298,7 +293,7 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
     """
     if isinstance(compression, str):
         compression = compression.lower()
-    if compression not in HDF5Writer.compressions:
+    if compression not in output_format(HDF5Writer.format).compressions:
         raise GntkitError(f"HDF5 shards support compression None, 'lzf' or 'gzip', found {compression!r}.")
     h5py = _h5py()
     with h5py.File(path, "r") as f:
@@ -310,35 +305,39 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
             raise GntkitError(f"{path}: expected HDF5 datasets {', '.join(missing)}, found only {', '.join(sorted(f))}.")
         n = f["labels"].shape[0]
         for start in range(0, n, block):
-            end = min(n, start + block)
-            columns = {name: f[name][start:end] for name, _ in _NUMERIC}
-            strings = {name: f[name].asstr()[start:end] for name, _ in _STRINGS}
-            if raw:
-                offsets = f["pixel_offsets"][start:end + 1]
-                pixels = f["pixels"][offsets[0]:offsets[-1]]
-                offsets = offsets - offsets[0]
-            else:
-                images = f["images"][start:end]
-            ragged = _read_ragged(f, start, end, [name for name in ("points", "stroke_lengths", "label_sequence") if name in f])
-            texts = f["text"].asstr()[start:end] if "text" in f else None
-            for i in range(end - start):
-                if raw:
-                    image = pixels[offsets[i]:offsets[i + 1]].reshape(int(columns["heights"][i]), int(columns["widths"][i]))
-                else:
-                    image = images[i]
-                sample = {
-                    "key": strings["keys"][i],
-                    "writer_id": strings["writer_ids"][i],
-                    "character": strings["characters"][i],
-                    "tag_code": int(columns["tag_codes"][i]),
-                    "label": int(columns["labels"][i]),
-                    "image": image,
-                }
-                for name, (values, value_offsets) in ragged.items():
-                    sample[name] = values[value_offsets[i]:value_offsets[i + 1]]
-                if texts is not None:
-                    sample["text"] = texts[i]
-                yield sample
+            yield from _read_block(f, start, min(n, start + block), raw)
+
+
+def _read_block(f, start: int, end: int, raw: bool):
+    """The samples of records start..end of an open shard (see read_shard)."""
+    columns = {name: f[name][start:end] for name, _ in _NUMERIC}
+    strings = {name: f[name].asstr()[start:end] for name, _ in _STRINGS}
+    if raw:
+        offsets = f["pixel_offsets"][start:end + 1]
+        pixels = f["pixels"][offsets[0]:offsets[-1]]
+        offsets = offsets - offsets[0]
+    else:
+        images = f["images"][start:end]
+    ragged = _read_ragged(f, start, end, [name for name in ("points", "stroke_lengths", "label_sequence") if name in f])
+    texts = f["text"].asstr()[start:end] if "text" in f else None
+    for i in range(end - start):
+        if raw:
+            image = pixels[offsets[i]:offsets[i + 1]].reshape(int(columns["heights"][i]), int(columns["widths"][i]))
+        else:
+            image = images[i]
+        sample = {
+            "key": strings["keys"][i],
+            "writer_id": strings["writer_ids"][i],
+            "character": strings["characters"][i],
+            "tag_code": int(columns["tag_codes"][i]),
+            "label": int(columns["labels"][i]),
+            "image": image,
+        }
+        for name, (values, value_offsets) in ragged.items():
+            sample[name] = values[value_offsets[i]:value_offsets[i + 1]]
+        if texts is not None:
+            sample["text"] = texts[i]
+        yield sample
 
 
 def _read_ragged(f, start: int, end: int, names) -> dict:

@@ -1,5 +1,6 @@
-"""The manifest's one home: file names, the table of output formats, shard names, and
-building and loading `dataset_info.json` with the checks every reader needs.
+"""The manifest's one home: file names, shard names, and writing and loading
+`dataset_info.json` with the checks every reader needs (the output formats themselves
+are in gntkit.shards.registry).
 
 convert writes through `build_manifest` / `write_json_atomic`; verify, gntkit.datasets,
 the trainers and preview read through `load_manifest`, `choose_split` and `shards_of`.
@@ -7,77 +8,17 @@ the trainers and preview read through `load_manifest`, `choose_split` and `shard
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from gntkit.errors import FormatError, GntkitError
+from gntkit.shards.registry import FORMATS, OutputFormat, is_known, output_format
 
 MANIFEST = "dataset_info.json"
 JOURNAL = ".gntkit-journal.json"
-CHARSET_TEXT = "charset.txt"
 CHARSET_JSON = "charset.json"
-
-
-@dataclass(frozen=True)
-class OutputFormat:
-    """One shard format gntkit writes and reads.
-
-    Attributes:
-        name: the canonical name ("tfrecord", "hdf5", "webdataset").
-        extension: the shard file extension, without the dot.
-        writer: "module:Class" of its ShardWriter.
-        reader: the gntkit.datasets module that reads its shards.
-        aliases: other names users may type (`--to h5`, a manifest's "wds").
-        tfds_names: shard names in the TFDS style (`name-split.ext-00000-of-00010`)
-            instead of ending in the extension (`name-split-00000-of-00010.ext`).
-    """
-
-    name: str
-    extension: str
-    writer: str
-    reader: str
-    aliases: tuple[str, ...] = ()
-    tfds_names: bool = False
-
-    def writer_class(self) -> type:
-        """The ShardWriter subclass (its module is imported now, on first use)."""
-        module, cls = self.writer.split(":")
-        return getattr(importlib.import_module(module), cls)
-
-    def writer_module(self):
-        """The writer module, which also has `feature_spec` and `read_shard` (the stock reader)."""
-        return importlib.import_module(self.writer.split(":")[0])
-
-    def reader_module(self):
-        """The gntkit.datasets module that reads this format's shards."""
-        return importlib.import_module(self.reader)
-
-
-FORMATS: dict[str, OutputFormat] = {
-    f.name: f
-    for f in (
-        OutputFormat("tfrecord", "tfrecord", "gntkit.shards.tfrecord:TFRecordWriter", "gntkit.datasets.tfrecord", ("tfrecords",),
-                     tfds_names=True),
-        OutputFormat("hdf5", "h5", "gntkit.shards.hdf5:HDF5Writer", "gntkit.datasets.hdf5", ("h5",)),
-        OutputFormat("webdataset", "tar", "gntkit.shards.webdataset:WebDatasetWriter", "gntkit.datasets.webdataset", ("wds", "tar")),
-    )
-}
-_BY_ALIAS = {alias: f for f in FORMATS.values() for alias in (f.name, *f.aliases)}
-
-
-def output_format(name: str) -> OutputFormat:
-    """The output format for a name or alias (case-insensitive).
-
-    Raises:
-        GntkitError: unknown name.
-    """
-    found = _BY_ALIAS.get(str(name).lower()) if isinstance(name, str) else None
-    if found is None:
-        raise GntkitError(f"Unknown shard format {name!r}: expected one of {', '.join(FORMATS)}.")
-    return found
 
 
 def shard_name(name: str, split: str, fmt: str | OutputFormat, index: int, total: int | None = None) -> str:
@@ -88,7 +29,7 @@ def shard_name(name: str, split: str, fmt: str | OutputFormat, index: int, total
     (`hwdb-train.tfrecord-00000-of-00029`). While the total is unknown (`total=None`)
     the `-of-N` part is left out.
     """
-    fmt = fmt if isinstance(fmt, OutputFormat) else output_format(fmt)
+    fmt = output_format(fmt)
     number = f"{index:05d}" if total is None else f"{index:05d}-of-{total:05d}"
     if fmt.tfds_names:
         return f"{name}-{split}.{fmt.extension}-{number}"
@@ -98,7 +39,7 @@ def shard_name(name: str, split: str, fmt: str | OutputFormat, index: int, total
 def brace_pattern(name: str, split: str, fmt: str | OutputFormat, total: int) -> str:
     """All shards of a split as one brace pattern (what `webdataset.WebDataset(url)` accepts),
     e.g. `hwdb-train-{00000..00028}-of-00029.tar`."""
-    fmt = fmt if isinstance(fmt, OutputFormat) else output_format(fmt)
+    fmt = output_format(fmt)
     if total == 1:
         return shard_name(name, split, fmt, 0, 1)
     number = f"{{00000..{total - 1:05d}}}-of-{total:05d}"
@@ -181,7 +122,7 @@ def check_manifest(manifest: dict, path: str | Path) -> dict:
     for key in ("format", "splits", "charset"):
         if key not in manifest:
             raise FormatError(str(path), None, f"the field {key!r}", "no such field")
-    if not isinstance(manifest["format"], str) or str(manifest["format"]).lower() not in _BY_ALIAS:
+    if not is_known(manifest["format"]):
         raise FormatError(str(path), None, f"format one of {', '.join(FORMATS)}", repr(manifest["format"]))
     splits = manifest["splits"]
     if not isinstance(splits, dict) or not splits:

@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from gntkit.errors import FormatError, GntkitError, require
+from gntkit.shards.digest import sha256_file
 from gntkit.shards.manifest import JOURNAL, MANIFEST, Shard, check_manifest, load_manifest, shards_of
 
 __all__ = ["is_url", "RemoteFolder", "mirror", "upload_folder", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
@@ -248,8 +249,6 @@ class RemoteFolder:
         return True
 
     def _fetch_one(self, shard: Shard) -> None:
-        from gntkit.shards.digest import sha256_file
-
         self.objects.mkdir(parents=True, exist_ok=True)
         name = self._remote_names[shard.path]
         tmp = self._download(name, shard.path)

@@ -367,10 +367,7 @@ class TFRecordWriter(ShardWriter):
         GntkitError: on an unknown compression.
     """
 
-    extension = "tfrecord"
     format = "tfrecord"
-    compressions = (None, "gzip")
-    has_index = True
 
     def _open(self) -> None:
         self._sink = ShardSink(self.partial_path, self.compression, compute_sha256=self.compute_sha256)

@@ -7,8 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from gntkit.errors import GntkitError
+from gntkit.progress import ProgressBar
 from gntkit.samples.charset import Charset
+from gntkit.samples.strokes import check_sample_strokes
+from gntkit.shards import remote
+from gntkit.shards.digest import default_threads, sha256_files
 from gntkit.shards.manifest import load_manifest
+from gntkit.shards.registry import output_format
 
 # Progress appears only for runs longer than this: a quick check stays one line of output.
 PROGRESS_DELAY = 2.0
@@ -36,17 +41,13 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
     Raises:
         GntkitError: the first problem, naming the shard and record.
     """
-    from gntkit.progress import ProgressBar
-    from gntkit.shards import remote
-    from gntkit.shards.writer import get_format_module
-
     if remote.is_url(out_dir):
         with remote.mirror(out_dir) as local:
             return verify(local, decode, progress)
     out_dir = Path(out_dir)
     manifest = load_manifest(out_dir)
     charset = _load_charset(out_dir, manifest)
-    module = get_format_module(manifest["format"])
+    fmt = output_format(manifest["format"])
     raw = manifest["preprocess"].get("raw", False)
     size = None if raw else manifest["preprocess"]["size"]
     if "lines" in (manifest.get("features") or {}):  # text lines: variable width at the line height
@@ -59,7 +60,7 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
                       unit="records", description="verify", enabled=progress, delay=PROGRESS_DELAY)
     try:
         for split, info in manifest["splits"].items():
-            total = _verify_split(out_dir, manifest, split, info, digests, module, checks if decode else None, bar, summary)
+            total = _verify_split(out_dir, manifest, split, info, digests, fmt, checks if decode else None, bar, summary)
             summary["splits"][split] = total
             summary["records"] += total
     finally:
@@ -82,8 +83,6 @@ def _load_charset(out_dir: Path, manifest: dict) -> Charset:
 def _present_shard_digests(out_dir: Path, manifest: dict) -> dict:
     """Presence and sizes of every listed shard first, then every shard's SHA-256 at once
     (the multi-buffer kernel on all cores): file name -> sha256."""
-    from gntkit.shards.digest import default_threads, sha256_files
-
     listed = [(split, shard) for split, info in manifest["splits"].items() for shard in info["shards"]]
     for split, shard in listed:
         path = out_dir / shard["file"]
@@ -95,7 +94,7 @@ def _present_shard_digests(out_dir: Path, manifest: dict) -> dict:
     return dict(zip((shard["file"] for _, shard in listed), sha256_files(paths, threads=default_threads())))
 
 
-def _verify_split(out_dir: Path, manifest: dict, split: str, info: dict, digests: dict, module, checks, bar, summary: dict) -> int:
+def _verify_split(out_dir: Path, manifest: dict, split: str, info: dict, digests: dict, fmt, checks, bar, summary: dict) -> int:
     """Check one split's shards (digest, index, and with checks set every record); returns its record count."""
     charset = checks[0] if checks else None
     counts = np.zeros(manifest["charset"]["num_classes"], np.int64)
@@ -112,7 +111,7 @@ def _verify_split(out_dir: Path, manifest: dict, split: str, info: dict, digests
                 raise GntkitError(f"{out_dir / shard['index']}: expected {shard['records'] + 1} increasing offsets within the shard, "
                                   f"found {len(offsets)} that do not fit.")
         if checks is not None:
-            _decode_shard(path, shard, manifest, module, counts, checks)
+            _decode_shard(path, shard, manifest, fmt, counts, checks)
         total += shard["records"]
         summary["shards"] += 1
         bar.update(shard["records"], shards=f"{summary['shards']}/{len(digests)}")
@@ -125,13 +124,13 @@ def _verify_split(out_dir: Path, manifest: dict, split: str, info: dict, digests
     return total
 
 
-def _decode_shard(path, shard, manifest, module, counts, checks) -> None:
+def _decode_shard(path, shard, manifest, fmt, counts, checks) -> None:
     """Read one shard with the format's stock reader, check every sample, count classes into counts."""
     count = 0
     strokes = "strokes" in (manifest.get("features") or {})
     lines = "lines" in (manifest.get("features") or {})
     try:
-        for count, sample in enumerate(module.read_shard(path, compression=manifest.get("compression")), start=1):
+        for count, sample in enumerate(fmt.read_shard(path, compression=manifest.get("compression")), start=1):
             if lines:
                 _check_line(path, count - 1, sample, counts, *checks)
                 continue
@@ -142,7 +141,7 @@ def _decode_shard(path, shard, manifest, module, counts, checks) -> None:
     except GntkitError:
         raise
     except Exception as exc:  # the stock reader's own error on damaged bytes
-        raise GntkitError(f"{path}: the stock {manifest['format']} reader failed after record {count}: {type(exc).__name__}: "
+        raise GntkitError(f"{path}: the stock {fmt.name} reader failed after record {count}: {type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     if count != shard["records"]:
         raise GntkitError(f"{path}: expected {shard['records']} records as the manifest lists, found {count}.")
@@ -150,8 +149,6 @@ def _decode_shard(path, shard, manifest, module, counts, checks) -> None:
 
 def _check_strokes(path, i, sample, expected: bool) -> None:
     """Raw strokes (conversions with --strokes): present exactly when the manifest says so, and consistent."""
-    from gntkit.samples.strokes import check_sample_strokes
-
     where = f"{path} record {i} (key {sample.get('key')!r})"
     if expected != ("points" in sample):
         wanted, found = ("raw strokes", "none") if expected else ("no strokes", "strokes")

@@ -179,10 +179,7 @@ class WebDatasetWriter(ShardWriter):
     then the end of the last sample (where the end-of-archive blocks start).
     """
 
-    extension = "tar"
     format = "webdataset"
-    compressions = (None,)
-    has_index = True
 
     def _open(self) -> None:
         self._sink = ShardSink(self.partial_path, compute_sha256=self.compute_sha256)

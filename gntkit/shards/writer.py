@@ -1,20 +1,17 @@
-"""Shard writers: TFRecord, HDF5 and WebDataset, all consuming `SampleBatch`.
+"""What every shard writer shares, all consuming `SampleBatch`.
 
-`get_writer_class("tfrecord")` returns the writer class; `get_format_module` the
-module with its `feature_spec` and `read_shard`. Format modules are imported on
-first use only, so `import gntkit.shards.writer` never loads tensorflow, torch, h5py or
-webdataset.
+The formats themselves (TFRecord, HDF5, WebDataset, ...) are listed in
+gntkit.shards.registry, which names each writer class; `import gntkit.shards.writer`
+never loads tensorflow, torch, h5py or webdataset.
 
-This module also holds what every writer shares (`ShardWriter`): the
-`{shard}.partial` file that is renamed on a successful close, input checks, the
-record index, and `ShardSink`, a background thread that hashes and writes (and
+`ShardWriter` holds the `{shard}.partial` file that is renamed on a successful close,
+input checks, the record index, and `ShardSink`, a background thread that hashes and writes (and
 optionally gzips) the shard bytes so SHA-256 and disk I/O overlap with encoding.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import queue
 import threading
@@ -24,46 +21,10 @@ import numpy as np
 
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.samples.batch import SampleBatch
+from gntkit.samples.lines import check_lines
+from gntkit.samples.strokes import check_strokes
 from gntkit.shards.digest import sha256_file
-
-#: format name -> (module, writer class name, shard file extension)
-FORMATS: dict[str, tuple[str, str, str]] = {
-    "tfrecord": ("gntkit.shards.tfrecord", "TFRecordWriter", "tfrecord"),
-    "hdf5": ("gntkit.shards.hdf5", "HDF5Writer", "h5"),
-    "webdataset": ("gntkit.shards.webdataset", "WebDatasetWriter", "tar"),
-}
-
-
-def get_format_module(format: str):
-    """The module implementing a shard format (its writer, `feature_spec`, `read_shard`).
-
-    Args:
-        format: one of "tfrecord", "hdf5", "webdataset".
-
-    Returns:
-        The imported module (imported now, on first use).
-
-    Raises:
-        GntkitError: when the format is unknown.
-    """
-    if format not in FORMATS:
-        raise GntkitError(f"Unknown shard format {format!r}: expected one of {', '.join(sorted(FORMATS))}.")
-    return importlib.import_module(FORMATS[format][0])
-
-
-def get_writer_class(format: str) -> type:
-    """The `ShardWriter` subclass for a shard format.
-
-    Args:
-        format: one of "tfrecord", "hdf5", "webdataset".
-
-    Returns:
-        The writer class; instantiate as `cls(path, split=..., attrs=..., compression=...)`.
-
-    Raises:
-        GntkitError: when the format is unknown.
-    """
-    return getattr(get_format_module(format), FORMATS[format][1])
+from gntkit.shards.registry import output_format
 
 
 def utf8_column(strings, what: str) -> tuple[bytes, np.ndarray]:
@@ -207,8 +168,8 @@ class ShardWriter:
 
     A writer creates `path + ".partial"`, and `close()` renames it to `path` (with
     `{path}.index.npy` beside it for formats that have record offsets). Leaving a
-    `with` block by an exception deletes the partial file. Subclasses implement
-    `_open`, `_write_batch` and `_finish`.
+    `with` block by an exception deletes the partial file. Subclasses set `format` (a
+    gntkit.shards.registry name) and implement `_open`, `_write_batch` and `_finish`.
 
     Args:
         path: final shard path; must not exist.
@@ -227,13 +188,13 @@ class ShardWriter:
         GntkitError: on a bad split, attrs or compression value.
     """
 
-    extension = ""
+    #: the format's name in gntkit.shards.registry, which gives its extension, compressions and
+    #: whether it writes `{shard}.index.npy` (uncompressed only)
     format = ""
-    compressions: tuple = (None,)
-    #: whether the format writes `{shard}.index.npy` (uncompressed only)
-    has_index = False
 
     def __init__(self, path, *, split: str, attrs: Mapping, compression: str | None = None, compute_sha256: bool = True):
+        spec = output_format(self.format)
+        self.extension, self.compressions, self.has_index = spec.extension, spec.compressions, spec.has_index
         self.path = os.fspath(path)
         self.compute_sha256 = bool(compute_sha256)
         if not isinstance(split, str) or not split:
@@ -304,12 +265,8 @@ class ShardWriter:
             raise GntkitError(f"Shard writer for {self.path} is closed; open a new writer to write more.")
         pixels, raw, image_size = self._check_batch(batch)
         if self.strokes:
-            from gntkit.samples.strokes import check_strokes
-
             self._batch_strokes = check_strokes(batch.meta, len(batch), f"batch starting at record {self.records} of {self.path}")
         if self.lines:
-            from gntkit.samples.lines import check_lines
-
             self._batch_lines = check_lines(batch.meta, len(batch), f"batch starting at record {self.records} of {self.path}")
         self._check_format(batch, pixels)
         if len(batch) == 0:

@@ -279,7 +279,7 @@ def warm_writer(fmt: str, *, image_size: int, compression: str | None) -> bool:
 
     from gntkit.jit import no_compile_notice
     from gntkit.samples.batch import SampleBatch
-    from gntkit.shards.writer import get_writer_class
+    from gntkit.shards.registry import get_writer_class
 
     # Two samples with the types of gntkit.samples.stream's fixed-size batches.
     batch = SampleBatch(keys=["1001/0", "1001/1"], writer_ids=["1001", "1001"], tag_codes=np.array([0xB0A1, 0xB0A2], np.uint16),

@@ -1,7 +1,7 @@
 """`gntkit demo`: the main job on a built-in generated sample, no download.
 
 Writes a small synthetic HWDB-style corpus (real GNT layout, -f files with symbols, in a
-zip like the CASIA downloads), inspects it, converts it to all three shard formats with
+zip like the CASIA downloads), inspects it, converts it to every registered shard format with
 the HWDB-style writer split, verifies every output and draws a preview grid.
 """
 
@@ -11,11 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gntkit.errors import OutputExistsError
+from gntkit.samples.inspection import format_inspection, inspect_sources
+from gntkit.shards.convert import convert
+from gntkit.shards.registry import FORMATS
+from gntkit.shards.verify import verify
+from gntkit.tools.preview import preview
+from gntkit.tools.synth import write_corpus
 
 
 def run_demo(out_dir: str | Path, *, writers: int = 8, classes: int = 40, samples_per_class: int = 3,
              workers: int | None = None, log: Callable[[str], None] = print) -> dict:
-    """Generate a sample corpus, then inspect, convert (TFRecord, HDF5, WebDataset), verify, preview.
+    """Generate a sample corpus, then inspect, convert (to every format of gntkit.shards.registry), verify, preview.
 
     Args:
         out_dir: folder to create (must not exist or be empty).
@@ -26,12 +32,6 @@ def run_demo(out_dir: str | Path, *, writers: int = 8, classes: int = 40, sample
     Returns:
         {"corpus": zip path, "outputs": {format: folder}, "preview": png path, "records": n}.
     """
-    from gntkit.samples.inspection import format_inspection, inspect_sources
-    from gntkit.shards.convert import convert
-    from gntkit.shards.verify import verify
-    from gntkit.tools.preview import preview
-    from gntkit.tools.synth import write_corpus
-
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise OutputExistsError(f"{out_dir}: the demo folder exists and is not empty; remove it or name another.")
@@ -44,7 +44,7 @@ def run_demo(out_dir: str | Path, *, writers: int = 8, classes: int = 40, sample
     last_train = 1000 + max(1, writers * 3 // 4)
     split = f"train=1001-{last_train},test={last_train + 1}-{1000 + writers}"
     outputs = {}
-    for to in ("tfrecord", "hdf5", "webdataset"):
+    for to in FORMATS:
         target = out_dir / f"sample-{to}"
         manifest = convert(corpus, target, to=to, split=split, charset="data", workers=workers,
                            command=f"gntkit convert {corpus} --to {to} --split {split} --charset data --out {target}")
@@ -55,5 +55,6 @@ def run_demo(out_dir: str | Path, *, writers: int = 8, classes: int = 40, sample
         outputs[to] = str(target)
     grid = preview(corpus, out_dir / "preview.png", count=40, stages=4)
     log(f"5. preview grid with preprocessing stages: {grid['path']}")
-    log(f"next: gntkit train {outputs['hdf5']} --framework torch --model cnn3 --epochs 5 --optimizer adam --out {out_dir / 'run'}")
+    trainable = outputs.get("hdf5") or next(iter(outputs.values()))  # every format trains; the hint names HDF5
+    log(f"next: gntkit train {trainable} --framework torch --model cnn3 --epochs 5 --optimizer adam --out {out_dir / 'run'}")
     return {"corpus": str(corpus), "outputs": outputs, "preview": grid["path"], "records": report["records"]}

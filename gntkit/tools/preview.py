@@ -9,6 +9,12 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from gntkit.errors import GntkitError
+from gntkit.formats.sources import find_members
+from gntkit.samples.preprocess import Preprocess, preprocess_image
+from gntkit.samples.stream import is_line_member, iter_batches, plan_charset
+from gntkit.shards.manifest import MANIFEST, choose_split, load_manifest
+from gntkit.shards.plan import preprocess_settings
+from gntkit.shards.registry import output_format
 
 CELL = 72
 LABEL_HEIGHT = 18
@@ -104,19 +110,12 @@ def draw_lines(images, texts, invert_display: bool = False, cjk: bool = True) ->
 def _shows_lines(first: Path, from_folder: bool, sources: list) -> bool:
     """True when the preview is of text lines (a DGRL conversion or DGRL sources)."""
     if from_folder:
-        from gntkit.shards.manifest import load_manifest
-
         return "lines" in (load_manifest(first).get("features") or {})
-    from gntkit.formats.sources import find_members
-    from gntkit.samples.stream import is_line_member
-
     return any(is_line_member(m) for m in find_members(sources)[:4])
 
 
 def _stage_settings(settings):
     """Cumulative preprocessing settings: each stage adds one step of `settings`."""
-    from gntkit.samples.preprocess import Preprocess
-
     stages = [("resize only", Preprocess(size=settings.size, margin=settings.margin, crop=False, invert=False))]
     keep = {"contrast": False, "binarize": None, "denoise": False}
     for name in ("contrast", "binarize", "denoise"):
@@ -132,14 +131,12 @@ def _stage_settings(settings):
 
 def _folder_samples(folder: Path, split: str | None, count: int, cjk: bool) -> tuple[list, list, bool]:
     """The first samples of a converted folder (images, labels, whether ink is bright)."""
-    from gntkit.shards.manifest import choose_split, load_manifest, output_format
-
     manifest = load_manifest(folder)
     split = choose_split(manifest, split, folder) if split is not None else next(iter(manifest["splits"]))
-    module = output_format(manifest["format"]).writer_module()
+    fmt = output_format(manifest["format"])
     images, labels = [], []
     for shard in manifest["splits"][split]["shards"]:
-        for sample in module.read_shard(folder / shard["file"], compression=manifest.get("compression")):
+        for sample in fmt.read_shard(folder / shard["file"], compression=manifest.get("compression")):
             images.append(sample["image"])
             # A text line's label is its transcription (its character field holds the same text).
             labels.append(sample["text"] if "text" in sample else _label_text(sample["character"], sample["tag_code"], cjk))
@@ -150,9 +147,6 @@ def _folder_samples(folder: Path, split: str | None, count: int, cjk: bool) -> t
 
 def _source_samples(sources: list, charset, count: int, cjk: bool) -> tuple[list, list, bool]:
     """The first samples of source files of any format (original bitmaps)."""
-    from gntkit.formats.sources import find_members
-    from gntkit.samples.stream import iter_batches, plan_charset
-
     chosen = find_members(sources)[:4]
     names = plan_charset(charset, chosen, on_error="skip")
     # The grid shows ink dark on white: MNIST-like sources store it bright on black.
@@ -167,12 +161,8 @@ def _source_samples(sources: list, charset, count: int, cjk: bool) -> tuple[list
     return images, labels, light_on_dark
 
 
-def _stages_panel(raw_images: list, preprocess) -> Image.Image:
+def _stages_panel(raw_images: list, settings: Preprocess) -> Image.Image:
     """Each of the first raw images beside every preprocessing stage applied to it."""
-    from gntkit.samples.preprocess import Preprocess, preprocess_image
-
-    settings = (preprocess if isinstance(preprocess, Preprocess)
-                else Preprocess(**{k: v for k, v in (preprocess or {}).items() if v is not None}))
     steps = _stage_settings(settings)
     stage_images, stage_labels = [], []
     for image in raw_images:
@@ -195,7 +185,8 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
         columns: cells per row.
         split: for a converted folder, the split to show (default: the first).
         stages: for sources, also show the preprocessing stages of this many samples.
-        preprocess: settings for the stages view: a Preprocess or a dict of its settings
+        preprocess: settings for the stages view: a Preprocess or a dict of its settings as
+            gntkit.shards.plan.preprocess_settings takes them (binarize may be "otsu" or digits)
             (default Preprocess()).
         charset: for sources, the charset used for labels (None: the format's default).
 
@@ -205,10 +196,12 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
     Raises:
         GntkitError: bad arguments, or sources / a folder that cannot be read.
     """
-    from gntkit.shards.manifest import MANIFEST
-
     if count < 1 or columns < 1 or stages < 0:
         raise GntkitError(f"count and columns must be at least 1 and stages at least 0, found {count}, {columns}, {stages}.")
+    if not isinstance(preprocess, Preprocess):
+        settings = Preprocess(**{k: v for k, v in preprocess_settings(**(preprocess or {})).items() if v is not None})
+    else:
+        settings = preprocess
     out_png = Path(out_png)
     if out_png.suffix.lower() != ".png":
         raise GntkitError(f"{out_png}: expected an output file name ending in .png, found {out_png.suffix or 'no suffix'}.")
@@ -227,7 +220,7 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
     else:
         grid = draw_grid(images, labels, columns, invert_display=invert)
     if stages and not from_folder and grid.info.get("kind") != "lines":
-        panel = _stages_panel(images[:stages], preprocess)
+        panel = _stages_panel(images[:stages], settings)
         combined = Image.new("L", (max(grid.width, panel.width), grid.height + panel.height + 8), 255)
         combined.paste(grid, (0, 0))
         combined.paste(panel, (0, grid.height + 8))

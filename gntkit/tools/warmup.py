@@ -26,10 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gntkit.errors import GntkitError
-
-WARMUP_FORMATS = ("tfrecord", "hdf5", "webdataset")
-# Which optional package each format's writer and reader need (None: nothing beyond numpy).
-_FORMAT_NEEDS = {"tfrecord": None, "hdf5": "h5py", "webdataset": None}
+from gntkit.shards.registry import DEFAULT_FORMAT, FORMATS
 
 
 @dataclass
@@ -83,7 +80,7 @@ def cache_folder() -> str | None:
 
 def available_formats() -> list[str]:
     """The shard formats whose writer and reader can run here (their optional package is installed)."""
-    return [fmt for fmt in WARMUP_FORMATS if _FORMAT_NEEDS[fmt] is None or importlib.util.find_spec(_FORMAT_NEEDS[fmt]) is not None]
+    return [name for name, fmt in FORMATS.items() if fmt.requires is None or importlib.util.find_spec(fmt.requires) is not None]
 
 
 def warmup(formats=None, *, on_stage=None) -> list[Stage]:
@@ -103,10 +100,10 @@ def warmup(formats=None, *, on_stage=None) -> list[Stage]:
 
     formats = available_formats() if formats is None else list(formats)
     for fmt in formats:
-        if fmt not in _FORMAT_NEEDS:
-            raise GntkitError(f"warmup: expected formats among {', '.join(WARMUP_FORMATS)}, found {fmt!r}.")
+        if fmt not in FORMATS:
+            raise GntkitError(f"warmup: expected formats among {', '.join(FORMATS)}, found {fmt!r}.")
         if fmt not in available_formats():
-            package = _FORMAT_NEEDS[fmt]
+            package = FORMATS[fmt].requires
             raise GntkitError(f"warmup: format {fmt!r} needs the {package} package, found it not installed "
                               f"(pip install 'gntkit[{package}]').")
     stages: list[Stage] = []
@@ -138,7 +135,7 @@ def _steps(tmp: Path, formats: list[str]):
         out = tmp / fmt
         yield f"convert {fmt}", lambda fmt=fmt, out=out: convert(corpus, out, to=fmt, charset="data", hash_sources=True)
         yield f"read {fmt}", lambda out=out: _read(out)
-    first = formats[0] if formats else "tfrecord"
+    first = formats[0] if formats else DEFAULT_FORMAT
     edits = Preprocess(contrast=True, binarize="otsu", denoise=True)
     yield "convert with edit steps", lambda: convert(corpus, tmp / "edited", to=first, charset="data", preprocess=edits)
     yield "convert --raw", lambda: convert(corpus, tmp / "raw", to=first, charset="data", preprocess=Preprocess(raw=True))
