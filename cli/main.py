@@ -236,25 +236,26 @@ def convert(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ):
     """Convert sources (.gnt and other CASIA / MNIST files, folders, archives) to TFRecord, HDF5 or WebDataset shards with charset and manifest."""  # noqa: E501 - `gntkit --help` keeps a docstring's line breaks
-    if not (raw or pad):  # on a cold numba cache, preprocessing kernels compile in a helper from now on
-        from gntkit.tools.compile_ahead import start_preprocess_helper
+    from gntkit.tools import compile_ahead  # no numpy or numba: the helper starts before they load
 
+    if not (raw or pad):  # on a cold numba cache, preprocessing kernels compile in a helper from now on
         # Preprocess.edits, spelled out: importing gntkit.samples.preprocess loads numba, which would
         # delay the helper's start by the time this saves.
-        start_preprocess_helper(edited=bool(contrast or denoise or binarize is not None))
+        compile_ahead.start_preprocess_helper(edited=bool(contrast or denoise or binarize is not None))
     from gntkit.shards.convert import convert as run_convert
 
     def call():
         settings = build_preprocess(size, raw, margin, crop, invert, binarize, denoise, contrast, pen_width=pen_width, pad=pad or None,
                                     line_height=line_height, max_line_width=max_line_width)
-        return run_convert(
-            sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed,
-            charset=charset, preprocess=settings, on_error=on_error.value, on_unknown=on_unknown.value,
-            shard_records=shard_records, shard_bytes=int(shard_mb * 1024 * 1024) if shard_mb else None,
-            compression=compression, workers=workers, parallel=parallel, overwrite=overwrite, resume=resume, progress=not quiet,
-            hash_sources=hash_sources, strokes=strokes,
-            command=shlex.join(["gntkit", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("gntkit") else None,
-        )
+        with compile_ahead.helpers_cancelled_on_error():
+            return run_convert(
+                sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed,
+                charset=charset, preprocess=settings, on_error=on_error.value, on_unknown=on_unknown.value,
+                shard_records=shard_records, shard_bytes=int(shard_mb * 1024 * 1024) if shard_mb else None,
+                compression=compression, workers=workers, parallel=parallel, overwrite=overwrite, resume=resume, progress=not quiet,
+                hash_sources=hash_sources, strokes=strokes, before_write=compile_ahead.before_convert,
+                command=shlex.join(["gntkit", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("gntkit") else None,
+            )
 
     manifest = run(call)
     stats = manifest["stats"]

@@ -13,14 +13,9 @@ from PIL import Image
 
 from gntkit.errors import GntkitError
 from gntkit.kernels import preprocess as kernels
-from gntkit.samples.preprocess import (
-    MAX_IMAGE_PIXELS,
-    Preprocess,
-    load_image,
-    preprocess_batch,
-    preprocess_image,
-    to_grey,
-)
+from gntkit.samples.photos import load_image, preprocess_image, to_grey
+from gntkit.samples.preprocess import MAX_IMAGE_PIXELS, Preprocess
+from gntkit.samples.transform import preprocess_batch
 
 try:
     from tests import naive_preprocess as naive

@@ -304,7 +304,3 @@ def _check_writers(members: list[Member]) -> list[Member]:
             member = dataclasses.replace(member, key_prefix=f"{member.writer_id}.{member.format}")
         out.append(member)
     return out
-
-
-#: The name the GNT-only code used; every member is a Member now.
-GntMember = Member

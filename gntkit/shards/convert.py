@@ -36,7 +36,8 @@ import numpy as np
 
 import gntkit
 from gntkit.errors import GntkitError, OutputExistsError
-from gntkit.formats.gnt import DEFAULT_MAX_SIDE
+from gntkit.formats import source_suffixes
+from gntkit.formats.base import DEFAULT_MAX_SIDE
 from gntkit.formats.sources import Member, find_members
 from gntkit.samples.batch import SampleBatch
 from gntkit.samples.charset import Charset
@@ -44,14 +45,12 @@ from gntkit.samples.splits import SplitPlan, parse_split
 from gntkit.samples.stream import DEFAULT_BATCH_SIZE, PARALLEL_CHOICES, StreamReport, check_choice, iter_batches, plan_charset
 from gntkit.shards.digest import default_threads, sha256_files
 from gntkit.shards.manifest import JOURNAL, MANIFEST, OutputFormat, brace_pattern, output_format, read_json, shard_name, write_json_atomic
-from gntkit.tools.compile_ahead import cancel_helpers, compile_callee_share, preprocess_group, start_preprocess_helper, warm_writer
 
 # 128 MB: about 30 shards for HWDB1.1-train at 64 x 64, enough for shuffling across shards and
 # for hashing them side by side (gntkit.shards.digest), each still large for sequential reads.
 DEFAULT_SHARD_BYTES = 128 * 1024 * 1024
 # Rough per-record overhead (keys, labels, framing) used to size shards by bytes.
 _RECORD_OVERHEAD = 96
-_SOURCE_SUFFIXES = (".zip", ".gnt", ".gz", ".alz", ".pot", ".dgrl")
 
 
 def _first_source(sources) -> Path:
@@ -59,7 +58,7 @@ def _first_source(sources) -> Path:
 
 
 def _strip_suffixes(name: str) -> str:
-    while name.lower().endswith(_SOURCE_SUFFIXES):
+    while name.lower().endswith(source_suffixes()):
         name = name[: name.rindex(".")]
     return name
 
@@ -464,24 +463,6 @@ class OutputFolder:
 # --------------------------------------------------------------------------- stage 3: write
 
 
-def _compile_ahead(plan: ConversionPlan) -> None:
-    """On a cold numba cache: preprocessing kernels in a helper process, the writer's here meanwhile.
-
-    Only GNT bitmaps go through the resampling kernels the helper compiles; for other sources
-    (and raw or pad settings) a helper the CLI started is stopped. See gntkit.tools.compile_ahead.
-    """
-    settings = plan.preprocess
-    resamples = (not settings.raw and not settings.pad and not plan.options.get("lines")
-                 and all(m.format == "gnt" for m in plan.members))
-    if not resamples:
-        cancel_helpers()
-        return
-    # The command's share of the callees first (the helper waits for it); then, while the helper
-    # compiles for seconds, the writer here, not after the first batch.
-    if start_preprocess_helper(settings.edits) and compile_callee_share(preprocess_group(settings.edits)):
-        warm_writer(plan.fmt.name, image_size=settings.size, compression=plan.options["compression"])
-
-
 def _split_outputs(plan: ConversionPlan, folder: OutputFolder, finished: dict) -> dict:
     """One _SplitOutput per split, each saving the journal when it finishes a shard."""
     attrs = {"gntkit_version": gntkit.__version__, "charset": plan.charset.to_json(), "preprocess": plan.preprocess.to_json(),
@@ -528,7 +509,6 @@ def write_shards(plan: ConversionPlan, outputs: dict, report: StreamReport) -> i
                 output.finish()
             bar.update(sum(sizes[entry["name"]] for entry in report.members[seen:]), samples=samples)
     except BaseException:
-        cancel_helpers()
         for output in outputs.values():
             output.abort()
         raise
@@ -639,7 +619,7 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
             shard_bytes: int | None = DEFAULT_SHARD_BYTES, compression: str | None = None, workers: int | None = None,
             parallel: str = "threads", overwrite: bool = False, resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
             max_side: int = DEFAULT_MAX_SIDE, progress: bool = False, command: str | None = None,
-            hash_sources: bool = True, strokes: bool = False) -> dict:
+            hash_sources: bool = True, strokes: bool = False, before_write=None) -> dict:
     """Convert sources of any registered format to shards of one format, with charset files and a manifest.
 
     Args:
@@ -671,6 +651,9 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
             archives) in the manifest; a large share of the time on CPUs without SHA instructions.
         strokes: also write each sample's raw strokes (online sources such as POT; see gntkit.samples.strokes
             and each writer's feature_spec) beside its image.
+        before_write: optional callable(plan), called with the ConversionPlan once the output folder
+            is prepared, just before the stream starts (the command line compiles kernels ahead
+            there: gntkit.tools.compile_ahead.before_convert).
 
     Returns:
         The manifest (also written to `dataset_info.json`); `manifest["lost_anything"]` says
@@ -689,7 +672,8 @@ def convert(sources, out_dir=None, *, to: str = "tfrecord", name: str | None = N
     folder = OutputFolder(plan.out_dir, plan.settings_key())
     finished = folder.prepare(plan.options["overwrite"], resume)
     outputs = _split_outputs(plan, folder, finished)
-    _compile_ahead(plan)
+    if before_write is not None:
+        before_write(plan)
     archives = sorted({m.archive for m in plan.members if m.archive}) if hash_sources else []
     plain_files = [m.name for m in plan.members if not m.archive] if hash_sources else []
     hasher = _SourceHasher(plain_files, archives)

@@ -13,6 +13,10 @@ every callee in the cache. The command waits for the helper (`await_kernels`) ju
 preprocesses and loads the kernels from the cache in milliseconds. On two cores this takes a cold
 convert from about 7.5 s to under 5 s (benchmarks/bench_coldstart.py, docs/benchmarks.md).
 
+The library never starts a helper on its own: the command line does (and `gntkit warmup`), by
+starting one early and passing `before_convert` to gntkit.shards.convert.convert, which installs
+the wait in the preprocessing wrapper (gntkit.samples.transform.set_before_kernels).
+
 A helper starts only where it can pay off: the JIT and its cache are on, the kernel is not in the
 cache yet, and the process may use more than one core. Nothing depends on it: if it fails or is
 slow, the command compiles what is missing itself, and the output is the same bytes.
@@ -23,6 +27,7 @@ the CLI can start the helper before it loads anything heavy.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import subprocess
@@ -30,8 +35,8 @@ import sys
 import tempfile
 import threading
 
-__all__ = ["Ahead", "start_preprocess_helper", "compile_callee_share", "await_kernels", "cancel_helpers", "warm_writer",
-           "kernels_cached", "pending"]
+__all__ = ["Ahead", "start_preprocess_helper", "compile_callee_share", "await_kernels", "await_preprocess", "before_convert",
+           "cancel_helpers", "warm_writer", "kernels_cached", "pending"]
 
 # The kernel whose cache index shows that a group of kernels was compiled before (module,
 # function): the group's outermost kernel, cached only after everything it calls.
@@ -184,6 +189,38 @@ def await_kernels(group: str) -> None:
                 del _pending[group]
 
 
+def await_preprocess(edits: bool) -> None:
+    """Wait for the helper compiling the preprocessing kernel with edit steps or without, if one runs
+    (the hook gntkit.samples.transform calls just before the kernel runs)."""
+    await_kernels(preprocess_group(edits))
+
+
+def before_convert(plan) -> None:
+    """For gntkit.shards.convert.convert(before_write=...): on a cold numba cache, the preprocessing
+    kernels in a helper process and the writer's here meanwhile.
+
+    Only GNT bitmaps go through the resampling kernels the helper compiles; for other sources
+    (and raw or pad settings) a helper started earlier is stopped.
+
+    Args:
+        plan: the gntkit.shards.convert.ConversionPlan about to be written.
+    """
+    # Imported here, not at the top: the CLI imports this module to start a helper before numba loads.
+    from gntkit.samples.transform import set_before_kernels
+
+    settings = plan.preprocess
+    resamples = (not settings.raw and not settings.pad and not plan.options.get("lines")
+                 and all(m.format == "gnt" for m in plan.members))
+    if not resamples:
+        cancel_helpers()
+        return
+    set_before_kernels(await_preprocess)
+    # The command's share of the callees first (the helper waits for it); then, while the helper
+    # compiles for seconds, the writer here, not after the first batch.
+    if start_preprocess_helper(settings.edits) and compile_callee_share(preprocess_group(settings.edits)):
+        warm_writer(plan.fmt.name, image_size=settings.size, compression=plan.options["compression"])
+
+
 def compile_callee_share(group: str) -> bool:
     """Compile the command's share of the preprocessing callees, then signal the helper of `group`.
 
@@ -259,6 +296,17 @@ def cancel_helpers() -> None:
         ahead.cancel()
 
 
+@contextlib.contextmanager
+def helpers_cancelled_on_error():
+    """Within the block, an exception stops every helper before it propagates (a failed command
+    will not use their kernels)."""
+    try:
+        yield
+    except BaseException:
+        cancel_helpers()
+        raise
+
+
 # A command that ends without preprocessing (nothing kept, an error) leaves no helper running.
 atexit.register(cancel_helpers)
 
@@ -298,7 +346,8 @@ def _compile_preprocessing(edited: bool) -> None:
     """The helper's work: preprocess a few bitmaps with the argument types of a real run."""
     import numpy as np
 
-    from gntkit.samples.preprocess import Preprocess, preprocess_records
+    from gntkit.samples.preprocess import Preprocess
+    from gntkit.samples.transform import preprocess_records
 
     # Bitmaps as a reader passes them: read-only bytes of the file, int64 starts, int32 sides.
     # Both resampling paths (shrinking and enlarging) run, as real handwriting needs both.

@@ -169,7 +169,8 @@ def _source_samples(sources: list, charset, count: int, cjk: bool) -> tuple[list
 
 def _stages_panel(raw_images: list, preprocess) -> Image.Image:
     """Each of the first raw images beside every preprocessing stage applied to it."""
-    from gntkit.samples.preprocess import Preprocess, preprocess_image
+    from gntkit.samples.photos import preprocess_image
+    from gntkit.samples.preprocess import Preprocess
 
     settings = (preprocess if isinstance(preprocess, Preprocess)
                 else Preprocess(**{k: v for k, v in (preprocess or {}).items() if v is not None}))
