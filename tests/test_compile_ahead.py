@@ -30,7 +30,7 @@ convert(corpus, out, to=fmt, charset="data", preprocess=Preprocess(contrast=True
 writer = ("gntkit.shards.tfrecord", "gntkit.shards.webdataset", "gntkit.kernels.png", "gntkit.kernels.crc32c")
 print("compiled writer", sum(sum(d.stats.cache_misses.values()) for d in _kernel_dispatchers() if d.py_func.__module__ in writer))
 for d in _kernel_dispatchers():
-    if d.py_func.__module__ == "gntkit.kernels.preprocess":
+    if d.py_func.__module__ in ("gntkit.kernels.preprocess", "gntkit.kernels.edits"):
         print("compiled", d.py_func.__name__, sum(d.stats.cache_misses.values()))
 for shard in sorted(out.iterdir()):
     if shard.is_file() and not shard.name.endswith(".json") and not shard.name.startswith("charset"):

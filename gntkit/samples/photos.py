@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from gntkit.errors import GntkitError
-from gntkit.kernels import preprocess as _kernels
+from gntkit.kernels import edits
 from gntkit.samples.preprocess import MAX_IMAGE_PIXELS, Preprocess, keeps_images
 from gntkit.samples.transform import preprocess_batch
 
@@ -105,7 +105,7 @@ def to_grey(image) -> np.ndarray:
     if image.ndim == 2:
         return image
     grey = np.empty((height, width), np.uint8)
-    _kernels.grey_from_rgb(image, grey)
+    edits.grey_from_rgb(image, grey)
     return grey
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from gntkit.errors import GntkitError
 from gntkit.formats.base import Bitmaps
+from gntkit.kernels import edits
 from gntkit.kernels import preprocess as _kernels
 from gntkit.samples.preprocess import MAX_IMAGE_PIXELS, Preprocess, keeps_images
 
@@ -208,11 +209,11 @@ def _run(pixels, offsets, heights, widths, settings: Preprocess, out: np.ndarray
     if settings.pad:
         return _run_pad(pixels, offsets, heights, widths, settings, out)
     if settings.binarize is None:
-        binarize, threshold = _kernels.BINARIZE_NONE, 0
+        binarize, threshold = edits.BINARIZE_NONE, 0
     elif settings.binarize == "otsu":
-        binarize, threshold = _kernels.BINARIZE_OTSU, 0
+        binarize, threshold = edits.BINARIZE_OTSU, 0
     else:
-        binarize, threshold = _kernels.BINARIZE_FIXED, settings.binarize
+        binarize, threshold = edits.BINARIZE_FIXED, settings.binarize
     arguments = (pixels, offsets, heights, widths, out, settings.margin, settings.crop, settings.invert,
                  settings.contrast, binarize, threshold, settings.denoise)
     if _before_kernels is not None:  # the edge may wait here for a helper compiling the kernel (set_before_kernels)
