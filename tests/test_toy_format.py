@@ -74,7 +74,6 @@ def encode(codes, bitmaps) -> bytes:
 
 @pytest.fixture
 def toy_source(tmp_path, monkeypatch):
-    monkeypatch.setattr(formats, "FORMATS", dict(formats.FORMATS))  # the registration ends with the test
     monkeypatch.setitem(sys.modules, "toy_format_for_tests", _toy_module())
     formats.register_format("toy", "toy_format_for_tests")
     rng = np.random.default_rng(21)
@@ -83,7 +82,8 @@ def toy_source(tmp_path, monkeypatch):
     path = tmp_path / "src" / "7001-c.toy"
     path.parent.mkdir()
     path.write_bytes(encode(codes, bitmaps))
-    return path, codes, bitmaps
+    yield path, codes, bitmaps
+    del formats.FORMATS["toy"]  # the registration ends with the test
 
 
 def _read_tfrecord(shards):

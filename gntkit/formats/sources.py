@@ -22,7 +22,7 @@ import numpy as np
 
 from gntkit.containers import container_by_name, container_class, sniff_container
 from gntkit.errors import FormatError, GntkitError
-from gntkit.formats import describe_content, format_by_name, get_format, sniff_format, source_kinds
+from gntkit.formats import FORMATS, describe_content, format_by_name, get_format, sniff_format, source_kinds
 
 _HEAD_BYTES = 64
 
@@ -274,8 +274,6 @@ def find_members(sources) -> list[Member]:
 
 
 def _format_rank(name: str) -> int:
-    from gntkit.formats import FORMATS
-
     return list(FORMATS).index(name)
 
 

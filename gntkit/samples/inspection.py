@@ -9,6 +9,7 @@ import numpy as np
 
 from gntkit.formats.base import DEFAULT_MAX_SIDE, Problem
 from gntkit.formats.sources import find_members
+from gntkit.progress import ProgressBar
 from gntkit.samples.charset import decode_tag, is_symbol_code
 from gntkit.samples.stream import native_charset, open_member
 
@@ -117,8 +118,6 @@ def inspect_sources(sources, max_side: int = DEFAULT_MAX_SIDE, progress: bool = 
     Raises:
         GntkitError: a source that does not exist or holds no GNT files.
     """
-    from gntkit.progress import ProgressBar
-
     result = Inspection()
     members = find_members(sources)
     result.charset = native_charset(members)

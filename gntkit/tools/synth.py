@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from gntkit.errors import GntkitError, OutputExistsError
+from gntkit.formats import FORMATS, get_format
 from gntkit.formats.gnt import encode_records
 from gntkit.samples.charset import builtin, decode_tag, is_symbol_code
 from gntkit.tools.glyphs import ClassPlan, H, class_plan, glyph_strokes
@@ -413,8 +414,6 @@ def write_corpus(out_dir: str | Path, *, writers: int = 4, first_writer: int = 1
     Returns:
         Paths written: the files, or the one zip.
     """
-    from gntkit.formats import FORMATS, get_format
-
     synthesizable = [name for name in FORMATS if hasattr(get_format(name), "SYNTH_SAMPLES")]
     if format not in synthesizable:
         raise GntkitError(f"format must be one of {', '.join(synthesizable)} (the formats synth writes), found {format!r}.")
