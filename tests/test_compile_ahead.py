@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from gntkit.errors import GntkitError
 from gntkit.tools import compile_ahead
 from gntkit.tools.compile_ahead import Ahead
 
@@ -137,8 +138,9 @@ def test_convert_calls_before_write_with_its_plan_before_the_stream(tmp_path, sm
     seen = []
     monkeypatch.setattr(transform, "_before_kernels", None)
     monkeypatch.setattr(convert_module, "iter_batches", lambda *a, **k: seen.append("stream") or iter(()))
-    convert_module.convert(small_corpus, tmp_path / "out", to="tfrecord", charset="data", workers=1,
-                           before_write=lambda plan: seen.append(plan))
+    with pytest.raises(GntkitError, match="no sample was kept"):  # the stand-in stream yields nothing
+        convert_module.convert(small_corpus, tmp_path / "out", to="tfrecord", charset="data", workers=1,
+                               before_write=lambda plan: seen.append(plan))
     assert isinstance(seen[0], convert_module.ConversionPlan) and seen[0].fmt.name == "tfrecord" and seen[1:] == ["stream"]
 
 
