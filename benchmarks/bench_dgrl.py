@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from dgrl_fixtures import page_bytes  # noqa: E402
 from gntkit.formats import dgrl  # noqa: E402
-from gntkit.samples.preprocess import Preprocess, preprocess_lines  # noqa: E402
+from gntkit.samples.line_images import preprocess_lines  # noqa: E402
+from gntkit.samples.preprocess import Preprocess  # noqa: E402
 from naive_dgrl import read_dgrl  # noqa: E402
 
 

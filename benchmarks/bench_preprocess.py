@@ -21,7 +21,8 @@ import numba
 import numpy as np
 from PIL import Image
 
-from gntkit.samples.preprocess import Preprocess, preprocess_batch
+from gntkit.samples.preprocess import Preprocess
+from gntkit.samples.transform import preprocess_batch
 
 
 def hwdb_like_batch(count: int, seed: int):

@@ -437,7 +437,8 @@ def _glyph_arrays(classes: int, per_class: int, seed: int, size: int):
     """Synthetic handwriting as gntkit shards hold it: synth glyphs through gntkit's preprocessing."""
     import numpy as np
 
-    from gntkit.samples.preprocess import Preprocess, preprocess_image
+    from gntkit.samples.photos import preprocess_image
+    from gntkit.samples.preprocess import Preprocess
     from gntkit.tools import synth
 
     rng = np.random.default_rng(seed)

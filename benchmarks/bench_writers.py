@@ -191,7 +191,8 @@ def glyph_images(gnt_path: str) -> np.ndarray:
     """The records of one GNT file, preprocessed to SIZE x SIZE (0 background, bright ink)."""
     from gntkit.formats.gnt import GntFile
     from gntkit.formats.sources import mapped_bytes
-    from gntkit.samples.preprocess import Preprocess, preprocess_batch
+    from gntkit.samples.preprocess import Preprocess
+    from gntkit.samples.transform import preprocess_batch
 
     gnt = GntFile(mapped_bytes(gnt_path), gnt_path)
     pixels, offsets = gnt.gather()

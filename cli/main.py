@@ -21,8 +21,6 @@ import typer
 from gntkit.errors import GntkitError
 from gntkit.samples.charset import BUILTIN_CHARSETS, builtin, resolve
 from gntkit.shards.registry import DEFAULT_FORMAT, FORMATS
-from gntkit.tools.warmup import cache_folder
-from gntkit.tools.warmup import warmup as run_warmup
 from gntkit.training import evaluate as run_evaluate
 from gntkit.training import export as run_export
 from gntkit.training import predict as run_predict
@@ -253,21 +251,27 @@ def convert(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ):
     """Convert sources to shards of one output format with charset and manifest (help: _CONVERT_HELP)."""
-    if not (raw or pad):  # on a cold numba cache, preprocessing kernels compile in a helper from now on
-        from gntkit.tools.compile_ahead import start_preprocess_helper
+    from gntkit.tools import compile_ahead  # no numpy or numba: the helper starts before they load
 
+
+    if not (raw or pad):  # on a cold numba cache, preprocessing kernels compile in a helper from now on
         # Preprocess.edits, spelled out: importing gntkit.samples.preprocess loads numba, which would
         # delay the helper's start by the time this saves.
-        start_preprocess_helper(edited=bool(contrast or denoise or binarize is not None))
+        compile_ahead.start_preprocess_helper(edited=bool(contrast or denoise or binarize is not None))
     from gntkit.shards import convert as conversion  # numba: off `gntkit --help`
 
-    manifest = run(lambda: conversion.convert(
-        sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed, charset=charset,
-        preprocess=conversion.preprocess_settings(size, raw, margin, crop, invert, binarize, denoise, contrast, pen_width=pen_width,
-                                                  pad=pad or None, line_height=line_height, max_line_width=max_line_width),
-        on_error=on_error.value, on_unknown=on_unknown.value, shard_records=shard_records,
-        shard_bytes=int(shard_mb * 1024 * 1024) if shard_mb else None, compression=compression, workers=workers, parallel=parallel,
-        overwrite=overwrite, resume=resume, progress=not quiet, hash_sources=hash_sources, strokes=strokes, command=_command_line()))
+    def call():
+        settings = conversion.preprocess_settings(size, raw, margin, crop, invert, binarize, denoise, contrast, pen_width=pen_width,
+                                                  pad=pad or None, line_height=line_height, max_line_width=max_line_width)
+        with compile_ahead.helpers_cancelled_on_error():
+            return conversion.convert(
+                sources, out, to=to.value, name=name, split=split, val_fraction=val_fraction, split_seed=split_seed, charset=charset,
+                preprocess=settings, on_error=on_error.value, on_unknown=on_unknown.value, shard_records=shard_records,
+                shard_bytes=int(shard_mb * 1024 * 1024) if shard_mb else None, compression=compression, workers=workers,
+                parallel=parallel, overwrite=overwrite, resume=resume, progress=not quiet, hash_sources=hash_sources, strokes=strokes,
+                before_write=compile_ahead.before_convert, command=_command_line())
+
+    manifest = run(call)
     typer.echo(conversion.conversion_summary(manifest))
     if manifest["lost_anything"]:
         raise typer.Exit(EXIT_SKIPPED)
@@ -302,10 +306,12 @@ def warmup(
             typer.echo(f"{stage.name:<26} {stage.seconds:6.1f} s  compiled {stage.compiled:>3}, "
                        f"loaded {stage.loaded:>3} kernel signature(s)")
 
-    stages = run(lambda: run_warmup(formats, on_stage=report))
+    from gntkit.tools import warmup as warming  # numba and every stage: off `gntkit --help`
+
+    stages = run(lambda: warming.warmup(formats, on_stage=report))
     compiled, loaded = sum(s.compiled for s in stages), sum(s.loaded for s in stages)
     typer.echo(f"ok: {compiled} kernel signature(s) compiled, {loaded} loaded, in {sum(s.seconds for s in stages):.1f} s; cache: "
-               f"{cache_folder() or 'none (NUMBA_DISABLE_JIT=1)'}")
+               f"{warming.cache_folder() or 'none (NUMBA_DISABLE_JIT=1)'}")
 
 
 @app.command()

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import gntkit.training as training
-from gntkit.samples.preprocess import Preprocess, preprocess_image
+from gntkit.samples.photos import preprocess_image
+from gntkit.samples.preprocess import Preprocess
 from gntkit.training.evaluation import compute_report
 
 # Each digit as pen strokes (polylines) in a unit box, x to the right, y down.

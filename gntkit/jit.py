@@ -10,7 +10,7 @@ where the package folder is not writable (a read-only site-packages), in the use
 folder (~/.cache/numba): numba's own fallback. Where none of these can be written (a
 read-only container with an unwritable home), numba would fail the import; `njit` here then
 caches in <tmp>/gntkit-numba-<uid> instead.
-The first compile in a process prints one line on stderr (see `compile_notice`), so a
+The first compile in a process prints one line on stderr (see `no_compile_notice`), so a
 first run that takes seconds says why; `gntkit warmup` compiles everything ahead.
 """
 
@@ -182,7 +182,7 @@ def parallel_ranges(count: int, grain: int, body) -> None:
 
 # ---- the stderr notice on the first compile of a process ---------------------------------
 
-_notice = {"stream": None, "printed": False, "enabled": True}
+_notice = {"printed": False, "enabled": True}
 _notice_lock = threading.Lock()
 
 
@@ -202,10 +202,9 @@ class _CompileListener(event.Listener):
             if _notice["printed"]:
                 return
             _notice["printed"] = True
-        stream = _notice["stream"] or sys.stderr
-        stream.write("gntkit: compiling numba kernels on first use (later runs load them from the cache; "
-                     "`gntkit warmup` compiles them all ahead)\n")
-        stream.flush()
+        sys.stderr.write("gntkit: compiling numba kernels on first use (later runs load them from the cache; "
+                         "`gntkit warmup` compiles them all ahead)\n")
+        sys.stderr.flush()
 
     def on_end(self, ev):
         pass
@@ -220,17 +219,6 @@ def no_compile_notice():
         yield
     finally:
         _notice["enabled"] = was
-
-
-def compile_notice(enabled: bool = True, stream=None) -> None:
-    """Switch the one-line stderr notice printed when a gntkit kernel must be compiled.
-
-    Args:
-        enabled: False: never print it (a command's --quiet).
-        stream: where to print it (default sys.stderr at the time of printing).
-    """
-    _notice["enabled"] = bool(enabled)
-    _notice["stream"] = stream
 
 
 if os.environ.get("NUMBA_DISABLE_JIT", "0") != "1":

@@ -56,7 +56,8 @@ def draw_digit(digit: int, rng: np.random.Generator, canvas: int = 64, width: in
 
 def make_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (count, 28, 28) ink bright on 0, labels uint8 (count,)), classes in turn."""
-    from gntkit.samples.preprocess import Preprocess, preprocess_batch
+    from gntkit.samples.preprocess import Preprocess
+    from gntkit.samples.transform import preprocess_batch
 
     rng = np.random.default_rng(seed)
     labels = (np.arange(count) % 10).astype(np.uint8)

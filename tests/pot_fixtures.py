@@ -1,6 +1,6 @@
 """POT files in the real layout for tests and benchmarks: seeded strokes from synth's glyphs.
 
-Each class's prototype segments (gntkit.tools.synth.glyph_strokes, in the unit square), chained into
+Each class's prototype segments (gntkit.tools.glyphs.glyph_strokes, in the unit square), chained into
 polylines where they continue one another, become strokes of 2-12 points per piece in tablet
 units, with a per-writer size (150-260 units), slant and position (x about 500-2000, y about
 6400-6900, as real OLHWDB files) and per-sample jitter; about one sample in four gets an extra

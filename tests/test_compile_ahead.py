@@ -8,13 +8,14 @@ import sys
 
 import pytest
 
+from gntkit.errors import GntkitError
 from gntkit.tools import compile_ahead
 from gntkit.tools.compile_ahead import Ahead
 
 JIT_DISABLED = os.environ.get("NUMBA_DISABLE_JIT", "0") == "1"
 
-# In a fresh process: convert a small corpus the way the CLI does (the helper started first),
-# then print how many signatures of the preprocessing and writer kernels numba compiled in
+# In a fresh process: convert a small corpus the way the CLI does (the helper started first, and
+# compile_ahead.before_convert passed to convert), then print how many signatures of the preprocessing and writer kernels numba compiled in
 # this process, and the SHA-256 of every shard.
 SCRIPT = """
 import hashlib, sys
@@ -25,11 +26,12 @@ compile_ahead.start_preprocess_helper(edited=edit)
 from gntkit.shards.convert import convert
 from gntkit.samples.preprocess import Preprocess
 from gntkit.tools.warmup import _kernel_dispatchers
-convert(corpus, out, to=fmt, charset="data", preprocess=Preprocess(contrast=True, denoise=True) if edit else None)
+convert(corpus, out, to=fmt, charset="data", preprocess=Preprocess(contrast=True, denoise=True) if edit else None,
+        before_write=compile_ahead.before_convert)
 writer = ("gntkit.shards.tfrecord", "gntkit.shards.webdataset", "gntkit.kernels.png", "gntkit.kernels.crc32c")
 print("compiled writer", sum(sum(d.stats.cache_misses.values()) for d in _kernel_dispatchers() if d.py_func.__module__ in writer))
 for d in _kernel_dispatchers():
-    if d.py_func.__module__ == "gntkit.kernels.preprocess":
+    if d.py_func.__module__ in ("gntkit.kernels.preprocess", "gntkit.kernels.edits"):
         print("compiled", d.py_func.__name__, sum(d.stats.cache_misses.values()))
 for shard in sorted(out.iterdir()):
     if shard.is_file() and not shard.name.endswith(".json") and not shard.name.startswith("charset"):
@@ -105,3 +107,76 @@ def test_a_failed_or_slow_helper_is_not_an_error():
     compile_ahead.cancel_helpers()
     assert slow.process is None and not compile_ahead.pending("preprocess")
     compile_ahead.await_kernels("preprocess")  # nothing pending: returns at once
+
+
+LIBRARY_SCRIPT = """
+import sys
+from pathlib import Path
+from gntkit.shards.convert import convert
+convert(Path(sys.argv[1]), Path(sys.argv[2]), to="tfrecord", charset="data")
+edge = sorted(name for name in sys.modules if name.startswith("gntkit.tools"))
+from gntkit.kernels.preprocess import preprocess_chunk_plain
+print("compiled", sum(preprocess_chunk_plain.stats.cache_misses.values()))
+print("edge", edge)
+"""
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="compiles nothing with the JIT off")
+def test_a_library_convert_starts_no_helper(tmp_path, small_corpus):
+    # The library alone never imports the edge nor starts a process: it compiles the
+    # preprocessing kernel itself on a cold cache.
+    done = subprocess.run([sys.executable, "-c", LIBRARY_SCRIPT, str(small_corpus), str(tmp_path / "out")],
+                          env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["compiled", "1", "edge", "[]"]
+
+
+def test_convert_calls_before_write_with_its_plan_before_the_stream(tmp_path, small_corpus, monkeypatch):
+    from gntkit.samples import transform
+    from gntkit.shards import convert as convert_module
+
+    seen = []
+    monkeypatch.setattr(transform, "_before_kernels", None)
+    monkeypatch.setattr(convert_module, "iter_batches", lambda *a, **k: seen.append("stream") or iter(()))
+    with pytest.raises(GntkitError, match="no sample was kept"):  # the stand-in stream yields nothing
+        convert_module.convert(small_corpus, tmp_path / "out", to="tfrecord", charset="data", workers=1,
+                               before_write=lambda plan: seen.append(plan))
+    assert isinstance(seen[0], convert_module.ConversionPlan) and seen[0].fmt.name == "tfrecord" and seen[1:] == ["stream"]
+
+
+def test_the_kernel_hook_runs_before_each_preprocessing_call(monkeypatch):
+    import numpy as np
+
+    from gntkit.samples import transform
+    from gntkit.samples.preprocess import Preprocess
+
+    calls = []
+    monkeypatch.setattr(transform, "_before_kernels", None)
+    transform.set_before_kernels(calls.append)
+    bitmap = np.full(64, 255, np.uint8)
+    args = (np.array([0, 64], np.int64), np.array([8], np.int32), np.array([8], np.int32))
+    transform.preprocess_batch(bitmap, *args, Preprocess(size=16))
+    transform.preprocess_batch(bitmap, *args, Preprocess(size=16, denoise=True))
+    transform.set_before_kernels(None)
+    transform.preprocess_batch(bitmap, *args, Preprocess(size=16))
+    assert calls == [False, True]
+
+
+def test_before_convert_installs_the_wait_and_stops_helpers_it_cannot_use(monkeypatch, tmp_path, small_corpus):
+    from gntkit.samples import transform
+    from gntkit.samples.preprocess import Preprocess
+    from gntkit.shards.convert import plan_conversion
+
+    monkeypatch.setattr(transform, "_before_kernels", None)
+    monkeypatch.setenv("GNTKIT_COMPILE_AHEAD", "0")  # no process: the decisions alone
+    stopped = []
+    monkeypatch.setattr(compile_ahead, "cancel_helpers", lambda: stopped.append(True))
+    options = dict(on_error="raise", on_unknown="drop", shard_records=None, shard_bytes=None, compression=None, workers=1,
+                   parallel="threads", overwrite=False, resume=False, batch_size=16, max_side=4096, progress=False, command=None,
+                   hash_sources=False, strokes=False)
+    raw = plan_conversion(small_corpus, tmp_path / "raw", charset="data", preprocess=Preprocess(raw=True), **options)
+    compile_ahead.before_convert(raw)
+    assert stopped == [True] and transform._before_kernels is None
+    plain = plan_conversion(small_corpus, tmp_path / "plain", charset="data", **options)
+    compile_ahead.before_convert(plain)
+    assert stopped == [True] and transform._before_kernels is compile_ahead.await_preprocess

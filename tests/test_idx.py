@@ -16,8 +16,9 @@ from gntkit.errors import FormatError, GntkitError
 from gntkit.formats import idx
 from gntkit.formats.sources import find_members
 from gntkit.samples.charset import Charset, builtin, resolve
-from gntkit.samples.preprocess import Preprocess, keeps_images, preprocess_batch
+from gntkit.samples.preprocess import Preprocess, keeps_images
 from gntkit.samples.stream import open_source
+from gntkit.samples.transform import preprocess_batch, preprocess_chosen
 from idx_fixtures import idx_bytes, make_digits, write_emnist, write_mnist
 from naive_idx import read_idx, read_pair
 
@@ -65,9 +66,9 @@ def test_fast_path_equals_kernel(tmp_path):
     for keep in (KEEP, Preprocess(size=28, margin=0, crop=False, invert=False), Preprocess(size=28, margin=0, crop=False, pad=True)):
         assert keeps_images(keep, 28, 28)
         kernel = preprocess_batch(pixels, offsets, np.full(10, 28, np.int32), np.full(10, 28, np.int32), keep)
-        np.testing.assert_array_equal(record_file.preprocess(chosen, keep), kernel)
+        np.testing.assert_array_equal(preprocess_chosen(record_file, chosen, keep), kernel)
     assert not keeps_images(Preprocess(size=32, margin=0, crop=False), 28, 28)
-    resized = record_file.preprocess(chosen, Preprocess(size=32, margin=0, crop=False))
+    resized = preprocess_chosen(record_file, chosen, Preprocess(size=32, margin=0, crop=False))
     assert resized.shape == (10, 32, 32)
 
 

@@ -104,12 +104,13 @@ def test_gather_and_index_sizes_agree_and_pen_width_changes_only_rendering():
 
 def test_preprocess_renders_at_the_chosen_pen_width():
     from gntkit.samples.preprocess import Preprocess
+    from gntkit.samples.transform import preprocess_chosen
 
     order, samples = generated(6, count=4)
     pot_file = pot.open_file(as_buffer(pot.encode_records(order, samples)), "p.pot")
     chosen = np.arange(4)
-    thin = pot_file.preprocess(chosen, Preprocess(size=32, pen_width=1.0))
-    thick = pot_file.preprocess(chosen, Preprocess(size=32, pen_width=8.0))
+    thin = preprocess_chosen(pot_file, chosen, Preprocess(size=32, pen_width=1.0))
+    thick = preprocess_chosen(pot_file, chosen, Preprocess(size=32, pen_width=8.0))
     assert thin.shape == (4, 32, 32) and thin.dtype == np.uint8
     # inverted: ink bright on 0; a wider pen covers more of the canvas
     assert (thick > 128).sum() > (thin > 128).sum()

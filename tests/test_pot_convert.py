@@ -6,6 +6,7 @@ import pytest
 
 from gntkit.formats import pot
 from gntkit.samples.preprocess import Preprocess
+from gntkit.samples.transform import preprocess_chosen
 from gntkit.tools.synth import write_corpus
 from pot_fixtures import write_pot_corpus
 
@@ -36,7 +37,7 @@ def test_stream_renders_pot_beside_gnt_with_writer_ids_and_labels(mixed):
         assert batch.meta["points_offsets"][-1] == len(batch.meta["points"])
         # the images are the record file's own rendering at that pen width
         member_file = pot.open_file(np.fromfile(mixed / f"{batch.writer_ids[0]}.pot", np.uint8), "x.pot")
-        assert np.array_equal(batch.images, member_file.preprocess(np.arange(6), Preprocess(size=32, pen_width=2.0)))
+        assert np.array_equal(batch.images, preprocess_chosen(member_file, np.arange(6), Preprocess(size=32, pen_width=2.0)))
     raw = list(iter_batches(mixed / "1003.pot", charset, Preprocess(raw=True)))[0]
     assert raw.raw and raw.pixels.min() == 0 and raw.pixels.max() == 255
 

@@ -12,15 +12,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from gntkit.errors import GntkitError
+from gntkit.kernels import edits
 from gntkit.kernels import preprocess as kernels
-from gntkit.samples.preprocess import (
-    MAX_IMAGE_PIXELS,
-    Preprocess,
-    load_image,
-    preprocess_batch,
-    preprocess_image,
-    to_grey,
-)
+from gntkit.samples.photos import load_image, preprocess_image, to_grey
+from gntkit.samples.preprocess import MAX_IMAGE_PIXELS, Preprocess
+from gntkit.samples.transform import preprocess_batch
 
 try:
     from tests import naive_preprocess as naive
@@ -93,7 +89,7 @@ def assert_close(found, expected, tolerance=1):
 
 def kernel_histogram(image):
     hist = np.empty(256, np.int64)
-    kernels.grey_histogram(image, hist)
+    edits.grey_histogram(image, hist)
     return hist
 
 
@@ -110,7 +106,7 @@ def test_grey_from_rgb_matches_reference():
             rgb[0, 1, 3] = 255
             rgb[1, 0, 3] = 0
         grey = np.empty(rgb.shape[:2], np.uint8)
-        kernels.grey_from_rgb(rgb, grey)
+        edits.grey_from_rgb(rgb, grey)
         assert_close(grey, naive.grey(rgb))
         assert grey[0, 0] == 255 and grey[0, 1] == 0
         if channels == 4:
@@ -120,7 +116,7 @@ def test_grey_from_rgb_matches_reference():
 def test_grey_exact_values():
     rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [100, 100, 100]]], np.uint8)
     grey = np.empty((1, 4), np.uint8)
-    kernels.grey_from_rgb(rgb, grey)
+    edits.grey_from_rgb(rgb, grey)
     assert grey.tolist() == [[76, 150, 29, 100]]  # round(76.245), round(149.685), round(29.07)
 
 
@@ -130,11 +126,11 @@ def test_histogram():
 
 
 def kernel_contrast(image):
-    lo, hi = kernels.contrast_levels(kernel_histogram(image))
+    lo, hi = edits.contrast_levels(kernel_histogram(image))
     table = np.empty(256, np.uint8)
-    kernels.contrast_table(lo, hi, table)
+    edits.contrast_table(lo, hi, table)
     result = np.empty_like(image)
-    kernels.apply_table(image, table, result)
+    edits.apply_table(image, table, result)
     return result
 
 
@@ -156,7 +152,7 @@ def test_contrast_on_grey_paper():
 def test_otsu_maximises_exact_variance():
     rng = np.random.default_rng(4)
     for image in random_images(rng, 25, EDGE_SHAPES[:8] + [(20, 30), (40, 40)]):
-        found = kernels.otsu_threshold(kernel_histogram(image))
+        found = edits.otsu_threshold(kernel_histogram(image))
         variances = naive.otsu_variances(image)
         present = [v for v in variances if v is not None]
         if not present:
@@ -173,13 +169,13 @@ def test_otsu_maximises_exact_variance():
 )
 def test_otsu_edge_cases(levels, expected):
     image = np.array([levels], np.uint8)
-    assert kernels.otsu_threshold(kernel_histogram(image)) == expected == naive.otsu_threshold(image)
+    assert edits.otsu_threshold(kernel_histogram(image)) == expected == naive.otsu_threshold(image)
 
 
 def test_threshold_table_composes():
     table = np.empty(256, np.uint8)
-    kernels.identity_table(table)
-    kernels.threshold_table(table, 100)
+    edits.identity_table(table)
+    edits.threshold_table(table, 100)
     assert np.array_equal(table, naive.binarize(np.arange(256, dtype=np.uint8)[None], 100)[0])
 
 
@@ -188,7 +184,7 @@ def test_remap_histogram():
     image = rng.integers(0, 256, (20, 20), dtype=np.uint8)
     table = rng.integers(0, 256, 256).astype(np.uint8)
     mapped = np.empty(256, np.int64)
-    kernels.remap_histogram(kernel_histogram(image), table, mapped)
+    edits.remap_histogram(kernel_histogram(image), table, mapped)
     assert np.array_equal(mapped, np.bincount(table[image].ravel(), minlength=256))
 
 
@@ -199,7 +195,7 @@ def test_remove_specks_matches_reference():
     images += random_images(rng, 20)
     for image in images:
         result = image.copy()
-        kernels.remove_specks(result)
+        edits.remove_specks(result)
         assert np.array_equal(result, naive.denoise(image))
 
 
@@ -208,10 +204,10 @@ def test_remove_specks_cases():
     image[0, 0] = 0  # corner speck: outside counts as background
     image[2, 2] = image[3, 3] = 10  # diagonal pair: not isolated
     result = image.copy()
-    kernels.remove_specks(result)
+    edits.remove_specks(result)
     assert result[0, 0] == 255 and result[2, 2] == 10 and result[3, 3] == 10
     single = np.zeros((1, 1), np.uint8)
-    kernels.remove_specks(single)
+    edits.remove_specks(single)
     assert single[0, 0] == 255
 
 

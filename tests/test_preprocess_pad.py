@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from gntkit.errors import GntkitError
-from gntkit.samples.preprocess import Preprocess, prepare_digit, preprocess_batch
+from gntkit.samples.photos import prepare_digit
+from gntkit.samples.preprocess import Preprocess
+from gntkit.samples.transform import preprocess_batch
 
 pytestmark = pytest.mark.numba  # prepare_digit runs the preprocessing kernel
 

@@ -7,7 +7,8 @@ import pytest
 
 import naive_preprocess
 from gntkit.errors import GntkitError
-from gntkit.samples.preprocess import Preprocess, preprocess_batch, preprocess_records
+from gntkit.samples.preprocess import Preprocess
+from gntkit.samples.transform import preprocess_batch, preprocess_records
 
 
 def scattered(seed: int, count: int = 9):

@@ -9,12 +9,13 @@ import pytest
 from gntkit.errors import GntkitError
 from gntkit.formats.gnt import GntFile
 from gntkit.samples.charset import decode_tag
-from gntkit.samples.preprocess import Preprocess, preprocess_image
+from gntkit.samples.photos import preprocess_image
+from gntkit.samples.preprocess import Preprocess
+from gntkit.tools.glyphs import glyph_strokes
 from gntkit.tools.synth import (
     SYMBOLS,
     chinese_codes,
     find_cjk_font,
-    glyph_strokes,
     render_glyph,
     symbol_codes,
     write_corpus,

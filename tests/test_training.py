@@ -19,7 +19,8 @@ from PIL import Image
 import gntkit.training as training
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.samples.charset import Charset, decode_tag
-from gntkit.samples.preprocess import Preprocess, preprocess_image
+from gntkit.samples.photos import preprocess_image
+from gntkit.samples.preprocess import Preprocess
 from gntkit.tools import synth
 from gntkit.training import figures
 from gntkit.training.metrics import read_metrics

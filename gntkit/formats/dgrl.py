@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gntkit.errors import FormatError, GntkitError
-from gntkit.formats.gnt import ON_ERROR_CHOICES
-from gntkit.formats.records import Problem, RecordIndexBase, check_buffer
+from gntkit.formats import foreign_content
+from gntkit.formats.base import Bitmaps, Problem, RecordIndexBase, check_buffer, check_options, chosen_records, packed_bitmaps
 
 NAME = "dgrl"
 DESCRIPTION = "CASIA offline text lines, HWDB2.x"
@@ -133,7 +133,6 @@ class DgrlIndex(RecordIndexBase):
     def __post_init__(self):
         self.tag_codes = np.zeros(len(self.offsets), np.uint16)
 
-
     @property
     def char_counts(self) -> np.ndarray:
         """int64 characters of every line."""
@@ -144,17 +143,9 @@ class DgrlIndex(RecordIndexBase):
         return self.label_codes[self.label_offsets[i]:self.label_offsets[i + 1]]
 
 
-
 def bitmap_bytes(height: int, width: int, bits_per_pixel: int) -> int:
     """Bytes a line bitmap takes: height*width at 8 bpp, height*ceil(width/8) at 1 bpp."""
     return height * width if bits_per_pixel == 8 else height * ((width + 7) // 8)
-
-
-def _other_format(buf: np.ndarray) -> str | None:
-    """What the file is when its bytes are plainly not DGRL (named in the first error)."""
-    from gntkit.formats import foreign_content
-
-    return foreign_content(buf, NAME)
 
 
 def read_header(buf: np.ndarray, path: str = "<bytes>", max_side: int = DEFAULT_MAX_SIDE) -> DgrlHeader:
@@ -169,7 +160,7 @@ def read_header(buf: np.ndarray, path: str = "<bytes>", max_side: int = DEFAULT_
     n = len(buf)
     if n == 0:
         raise FormatError(path, 0, "a DGRL page header", "an empty file")
-    other = _other_format(buf) if bytes(buf[4:7]) != FORMAT_CODE else None
+    other = foreign_content(buf, NAME) if bytes(buf[4:7]) != FORMAT_CODE else None
     if other is not None:
         raise FormatError(path, 0, "a DGRL page header (format code \"DGR\" at byte 4)", other)
     if n < HEADER_FIXED + PAGE_BYTES:
@@ -252,10 +243,7 @@ def index_dgrl(buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", 
         GntkitError: bad arguments.
     """
     buf = check_buffer(buf, "DGRL bytes")
-    if on_error not in ON_ERROR_CHOICES:
-        raise GntkitError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, found {on_error!r}.")
-    if not 1 <= int(max_side) <= 1 << 20:
-        raise GntkitError(f"max_side must be between 1 and {1 << 20}, found {max_side}.")
+    check_options(on_error, max_side, max_side_limit=1 << 20)
     header = read_header(buf, path, int(max_side))
     rows, codes, problems = [], [], []
     pos = header.lines_offset
@@ -286,7 +274,6 @@ def index_dgrl(buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", 
                      label_codes, label_offsets, table[:, 6].copy(), problems)
 
 
-
 def unpack_bits(packed: np.ndarray, height: int, width: int) -> np.ndarray:
     """A 1-bit line bitmap as uint8 (height, width): rows padded to whole bytes, most significant
     bit first, bit 1 = ink (0), bit 0 = background (255); see the module docstring for what is uncertain."""
@@ -300,7 +287,7 @@ def pack_bits(bitmap: np.ndarray) -> bytes:
 
 
 class DgrlFile:
-    """One DGRL page's bytes with its line index: line bitmaps, label codes and preprocessed lines.
+    """One DGRL page's bytes with its line index: line bitmaps and label codes.
 
     Args:
         buf: the whole file as a 1-D uint8 array (from np.fromfile or a zip member).
@@ -317,11 +304,7 @@ class DgrlFile:
         return len(self.index)
 
     def _chosen(self, records) -> np.ndarray:
-        chosen = np.arange(len(self))[records] if records is not None else np.arange(len(self))
-        chosen = np.asarray(chosen, dtype=np.int64)
-        if chosen.size and (chosen.min() < 0 or chosen.max() >= len(self)):
-            raise IndexError(f"{self.path}: line indices must lie in [0, {len(self)}), found {chosen.min()}..{chosen.max()}.")
-        return chosen
+        return chosen_records(records, len(self), self.path, noun="line")
 
     def bitmap(self, i: int) -> np.ndarray:
         """Line i's bitmap as uint8 (height, width), 255 background (a view at 8 bpp)."""
@@ -346,16 +329,14 @@ class DgrlFile:
         np.cumsum([im.size for im in images], out=offsets[1:])
         return (np.concatenate(images) if images else np.zeros(0, np.uint8)), offsets
 
-    def preprocess(self, records, preprocess, serial: bool = False):
-        """The chosen lines at a normalised height (see gntkit.samples.preprocess.preprocess_lines).
-
-        Returns:
-            (pixels uint8 flat, pixel_offsets int64 (N+1,), heights int32, widths int32).
-        """
-        from gntkit.samples.preprocess import preprocess_lines
-
+    def locate(self, records=None, serial: bool = False, pen_width: float | None = None) -> Bitmaps:
+        """Where the chosen lines' bitmaps lie: in the file's bytes at 8 bits per pixel (no copy),
+        in one unpacked array at 1 bit per pixel (gntkit.formats.base.Bitmaps; serial and pen_width unused)."""
         chosen = self._chosen(records)
-        return preprocess_lines([self.bitmap(int(i)) for i in chosen], preprocess)
+        heights, widths = self.index.heights[chosen].copy(), self.index.widths[chosen].copy()
+        if self.index.header.bits_per_pixel == 8:
+            return Bitmaps(self.buf, self.index.bitmap_offsets[chosen].copy(), heights, widths)
+        return packed_bitmaps(*self.gather(chosen), heights, widths)
 
     def batch_extras(self, chosen) -> dict:
         """Each chosen line's label codes (ragged: meta "label_codes" + "label_codes_offsets"),

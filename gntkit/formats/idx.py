@@ -30,14 +30,24 @@ containing "fashion" (`fashion-mnist/`, `data/fashion/`, `fashion.zip`), or chos
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from gntkit.errors import FormatError, GntkitError
-from gntkit.formats.gnt import ON_ERROR_CHOICES
-from gntkit.formats.records import Problem, RecordIndexBase, check_buffer
+from gntkit.formats import describe_content, writer_id_from_stem
+from gntkit.formats.base import (
+    DEFAULT_MAX_SIDE,
+    BitmapIndex,
+    CharsetSpec,
+    Problem,
+    check_buffer,
+    check_options,
+    chosen_records,
+    packed_bitmaps,
+)
+from gntkit.formats.sources import open_container
 
 NAME = "idx"
 DESCRIPTION = "MNIST-family IDX images and labels (MNIST, Fashion-MNIST, EMNIST)"
@@ -52,7 +62,6 @@ PREPROCESS_DEFAULTS = {"size": 28, "margin": 0, "crop": False, "invert": True}
 
 ELEMENT_TYPES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "int16", 0x0C: "int32", 0x0D: "float32", 0x0E: "float64"}
 UBYTE = 0x08
-DEFAULT_MAX_SIDE = 4096
 
 # train-images-idx3-ubyte, t10k-labels.idx1-ubyte (a common re-packing), emnist-digits-test-images-idx3-ubyte
 _DATA_NAME = re.compile(r"^(?:emnist-(?P<set>[a-z0-9]+)-)?(?P<split>train|t10k|test)-(?P<kind>images|labels)[-.]idx(?P<dims>[13])-ubyte$")
@@ -96,8 +105,6 @@ def writer_id(name: str) -> str:
     """Writer id from the file name: "train" / "test", or "<set>-train" / "<set>-test" for EMNIST."""
     parsed = parse_name(name)
     if parsed is None:
-        from gntkit.formats import writer_id_from_stem
-
         return writer_id_from_stem(_base(name))
     tail = parsed["split"] or "mapping"
     return f"{parsed['set']}-{tail}" if parsed["set"] else tail
@@ -156,8 +163,6 @@ def read_header(buf: np.ndarray, path: str, dims: int, on_error: str = "raise", 
         raise FormatError(path, 0, "a 4-byte IDX magic (00 00, element type, dimension count)", f"only {n} bytes (truncated)")
     head = bytes(buf[:4])
     if head[:2] != b"\x00\x00":
-        from gntkit.formats import describe_content
-
         raise FormatError(path, 0, "the IDX magic bytes 00 00", f"{head[:2].hex(' ').upper()} ({describe_content(bytes(buf[:64]), n)})")
     if head[2] != UBYTE:
         kind = ELEMENT_TYPES.get(head[2], "an unknown type")
@@ -205,26 +210,9 @@ def _check_length(path: str, sizes: tuple, data_offset: int, present: int, recor
     return sizes[0], ()
 
 
-@dataclass
-class IdxIndex(RecordIndexBase):
-    """Where every valid image of an IDX pair lies, with its label (see gntkit.formats).
-
-    Attributes:
-        offsets: int64 byte offset of each image in the images file.
-        tag_codes: uint16 label value as stored.
-        widths, heights: int32 image size (upright: swapped for EMNIST).
-        record_numbers: int64 position of each image in the file.
-        problems: damage skipped (empty unless on_error="skip").
-    """
-
-    offsets: np.ndarray
-    tag_codes: np.ndarray
-    widths: np.ndarray
-    heights: np.ndarray
-    record_numbers: np.ndarray
-    problems: list[Problem] = field(default_factory=list)
-
-
+class IdxIndex(BitmapIndex):
+    """Where every valid image of an IDX pair lies, with its label (gntkit.formats.base.BitmapIndex):
+    tag_codes are the label values as stored, widths and heights upright (swapped for EMNIST)."""
 
 
 class IdxFile:
@@ -245,8 +233,7 @@ class IdxFile:
 
     def __init__(self, buf, labels, path: str = "<images>", labels_path: str = "<labels>", on_error: str = "raise",
                  max_side: int = DEFAULT_MAX_SIDE, transposed: bool | None = None):
-        if on_error not in ON_ERROR_CHOICES:
-            raise GntkitError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, found {on_error!r}.")
+        check_options(on_error)
         self.buf = check_buffer(buf, "IDX images bytes")
         self.labels_buf = check_buffer(labels, "IDX labels bytes")
         self.path, self.labels_path = str(path), str(labels_path)
@@ -288,17 +275,9 @@ class IdxFile:
         Args:
             records: int indices of valid records; all when None.
         """
-        chosen = self._chosen(records)
+        chosen = chosen_records(records, len(self), self.path)
         stored = self.stored_images()[chosen]
         return np.ascontiguousarray(stored.transpose(0, 2, 1) if self.transposed else stored)
-
-    def _chosen(self, records) -> np.ndarray:
-        chosen = np.arange(len(self)) if records is None else np.asarray(records, dtype=np.int64)
-        if chosen.ndim != 1:
-            raise GntkitError(f"{self.path}: record indices must be a 1-D array, found {chosen.ndim}-D.")
-        if chosen.size and (chosen.min() < 0 or chosen.max() >= len(self)):
-            raise IndexError(f"{self.path}: record indices must lie in [0, {len(self)}), found {chosen.min()}..{chosen.max()}.")
-        return chosen
 
     def gather(self, records=None, serial: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The chosen images in gntkit's bitmap convention (255 = background), upright.
@@ -315,24 +294,14 @@ class IdxFile:
         per_image = self.rows * self.cols
         return pixels, np.arange(len(images) + 1, dtype=np.int64) * per_image
 
-    def preprocess(self, records, preprocess, serial: bool = False) -> np.ndarray:
-        """Fixed-size images of the chosen records: uint8 (N, S, S).
-
-        Settings that keep the images as they are (side S = the images' side, margin 0, no
-        crop, contrast, binarisation, denoising or pad mode) return the stored pixels
-        directly (inverted back when invert is off); the others go through
-        gntkit.samples.preprocess.preprocess_batch.
-        """
-        from gntkit.samples.preprocess import keeps_images, preprocess_batch
-
-        chosen = self._chosen(records)
-        height, width = int(self.index.heights[0]) if len(self) else 0, int(self.index.widths[0]) if len(self) else 0
-        if keeps_images(preprocess, height, width):
-            images = self.images(chosen)
-            return images if preprocess.invert else np.subtract(255, images, dtype=np.uint8)
-        pixels, pixel_offsets = self.gather(chosen)
-        heights, widths = self.index.heights[chosen].copy(), self.index.widths[chosen].copy()
-        return preprocess_batch(pixels, pixel_offsets, heights, widths, preprocess, serial=serial)
+    def locate(self, records=None, serial: bool = False, pen_width: float | None = None):
+        """The chosen images upright, ink bright as stored (gntkit.formats.base.Bitmaps with ink_bright;
+        one copy, the only one preprocessing makes when its settings keep the images as they are).
+        serial and pen_width are unused."""
+        images = self.images(records)
+        offsets = np.arange(len(images) + 1, dtype=np.int64) * (self.rows * self.cols)
+        heights, widths = np.full(len(images), images.shape[1], np.int32), np.full(len(images), images.shape[2], np.int32)
+        return packed_bitmaps(images.reshape(-1), offsets, heights, widths, ink_bright=True)
 
 
 def open_file(buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", max_side: int = DEFAULT_MAX_SIDE,
@@ -386,8 +355,6 @@ def _beside(member, kind: str):
                                layers=(), companions=())
             zipped = candidate.with_name(inner + ".gz")
             if zipped.is_file():
-                from gntkit.formats.sources import open_container
-
                 (name, size), = open_container(str(zipped), (), "gzip").entries()
                 return replace(member, name=f"{zipped}:{name}", archive=str(zipped), inner=name, size=size,
                                layers=(("gzip", name),), companions=())
@@ -494,16 +461,14 @@ def _is_fashion(member) -> bool:
     return any("fashion" in part for part in parts[:-1])
 
 
-def native_charset(members):
-    """The charset the files carry: EMNIST's mapping, Fashion-MNIST's class names, or MNIST's digits.
+def native_charset(members) -> CharsetSpec:
+    """The charset the files carry: EMNIST's mapping, Fashion-MNIST's class names, or MNIST's digits
+    (a CharsetSpec: the last two are built-in charsets, EMNIST's a table).
 
     Raises:
         GntkitError: sources that mix data sets (MNIST with Fashion-MNIST, or EMNIST sets whose
             mappings differ).
     """
-    from gntkit.samples.charset import Charset, builtin
-
-    kinds = set()
     charsets = {}
     for member in members:
         mapping = [m for m in member.companions if (parse_name(m.inner or m.name) or {}).get("kind") == "mapping"]
@@ -515,13 +480,12 @@ def native_charset(members):
                 raise FormatError(mapping[0].name, exc.start, "ASCII text", f"byte 0x{raw[exc.start]:02X}") from None
             labels, names = parse_mapping(text, mapping[0].name)
             set_name = parse_name(member.inner or member.name)["set"]
-            charset = Charset(f"emnist-{set_name}", labels, names, f"EMNIST {set_name} label order, from {_base(mapping[0].name)}")
-            kinds.add(charset.name)
-            charsets[charset.name] = charset
+            order = f"EMNIST {set_name} label order, from {_base(mapping[0].name)}"
+            spec = CharsetSpec(f"emnist-{set_name}", tuple(labels), tuple(names), order)
         else:
-            name = "fashion-mnist" if _is_fashion(member) else "mnist"
-            kinds.add(name)
-            charsets[name] = builtin(name)
-    if len(kinds) != 1:
-        raise GntkitError(f"The IDX sources mix data sets ({', '.join(sorted(kinds))}): convert them separately, or choose one --charset.")
-    return charsets[kinds.pop()]
+            spec = CharsetSpec("fashion-mnist" if _is_fashion(member) else "mnist")
+        charsets[spec.name] = spec
+    if len(charsets) != 1:
+        mixed = ", ".join(sorted(charsets))
+        raise GntkitError(f"The IDX sources mix data sets ({mixed}): convert them separately, or choose one --charset.")
+    return charsets.popitem()[1]

@@ -30,8 +30,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gntkit.errors import FormatError, GntkitError
-from gntkit.formats.gnt import ON_ERROR_CHOICES
-from gntkit.formats.records import Problem, RecordIndexBase, check_buffer
+from gntkit.formats import foreign_content, writer_id_from_stem
+from gntkit.formats.base import (
+    DEFAULT_MAX_SIDE,
+    Problem,
+    RecordIndexBase,
+    check_buffer,
+    check_options,
+    chosen_records,
+    packed_bitmaps,
+    scan_with_resync,
+)
 from gntkit.kernels import pot as kernels
 
 NAME = "pot"
@@ -53,7 +62,6 @@ SCALE_NUMERATOR, SCALE_DENOMINATOR = 2, 5
 RENDER_SCALE = SCALE_NUMERATOR / SCALE_DENOMINATOR
 DEFAULT_PEN_WIDTH = 3.0
 MIN_PEN_WIDTH, MAX_PEN_WIDTH = 0.5, 16.0
-DEFAULT_MAX_SIDE = 4096
 
 
 def pad_for(pen_width: float) -> int:
@@ -97,8 +105,6 @@ def _record_points(buf: np.ndarray, pos: int, size: int) -> np.ndarray:
 
 def _other_format(buf: np.ndarray, pos: int) -> str | None:
     """At the start of a file: what the bytes are when they are plainly not POT."""
-    from gntkit.formats import foreign_content
-
     return foreign_content(buf, NAME) if pos == 0 else None
 
 
@@ -177,13 +183,10 @@ class PotIndex(RecordIndexBase):
         self.widths = canvas_sides(self.boxes[:, 2] - self.boxes[:, 0], self.pen_width)
         self.heights = canvas_sides(self.boxes[:, 3] - self.boxes[:, 1], self.pen_width)
 
-
     @property
     def sizes(self) -> np.ndarray:
         """int64 bytes of each record (its sample size field)."""
         return HEADER_SIZE + 4 * (self.point_counts.astype(np.int64) + self.stroke_counts + 1)
-
-
 
 
 def _scan_all(buf: np.ndarray, start: int, max_extent: int):
@@ -214,33 +217,16 @@ def index_pot(buf: np.ndarray, path: str = "<bytes>", on_error: str = "raise", m
         GntkitError: bad arguments.
     """
     buf = check_buffer(buf, "POT bytes")
-    if on_error not in ON_ERROR_CHOICES:
-        raise GntkitError(f"on_error must be one of {', '.join(ON_ERROR_CHOICES)}, found {on_error!r}.")
-    if not (1 <= int(max_side) <= 65535):
-        raise GntkitError(f"max_side must be between 1 and 65535, found {max_side}.")
+    check_options(on_error, max_side)
     pen_width = check_pen_width(pen_width)
     if len(buf) == 0:
         raise FormatError(path, 0, "at least one POT record", "an empty file")
     max_extent = max_extent_for(max_side)
-    parts, problems = [], []
-    record_number, pos = 0, 0
-    while True:
-        columns, stop, status = _scan_all(buf, pos, max_extent)
-        parts.append(columns + (np.arange(record_number, record_number + len(columns[0]), dtype=np.int64),))
-        record_number += len(columns[0])
-        if status == kernels.OK:
-            break
-        expected, found = describe_problem(buf, stop, status, max_extent)
-        if on_error == "raise":
-            raise FormatError(path, stop, expected, found)
-        resume = int(kernels.find_next_record(buf, stop, max_extent))
-        problems.append(Problem(path, stop, expected, found, skipped_bytes=resume - stop, skipped_records=1))
-        record_number += 1
-        if resume >= len(buf):
-            break
-        pos = resume
-    offsets, tag_codes, strokes, points, boxes, numbers = (np.concatenate(column) for column in zip(*parts))
-    return PotIndex(offsets, tag_codes, strokes, points, boxes, numbers, problems, pen_width)
+    columns, problems = scan_with_resync(
+        buf, path, on_error, scan=lambda pos: _scan_all(buf, pos, max_extent),
+        describe=lambda stop, status: describe_problem(buf, stop, status, max_extent),
+        find_next=lambda stop: kernels.find_next_record(buf, stop, max_extent), ok=kernels.OK)
+    return PotIndex(*columns, problems, pen_width)
 
 
 class PotFile:
@@ -262,10 +248,7 @@ class PotFile:
         return len(self.index)
 
     def _chosen(self, records) -> np.ndarray:
-        chosen = np.arange(len(self))[records] if records is not None else np.arange(len(self))
-        chosen = np.asarray(chosen, dtype=np.int64)
-        if chosen.size and (chosen.min() < 0 or chosen.max() >= len(self)):
-            raise IndexError(f"{self.path}: record indices must lie in [0, {len(self)}), found {chosen.min()}..{chosen.max()}.")
+        chosen = chosen_records(records, len(self), self.path)
         # Guard the kernels: every chosen record lies inside the buffer (the index validated its contents).
         if chosen.size and int((self.index.offsets[chosen] + self.index.sizes[chosen]).max()) > len(self.buf):
             raise AssertionError(f"{self.path}: record index points past the end of the buffer")
@@ -315,23 +298,12 @@ class PotFile:
         pixels, pixel_offsets, _, _ = self.render(records, None, serial)
         return pixels, pixel_offsets
 
-    def preprocess(self, records, preprocess, serial: bool = False) -> np.ndarray:
-        """Fixed-size images of the chosen records: rendered at `preprocess.pen_width` (the
-        default when None), then the usual preprocessing steps.
-
-        Args:
-            records: int indices of valid records.
-            preprocess: a gntkit.samples.preprocess.Preprocess (not raw).
-            serial: run on the calling thread only (for pool threads).
-
-        Returns:
-            uint8 (N, S, S).
+    def locate(self, records=None, serial: bool = False, pen_width: float | None = None):
+        """The chosen records rendered at `pen_width` (the index's when None), as gntkit.formats.base.Bitmaps
+        for preprocessing (the rendered pixels are the only copy).
         """
-        from gntkit.samples.preprocess import preprocess_batch
-
-        pen_width = getattr(preprocess, "pen_width", None)
         pixels, pixel_offsets, heights, widths = self.render(records, pen_width, serial)
-        return preprocess_batch(pixels, pixel_offsets, heights, widths, preprocess, serial=serial)
+        return packed_bitmaps(pixels, pixel_offsets, heights, widths)
 
     def strokes(self, records=None) -> dict:
         """The chosen records' raw points as ragged arrays (lossless, tablet units).
@@ -398,8 +370,6 @@ SYNTH_FILE_NAME = "{writer}.pot"
 
 def writer_id(name: str) -> str:
     """Writer id from a POT file name: `1001.pot` -> "1001", `C001-f.pot` -> "C001"."""
-    from gntkit.formats import writer_id_from_stem
-
     stem = name.rsplit("/", 1)[-1]
     if stem.lower().endswith(SUFFIX):
         stem = stem[: -len(SUFFIX)]

@@ -10,7 +10,7 @@ reads them, the count is unknown and the problem says so, with the bytes lost.
 from __future__ import annotations
 
 from gntkit.errors import FormatError, GntkitError
-from gntkit.formats.records import Problem
+from gntkit.formats.base import Problem
 from gntkit.formats.sources import Member
 
 

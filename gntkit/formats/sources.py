@@ -328,8 +328,6 @@ def find_members(sources, on_error: str = "raise") -> list[Member]:
 
 
 def _format_rank(name: str) -> int:
-    from gntkit.formats import FORMATS
-
     return list(FORMATS).index(name)
 
 
@@ -358,7 +356,3 @@ def _check_writers(members: list[Member]) -> list[Member]:
             member = dataclasses.replace(member, key_prefix=f"{member.writer_id}.{member.format}")
         out.append(member)
     return out
-
-
-#: The name the GNT-only code used; every member is a Member now.
-GntMember = Member

@@ -1,4 +1,4 @@
-"""numba kernels over the bytes of one GNT file: index records, resynchronise, gather bitmaps.
+"""numba kernels over the bytes of one GNT file: index records, resynchronise (gathering bitmaps: gntkit.kernels.gather).
 
 Kernels take a uint8 buffer and scalars, return arrays, and do no I/O. Every read
 is guarded by a length check against len(buf) inside the kernel, because numba
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gntkit.jit import njit, parallel_ranges
+from gntkit.jit import njit
 
 HEADER_SIZE = 10
 
@@ -84,37 +84,3 @@ def find_next_record(buf, start, max_side):
                 return pos
         pos += 1
     return n
-
-
-# Records per indivisible run of gather_bitmaps: a few hundred KB of copying per run.
-GATHER_GRAIN = 64
-
-
-def gather_bitmaps(buf, record_offsets, pixel_counts, out, out_offsets):
-    """Copy each record's bitmap (after its 10-byte header) into out at out_offsets, in parallel.
-
-    Python threads over the nogil gather_range (gntkit.jit.parallel_ranges), not a
-    parallel=True kernel, which compiled for seconds to save microseconds.
-    """
-    def body(first, end):
-        gather_range(buf, record_offsets, pixel_counts, out, out_offsets, first, end)
-
-    parallel_ranges(record_offsets.shape[0], GATHER_GRAIN, body)
-
-
-@njit
-def gather_range(buf, record_offsets, pixel_counts, out, out_offsets, first, end):
-    """gather_bitmaps of records first..end-1, on the calling thread."""
-    # Byte loops, not out[a:b] = buf[c:d]: the slice assignment compiles numba's
-    # shape-mismatch message formatting; LLVM turns the loop into a block copy all the same.
-    # Unsigned indices skip numba's negative-index wraparound, which would block the block copy.
-    for i in range(first, end):
-        src = np.uint64(record_offsets[i] + HEADER_SIZE)
-        dst = np.uint64(out_offsets[i])
-        for k in range(np.uint64(pixel_counts[i])):
-            out[dst + k] = buf[src + k]
-
-
-def gather_bitmaps_serial(buf, record_offsets, pixel_counts, out, out_offsets):
-    """gather_bitmaps on the calling thread only."""
-    gather_range(buf, record_offsets, pixel_counts, out, out_offsets, 0, record_offsets.shape[0])

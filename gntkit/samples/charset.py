@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gntkit.errors import CharsetError
+from gntkit.errors import CharsetError, OutputExistsError
 
 # Tag code and character of the optional catch-all class (on_unknown="other").
 OTHER_TAG_CODE = 0xFFFF
@@ -205,8 +205,6 @@ class Charset:
         Raises:
             OutputExistsError: a charset file exists and overwrite is False.
         """
-        from gntkit.errors import OutputExistsError
-
         folder = Path(folder)
         text_path, json_path = folder / "charset.txt", folder / "charset.json"
         if not overwrite:

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gntkit.formats.gnt import DEFAULT_MAX_SIDE, Problem
+from gntkit.formats.base import DEFAULT_MAX_SIDE, Problem
 from gntkit.formats.salvage import lost_records_words, unknown_record_counts
 from gntkit.formats.sources import find_members
+from gntkit.progress import ProgressBar
 from gntkit.samples.charset import decode_tag, is_symbol_code
-from gntkit.samples.stream import open_member
+from gntkit.samples.stream import native_charset, open_member
 
 # Progress appears only for runs longer than this: a quick survey prints its report alone.
 PROGRESS_DELAY = 2.0
@@ -120,23 +121,14 @@ def inspect_sources(sources, max_side: int = DEFAULT_MAX_SIDE, progress: bool = 
     Raises:
         GntkitError: a source that does not exist or holds no GNT files.
     """
-    from gntkit.progress import ProgressBar
-
     result = Inspection()
     members = find_members(sources, on_error="skip")
-    result.charset = _native_charset(members)
+    result.charset = native_charset(members)
     with ProgressBar(sum(m.size for m in members), unit="bytes", description="inspect", enabled=progress, delay=PROGRESS_DELAY) as bar:
         for member in members:
             _inspect_member(result, member, max_side)
             bar.update(member.size, records=result.records, members=f"{len(result.files)}/{len(members)}")
     return result
-
-
-def _native_charset(members):
-    """The charset sources of one format name themselves (see gntkit.formats: native_charset), or None."""
-    formats = {m.format for m in members}
-    native = getattr(members[0].format_module(), "native_charset", None) if len(formats) == 1 else None
-    return native(members) if native is not None else None
 
 
 def _inspect_member(result: Inspection, member, max_side: int) -> None:

@@ -1,7 +1,7 @@
 """Text lines (DGRL) as they travel through the stream, the shards and the loaders.
 
 A text-line sample has a variable-width image (one height after preprocessing), a label
-SEQUENCE and its transcription. In a SampleBatch (see gntkit.samples.stream.line_batch_of):
+SEQUENCE and its transcription. In a SampleBatch (see line_batch_of):
 
     labels                  int64 (N,)    -1: a line has no single class
     characters              list of N str: the transcription
@@ -13,14 +13,21 @@ SEQUENCE and its transcription. In a SampleBatch (see gntkit.samples.stream.line
 and the text is the charset's characters of the label sequence. Shards keep `text` and
 `label_sequence` (see each writer's feature_spec: `{key}.txt` and `{key}.labels.npy` in
 WebDataset, a bytes feature `text` and an int64 list `label_sequence` in TFRecord, a
-variable-length UTF-8 dataset `text` and ragged `label_sequence` in HDF5). numpy only.
+variable-length UTF-8 dataset `text` and ragged `label_sequence` in HDF5).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
-from gntkit.errors import GntkitError
+from gntkit.errors import CharsetError, GntkitError
+from gntkit.formats.sources import Member
+from gntkit.samples.batch import SampleBatch
+from gntkit.samples.charset import Charset, decode_tag, describe_tag
+from gntkit.samples.line_images import preprocess_line_records
+from gntkit.samples.report import StreamReport
 
 #: the SampleBatch.meta entries a line shard needs
 LINE_KEYS = ("text", "label_sequence", "label_sequence_offsets")
@@ -72,18 +79,6 @@ def check_lines(meta, n: int, where: str) -> dict:
     return {"text": text, "label_sequence": values, "label_sequence_offsets": offsets - first}
 
 
-def text_of(label_sequence, characters) -> str:
-    """The transcription a label sequence stands for, given the charset's characters.
-
-    Raises:
-        GntkitError: a class id outside the charset.
-    """
-    ids = np.asarray(label_sequence, np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= len(characters)):
-        raise GntkitError(f"class ids must lie in [0, {len(characters)}), found {int(ids.min())}..{int(ids.max())}.")
-    return "".join(characters[i] for i in ids.tolist())
-
-
 def pad_lines(images, widths=None, pad_value: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Variable-width line images of one height as one padded batch.
 
@@ -108,3 +103,98 @@ def pad_lines(images, widths=None, pad_value: int = 0) -> tuple[np.ndarray, np.n
     for b, image in enumerate(images):
         out[b, :, :image.shape[1]] = image
     return out, widths
+
+
+def is_line_member(member: Member) -> bool:
+    """True when the member's records are text lines (its format's SAMPLE_KIND is "line", e.g. DGRL)."""
+    return getattr(member.format_module(), "SAMPLE_KIND", "character") == "line"
+
+
+def label_lines(record_file, charset: Charset, on_unknown: str, report: StreamReport) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids of every character of every valid line of a file, and which lines to keep.
+
+    A character is unknown when its code is the unlabelled mark 0xFFFF, decodes to nothing or
+    lies outside the charset. on_unknown="drop" drops a line with any unknown character (counted
+    in report.dropped, its characters in unknown_codes / outside_codes); "other" keeps it with
+    those characters as the charset's 'other' class (lines counted in report.other); "error"
+    raises naming the file, line, character and byte.
+
+    Returns:
+        (classes int64 aligned with index.label_codes, keep bool per line).
+
+    Raises:
+        CharsetError: an unknown character with on_unknown="error".
+        GntkitError: on_unknown="other" with a charset without the 'other' class.
+    """
+    index = record_file.index
+    codes = index.label_codes
+    classes = charset.classes_of_codes(codes).astype(np.int64)
+    # 0xFFFF marks a character left unlabelled: never a class, even where it is the 'other' class's code.
+    missing = (classes < 0) | (codes == 0xFFFF)
+    line_of = np.repeat(np.arange(len(index)), np.diff(index.label_offsets))
+    bad_lines = np.zeros(len(index), bool)
+    bad_lines[line_of[missing]] = True
+    if not missing.any():
+        return classes, ~bad_lines
+    if on_unknown == "error":
+        j = int(np.flatnonzero(missing)[0])
+        line = int(line_of[j])
+        position = j - int(index.label_offsets[line])
+        raise CharsetError(
+            f"{record_file.path} line {int(index.record_numbers[line])} character {position} at byte "
+            f"{int(index.offsets[line]) + 4 + 2 * position}: "
+            f"expected a character in charset {charset.name!r}, found {describe_tag(int(codes[j]))}."
+        )
+    for code, count in zip(*np.unique(codes[missing], return_counts=True)):
+        if code == 0xFFFF or decode_tag(int(code)) is None:
+            report.unknown_codes[int(code)] += int(count)
+        else:
+            report.outside_codes[int(code)] += int(count)
+    if on_unknown == "other":
+        if not charset.has_other:
+            raise GntkitError(f"on_unknown='other' needs a charset with an 'other' class (Charset.with_other()), found {charset!r}.")
+        classes[missing] = len(charset) - 1
+        report.other += int(bad_lines.sum())
+        return classes, np.ones(len(index), bool)
+    report.dropped += int(bad_lines.sum())
+    return classes, ~bad_lines
+
+
+def line_batches(member: Member, record_file, charset: Charset, preprocess, on_unknown: str, batch_size: int,
+                  report: StreamReport, entry: dict) -> Iterator[SampleBatch]:
+    """The text lines of one member as SampleBatches (see line_batch_of); counts go to report and entry."""
+    classes, keep = label_lines(record_file, charset, on_unknown, report)
+    kept = np.flatnonzero(keep)
+    report.kept += int(kept.size)
+    entry["kept"] = int(kept.size)
+    for start in range(0, kept.size, batch_size):
+        yield line_batch_of(member, record_file, kept[start:start + batch_size], classes, charset, preprocess)
+
+
+def line_batch_of(member: Member, record_file, chosen: np.ndarray, classes: np.ndarray, charset: Charset, preprocess) -> SampleBatch:
+    """One SampleBatch of text lines: variable-width images (pixels + pixel_offsets, raw or at the
+    line height), labels -1 (a line has no single class), characters = the transcription, and
+    meta "label_sequence" (int64 class ids, ragged with "label_sequence_offsets"), "text" (the
+    transcription: the charset's characters of those ids), "label_codes" (ragged, as stored),
+    "writer", "page", "line"."""
+    index = record_file.index
+    meta = record_file.batch_extras(chosen)
+    starts, ends = index.label_offsets[chosen], index.label_offsets[chosen + 1]
+    sequence = np.concatenate([classes[a:b] for a, b in zip(starts.tolist(), ends.tolist())]) if len(chosen) else np.zeros(0, np.int64)
+    names = charset.characters
+    texts = ["".join([names[c] for c in classes[a:b].tolist()]) for a, b in zip(starts.tolist(), ends.tolist())]
+    meta.update(label_sequence=sequence.astype(np.int64), label_sequence_offsets=meta["label_codes_offsets"].copy(), text=texts)
+    common = dict(
+        keys=[f"{member.key_base}/{n}" for n in index.record_numbers[chosen].tolist()],
+        writer_ids=[member.writer_id] * len(chosen),
+        tag_codes=np.zeros(len(chosen), np.uint16),
+        labels=np.full(len(chosen), -1, np.int64),
+        characters=list(texts),
+        meta=meta,
+    )
+    if preprocess is None or preprocess.raw:
+        pixels, pixel_offsets = record_file.gather(chosen)
+        return SampleBatch(**common, heights=index.heights[chosen].copy(), widths=index.widths[chosen].copy(), pixels=pixels,
+                           pixel_offsets=pixel_offsets)
+    pixels, pixel_offsets, heights, widths = preprocess_line_records(record_file, chosen, preprocess)
+    return SampleBatch(**common, heights=heights, widths=widths, pixels=pixels, pixel_offsets=pixel_offsets)

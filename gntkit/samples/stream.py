@@ -11,102 +11,23 @@ import concurrent.futures
 import concurrent.futures.process
 import hashlib
 import multiprocessing
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from gntkit.errors import CharsetError, FormatError, GntkitError
 from gntkit.formats import get_format
-from gntkit.formats.gnt import DEFAULT_MAX_SIDE, ON_ERROR_CHOICES, Problem
-from gntkit.formats.salvage import lost_member_problem, lost_records_words, unknown_record_counts
+from gntkit.formats.base import DEFAULT_MAX_SIDE, ON_ERROR_CHOICES, Problem
+from gntkit.formats.salvage import lost_member_problem
 from gntkit.formats.sources import Member, find_members
 from gntkit.samples.batch import SampleBatch
-from gntkit.samples.charset import ON_UNKNOWN_CHOICES, Charset, decode_tag, describe_tag
+from gntkit.samples.charset import ON_UNKNOWN_CHOICES, Charset, builtin, decode_tag, describe_tag, resolve
+from gntkit.samples.lines import is_line_member, label_lines, line_batches
+from gntkit.samples.report import StreamReport
+from gntkit.samples.transform import preprocess_chosen
 
 DEFAULT_BATCH_SIZE = 2048
-
-
-@dataclass
-class StreamReport:
-    """What a pass over the sources read, kept and skipped; nothing is dropped silently.
-
-    Attributes:
-        files: members read.
-        records: valid records found.
-        kept: samples yielded.
-        skipped_records / skipped_bytes: damaged regions and whole damaged members skipped.
-        unknown_codes: tag code -> count, for codes that decode to no character.
-        outside_codes: tag code -> count, for characters not in the charset.
-        dropped: samples dropped because their code is unknown or outside the charset.
-        other: samples mapped to the 'other' class.
-        problems: every damaged region or member, with its place.
-    """
-
-    files: int = 0
-    records: int = 0
-    kept: int = 0
-    skipped_records: int = 0
-    skipped_bytes: int = 0
-    unknown_codes: Counter = field(default_factory=Counter)
-    outside_codes: Counter = field(default_factory=Counter)
-    dropped: int = 0
-    other: int = 0
-    problems: list[Problem] = field(default_factory=list)
-    members: list[dict] = field(default_factory=list)
-    worker_peak_rss_kb: int = 0
-
-    def merge(self, other: StreamReport) -> None:
-        """Add another report's counts to this one."""
-        self.files += other.files
-        self.records += other.records
-        self.kept += other.kept
-        self.skipped_records += other.skipped_records
-        self.skipped_bytes += other.skipped_bytes
-        self.unknown_codes.update(other.unknown_codes)
-        self.outside_codes.update(other.outside_codes)
-        self.dropped += other.dropped
-        self.other += other.other
-        self.problems.extend(other.problems)
-        self.members.extend(other.members)
-        self.worker_peak_rss_kb = max(self.worker_peak_rss_kb, other.worker_peak_rss_kb)
-
-    @property
-    def lost_anything(self) -> bool:
-        """True when a record was skipped or a sample dropped."""
-        return bool(self.skipped_records or self.skipped_bytes or self.dropped or self.problems)
-
-    def to_json(self) -> dict:
-        """JSON-able form for the manifest."""
-        return {
-            "files": self.files,
-            "records": self.records,
-            "kept": self.kept,
-            "skipped_records": self.skipped_records,
-            "skipped_bytes": self.skipped_bytes,
-            "unknown_record_counts": unknown_record_counts(self.problems),
-            "dropped_samples": self.dropped,
-            "other_samples": self.other,
-            "unknown_codes": {f"0x{code:04X}": n for code, n in sorted(self.unknown_codes.items())},
-            "outside_charset": {f"0x{code:04X} {decode_tag(code)}": n for code, n in sorted(self.outside_codes.items())},
-            "problems": [p.to_json() for p in self.problems],
-        }
-
-    def summary(self) -> str:
-        """One or two sentences saying what was lost, or that nothing was."""
-        parts = []
-        if self.skipped_records or self.skipped_bytes or self.problems:
-            parts.append(f"skipped {lost_records_words(self.problems)}, {self.skipped_bytes} bytes, in {len(self.problems)} place(s)")
-        if self.dropped:
-            unknown = sum(self.unknown_codes.values())
-            parts.append(f"dropped {self.dropped} sample(s) outside the charset ({unknown} with undecodable tag codes, "
-                         f"{len(self.outside_codes)} distinct characters outside it)")
-        if self.other:
-            parts.append(f"mapped {self.other} sample(s) to the 'other' class")
-        if not parts:
-            return f"read {self.records} records from {self.files} file(s); nothing skipped or dropped."
-        return f"read {self.records} records from {self.files} file(s); " + "; ".join(parts) + "."
 
 
 def check_choice(name: str, value: str, choices) -> None:
@@ -152,6 +73,16 @@ def survey_codes(members, on_error: str = "raise", max_side: int = DEFAULT_MAX_S
     return np.concatenate(codes) if codes else np.zeros(0, np.uint16)
 
 
+def native_charset(members) -> Charset | None:
+    """The charset sources of one format name themselves (their format's `native_charset`), or None."""
+    formats = {m.format for m in members}
+    native = getattr(get_format(formats.pop()), "native_charset", None) if len(formats) == 1 else None
+    if native is None:
+        return None
+    spec = native(members)  # a gntkit.formats.base.CharsetSpec
+    return Charset(spec.name, list(spec.tag_codes), list(spec.characters), spec.order) if spec.tag_codes else builtin(spec.name)
+
+
 def plan_charset(spec, members, *, codes: np.ndarray | None = None, on_error: str = "raise", on_unknown: str = "drop",
                  max_side: int = DEFAULT_MAX_SIDE) -> Charset:
     """The charset a pass over the members uses: the one step behind convert, open and preview.
@@ -168,16 +99,12 @@ def plan_charset(spec, members, *, codes: np.ndarray | None = None, on_error: st
     Raises:
         CharsetError, FormatError, GntkitError: as the charset or the survey finds them.
     """
-    from gntkit.samples.charset import resolve
-
     formats = sorted({m.format for m in members})
-    module = get_format(formats[0]) if len(formats) == 1 else None
-    native = getattr(module, "native_charset", None) if module is not None else None
     # A format whose labels name their own classes (MNIST's digits, EMNIST's mapping): its tag
     # codes are labels, not GB codes, so "the classes in the data" are its own charset too.
-    if native is not None and (spec is None or (isinstance(spec, str) and spec == "data")):
-        charset = native(members)
-        return charset.with_other() if on_unknown == "other" else charset
+    native = native_charset(members) if spec is None or (isinstance(spec, str) and spec == "data") else None
+    if native is not None:
+        return native.with_other() if on_unknown == "other" else native
     if spec is None:
         defaults = sorted({get_format(name).DEFAULT_CHARSET for name in formats})
         if len(defaults) != 1:
@@ -248,7 +175,7 @@ def member_batches(member: Member, charset: Charset, preprocess=None, on_error: 
         return
     report.records += len(record_file)
     if is_line_member(member):
-        yield from _line_batches(member, record_file, charset, preprocess, on_unknown, batch_size, report, entry)
+        yield from line_batches(member, record_file, charset, preprocess, on_unknown, batch_size, report, entry)
         return
     labels = label_records(record_file, charset, on_unknown, report)
     kept = np.flatnonzero(labels >= 0)
@@ -277,104 +204,9 @@ def _batch_of(member: Member, record_file, chosen: np.ndarray, labels: np.ndarra
         pixels, pixel_offsets = record_file.gather(chosen, serial=serial)
         return SampleBatch(**common, heights=index.heights[chosen].copy(), widths=index.widths[chosen].copy(), pixels=pixels,
                            pixel_offsets=pixel_offsets)
-    images = record_file.preprocess(chosen, preprocess, serial=serial)
+    images = preprocess_chosen(record_file, chosen, preprocess, serial=serial)
     size = images.shape[1]
     return SampleBatch(**common, heights=np.full(len(chosen), size, np.int32), widths=np.full(len(chosen), size, np.int32), images=images)
-
-
-def is_line_member(member: Member) -> bool:
-    """True when the member's records are text lines (its format's SAMPLE_KIND is "line", e.g. DGRL)."""
-    return getattr(member.format_module(), "SAMPLE_KIND", "character") == "line"
-
-
-def label_lines(record_file, charset: Charset, on_unknown: str, report: StreamReport) -> tuple[np.ndarray, np.ndarray]:
-    """Class ids of every character of every valid line of a file, and which lines to keep.
-
-    A character is unknown when its code is the unlabelled mark 0xFFFF, decodes to nothing or
-    lies outside the charset. on_unknown="drop" drops a line with any unknown character (counted
-    in report.dropped, its characters in unknown_codes / outside_codes); "other" keeps it with
-    those characters as the charset's 'other' class (lines counted in report.other); "error"
-    raises naming the file, line, character and byte.
-
-    Returns:
-        (classes int64 aligned with index.label_codes, keep bool per line).
-
-    Raises:
-        CharsetError: an unknown character with on_unknown="error".
-        GntkitError: on_unknown="other" with a charset without the 'other' class.
-    """
-    index = record_file.index
-    codes = index.label_codes
-    classes = charset.classes_of_codes(codes).astype(np.int64)
-    # 0xFFFF marks a character left unlabelled: never a class, even where it is the 'other' class's code.
-    missing = (classes < 0) | (codes == 0xFFFF)
-    line_of = np.repeat(np.arange(len(index)), np.diff(index.label_offsets))
-    bad_lines = np.zeros(len(index), bool)
-    bad_lines[line_of[missing]] = True
-    if not missing.any():
-        return classes, ~bad_lines
-    if on_unknown == "error":
-        j = int(np.flatnonzero(missing)[0])
-        line = int(line_of[j])
-        position = j - int(index.label_offsets[line])
-        raise CharsetError(
-            f"{record_file.path} line {int(index.record_numbers[line])} character {position} at byte "
-            f"{int(index.offsets[line]) + 4 + 2 * position}: "
-            f"expected a character in charset {charset.name!r}, found {describe_tag(int(codes[j]))}."
-        )
-    for code, count in zip(*np.unique(codes[missing], return_counts=True)):
-        if code == 0xFFFF or decode_tag(int(code)) is None:
-            report.unknown_codes[int(code)] += int(count)
-        else:
-            report.outside_codes[int(code)] += int(count)
-    if on_unknown == "other":
-        if not charset.has_other:
-            raise GntkitError(f"on_unknown='other' needs a charset with an 'other' class (Charset.with_other()), found {charset!r}.")
-        classes[missing] = len(charset) - 1
-        report.other += int(bad_lines.sum())
-        return classes, np.ones(len(index), bool)
-    report.dropped += int(bad_lines.sum())
-    return classes, ~bad_lines
-
-
-def _line_batches(member: Member, record_file, charset: Charset, preprocess, on_unknown: str, batch_size: int,
-                  report: StreamReport, entry: dict) -> Iterator[SampleBatch]:
-    """The text lines of one member as SampleBatches (see line_batch_of)."""
-    classes, keep = label_lines(record_file, charset, on_unknown, report)
-    kept = np.flatnonzero(keep)
-    report.kept += int(kept.size)
-    entry["kept"] = int(kept.size)
-    for start in range(0, kept.size, batch_size):
-        yield line_batch_of(member, record_file, kept[start:start + batch_size], classes, charset, preprocess)
-
-
-def line_batch_of(member: Member, record_file, chosen: np.ndarray, classes: np.ndarray, charset: Charset, preprocess) -> SampleBatch:
-    """One SampleBatch of text lines: variable-width images (pixels + pixel_offsets, raw or at the
-    line height), labels -1 (a line has no single class), characters = the transcription, and
-    meta "label_sequence" (int64 class ids, ragged with "label_sequence_offsets"), "text" (the
-    transcription: the charset's characters of those ids), "label_codes" (ragged, as stored),
-    "writer", "page", "line"."""
-    index = record_file.index
-    meta = record_file.batch_extras(chosen)
-    starts, ends = index.label_offsets[chosen], index.label_offsets[chosen + 1]
-    sequence = np.concatenate([classes[a:b] for a, b in zip(starts.tolist(), ends.tolist())]) if len(chosen) else np.zeros(0, np.int64)
-    names = charset.characters
-    texts = ["".join([names[c] for c in classes[a:b].tolist()]) for a, b in zip(starts.tolist(), ends.tolist())]
-    meta.update(label_sequence=sequence.astype(np.int64), label_sequence_offsets=meta["label_codes_offsets"].copy(), text=texts)
-    common = dict(
-        keys=[f"{member.key_base}/{n}" for n in index.record_numbers[chosen].tolist()],
-        writer_ids=[member.writer_id] * len(chosen),
-        tag_codes=np.zeros(len(chosen), np.uint16),
-        labels=np.full(len(chosen), -1, np.int64),
-        characters=list(texts),
-        meta=meta,
-    )
-    if preprocess is None or preprocess.raw:
-        pixels, pixel_offsets = record_file.gather(chosen)
-        return SampleBatch(**common, heights=index.heights[chosen].copy(), widths=index.widths[chosen].copy(), pixels=pixels,
-                           pixel_offsets=pixel_offsets)
-    pixels, pixel_offsets, heights, widths = record_file.preprocess(chosen, preprocess)
-    return SampleBatch(**common, heights=heights, widths=widths, pixels=pixels, pixel_offsets=pixel_offsets)
 
 
 def resolve_members(sources, on_error: str = "raise") -> list[Member]:
@@ -448,6 +280,11 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
             yield from member_batches(member, charset, preprocess, on_error, on_unknown, batch_size, max_side, report, hash_members)
         return
     args = (charset, preprocess, on_error, on_unknown, batch_size, max_side, hash_members)
+    yield from _pooled_batches(members, args, workers, parallel, report)
+
+
+def _pooled_batches(members: list[Member], args: tuple, workers: int, parallel: str, report: StreamReport) -> Iterator[SampleBatch]:
+    """iter_batches with workers > 1: members decoded in a pool, yielded in member order."""
     if parallel == "threads":
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gntkit-decode")
         args = args + (True,)  # serial kernels: the pool's threads are the parallelism
@@ -566,10 +403,6 @@ class Source:
                 yield Sample(batch.keys[i], batch.writer_ids[i], int(batch.tag_codes[i]), batch.characters[i],
                              int(batch.labels[i]), batch.image(i), sequence)
 
-
-
-#: The name of the GNT-only days.
-GntSource = Source
 
 
 def open_source(sources, charset="data", preprocess=None, **options) -> Source:

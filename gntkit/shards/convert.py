@@ -27,14 +27,13 @@ from __future__ import annotations
 import os
 import time
 
-from gntkit.formats.gnt import DEFAULT_MAX_SIDE
+from gntkit.formats.base import DEFAULT_MAX_SIDE
 from gntkit.progress import ProgressBar
 from gntkit.samples.stream import DEFAULT_BATCH_SIZE, StreamReport, iter_batches
 from gntkit.shards.finalise import SourceHasher, build_manifest, conversion_summary, finalise
 from gntkit.shards.output import OutputFolder, split_outputs
 from gntkit.shards.plan import ConversionPlan, default_name, default_output, plan_conversion, preprocess_settings, resolve_preprocess
 from gntkit.shards.registry import DEFAULT_FORMAT
-from gntkit.tools.compile_ahead import cancel_helpers, compile_callee_share, preprocess_group, start_preprocess_helper, warm_writer
 
 # The conversion's public names, whichever stage module holds them.
 __all__ = ["DEFAULT_SHARD_BYTES", "ConversionPlan", "OutputFolder", "build_manifest", "conversion_summary", "convert", "default_name",
@@ -43,25 +42,6 @@ __all__ = ["DEFAULT_SHARD_BYTES", "ConversionPlan", "OutputFolder", "build_manif
 # 128 MB: about 30 shards for HWDB1.1-train at 64 x 64, enough for shuffling across shards and
 # for hashing them side by side (gntkit.shards.digest), each still large for sequential reads.
 DEFAULT_SHARD_BYTES = 128 * 1024 * 1024
-
-
-def _compile_ahead(plan: ConversionPlan) -> None:
-    """On a cold numba cache: preprocessing kernels in a helper process, the writer's here meanwhile.
-
-    Only GNT bitmaps go through the resampling kernels the helper compiles; for other sources
-    (and raw or pad settings) a helper the CLI started is stopped. See gntkit.tools.compile_ahead.
-    """
-    settings = plan.preprocess
-    resamples = (not settings.raw and not settings.pad and not plan.options.get("lines")
-                 and all(m.format == "gnt" for m in plan.members))
-    if not resamples:
-        cancel_helpers()
-        return
-    # The command's share of the callees first (the helper waits for it); then, while the helper
-    # compiles for seconds, the writer here, not after the first batch.
-    if start_preprocess_helper(settings.edits) and compile_callee_share(preprocess_group(settings.edits)):
-        warm_writer(plan.fmt.name, image_size=settings.size, compression=plan.options["compression"])
-
 
 
 def write_shards(plan: ConversionPlan, outputs: dict, report: StreamReport) -> int:
@@ -88,7 +68,6 @@ def write_shards(plan: ConversionPlan, outputs: dict, report: StreamReport) -> i
                 output.finish()
             bar.update(sum(sizes[entry["name"]] for entry in report.members[seen:]), samples=samples)
     except BaseException:
-        cancel_helpers()
         for output in outputs.values():
             output.abort()
         raise
@@ -102,7 +81,7 @@ def convert(sources, out_dir=None, *, to: str = DEFAULT_FORMAT, name: str | None
             shard_bytes: int | None = DEFAULT_SHARD_BYTES, compression: str | None = None, workers: int | None = None,
             parallel: str = "threads", overwrite: bool = False, resume: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
             max_side: int = DEFAULT_MAX_SIDE, progress: bool = False, command: str | None = None,
-            hash_sources: bool = True, strokes: bool = False) -> dict:
+            hash_sources: bool = True, strokes: bool = False, before_write=None) -> dict:
     """Convert sources of any registered format to shards of one format, with charset files and a manifest.
 
     Args:
@@ -132,8 +111,9 @@ def convert(sources, out_dir=None, *, to: str = DEFAULT_FORMAT, name: str | None
         command: the command line to record in the manifest.
         hash_sources: record the sha256 of every source file and archive (md5 too for
             archives) in the manifest; a large share of the time on CPUs without SHA instructions.
-        strokes: also write each sample's raw strokes (online sources such as POT; see gntkit.samples.strokes
-            and each writer's feature_spec) beside its image.
+        strokes: also write each sample's raw strokes (online sources such as POT) beside its image.
+        before_write: optional callable(plan), called once the output folder is prepared, just
+            before the stream starts (the CLI compiles kernels ahead there: gntkit.tools.compile_ahead).
 
     Returns:
         The manifest (also written to `dataset_info.json`); `manifest["lost_anything"]` says
@@ -149,7 +129,8 @@ def convert(sources, out_dir=None, *, to: str = DEFAULT_FORMAT, name: str | None
         batch_size=batch_size, max_side=max_side, progress=progress, command=command, hash_sources=hash_sources, strokes=bool(strokes))
     folder = OutputFolder(plan.out_dir, plan.settings_key())
     outputs = split_outputs(plan, folder, folder.prepare(plan.options["overwrite"], resume))
-    _compile_ahead(plan)
+    if before_write is not None:
+        before_write(plan)
     hasher = SourceHasher.start_for(plan.members, hash_sources)
     report, started = StreamReport(), time.perf_counter()
     samples = write_shards(plan, outputs, report)

@@ -16,7 +16,7 @@ import numpy as np
 import gntkit
 from gntkit.errors import GntkitError
 from gntkit.formats.sources import Member
-from gntkit.samples.stream import StreamReport
+from gntkit.samples.report import StreamReport
 from gntkit.shards.digest import default_threads, sha256_files
 from gntkit.shards.manifest import brace_pattern
 from gntkit.shards.output import OutputFolder

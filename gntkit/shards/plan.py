@@ -15,16 +15,15 @@ import tempfile
 from pathlib import Path
 
 from gntkit.errors import GntkitError
-from gntkit.formats import get_format
+from gntkit.formats import get_format, source_suffixes
 from gntkit.formats.dgrl import DEFAULT_LINE_HEIGHT, DEFAULT_MAX_LINE_WIDTH
 from gntkit.formats.sources import Member, find_members
 from gntkit.samples.charset import Charset
+from gntkit.samples.lines import is_line_member
 from gntkit.samples.preprocess import Preprocess
 from gntkit.samples.splits import SplitPlan, parse_split
-from gntkit.samples.stream import PARALLEL_CHOICES, check_choice, is_line_member, plan_charset
+from gntkit.samples.stream import PARALLEL_CHOICES, check_choice, plan_charset
 from gntkit.shards.registry import DEFAULT_FORMAT, OutputFormat, output_format
-
-_SOURCE_SUFFIXES = (".zip", ".gnt", ".gz", ".alz", ".pot", ".dgrl")
 
 
 def _first_source(sources) -> Path:
@@ -32,7 +31,7 @@ def _first_source(sources) -> Path:
 
 
 def _strip_suffixes(name: str) -> str:
-    while name.lower().endswith(_SOURCE_SUFFIXES):
+    while name.lower().endswith(source_suffixes()):
         name = name[: name.rindex(".")]
     return name
 

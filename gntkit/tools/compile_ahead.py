@@ -13,6 +13,10 @@ every callee in the cache. The command waits for the helper (`await_kernels`) ju
 preprocesses and loads the kernels from the cache in milliseconds. On two cores this takes a cold
 convert from about 7.5 s to under 5 s (benchmarks/bench_coldstart.py, docs/benchmarks.md).
 
+The library never starts a helper on its own: the command line does (and `gntkit warmup`), by
+starting one early and passing `before_convert` to gntkit.shards.convert.convert, which installs
+the wait in the preprocessing wrapper (gntkit.samples.transform.set_before_kernels).
+
 A helper starts only where it can pay off: the JIT and its cache are on, the kernel is not in the
 cache yet, and the process may use more than one core. Nothing depends on it: if it fails or is
 slow, the command compiles what is missing itself, and the output is the same bytes.
@@ -23,15 +27,15 @@ the CLI can start the helper before it loads anything heavy.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 
-__all__ = ["Ahead", "start_preprocess_helper", "compile_callee_share", "await_kernels", "cancel_helpers", "warm_writer",
-           "kernels_cached", "pending"]
+__all__ = ["Ahead", "start_preprocess_helper", "compile_callee_share", "await_kernels", "await_preprocess", "before_convert",
+           "cancel_helpers", "warm_writer", "kernels_cached", "pending"]
 
 # The kernel whose cache index shows that a group of kernels was compiled before (module,
 # function): the group's outermost kernel, cached only after everything it calls.
@@ -105,6 +109,14 @@ class Ahead:
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def _work():
+    """gntkit.tools.compile_work, the part that runs kernels. Imported on first use, not at the top:
+    the CLI imports this module to start a helper before numpy and numba load."""
+    from gntkit.tools import compile_work
+
+    return compile_work
 
 
 def _usable_cores() -> int:
@@ -184,6 +196,35 @@ def await_kernels(group: str) -> None:
                 del _pending[group]
 
 
+def await_preprocess(edits: bool) -> None:
+    """Wait for the helper compiling the preprocessing kernel with edit steps or without, if one runs
+    (the hook gntkit.samples.transform calls just before the kernel runs)."""
+    await_kernels(preprocess_group(edits))
+
+
+def before_convert(plan) -> None:
+    """For gntkit.shards.convert.convert(before_write=...): on a cold numba cache, the preprocessing
+    kernels in a helper process and the writer's here meanwhile.
+
+    Only GNT bitmaps go through the resampling kernels the helper compiles; for other sources
+    (and raw or pad settings) a helper started earlier is stopped.
+
+    Args:
+        plan: the gntkit.shards.convert.ConversionPlan about to be written.
+    """
+    settings = plan.preprocess
+    resamples = (not settings.raw and not settings.pad and not plan.options.get("lines")
+                 and all(m.format == "gnt" for m in plan.members))
+    if not resamples:
+        cancel_helpers()
+        return
+    _work().set_before_kernels(await_preprocess)
+    # The command's share of the callees first (the helper waits for it); then, while the helper
+    # compiles for seconds, the writer here, not after the first batch.
+    if start_preprocess_helper(settings.edits) and compile_callee_share(preprocess_group(settings.edits)):
+        warm_writer(plan.fmt.name, image_size=settings.size, compression=plan.options["compression"])
+
+
 def compile_callee_share(group: str) -> bool:
     """Compile the command's share of the preprocessing callees, then signal the helper of `group`.
 
@@ -202,47 +243,10 @@ def compile_callee_share(group: str) -> bool:
     try:
         if kernels_cached(group) is not False:
             return False
-        _call_command_share()
+        _work().call_command_share()
         return True
     finally:
         ahead.signal()
-
-
-def _call_command_share() -> None:
-    """The command's share of the callees (gather_pass, resize_taps, the ink tests), with the kernel's types."""
-    import numpy as np
-
-    from gntkit.jit import no_compile_notice
-    from gntkit.kernels.preprocess import column_has_ink, gather_pass, resize_taps, row_has_ink
-
-    with no_compile_notice():
-        # 2 rows of 4 values, 2 outputs of 2 taps each: every read and write is inside the arrays.
-        start = np.array([0, 1], np.uint64)
-        weight = np.full(8, 0.5, np.float32)
-        target = np.empty(4, np.float32)
-        image = np.frombuffer(bytes(range(16)), np.uint8)  # read-only, as the kernel passes the image
-        gather_pass(image, 4, 0, 2, 2, start, weight, 2, target)
-        gather_pass(image.astype(np.float32), 4, 0, 2, 2, start, weight, 2, target)
-        resize_taps(4, 2, 0, start, weight)  # 3 taps of 2 outputs: weight[0:6]
-        square = image.reshape(4, 4)
-        row_has_ink(square, 0)
-        column_has_ink(square, 0, 0, 4)
-
-
-def _call_helper_share() -> None:
-    """The helper's share of the callees (combine_pass, both signatures), with the kernel's types."""
-    import numpy as np
-
-    from gntkit.kernels.preprocess import combine_pass
-
-    start = np.zeros(2, np.uint64)
-    weight = np.full(4, 0.25, np.float32)
-    target = np.empty(8, np.float32)
-    sums = np.empty(4, np.float64)
-    image = np.frombuffer(bytes(range(16)), np.uint8)  # read-only, as the kernel passes the image
-    # rows of stride 4, 4 values from column 0, 2 taps, outputs 0..1: reads image[0:8], writes target[0:8]
-    combine_pass(image, 4, 0, 4, 2, start, weight, 2, 0, 2, target, sums)
-    combine_pass(image.astype(np.float32), 4, 0, 4, 2, start, weight, 2, 0, 2, target, sums)
 
 
 def pending(group: str) -> bool:
@@ -257,6 +261,17 @@ def cancel_helpers() -> None:
         _pending.clear()
     for ahead in helpers:
         ahead.cancel()
+
+
+@contextlib.contextmanager
+def helpers_cancelled_on_error():
+    """Within the block, an exception stops every helper before it propagates (a failed command
+    will not use their kernels)."""
+    try:
+        yield
+    except BaseException:
+        cancel_helpers()
+        raise
 
 
 # A command that ends without preprocessing (nothing kept, an error) leaves no helper running.
@@ -275,41 +290,8 @@ def warm_writer(fmt: str, *, image_size: int, compression: str | None) -> bool:
     """
     if kernels_cached(f"writer-{fmt}") is not False:
         return False
-    import numpy as np
-
-    from gntkit.jit import no_compile_notice
-    from gntkit.samples.batch import SampleBatch
-    from gntkit.shards.registry import get_writer_class
-
-    # Two samples with the types of gntkit.samples.stream's fixed-size batches.
-    batch = SampleBatch(keys=["1001/0", "1001/1"], writer_ids=["1001", "1001"], tag_codes=np.array([0xB0A1, 0xB0A2], np.uint16),
-                        labels=np.array([0, 1], np.int64), characters=["啊", "阿"], heights=np.full(2, image_size, np.int32),
-                        widths=np.full(2, image_size, np.int32), images=np.zeros((2, image_size, image_size), np.uint8))
-    writer_class = get_writer_class(fmt)
-    attrs = {"gntkit_version": "warm-up", "charset": "{}", "preprocess": "{}"}
-    with no_compile_notice(), tempfile.TemporaryDirectory(prefix="gntkit-warm-writer-") as tmp:
-        with writer_class(os.path.join(tmp, "warm"), split="train", attrs=attrs, compression=compression) as writer:
-            writer.write(batch)
-            writer.close()
+    _work().write_warm_shard(fmt, image_size, compression)
     return True
-
-
-def _compile_preprocessing(edited: bool) -> None:
-    """The helper's work: preprocess a few bitmaps with the argument types of a real run."""
-    import numpy as np
-
-    from gntkit.samples.preprocess import Preprocess, preprocess_records
-
-    # Bitmaps as a reader passes them: read-only bytes of the file, int64 starts, int32 sides.
-    # Both resampling paths (shrinking and enlarging) run, as real handwriting needs both.
-    heights = np.array([90, 20], np.int32)
-    widths = np.array([70, 30], np.int32)
-    starts = np.array([0, 90 * 70], np.int64)
-    buffer = np.full(90 * 70 + 20 * 30, 255, np.uint8)
-    buffer[100:200] = 0
-    buffer = np.frombuffer(buffer.tobytes(), np.uint8)
-    settings = Preprocess(contrast=True, binarize="otsu", denoise=True) if edited else Preprocess()
-    preprocess_records(buffer, starts, heights, widths, settings, serial=True)
 
 
 def _helper(spec: dict) -> None:
@@ -321,9 +303,10 @@ def _helper(spec: dict) -> None:
     group = spec["group"]
     if kernels_cached(group) is not False:
         return
-    _call_helper_share()
+    work = _work()
+    work.call_helper_share()
     sys.stdin.buffer.read(1)
-    _compile_preprocessing(group == "preprocess-edited")
+    work.compile_preprocessing(group == "preprocess-edited")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from gntkit.errors import GntkitError
 from gntkit.formats.sources import find_members
-from gntkit.samples.preprocess import Preprocess, preprocess_image
-from gntkit.samples.stream import is_line_member, iter_batches, plan_charset
+from gntkit.samples.lines import is_line_member
+from gntkit.samples.photos import preprocess_image
+from gntkit.samples.preprocess import Preprocess
+from gntkit.samples.stream import iter_batches, plan_charset
 from gntkit.shards.manifest import MANIFEST, choose_split, load_manifest
 from gntkit.shards.plan import preprocess_settings
 from gntkit.shards.registry import output_format

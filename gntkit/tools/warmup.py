@@ -25,8 +25,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from numba.core.registry import CPUDispatcher
+
+from gntkit import datasets
 from gntkit.errors import GntkitError
+from gntkit.jit import no_compile_notice
+from gntkit.kernels import gnt
+from gntkit.samples.inspection import inspect_sources
+from gntkit.samples.preprocess import Preprocess
+from gntkit.shards.convert import convert
 from gntkit.shards.registry import DEFAULT_FORMAT, FORMATS
+from gntkit.tools.compile_ahead import before_convert
+from gntkit.tools.synth import write_corpus
+from gntkit.training.augment import random_warp_batch
 
 
 @dataclass
@@ -48,8 +60,6 @@ class Stage:
 
 def _kernel_dispatchers() -> list:
     """Every numba dispatcher defined in an imported gntkit module."""
-    from numba.core.registry import CPUDispatcher
-
     found = {}
     for module_name, module in list(sys.modules.items()):
         if module is None or not module_name.startswith("gntkit"):
@@ -72,8 +82,6 @@ def _cache_counts() -> tuple[int, int]:
 
 def cache_folder() -> str | None:
     """Where numba keeps the compiled kernels of gntkit.kernels (None with NUMBA_DISABLE_JIT=1)."""
-    from gntkit.kernels import gnt
-
     stats = getattr(gnt.scan_records, "stats", None)
     return None if stats is None else stats.cache_path
 
@@ -96,8 +104,6 @@ def warmup(formats=None, *, on_stage=None) -> list[Stage]:
     Raises:
         GntkitError: an unknown format, or one whose optional package is missing.
     """
-    from gntkit.jit import no_compile_notice
-
     formats = available_formats() if formats is None else list(formats)
     for fmt in formats:
         if fmt not in FORMATS:
@@ -122,42 +128,34 @@ def warmup(formats=None, *, on_stage=None) -> list[Stage]:
 
 
 def _steps(tmp: Path, formats: list[str]):
-    """(name, callable) for every warm-up step, on a corpus written into tmp."""
-    from gntkit.samples.inspection import inspect_sources
-    from gntkit.samples.preprocess import Preprocess
-    from gntkit.shards.convert import convert
-    from gntkit.tools.synth import write_corpus
-
+    """(name, callable) for every warm-up step, on a corpus written into tmp; each convert compiles
+    its preprocessing kernels ahead in a helper process where that pays off, as the command line does."""
     corpus = tmp / "gnt"
     write_corpus(corpus, writers=2, num_classes=4, samples_per_class=2, style="f", num_symbols=2, seed=0)
+
+    def run_convert(out: Path, **options):
+        return convert(corpus, out, charset="data", before_write=before_convert, **options)
+
     yield "inspect", lambda: inspect_sources(corpus)
     for fmt in formats:
         out = tmp / fmt
-        yield f"convert {fmt}", lambda fmt=fmt, out=out: convert(corpus, out, to=fmt, charset="data", hash_sources=True)
+        yield f"convert {fmt}", lambda fmt=fmt, out=out: run_convert(out, to=fmt, hash_sources=True)
         yield f"read {fmt}", lambda out=out: _read(out)
     first = formats[0] if formats else DEFAULT_FORMAT
     edits = Preprocess(contrast=True, binarize="otsu", denoise=True)
-    yield "convert with edit steps", lambda: convert(corpus, tmp / "edited", to=first, charset="data", preprocess=edits)
-    yield "convert --raw", lambda: convert(corpus, tmp / "raw", to=first, charset="data", preprocess=Preprocess(raw=True))
-    yield "convert, 2 workers", lambda: convert(corpus, tmp / "workers", to=first, charset="data", workers=2)
+    yield "convert with edit steps", lambda: run_convert(tmp / "edited", to=first, preprocess=edits)
+    yield "convert --raw", lambda: run_convert(tmp / "raw", to=first, preprocess=Preprocess(raw=True))
+    yield "convert, 2 workers", lambda: run_convert(tmp / "workers", to=first, workers=2)
     yield "training warp (host)", _training_warp
 
 
 def _training_warp() -> None:
     """The host-side augmentation warp the TF trainer uses on CPUs (gntkit.kernels.warp)."""
-    import numpy as np
-
-    from gntkit.training.augment import random_warp_batch
-
     random_warp_batch(np.zeros((2, 8, 8), np.uint8), np.random.default_rng(0))
 
 
 def _read(folder: Path) -> None:
     """Read a converted folder back through gntkit.datasets, as training does."""
-    import numpy as np
-
-    from gntkit import datasets
-
     shards = datasets.open(folder)
     shards.read_batch(np.arange(len(shards)))
     next(iter(shards.iter_batches(4, shuffle=True, seed=0)))

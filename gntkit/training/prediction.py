@@ -8,7 +8,7 @@ removal, as `Preprocess.for_photos`), then through the model; the result is the
 top-k characters with probabilities.
 
 A run trained on MNIST-family IDX data (its copy of the manifest lists `source_formats`
-["idx"]) prepares drawings as MNIST was built instead (gntkit.samples.preprocess.prepare_digit:
+["idx"]) prepares drawings as MNIST was built instead (gntkit.samples.photos.prepare_digit:
 threshold, fit the ink into 20 x 20, centre by mass in 28 x 28), then the run's settings.
 """
 
@@ -71,13 +71,14 @@ def prepare_images(images, preprocess_json: dict, photo: bool = True, digits: st
         preprocess_json: the run's preprocess.json content.
         photo: add contrast stretch, Otsu threshold and speck removal (see `photo_settings`).
         digits: "mnist" or "emnist": prepare each image as that data set was built
-            (gntkit.samples.preprocess.prepare_digit), then with the run's settings; `photo` does not
+            (gntkit.samples.photos.prepare_digit), then with the run's settings; `photo` does not
             apply (the preparation thresholds itself). None: the run's preprocessing.
 
     Raises:
         GntkitError: one sentence naming the image when it cannot be read or holds no ink.
     """
-    from gntkit.samples.preprocess import Preprocess, load_image, prepare_digit, preprocess_image
+    from gntkit.samples.photos import load_image, prepare_digit, preprocess_image
+    from gntkit.samples.preprocess import Preprocess
 
     settings = photo_settings(preprocess_json, photo)
     out = np.empty((len(images), settings.size, settings.size), np.uint8)
