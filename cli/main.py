@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from gntkit.errors import GntkitError
+from gntkit.tools.host_heap import tune_host_malloc
 
 # TensorFlow's C++ start-up chatter would bury the one-sentence messages of the CLI.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -354,10 +355,15 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing (train.log still gets every line).")] = False,
     **options,
 ):
-    """Train a reference model on converted shards; every option below is a gntkit.training.TrainConfig field."""
+    """Train a reference model on converted shards; every option below is a gntkit.training.TrainConfig field.
+
+    Tunes glibc malloc for the process first, so step memory stays mapped (GNTKIT_HOST_MALLOC=keep leaves it alone).
+    """
     from gntkit.training import train as run_train
 
-    summary = run(lambda: run_train(data, out, resume=resume, overwrite=overwrite, quiet=quiet, **options))
+    host_malloc = tune_host_malloc()
+    summary = run(lambda: run_train(data, out, resume=resume, overwrite=overwrite, quiet=quiet,
+                                    host_malloc=host_malloc, **options))
     best = summary.get("best_val_accuracy")
     best_text = f"best validation accuracy {best:.4f} (epoch {summary.get('best_epoch')})" if best is not None else "no validation split"
     typer.echo(f"run {summary['run_dir']}: {summary['epochs_completed']} epoch(s), {best_text}")
