@@ -3,7 +3,7 @@
 The files are written here in the published layouts (HDF5 groups and attributes of Keras'
 `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`; the `features.N.weight` state dict of
 torchvision's `vgg16-397923af.pth`) with seeded random values. The full-size VGG16 files
-(14.7 M float32 parameters, 59 MB each) are written once per session; training and error
+(14.7 M float32 parameters, 59 MB each) are written once per test run; training and error
 tests use narrow VGGs whose files have the same key names and structure.
 """
 
