@@ -41,6 +41,7 @@ def trainer_main(backend_class, framework: str):
     def main(config: TrainConfig, out_dir, *, data_dir=None, arrays=None, classes=None, preprocess=None,
              resume: bool = False, overwrite: bool = False, quiet: bool = False,
              host_malloc: str | None = None) -> dict:
+        """Train with a new backend_class(config) and write a run folder (the docstring is set below)."""
         backend = backend_class(config)
         try:
             return run_training(backend, config, out_dir, data_dir=data_dir, arrays=arrays, classes=classes,

@@ -29,6 +29,7 @@ class ShardSource:
         # (seed, epoch) fixes the order, as in the torch loader: a resumed run replays it.
         if self.strategy.num_replicas_in_sync > 1:
             def dataset_fn(ctx):
+                """This replica's pipeline, at its share of the global batch."""
                 per_replica = ctx.get_per_replica_batch_size(self.global_batch)
                 return datasets_tf.make_dataset(self.data_dir, self.split, per_replica, shuffle=self.shuffle,
                                                 seed=self.seed, epoch=self.epoch, input_context=ctx)

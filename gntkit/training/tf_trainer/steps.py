@@ -21,7 +21,7 @@ from gntkit.training.tf_trainer.placement import set_learning_rate
 tf = require("tensorflow", "tensorflow", "Training with TensorFlow")
 keras = tf.keras
 
-__all__ = ["Steps", "train_one_epoch", "validate", "smoothed_cross_entropy", "distribute",
+__all__ = ["Steps", "train_one_epoch", "validate", "smoothed_cross_entropy", "distributed_batches",
            "MAX_STEPS_PER_CALL", "CALL_SECONDS"]
 
 
@@ -168,7 +168,7 @@ class Steps:
                         yield host_warp(images, seed, epoch, i), labels
 
             batches = _Warped()
-        return distribute(self.strategy, batches)
+        return distributed_batches(self.strategy, batches)
 
     def train_step(self, images, labels, lr: float, index: int) -> None:
         """One optimizer step (batch `index` of the epoch); sums stay as tensors until `totals`.
@@ -263,7 +263,7 @@ def _epoch_seed_base(config: TrainConfig, epoch: int) -> int:
 
 
 
-def distribute(strategy, batches):
+def distributed_batches(strategy, batches):
     """Iterate a batch source under the strategy (splitting global batches over replicas)."""
     if isinstance(batches, tf.distribute.DistributedDataset) or hasattr(batches, "_input_workers"):
         return batches
@@ -301,7 +301,7 @@ def train_one_epoch(steps: Steps, batches, config: TrainConfig, *, epoch: int, s
 def validate(steps: Steps, batches) -> dict:
     """Evaluate on `batches`; return {"loss", "accuracy", "top5", "images"} (plain cross entropy)."""
     totals = np.zeros(4)
-    for images, labels in distribute(steps.strategy, batches):
+    for images, labels in distributed_batches(steps.strategy, batches):
         totals += [float(v) for v in steps.eval_step(images, labels)]
     loss_sum, correct, correct_k, count = totals
     if count == 0:
