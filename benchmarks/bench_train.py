@@ -18,7 +18,7 @@ loop of the same network and batch, same run:
                  precision auto runs in torch), no augmentation
 
 The plain-* loops leave glibc's malloc as it is, as a user's loop does; the train-* pipelines run
-gntkit's trainer, which tunes it (gntkit.training.host_heap). The plain-* loops build the
+gntkit's trainer as `gntkit train` does, malloc tuned first (gntkit.tools.host_heap). The plain-* loops build the
 network in the textbook order, each ReLU before its max pool, as a
 tutorial writes it (gntkit's models pool first: gntkit.models.configs.feature_layers).
 `--pool-order gntkit` builds them in gntkit's order instead; `--pool-order both` measures every
@@ -353,14 +353,16 @@ def _run_gntkit_train(args, framework: str) -> dict:
     import tempfile
 
     import gntkit.training as training
+    from gntkit.tools.host_heap import tune_host_malloc
 
     x, y = _images(args.steps * args.batch, args.size, args.classes)
     classes = [f"c{i}" for i in range(args.classes)]
     options = {"compile": True} if args.compile else {}
+    host_malloc = tune_host_malloc()  # as `gntkit train` does before it trains
     with tempfile.TemporaryDirectory() as out:
         summary = training.train_arrays((x, y), None, classes, f"{out}/run", framework=framework, model=args.model,
                                         epochs=2, batch_size=args.batch, precision=args.precision, quiet=True,
-                                        **options)
+                                        host_malloc=host_malloc, **options)
         info = json.loads(open(f"{out}/run/run.json").read())
     last = summary["last"]
     return {"seconds": last["seconds"], "images": args.steps * args.batch, "precision": info["precision"],
@@ -458,9 +460,11 @@ def accuracy_table(args) -> None:
     import tempfile
 
     import gntkit.training as training
+    from gntkit.tools.host_heap import tune_host_malloc
 
     train, val = _glyph_arrays(20, 30, 1, 32), _glyph_arrays(20, 10, 2, 32)
     classes = [f"c{i}" for i in range(20)]
+    host_malloc = tune_host_malloc()  # as `gntkit train` does before it trains
     print(f"# cnn3, 20 classes, 600 train / 200 validation glyphs at 32x32, {args.epochs} epochs, batch 32, "
           f"defaults otherwise")
     print("| framework | precision | val accuracy | train images/s (last epoch) |")
@@ -469,7 +473,8 @@ def accuracy_table(args) -> None:
         for precision in ("fp32", "auto"):
             with tempfile.TemporaryDirectory() as out:
                 s = training.train_arrays(train, val, classes, f"{out}/run", framework=framework, model="cnn3",
-                                          epochs=args.epochs, batch_size=32, lr=3e-3, precision=precision, quiet=True)
+                                          epochs=args.epochs, batch_size=32, lr=3e-3, precision=precision, quiet=True,
+                                          host_malloc=host_malloc)
                 resolved = json.loads(open(f"{out}/run/run.json").read())["precision"]
             print(f"| {framework} | {precision} ({resolved}) | {100 * s['last']['val_accuracy']:.1f}% | "
                   f"{s['last']['images_per_second']:.0f} |", flush=True)

@@ -21,6 +21,7 @@ import typer
 from gntkit.errors import GntkitError
 from gntkit.samples.charset import BUILTIN_CHARSETS, builtin, resolve
 from gntkit.shards.registry import DEFAULT_FORMAT, FORMATS
+from gntkit.tools.host_heap import tune_host_malloc
 from gntkit.training import evaluate as run_evaluate
 from gntkit.training import export as run_export
 from gntkit.training import predict as run_predict
@@ -362,10 +363,15 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", help="Print nothing (train.log still gets every line).")] = False,
     **options,
 ):
-    """Train a reference model on converted shards; every option below is a gntkit.training.TrainConfig field."""
+    """Train a reference model on converted shards; every option below is a gntkit.training.TrainConfig field.
+
+    Tunes glibc malloc for the process first, so step memory stays mapped (GNTKIT_HOST_MALLOC=keep leaves it alone).
+    """
     from gntkit.training import train as run_train
 
-    summary = run(lambda: run_train(data, out, resume=resume, overwrite=overwrite, quiet=quiet, **options))
+    host_malloc = tune_host_malloc()
+    summary = run(lambda: run_train(data, out, resume=resume, overwrite=overwrite, quiet=quiet,
+                                    host_malloc=host_malloc, **options))
     best = summary.get("best_val_accuracy")
     best_text = f"best validation accuracy {best:.4f} (epoch {summary.get('best_epoch')})" if best is not None else "no validation split"
     typer.echo(f"run {summary['run_dir']}: {summary['epochs_completed']} epoch(s), {best_text}")

@@ -5,7 +5,7 @@ tf.distribute, resume at the last finished epoch.
     python examples/loader_tf.py --data hwdb-tfrecord --epochs 20
 
 The model is deliberately tiny. The reference VGG trainers (`gntkit train --framework tf`,
-gntkit/training/tf_trainer.py, models in gntkit/models/tf.py) use the same datasets with
+gntkit/training/tf_trainer/, models in gntkit/models/tf.py) use the same datasets with
 everything a real run needs (mixed precision, schedules, logging, evaluation reports).
 """
 

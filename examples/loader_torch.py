@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 2 examples/loader_torch.py --data hwdb-hdf5   # DDP: ranks from torch.distributed
 
 The model is deliberately tiny. The reference VGG trainers (`gntkit train`, gntkit/training/
-torch_trainer.py, models in gntkit/models/torch.py) use the same loaders with everything a real
+torch_trainer/, models in gntkit/models/torch.py) use the same loaders with everything a real
 run needs (mixed precision, schedules, logging, evaluation reports).
 """
 

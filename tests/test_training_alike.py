@@ -142,7 +142,7 @@ def test_tf_steps_grouped_in_one_compiled_call_give_the_same_weights(monkeypatch
     # Steps queued and run several per call of the compiled loop (_train_steps) give the weights
     # and sums of one call per step: each keeps its own learning rate, seed and augmentation;
     # a smaller last batch runs apart.
-    monkeypatch.setattr(tf_trainer, "CALL_SECONDS", 1e9)  # always the largest group allowed
+    monkeypatch.setattr(tf_trainer.steps, "CALL_SECONDS", 1e9)  # always the largest group allowed (read by Steps)
     rng = np.random.default_rng(3)
     batches = [(rng.integers(0, 256, (6, 20, 20), dtype=np.uint8), rng.integers(0, 4, 6)) for _ in range(8)]
     batches.append((rng.integers(0, 256, (2, 20, 20), dtype=np.uint8), rng.integers(0, 4, 2)))

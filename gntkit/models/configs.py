@@ -216,7 +216,8 @@ def feature_layers(config: ModelConfig) -> list[tuple]:
     and the ReLU and its gradient then run on a quarter of the values. Measured
     on cnn3 at 64, batch 64, 2 CPU cores, the plain bf16 step beside the textbook
     order in the same run: torch 1,616 -> 1,721 images/s, TF 1,750 -> 1,824; fp32
-    within 1% (bench_train --pool-order both; docs/benchmarks.md, session 8).
+    within 1% (bench_train --pool-order both; docs/benchmarks.md, "the host allocator,
+    max pool before ReLU").
     """
     steps: list[tuple] = []
     for v in config.convs:

@@ -9,6 +9,7 @@ gntkit shards store it, divided by 255) and returns float32 logits
 from __future__ import annotations
 
 from gntkit.errors import GntkitError, require
+from gntkit.models import pretrained
 from gntkit.models.configs import (
     check_model_arguments,
     expected_parameter_count,
@@ -123,10 +124,23 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
         )
     bn = config.batch_norm if batch_norm is None else batch_norm
     policy = dtype_policy or "float32"
+    stack: list = [keras.Input(shape=(image_size, image_size, channels), name="images")]
+    stack += _feature_layers(config, bn, policy)
+    feature_map_size(config, image_size)
+    stack += _head_layers(config, num_classes, policy)
+    model = keras.Sequential(stack, name=config.name)
+    # The table is the single source of truth: a builder that disagrees with it is a bug.
+    assert count_parameters(model) == expected_parameter_count(
+        config, num_classes, image_size, channels, bn)
+    return model
+
+
+def _feature_layers(config, bn: bool, policy: str) -> list:
+    """The keras layers of the convolutional part, in gntkit.models.configs.feature_layers' order."""
     layers = keras.layers
     # Same scheme as gntkit.models.torch: He-normal convolutions, Glorot-uniform dense, zero biases.
     he_normal = keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
-    stack: list = [keras.Input(shape=(image_size, image_size, channels), name="images")]
+    stack: list = []
     conv_i = pool_i = 0
     for step in feature_layers(config):  # a max pool comes before its convolution's ReLU: see there
         if step[0] == "max":
@@ -150,7 +164,13 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
                 # momentum 0.9 and epsilon 1e-5 are torch's BatchNorm2d defaults.
                 stack.append(FusedBatchNormalization(momentum=0.9, epsilon=1e-5,
                                                      name=f"bn{conv_i}", dtype=policy))
-    feature_map_size(config, image_size)
+    return stack
+
+
+def _head_layers(config, num_classes: int, policy: str) -> list:
+    """The keras layers after the features: pooling or flatten, dense layers, dropout, float32 logits."""
+    layers = keras.layers
+    stack: list = []
     if config.head == "gwap":
         stack.append(GlobalWeightedAveragePooling(name="gwap", dtype=policy))
     else:
@@ -162,11 +182,7 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
     if config.classifier_dropout > 0:
         stack.append(layers.Dropout(config.classifier_dropout, name="head_dropout", dtype=policy))
     stack.append(layers.Dense(num_classes, name="logits", dtype="float32"))
-    model = keras.Sequential(stack, name=config.name)
-    # The table is the single source of truth: a builder that disagrees with it is a bug.
-    assert count_parameters(model) == expected_parameter_count(
-        config, num_classes, image_size, channels, bn)
-    return model
+    return stack
 
 
 def count_parameters(model, trainable_only: bool = True) -> int:
@@ -207,8 +223,6 @@ def apply_pretrained(model, path, freeze: str | None = None, channels: int = 1):
             with batch norm, or the first convolution whose shape differs.
         FormatError: the file is not one of the two layouts.
     """
-    from gntkit.models import pretrained
-
     path = pretrained.check_pretrained_arguments(path, freeze, channels)
     if not isinstance(model, keras.Model):
         raise GntkitError(f"apply_pretrained needs a keras.Model, found {type(model).__name__}.")

@@ -8,6 +8,7 @@ gntkit shards store it, divided by 255) and returns logits (N, num_classes).
 from __future__ import annotations
 
 from gntkit.errors import GntkitError, require
+from gntkit.models import pretrained
 from gntkit.models.configs import (
     ModelConfig,
     check_model_arguments,
@@ -189,8 +190,6 @@ def apply_pretrained(model, path, freeze: str | None = None, channels: int = 1):
             with batch norm, or the first convolution whose shape differs.
         FormatError: the file is not one of the two layouts.
     """
-    from gntkit.models import pretrained
-
     path = pretrained.check_pretrained_arguments(path, freeze, channels)
     if not isinstance(model, ConvNet):
         raise GntkitError(f"apply_pretrained needs a gntkit ConvNet, found {type(model).__name__}.")

@@ -13,38 +13,31 @@ loads the framework of the run it works on. The modules, one job each:
 `config` (TrainConfig: every option, once), `batches` (in-memory batches, data
 facts), `schedule` (learning rate, precision), `augment` (the random warp),
 `metrics` (early stopping, metrics.csv), `run_folder`, `figures`
-(matplotlib), `summaries`, `loop` (the one epoch loop), `torch_trainer` and
-`tf_trainer` (its framework hooks), `evaluation`, `prediction` and
+(matplotlib), `summaries`, `loop` (the one epoch loop), `trainers` (what both
+frameworks' trainers share), the packages `torch_trainer` and `tf_trainer` (each
+framework's hooks, one module per concern), `evaluation`, `prediction` and
 `exporter` (modules are not named after the functions, so that
 `gntkit.training.predict` stays the function after any submodule import).
+
+The library never changes process-wide settings on its own: `gntkit train` tunes
+glibc malloc for the training process (gntkit.tools.host_heap) and passes what it
+set as `host_malloc`, which run.json records; a program may do the same.
 """
 
 from __future__ import annotations
 
-import importlib
-
 from gntkit.errors import GntkitError
 from gntkit.training.config import (
-    FRAMEWORKS,
     TrainConfig,
     check_option_names,
     check_resume_config,
     options_help,
+    trainer_module,
 )
+from gntkit.training.exporter import export_run
 from gntkit.training.run_folder import RunFolder
 
 __all__ = ["train", "train_arrays", "evaluate", "predict", "export", "TrainConfig", "trainer_module"]
-
-
-def trainer_module(framework: str):
-    """The trainer module of a framework ("torch" or "tf"), imported on demand.
-
-    Raises:
-        GntkitError: unknown framework; MissingDependencyError when it is not installed.
-    """
-    if framework not in FRAMEWORKS:
-        raise GntkitError(f"framework must be one of {', '.join(FRAMEWORKS)}, found {framework!r}.")
-    return importlib.import_module(f"gntkit.training.{framework}_trainer")
 
 
 def _resolve_config(out_dir, options: dict, resume: bool) -> TrainConfig:
@@ -58,7 +51,7 @@ def _resolve_config(out_dir, options: dict, resume: bool) -> TrainConfig:
 
 
 def train(data_dir, out_dir, *, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-          **options) -> dict:
+          host_malloc: str | None = None, **options) -> dict:
     """Train a model on gntkit shards and write a self-contained run folder.
 
     Args:
@@ -68,6 +61,9 @@ def train(data_dir, out_dir, *, resume: bool = False, overwrite: bool = False, q
         resume: continue the run in out_dir from its last checkpoint.
         overwrite: replace an existing run folder.
         quiet: print nothing (train.log still gets every line).
+        host_malloc: what the calling program set glibc malloc to, recorded in run.json (the text
+            gntkit.tools.host_heap.tune_host_malloc() returns; `gntkit train` calls it). train()
+            itself leaves malloc as it is; None records that nothing was said.
         **options: TrainConfig fields (listed below); an option left out or None takes its
             default or, with resume=True, the value stored in the run.
 
@@ -86,7 +82,7 @@ def train(data_dir, out_dir, *, resume: bool = False, overwrite: bool = False, q
         raise GntkitError("train needs a data folder written by gntkit convert, found None.")
     config = _resolve_config(out_dir, options, resume)
     return trainer_module(config.framework).main(config, out_dir, data_dir=data_dir, resume=resume,
-                                                 overwrite=overwrite, quiet=quiet)
+                                                 overwrite=overwrite, quiet=quiet, host_malloc=host_malloc)
 
 
 # The option list of train()'s docstring comes from TrainConfig's fields (one definition).
@@ -95,7 +91,7 @@ if train.__doc__:  # None under python -OO
 
 
 def train_arrays(train, val, classes, out_dir, *, preprocess=None, resume: bool = False,
-                 overwrite: bool = False, quiet: bool = False, **options) -> dict:
+                 overwrite: bool = False, quiet: bool = False, host_malloc: str | None = None, **options) -> dict:
     """Train on in-memory arrays instead of shards (small sets, tests, the digits example).
 
     Args:
@@ -106,7 +102,7 @@ def train_arrays(train, val, classes, out_dir, *, preprocess=None, resume: bool 
         out_dir: the run folder.
         preprocess: how the images were made (Preprocess or dict); None = gntkit's
             default Preprocess at this image size. predict() applies it to user images.
-        resume, overwrite, quiet: as in `train`.
+        resume, overwrite, quiet, host_malloc: as in `train`.
         **options: any option of `train` (framework, model, epochs, batch_size, lr, ...).
 
     Returns:
@@ -124,13 +120,13 @@ def train_arrays(train, val, classes, out_dir, *, preprocess=None, resume: bool 
     arrays = (train[0], train[1], val[0] if val else None, val[1] if val else None)
     return trainer_module(config.framework).main(
         config, out_dir, arrays=arrays, classes=classes, preprocess=preprocess, resume=resume,
-        overwrite=overwrite, quiet=quiet)
+        overwrite=overwrite, quiet=quiet, host_malloc=host_malloc)
 
 
 def evaluate(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_size: int = 256,
              checkpoint: str = "best", device: str = "auto", write: bool = True) -> dict:
     """Evaluate a run on a split of gntkit shards; see gntkit.training.evaluation.evaluate_run."""
-    from gntkit.training.evaluation import evaluate_run
+    from gntkit.training.evaluation import evaluate_run  # in here: keeps numba (gntkit.datasets) off `import gntkit.training`
 
     return evaluate_run(run_dir, data_dir, split=split, top_k=top_k, batch_size=batch_size,
                         checkpoint=checkpoint, device=device, write=write)
@@ -139,7 +135,7 @@ def evaluate(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_size:
 def predict(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best", device: str = "auto",
             photo: bool = True) -> list[dict]:
     """Recognise characters in user images; see gntkit.training.prediction.predict_images."""
-    from gntkit.training.prediction import predict_images
+    from gntkit.training.prediction import predict_images  # in here: keeps numba (preprocess) off `import gntkit.training`
 
     return predict_images(run_dir, image_paths, top_k=top_k, checkpoint=checkpoint, device=device, photo=photo)
 
@@ -150,6 +146,4 @@ def export(run_dir, out=None, format: str | None = None, checkpoint: str = "best
     Returns:
         pathlib.Path of the artifact (model.pt, model.onnx, or the saved_model folder).
     """
-    from gntkit.training.exporter import export_run
-
     return export_run(run_dir, out=out, format=format, checkpoint=checkpoint, overwrite=overwrite)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from gntkit.errors import GntkitError
+from gntkit.samples.preprocess import Preprocess
 from gntkit.training.config import TrainConfig, positive_int
 
 __all__ = ["ArrayBatches", "check_arrays", "array_sources", "data_facts", "splits_in", "preprocess_json"]
@@ -136,8 +137,6 @@ def data_facts(train_set, data_dir, train_split: str, val_split: str | None, val
 def preprocess_json(preprocess, image_size: int) -> dict:
     """The preprocessing description stored in a run: a dict, a Preprocess, or None (gntkit's default at this size)."""
     if preprocess is None:
-        from gntkit.samples.preprocess import Preprocess
-
         return Preprocess(size=image_size).to_json()
     if hasattr(preprocess, "to_json"):
         return preprocess.to_json()

@@ -3,22 +3,24 @@
 Each dataclass field carries its help text (and, where the default needs words,
 `default_text`) in its metadata. `gntkit.training.train()` checks its keywords
 against these fields, `gntkit train` builds one CLI option per field from them
-(`gntkit.training.options`), and the help of both comes from here, so a default
+(`gntkit.training.cli_options`), and the help of both comes from here, so a default
 is written exactly once.
 
-Also here: the resume rule (which options may change when a run continues) and
-the choice of the validation split.
+Also here: the resume rule (which options may change when a run continues), the
+choice of the validation split, and which trainer package runs a framework.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import typing
 
 import numpy as np
 
 from gntkit.errors import GntkitError
+from gntkit.models.configs import get_config, model_names
 
 __all__ = [
     "TrainConfig",
@@ -32,6 +34,7 @@ __all__ = [
     "check_option_names",
     "check_resume_config",
     "pick_val_split",
+    "trainer_module",
 ]
 
 FRAMEWORKS = ("torch", "tf")
@@ -70,8 +73,6 @@ def _tristate(name, value):
 
 
 def _model_names() -> tuple:
-    from gntkit.models.configs import model_names
-
     return tuple(model_names())
 
 
@@ -144,8 +145,6 @@ class TrainConfig:
         Spelled-out "off" values are normalised: val_split "none" -> None,
         early_stopping 0 -> None.
         """
-        from gntkit.models.configs import get_config
-
         if isinstance(self.val_split, str) and self.val_split.lower() == "none":
             self.val_split = None
         if self.early_stopping == 0 and not isinstance(self.early_stopping, bool):
@@ -324,3 +323,13 @@ def pick_val_split(available: list[str], requested: str | None, train_split: str
         if name in available and name != train_split:
             return name
     return None
+
+
+def trainer_module(framework: str):
+    """The trainer package of a framework (gntkit.training.torch_trainer or tf_trainer), imported on demand.
+
+    Raises:
+        GntkitError: unknown framework; MissingDependencyError when it is not installed.
+    """
+    one_of("framework", framework, FRAMEWORKS)
+    return importlib.import_module(f"gntkit.training.{framework}_trainer")

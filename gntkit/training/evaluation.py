@@ -15,7 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+import gntkit.datasets as datasets
 from gntkit.errors import GntkitError
+from gntkit.shards.remote import is_url
+from gntkit.training.config import trainer_module
+from gntkit.training.figures import draw_evaluation
 from gntkit.training.run_folder import RunFolder
 
 __all__ = ["EvaluationAccumulator", "compute_report", "render_markdown", "evaluate_run"]
@@ -212,10 +216,6 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
     Raises:
         GntkitError: not a run folder, a missing split, or shards with another charset or image size.
     """
-    import gntkit.datasets as datasets
-    from gntkit.shards.remote import is_url
-    from gntkit.training import trainer_module
-
     if checkpoint not in ("best", "last"):
         raise GntkitError(f"checkpoint must be 'best' or 'last', found {checkpoint!r}.")
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -225,19 +225,7 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
     framework = info["config"]["framework"]
     classes = run.read_classes()
     shards = datasets.open(data_dir, split)
-    if shards.image_size != info["image_size"]:
-        raise GntkitError(
-            f"{data_dir}: the run was trained on {info['image_size']}x{info['image_size']} images, "
-            f"found {shards.image_size}x{shards.image_size} images in split {split!r}."
-        )
-    data_classes = list(shards.charset.characters)
-    if data_classes != classes:
-        first = next((i for i, (a, b) in enumerate(zip(classes, data_classes)) if a != b),
-                     min(len(classes), len(data_classes)))
-        raise GntkitError(
-            f"{data_dir}: the shards' charset differs from the run's ({len(data_classes)} vs {len(classes)} "
-            f"classes, first difference at class {first}); evaluate with shards converted with the same charset."
-        )
+    _check_shards_fit(shards, info, classes, data_dir, split)
     module = trainer_module(framework)
     model, _ = module.load_run_model(run_dir, checkpoint, device)
     acc = EvaluationAccumulator(info["num_classes"], top_k)
@@ -259,10 +247,25 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
     if write:
         _write_text(run.path / f"{report_name}.json", json.dumps(report, ensure_ascii=False, indent=1) + "\n")
         _write_text(run.path / f"{report_name}.md", render_markdown(report))
-        from gntkit.training.figures import draw_evaluation
-
         draw_evaluation(report, run.path / f"{report_name}.png")
     return report
+
+
+def _check_shards_fit(shards, info: dict, classes: list, data_dir, split: str) -> None:
+    """Raise GntkitError unless the shards have the run's image size and charset."""
+    if shards.image_size != info["image_size"]:
+        raise GntkitError(
+            f"{data_dir}: the run was trained on {info['image_size']}x{info['image_size']} images, "
+            f"found {shards.image_size}x{shards.image_size} images in split {split!r}."
+        )
+    data_classes = list(shards.charset.characters)
+    if data_classes != classes:
+        first = next((i for i, (a, b) in enumerate(zip(classes, data_classes)) if a != b),
+                     min(len(classes), len(data_classes)))
+        raise GntkitError(
+            f"{data_dir}: the shards' charset differs from the run's ({len(data_classes)} vs {len(classes)} "
+            f"classes, first difference at class {first}); evaluate with shards converted with the same charset."
+        )
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from gntkit.errors import GntkitError, OutputExistsError
+from gntkit.training.config import trainer_module
 from gntkit.training.run_folder import RunFolder
 
 __all__ = ["export_run", "FORMATS"]
@@ -48,21 +49,10 @@ def export_run(run_dir, out=None, format: str | None = None, checkpoint: str = "
     run = RunFolder(run_dir)
     info = run.read_run_info()
     framework = info["config"]["framework"]
-    formats = FORMATS.get(framework)
-    if formats is None:
-        raise GntkitError(f"{run.path}: expected a torch or tf run, found framework {framework!r}.")
-    format = format or formats[0]
-    if format not in formats:
-        raise GntkitError(
-            f"A {framework} run exports as {' or '.join(formats)}, found format {format!r}."
-        )
+    format = _chosen_format(run, framework, format)
     if checkpoint not in ("best", "last"):
         raise GntkitError(f"checkpoint must be 'best' or 'last', found {checkpoint!r}.")
-    out = Path(out) if out is not None else run.path / f"export-{format}"
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite:
-            raise OutputExistsError(f"{out}: the export folder already exists; pass overwrite to replace it.")
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    out = _export_folder(Path(out) if out is not None else run.path / f"export-{format}", overwrite)
     if format == "onnx":
         _require_onnx()
     out.mkdir(parents=True, exist_ok=True)
@@ -77,11 +67,39 @@ def export_run(run_dir, out=None, format: str | None = None, checkpoint: str = "
         raise
     shutil.copyfile(run.path / "charset.txt", out / "charset.txt")
     shutil.copyfile(run.path / "preprocess.json", out / "preprocess.json")
+    _write_export_json(out / "export.json", info, format, artifact, checkpoint)
+    return artifact
+
+
+def _chosen_format(run: RunFolder, framework: str, format: str | None) -> str:
+    """The export format: the framework's default for None; raise for one the framework cannot write."""
+    formats = FORMATS.get(framework)
+    if formats is None:
+        raise GntkitError(f"{run.path}: expected a torch or tf run, found framework {framework!r}.")
+    format = format or formats[0]
+    if format not in formats:
+        raise GntkitError(
+            f"A {framework} run exports as {' or '.join(formats)}, found format {format!r}."
+        )
+    return format
+
+
+def _export_folder(out: Path, overwrite: bool) -> Path:
+    """`out`, emptied when `overwrite` allows; raise OutputExistsError for a non-empty one otherwise."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise OutputExistsError(f"{out}: the export folder already exists; pass overwrite to replace it.")
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    return out
+
+
+def _write_export_json(path: Path, info: dict, format: str, artifact: Path, checkpoint: str) -> None:
+    """export.json: what the artifact takes and returns, and how to load it."""
     size, classes = info["image_size"], info["num_classes"]
-    (out / "export.json").write_text(json.dumps({
+    path.write_text(json.dumps({
         "format": format,
         "artifact": artifact.name,
-        "framework": framework,
+        "framework": info["config"]["framework"],
         "model": info.get("model"),
         "checkpoint": checkpoint,
         "input": {"name": "images", "dtype": "uint8", "shape": ["N", size, size],
@@ -90,7 +108,6 @@ def export_run(run_dir, out=None, format: str | None = None, checkpoint: str = "
                    "meaning": "softmax over classes; class id = line number in charset.txt (0-based)"},
         "usage": _usage(format),
     }, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    return artifact
 
 
 def _usage(format: str) -> str:
@@ -113,8 +130,7 @@ def _require_onnx() -> None:
 
 
 def _export_torch(run: RunFolder, info: dict, checkpoint: str, format: str, artifact: Path) -> None:
-    from gntkit.training import torch_trainer
-
+    torch_trainer = trainer_module("torch")  # imports torch, which only this export needs
     torch = torch_trainer.torch
     model, _ = torch_trainer.load_run_model(run.path, checkpoint, "cpu")
     channels = int(info.get("channels", 1))
@@ -153,8 +169,7 @@ def _export_torch(run: RunFolder, info: dict, checkpoint: str, format: str, arti
 
 
 def _export_tf(run: RunFolder, info: dict, checkpoint: str, artifact: Path) -> None:
-    from gntkit.training import tf_trainer
-
+    tf_trainer = trainer_module("tf")  # imports tensorflow, which only this export needs
     tf = tf_trainer.tf
     model, _ = tf_trainer.load_run_model(run.path, checkpoint)
     size, channels = info["image_size"], int(info.get("channels", 1))

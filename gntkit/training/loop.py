@@ -21,10 +21,10 @@ import time
 import numpy as np
 
 from gntkit.errors import GntkitError
+from gntkit.progress import ProgressBar
 from gntkit.training import figures
 from gntkit.training.batches import array_sources
 from gntkit.training.config import TrainConfig
-from gntkit.training.host_heap import tune_host_malloc
 from gntkit.training.metrics import EarlyStopping, format_epoch, metrics_row, read_metrics
 from gntkit.training.run_folder import RunFolder
 from gntkit.training.schedule import learning_rate_at
@@ -105,8 +105,6 @@ class Backend:
 
 def progress_bar(total: int, description: str, enabled: bool):
     """The per-batch bar of an epoch: gntkit.progress.ProgressBar (rich on a terminal, plain lines otherwise)."""
-    from gntkit.progress import ProgressBar
-
     return ProgressBar(total, unit="samples", description=description, enabled=enabled)
 
 
@@ -242,11 +240,13 @@ class _Epochs:
 
 
 def run_training(backend: Backend, config: TrainConfig, out_dir, *, data_dir=None, arrays=None, classes=None,
-                 preprocess=None, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> dict:
+                 preprocess=None, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+                 host_malloc: str | None = None) -> dict:
     """Train with `backend` and write a run folder; return the summary dict (see summaries.summarize).
 
     Either `data_dir` (gntkit shards) or `arrays` = (train_images, train_labels,
     val_images, val_labels) with `classes` and `preprocess` must be given.
+    `host_malloc` is what the caller set glibc malloc to (run.json records it; None: not set).
 
     Raises:
         GntkitError: bad options or data, no training batches; OutputExistsError for an existing run folder.
@@ -255,7 +255,7 @@ def run_training(backend: Backend, config: TrainConfig, out_dir, *, data_dir=Non
     steps_per_epoch = len(train_batches)
     if steps_per_epoch < 1:
         raise GntkitError("The training split gives no batches: expected at least one sample per process.")
-    facts["host_malloc"] = tune_host_malloc()  # freed step memory stays mapped: see host_heap
+    facts["host_malloc"] = host_malloc
     backend.parameters = backend.build(config, facts)
     run = RunFolder(out_dir, config.framework)
     backend.on_main(lambda: run.prepare(resume=resume, overwrite=overwrite))

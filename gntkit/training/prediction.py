@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 
 from gntkit.errors import GntkitError
+from gntkit.samples.photos import load_image, prepare_digit, preprocess_image
+from gntkit.samples.preprocess import Preprocess
+from gntkit.shards.manifest import read_json
+from gntkit.training.config import trainer_module
 from gntkit.training.run_folder import RunFolder
 
 __all__ = ["photo_settings", "prepare_images", "predict_images", "top_k_results", "digit_style"]
@@ -32,10 +37,6 @@ def digit_style(run_dir) -> str | None:
     Raises:
         GntkitError: a copy of the manifest that is not readable JSON.
     """
-    from pathlib import Path
-
-    from gntkit.shards.manifest import read_json
-
     path = Path(run_dir) / "dataset_info.json"
     if not path.is_file():
         return None
@@ -52,8 +53,6 @@ def photo_settings(preprocess_json: dict, photo: bool = True):
     Raises:
         GntkitError: the run was trained on raw (variable-size) images or the settings are invalid.
     """
-    from gntkit.samples.preprocess import Preprocess
-
     settings = Preprocess.from_json(preprocess_json)
     if settings.raw:
         raise GntkitError("The run's preprocessing is raw (no fixed size): expected a fixed-size run to predict with.")
@@ -77,9 +76,6 @@ def prepare_images(images, preprocess_json: dict, photo: bool = True, digits: st
     Raises:
         GntkitError: one sentence naming the image when it cannot be read or holds no ink.
     """
-    from gntkit.samples.photos import load_image, prepare_digit, preprocess_image
-    from gntkit.samples.preprocess import Preprocess
-
     settings = photo_settings(preprocess_json, photo)
     out = np.empty((len(images), settings.size, settings.size), np.uint8)
     for i, item in enumerate(images):
@@ -132,8 +128,6 @@ def predict_images(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best
     Raises:
         GntkitError: not a run folder, an unreadable or empty image, or a bad top_k.
     """
-    from gntkit.training import trainer_module
-
     if isinstance(image_paths, (str, os.PathLike, np.ndarray)):
         image_paths = [image_paths]
     image_paths = list(image_paths)

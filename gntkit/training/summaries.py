@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gntkit
+from gntkit.models.configs import describe, get_config
 from gntkit.training.config import TrainConfig
 from gntkit.training.run_folder import RunFolder
 
@@ -11,8 +13,6 @@ __all__ = ["run_info", "startup_messages", "summarize"]
 def run_info(config: TrainConfig, facts: dict, parameters: int, precision: str, world_size: int,
              device: str, channels_last: bool, framework_version: str) -> dict:
     """The content of run.json."""
-    import gntkit
-
     return {
         "gntkit_version": gntkit.__version__,
         "framework": config.framework,
@@ -46,8 +46,6 @@ def startup_messages(config, facts: dict, framework_label: str, device_text: str
         has_val: whether a validation split is used.
         resumed / start_epoch: whether this run continues an earlier one, after which epoch.
     """
-    from gntkit.models.configs import describe, get_config
-
     lines = [
         describe(get_config(config.model, config.width), facts["num_classes"], facts["image_size"], config.channels,
                  config.batch_norm)

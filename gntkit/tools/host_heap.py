@@ -1,4 +1,4 @@
-"""Keep a training run's freed host memory in the process: glibc malloc's thresholds.
+"""Keep a training process's freed host memory in the process: glibc malloc's thresholds.
 
 Every training step allocates and frees the same large host buffers (activations, gradients,
 oneDNN scratch). With glibc's defaults, a buffer over 128 KiB is mapped for it alone and unmapped
@@ -6,9 +6,15 @@ when freed, and a heap with more than 128 KiB free at its top is trimmed: either
 maps the memory again and the kernel zeroes every page once more. Raising the mmap threshold to its
 maximum (32 MiB) keeps such buffers on the heap, a 1 GiB trim threshold and a 64 MiB top pad keep
 the heap mapped. Measured on cnn3 at 64 x 64, batch 64, 2 CPU cores, the plain torch loop with these
-set at run time: fp32 497 -> 656 images/s, bf16 autocast 972 -> 1,671 (docs/benchmarks.md, "Session
-8"). All three matter: a top pad alone sets glibc's mmap threshold fixed at 128 KiB, and the fp32
-loop then ran at 276 (128 MiB pad) instead of 485; a trim threshold alone, 341.
+set at run time: fp32 497 -> 656 images/s, bf16 autocast 972 -> 1,671 (docs/benchmarks.md, "the host
+allocator, max pool before ReLU"). All three matter: a top pad alone sets glibc's mmap
+threshold fixed at 128 KiB, and the fp32 loop then ran at 276 (128 MiB pad) instead of 485; a trim
+threshold alone, 341.
+
+The settings are process-wide, so the library never applies them on its own: `gntkit train`
+calls `tune_host_malloc()` before it trains (GNTKIT_HOST_MALLOC=keep opts out), and a program
+that trains through gntkit.training calls it itself and may pass what it returns on as
+`train(..., host_malloc=...)`, which run.json records.
 
 jemalloc or tcmalloc (LD_PRELOAD, as torch's CPU launcher offers) would do the same, but only when
 set before the process starts and when installed; glibc's own knobs need neither.
@@ -37,12 +43,13 @@ def _set_by_environment() -> bool:
 
 
 def tune_host_malloc(settings=SETTINGS) -> str:
-    """Set glibc malloc's mmap threshold, trim threshold and top pad for a training process.
+    """Set glibc malloc's mmap threshold, trim threshold and top pad for this (training) process.
 
     Leaves malloc alone where the environment sets it (MALLOC_MMAP_THRESHOLD_,
     MALLOC_TRIM_THRESHOLD_, MALLOC_TOP_PAD_, MALLOC_MMAP_MAX_ or glibc.malloc.* in GLIBC_TUNABLES),
     where GNTKIT_HOST_MALLOC=keep asks for glibc's defaults, and where the C library is not glibc.
-    Process-wide and for the rest of the process, like the frameworks' thread settings.
+    Process-wide and for the rest of the process, like the frameworks' thread settings: call it
+    once, before training (`gntkit train` does; gntkit.training never does on its own).
 
     Args:
         settings: (mallopt parameter, value, name) triples; the default is SETTINGS.
