@@ -21,7 +21,7 @@ A piece that gntkit no longer carries (it uses the library) is measured from an 
 that still has it: --ref COMMIT checks that commit out into a temporary git worktree and imports
 gntkit from there. Without --ref, pieces absent from this tree are listed as such.
 
-    python benchmarks/bench_handwritten.py --records 100000 --rounds 5
+    python benchmarks/bench_handwritten.py --records 100000 --rounds 3
     python benchmarks/bench_handwritten.py --ref 5f3c0de --pieces sha256,crc32c,protobuf,tar
 """
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -45,6 +46,7 @@ PIECES = {
     "sha256": ("tfrecord", "hashlib on threads", "gntkit.kernels.sha256"),
     "crc32c": ("tfrecord", "google-crc32c", "gntkit.kernels.crc32c"),
     "protobuf": ("tfrecord", "protobuf (upb)", "gntkit.shards.tfrecord"),
+    "protobuf+crc32c": ("tfrecord", "protobuf + google-crc32c", "gntkit.shards.tfrecord"),
     "png": ("webdataset", "zlib level 1", "gntkit.kernels.png"),
     "png-pillow": ("webdataset", "Pillow (compress_level 1)", "gntkit.kernels.png"),
     "tar": ("webdataset", "tarfile", "gntkit.shards.webdataset"),
@@ -131,10 +133,11 @@ def _example_class():
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
 
 
-def swap_protobuf(variant: str) -> None:
-    """Examples serialized by protobuf (deterministic), framed with gntkit's CRC32C batch kernel."""
+def swap_protobuf(variant: str, google_crc: bool = False) -> None:
+    """Examples serialized by protobuf (deterministic), framed with gntkit's CRC32C batch kernel or google-crc32c."""
     if variant == HAND:
         return
+    import google_crc32c
     import numpy as np
 
     from gntkit.kernels.crc32c import crc32c_batch
@@ -159,6 +162,15 @@ def swap_protobuf(variant: str) -> None:
             feature["key"].bytes_list.value.append(batch.keys[i].encode("utf-8"))
             datas.append(example.SerializeToString(deterministic=True))
         n = len(datas)
+        if google_crc:
+            parts = []
+            for data in datas:
+                length = len(data).to_bytes(8, "little")
+                parts += (length, _mask(google_crc32c.value(length)).to_bytes(4, "little"), data,
+                          _mask(google_crc32c.value(data)).to_bytes(4, "little"))
+            frame_offsets = np.zeros(n + 1, np.int64)
+            np.cumsum([len(d) + 16 for d in datas], out=frame_offsets[1:])
+            return np.frombuffer(b"".join(parts), np.uint8), frame_offsets
         sizes = np.array([len(d) for d in datas], np.int64)
         data_offsets = np.zeros(n + 1, np.int64)
         np.cumsum(sizes, out=data_offsets[1:])
@@ -243,7 +255,8 @@ def swap_tar(variant: str) -> None:
     webdataset._write_samples = write_samples
 
 
-SWAPS = {"sha256": swap_sha256, "crc32c": swap_crc32c, "protobuf": swap_protobuf, "png": swap_png,
+SWAPS = {"sha256": swap_sha256, "crc32c": swap_crc32c, "protobuf": swap_protobuf,
+         "protobuf+crc32c": lambda variant: swap_protobuf(variant, google_crc=True), "png": swap_png,
          "png-pillow": lambda variant: swap_png(variant, pillow=True), "tar": swap_tar}
 
 
@@ -269,7 +282,7 @@ def child(piece: str, variant: str, warm_source: str, source: str, out: str, to:
 def has_piece(code_root: Path, piece: str) -> bool:
     """Whether the tree at code_root still carries the hand-written side of piece."""
     module = PIECES[piece][2]
-    if piece in ("protobuf", "crc32c"):
+    if piece in ("protobuf", "crc32c", "protobuf+crc32c"):
         return "_write_frames" in (code_root / "gntkit/shards/tfrecord.py").read_text(encoding="utf-8") and \
             (code_root / "gntkit/kernels/crc32c.py").is_file()
     if piece == "tar":
@@ -296,14 +309,14 @@ def measure(code_root: Path, pieces: list[str], rounds: int, corpus: dict, work:
             for variant in order:
                 run = timed_run(code_root, piece, variant, warm_source, corpus["folder"], work / f"out-{piece}")
                 results.setdefault((piece, variant), []).append(run)
-                print(f"  round {round_ + 1}: {piece:<10} {variant:<12} {run['seconds']:6.2f} s", flush=True)
+                print(f"  round {round_ + 1}: {piece:<15} {variant:<12} {run['seconds']:6.2f} s", flush=True)
     return results
 
 
 def print_table(results: dict, pieces: list[str], absent: list[str]) -> None:
-    print(f"| {'piece':<10} | {'format':<10} | {'library':<25} | {'hand-written s':>14} | {'library s':>9} | {'ratio':>5} | "
+    print(f"| {'piece':<15} | {'format':<10} | {'library':<25} | {'hand-written s':>14} | {'library s':>9} | {'ratio':>5} | "
           f"{'same bytes':>10} | {'verdict':<7} |")
-    print(f"|{'-' * 12}|{'-' * 12}|{'-' * 27}|{'-' * 16}|{'-' * 11}|{'-' * 7}|{'-' * 12}|{'-' * 9}|")
+    print(f"|{'-' * 17}|{'-' * 12}|{'-' * 27}|{'-' * 16}|{'-' * 11}|{'-' * 7}|{'-' * 12}|{'-' * 9}|")
     for piece in pieces:
         hand, library = results[(piece, HAND)], results[(piece, LIBRARY)]
         hand_s, library_s = statistics.median(r["seconds"] for r in hand), statistics.median(r["seconds"] for r in library)
@@ -311,10 +324,10 @@ def print_table(results: dict, pieces: list[str], absent: list[str]) -> None:
         same = all(r["shards"] == hand[0]["shards"] for r in hand + library)
         verdict = "keep" if ratio >= KEEP_RATIO else "library"
         to, name, _ = PIECES[piece]
-        print(f"| {piece:<10} | {to:<10} | {name:<25} | {hand_s:>14.2f} | {library_s:>9.2f} | {ratio:>4.2f}x | "
+        print(f"| {piece:<15} | {to:<10} | {name:<25} | {hand_s:>14.2f} | {library_s:>9.2f} | {ratio:>4.2f}x | "
               f"{'yes' if same else 'no':>10} | {verdict:<7} |")
     for piece in absent:
-        print(f"| {piece:<10} | {PIECES[piece][0]:<10} | {PIECES[piece][1]:<25} | not in this tree: gntkit uses the library "
+        print(f"| {piece:<15} | {PIECES[piece][0]:<10} | {PIECES[piece][1]:<25} | not in this tree: gntkit uses the library "
               "(measure with --ref) |")
 
 
@@ -323,11 +336,12 @@ def main():
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--writers", type=int, default=40)
     parser.add_argument("--workdir", default="/tmp/gntkit-bench")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pieces", default=",".join(PIECES))
     parser.add_argument("--ref", help="import gntkit from this commit (a tree that carries the hand-written pieces)")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a stopped run still removes its worktree
     if args.child:
         child(*args.child)
         return
