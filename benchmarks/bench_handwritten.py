@@ -14,15 +14,15 @@ code and once with the library swapped in by monkeypatching in the child process
 Every run is a fresh process that first converts one source file untimed (numba's cache and
 the imports are not what this compares), then times the whole corpus. Runs alternate
 (hand-written, library, library, hand-written, ...) over several rounds; the table reports each
-side's median and the ratio of the medians. A piece keeps its place when the conversion is at
-least 1.3x faster with it. "same bytes" says whether both sides wrote identical shards.
+side's median seconds and the median of the per-round ratios (library / hand-written: the two runs
+of a round share the machine's load). A piece keeps its place when the conversion is at least
+1.3x faster with it. "same bytes" says whether both sides wrote identical shards.
 
-A piece that gntkit no longer carries (it uses the library) is measured from an earlier tree
-that still has it: --ref COMMIT checks that commit out into a temporary git worktree and imports
-gntkit from there. Without --ref, pieces absent from this tree are listed as such.
+The swaps below are written against the modules of commit 76e71c7, which carries all five pieces
+(SHA-256 is hashlib in gntkit since): --ref (default 76e71c7) checks that commit out into a
+temporary git worktree and the runs import gntkit from there.
 
-    python benchmarks/bench_handwritten.py --records 100000 --rounds 3
-    python benchmarks/bench_handwritten.py --ref 5f3c0de --pieces sha256,crc32c,protobuf,tar
+    python benchmarks/bench_handwritten.py --records 100000 --writers 40 --rounds 3
 """
 
 from __future__ import annotations
@@ -52,12 +52,22 @@ PIECES = {
     "tar": ("webdataset", "tarfile", "gntkit.shards.webdataset"),
 }
 KEEP_RATIO = 1.3
+#: The commit whose modules the swaps patch.
+REF = "76e71c7"
 
 
 # --------------------------------------------------------------------------- the library sides
 def _mask(crc: int) -> int:
     """TFRecord's CRC mask."""
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _mask_array(crcs):
+    """TFRecord's CRC mask of a uint32 array, as little-endian uint32."""
+    import numpy as np
+
+    crcs = crcs.astype(np.uint64)
+    return ((((crcs >> 15) | (crcs << 17)) & 0xFFFFFFFF) + 0xA282EAD8 & 0xFFFFFFFF).astype("<u4")
 
 
 def swap_sha256(variant: str) -> None:
@@ -168,22 +178,21 @@ def swap_protobuf(variant: str, google_crc: bool = False) -> None:
                 length = len(data).to_bytes(8, "little")
                 parts += (length, _mask(google_crc32c.value(length)).to_bytes(4, "little"), data,
                           _mask(google_crc32c.value(data)).to_bytes(4, "little"))
-            frame_offsets = np.zeros(n + 1, np.int64)
-            np.cumsum([len(d) + 16 for d in datas], out=frame_offsets[1:])
-            return np.frombuffer(b"".join(parts), np.uint8), frame_offsets
-        sizes = np.array([len(d) for d in datas], np.int64)
-        data_offsets = np.zeros(n + 1, np.int64)
-        np.cumsum(sizes, out=data_offsets[1:])
-        data = np.frombuffer(b"".join(datas), np.uint8)
-        lengths = sizes.astype("<u8")
-        length_crcs = crc32c_batch(lengths.view(np.uint8), np.arange(n + 1, dtype=np.int64) * 8)
-        data_crcs = crc32c_batch(data, data_offsets)
-        masked = [np.array([_mask(int(c)) for c in crcs], "<u4") for crcs in (length_crcs, data_crcs)]
-        frames = b"".join(b"".join((lengths[i:i + 1].tobytes(), masked[0][i:i + 1].tobytes(), datas[i], masked[1][i:i + 1].tobytes()))
-                          for i in range(n))
+        else:
+            sizes = np.array([len(d) for d in datas], np.int64)
+            data_offsets = np.zeros(n + 1, np.int64)
+            np.cumsum(sizes, out=data_offsets[1:])
+            heads = np.zeros(n, [("length", "<u8"), ("crc", "<u4")])
+            heads["length"] = sizes
+            heads["crc"] = _mask_array(crc32c_batch(heads["length"].copy().view(np.uint8), np.arange(n + 1, dtype=np.int64) * 8))
+            tails = _mask_array(crc32c_batch(np.frombuffer(b"".join(datas), np.uint8), data_offsets)).tobytes()
+            heads = heads.tobytes()
+            parts = []
+            for i, data in enumerate(datas):
+                parts += (heads[12 * i:12 * i + 12], data, tails[4 * i:4 * i + 4])
         frame_offsets = np.zeros(n + 1, np.int64)
-        np.cumsum(sizes + 16, out=frame_offsets[1:])
-        return np.frombuffer(frames, np.uint8), frame_offsets
+        np.cumsum([len(d) + 16 for d in datas], out=frame_offsets[1:])
+        return np.frombuffer(b"".join(parts), np.uint8), frame_offsets
 
     tfrecord.serialize_batch = serialize_batch
 
@@ -279,17 +288,6 @@ def child(piece: str, variant: str, warm_source: str, source: str, out: str, to:
     print(json.dumps({"seconds": seconds, "cpu": cpu, "shards": shards}))
 
 
-def has_piece(code_root: Path, piece: str) -> bool:
-    """Whether the tree at code_root still carries the hand-written side of piece."""
-    module = PIECES[piece][2]
-    if piece in ("protobuf", "crc32c", "protobuf+crc32c"):
-        return "_write_frames" in (code_root / "gntkit/shards/tfrecord.py").read_text(encoding="utf-8") and \
-            (code_root / "gntkit/kernels/crc32c.py").is_file()
-    if piece == "tar":
-        return "_write_samples" in (code_root / "gntkit/shards/webdataset.py").read_text(encoding="utf-8")
-    return (code_root / (module.replace(".", "/") + ".py")).is_file()
-
-
 def timed_run(code_root: Path, piece: str, variant: str, warm_source: str, source: str, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": f"{code_root}{os.pathsep}{Path(__file__).parent}"}
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", piece, variant, warm_source, source, str(out),
@@ -313,22 +311,21 @@ def measure(code_root: Path, pieces: list[str], rounds: int, corpus: dict, work:
     return results
 
 
-def print_table(results: dict, pieces: list[str], absent: list[str]) -> None:
-    print(f"| {'piece':<15} | {'format':<10} | {'library':<25} | {'hand-written s':>14} | {'library s':>9} | {'ratio':>5} | "
-          f"{'same bytes':>10} | {'verdict':<7} |")
-    print(f"|{'-' * 17}|{'-' * 12}|{'-' * 27}|{'-' * 16}|{'-' * 11}|{'-' * 7}|{'-' * 12}|{'-' * 9}|")
+def print_table(results: dict, pieces: list[str]) -> None:
+    """One row per piece: each side's median seconds and the median of the per-round ratios (library / hand-written)."""
+    print(f"| {'piece':<15} | {'format':<10} | {'library':<25} | {'hand-written s':>14} | {'library s':>9} | {'ratios':<17} | "
+          f"{'median':>6} | {'same bytes':>10} | {'verdict':<7} |")
+    print(f"|{'-' * 17}|{'-' * 12}|{'-' * 27}|{'-' * 16}|{'-' * 11}|{'-' * 19}|{'-' * 8}|{'-' * 12}|{'-' * 9}|")
     for piece in pieces:
         hand, library = results[(piece, HAND)], results[(piece, LIBRARY)]
-        hand_s, library_s = statistics.median(r["seconds"] for r in hand), statistics.median(r["seconds"] for r in library)
-        ratio = library_s / hand_s
+        ratios = [lib["seconds"] / own["seconds"] for own, lib in zip(hand, library)]  # same round: same load
+        ratio = statistics.median(ratios)
         same = all(r["shards"] == hand[0]["shards"] for r in hand + library)
         verdict = "keep" if ratio >= KEEP_RATIO else "library"
         to, name, _ = PIECES[piece]
-        print(f"| {piece:<15} | {to:<10} | {name:<25} | {hand_s:>14.2f} | {library_s:>9.2f} | {ratio:>4.2f}x | "
-              f"{'yes' if same else 'no':>10} | {verdict:<7} |")
-    for piece in absent:
-        print(f"| {piece:<15} | {PIECES[piece][0]:<10} | {PIECES[piece][1]:<25} | not in this tree: gntkit uses the library "
-              "(measure with --ref) |")
+        print(f"| {piece:<15} | {to:<10} | {name:<25} | {statistics.median(r['seconds'] for r in hand):>14.2f} | "
+              f"{statistics.median(r['seconds'] for r in library):>9.2f} | {', '.join(f'{r:.2f}' for r in ratios):<17} | "
+              f"{ratio:>5.2f}x | {'yes' if same else 'no':>10} | {verdict:<7} |")
 
 
 def main():
@@ -338,7 +335,7 @@ def main():
     parser.add_argument("--workdir", default="/tmp/gntkit-bench")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pieces", default=",".join(PIECES))
-    parser.add_argument("--ref", help="import gntkit from this commit (a tree that carries the hand-written pieces)")
+    parser.add_argument("--ref", default=REF, help="import gntkit from this commit (a tree that carries the hand-written pieces)")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # a stopped run still removes its worktree
@@ -348,21 +345,16 @@ def main():
     corpus = make_corpus(args.workdir, records=args.records, writers=args.writers, zip_too=False)
     work = Path(args.workdir)
     with tempfile.TemporaryDirectory(prefix="gntkit-handwritten-") as tmp:
-        code_root = ROOT
-        if args.ref:
-            code_root = Path(tmp) / "ref"
-            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(code_root), args.ref], cwd=ROOT, check=True)
+        code_root = Path(tmp) / "ref"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(code_root), args.ref], cwd=ROOT, check=True)
         try:
-            wanted = args.pieces.split(",")
-            pieces = [p for p in wanted if has_piece(code_root, p)]
-            absent = [p for p in wanted if p not in pieces]
+            pieces = args.pieces.split(",")
             print(f"corpus: {corpus['records']:,} records, {corpus['bytes'] / 1e6:,.0f} MB in {args.writers} files; "
-                  f"code: {args.ref or 'this tree'}; {os.cpu_count()} cores; {args.rounds} alternated rounds")
+                  f"code: {args.ref}; {os.cpu_count()} cores; {args.rounds} alternated rounds")
             results = measure(code_root, pieces, args.rounds, corpus, work)
         finally:
-            if args.ref:
-                subprocess.run(["git", "worktree", "remove", "--force", str(code_root)], cwd=ROOT, check=True)
-    print_table(results, pieces, absent)
+            subprocess.run(["git", "worktree", "remove", "--force", str(code_root)], cwd=ROOT, check=True)
+    print_table(results, pieces)
 
 
 if __name__ == "__main__":

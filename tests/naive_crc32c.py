@@ -1,6 +1,6 @@
 """Plain-Python reference CRC32C (bitwise, one bit at a time) and TFRecord masking.
 
-Slow and obviously correct: the TFRecord writer's frames (google-crc32c) are checked
+Slow and obviously correct: the numba kernels in gntkit.kernels.crc32c are compared
 against it on random and edge-case inputs.
 """
 

@@ -26,7 +26,7 @@ from gntkit.shards.convert import convert
 from gntkit.samples.preprocess import Preprocess
 from gntkit.tools.warmup import _kernel_dispatchers
 convert(corpus, out, to=fmt, charset="data", preprocess=Preprocess(contrast=True, denoise=True) if edit else None)
-writer = ("gntkit.shards.webdataset", "gntkit.kernels.png")
+writer = ("gntkit.kernels.tfrecord", "gntkit.shards.webdataset", "gntkit.kernels.png", "gntkit.kernels.crc32c")
 print("compiled writer", sum(sum(d.stats.cache_misses.values()) for d in _kernel_dispatchers() if d.py_func.__module__ in writer))
 for d in _kernel_dispatchers():
     if d.py_func.__module__ == "gntkit.kernels.preprocess":

@@ -1,4 +1,4 @@
-"""Shard writers: TFRecord framing against a bitwise CRC32C reference, and TFRecord / HDF5 / WebDataset shards
+"""Shard writers: CRC32C against a bitwise reference, and TFRecord / HDF5 / WebDataset shards
 read back with the stock readers (tf.data, h5py, webdataset), pixel- and label-exact.
 
 Batches are built by hand: seeded random images, Chinese characters and ASCII symbols,
@@ -22,6 +22,7 @@ import pytest
 
 import naive_crc32c
 from gntkit.errors import GntkitError, OutputExistsError
+from gntkit.kernels import crc32c as crc_kernels
 from gntkit.samples.batch import SampleBatch
 from gntkit.shards import tfrecord
 from gntkit.shards.writer import FORMATS, get_format_module, get_writer_class, utf8_column
@@ -82,16 +83,53 @@ def sha256(path) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-# --------------------------------------------------------------------------- TFRecord framing
-def test_masked_crc32c_matches_the_bitwise_reference():
+# --------------------------------------------------------------------------- CRC32C
+def test_crc32c_known_vector():
     assert naive_crc32c.crc32c(b"123456789") == 0xE3069283
-    assert tfrecord.masked_crc32c(b"123456789") == naive_crc32c.mask(0xE3069283)
+    assert crc_kernels.crc32c(b"123456789") == 0xE3069283
+    assert crc_kernels.crc32c(b"") == 0
+    # RFC 3720 B.4: 32 bytes of zeros, of 0xFF
+    assert crc_kernels.crc32c(bytes(32)) == 0x8A9136AA
+    assert crc_kernels.crc32c(b"\xff" * 32) == 0x62A8AB43
+
+
+def test_crc32c_matches_bitwise_reference_on_random_input():
     rng = np.random.default_rng(0)
-    for length in list(range(0, 20)) + [63, 64, 65, 1000]:
-        data = rng.integers(0, 256, length, dtype=np.uint8).tobytes()
-        assert tfrecord.masked_crc32c(data) == naive_crc32c.mask(naive_crc32c.crc32c(data))
+    for length in list(range(0, 20)) + [63, 64, 65, 1000, 4099]:
+        data = rng.integers(0, 256, length + 3, dtype=np.uint8)
+        for start in (0, 3):  # also unaligned starts
+            chunk = data[start:start + length]
+            want = naive_crc32c.crc32c(chunk.tobytes())
+            assert crc_kernels.crc32c(chunk) == want
+            assert crc_kernels.crc32c_update_table(0, data, start, start + length) == want
+            assert crc_kernels.crc32c_update(0, data, start, start + length) == want
+    data = rng.integers(0, 256, 500, dtype=np.uint8).tobytes()
+    assert crc_kernels.crc32c(data[200:], crc_kernels.crc32c(data[:200])) == naive_crc32c.crc32c(data)
 
 
+def test_masked_crc_matches_reference_and_inverts():
+    rng = np.random.default_rng(1)
+    for crc in [0, 1, 0xFFFFFFFF, 0xE3069283] + [int(v) for v in rng.integers(0, 2**32, 50, dtype=np.uint64)]:
+        assert crc_kernels.mask_crc(crc) == naive_crc32c.mask(crc)
+        assert crc_kernels.unmask_crc(crc_kernels.mask_crc(crc)) == crc
+    assert crc_kernels.masked_crc32c(b"123456789") == naive_crc32c.mask(0xE3069283)
+
+
+def test_crc32c_batch_and_its_checks():
+    rng = np.random.default_rng(2)
+    data = rng.integers(0, 256, 3000, dtype=np.uint8)
+    offsets = np.array([0, 0, 7, 100, 1024, 2999, 3000])
+    got = crc_kernels.crc32c_batch(data, offsets)
+    assert got.dtype == np.uint32
+    assert got.tolist() == [naive_crc32c.crc32c(data[a:b].tobytes()) for a, b in zip(offsets[:-1], offsets[1:])]
+    for bad in ([0, 3001], [5, 3], [-1, 4], [[0, 1]]):
+        with pytest.raises(ValueError):
+            crc_kernels.crc32c_batch(data, np.array(bad))
+    with pytest.raises(ValueError):
+        crc_kernels.crc32c(b"x", crc=2**32)
+
+
+# --------------------------------------------------------------------------- TFRecord framing
 def test_frame_records_frames_every_record():
     records = [b"", b"x", bytes(range(256)) * 3]
     frames, offsets = tfrecord.frame_records(records)

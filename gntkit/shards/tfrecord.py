@@ -1,10 +1,10 @@
 """TFRecord shards of `tf.train.Example`s, written without TensorFlow.
 
-Every record is a `tf.train.Example` serialized by the protobuf package (features in key
-order, int64 lists packed, as TensorFlow's deterministic serialization writes them), framed
-as TFRecord does: length (uint64 LE), masked CRC32C of the length, data, masked
-CRC32C of the data, with CRC32C from google-crc32c. The message classes are built from
-tensorflow/core/example's .proto description with the protobuf package alone.
+Every batch of characters becomes one buffer in two calls of the numba kernels in
+`gntkit.kernels.tfrecord` (Examples and their TFRecord frames, CRC32C included). The encoder is
+gntkit's own because the whole conversion to TFRecord is 1.39x faster with it than with the
+protobuf package (benchmarks/bench_handwritten.py; docs/benchmarks.md, "Hand-written code beside
+libraries"). Text lines (few and large) are built by the protobuf package (`example_class`).
 
 TensorFlow is imported only by `tf_feature_description` and `read_shard`.
 """
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import functools
 
-import google_crc32c
 import numpy as np
 
 from gntkit.errors import GntkitError, require
+from gntkit.kernels.crc32c import masked_crc32c
+from gntkit.kernels.tfrecord import KIND_BYTES, KIND_IMAGE, KIND_INT, example_sizes, write_frames
 from gntkit.samples.batch import SampleBatch
 from gntkit.shards.writer import PixelView, ShardSink, ShardWriter, utf8_column
 
@@ -42,9 +43,115 @@ LINE_FEATURES: tuple[tuple[str, str], ...] = (("text", "string"), ("label_sequen
 
 IMAGE_ENCODING = "raw uint8, row-major, height x width"
 
+# Kernel inputs: text columns (UTF-8 buffer + offsets) and int64 columns, by position. The
+# stroke columns are bytes columns of the same kind, after the text ones.
 _TEXT_COLUMNS = ("character", "writer_id", "key")
-#: TFRecord's mask constant: masked = rotr(crc, 15) + MASK_DELTA (mod 2**32).
-MASK_DELTA = 0xA282EAD8
+_BYTES_COLUMNS = _TEXT_COLUMNS + ("points", "stroke_lengths")
+_INT_COLUMNS = ("height", "width", "label", "tag_code")
+
+
+def _field_table(features=FEATURES):
+    """Sorted feature names as one byte buffer + offsets, with each field's kind and column."""
+    names = sorted(name for name, _ in features)
+    encoded = [name.encode("ascii") for name in names]
+    name_bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+    name_offsets = np.zeros(len(names) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=name_offsets[1:])
+    kinds = np.empty(len(names), dtype=np.int64)
+    columns = np.zeros(len(names), dtype=np.int64)
+    for f, name in enumerate(names):
+        if name == "image":
+            kinds[f] = KIND_IMAGE
+        elif name in _BYTES_COLUMNS:
+            kinds[f], columns[f] = KIND_BYTES, _BYTES_COLUMNS.index(name)
+        else:
+            kinds[f], columns[f] = KIND_INT, _INT_COLUMNS.index(name)
+    return name_bytes, name_offsets, kinds, columns
+
+
+_NAMES, _NAME_OFFSETS, _KINDS, _COLUMNS = _field_table()
+_STROKE_TABLE = _field_table(FEATURES + STROKE_FEATURES)
+
+
+# --------------------------------------------------------------------------- Python side
+def _byte_columns(batch: SampleBatch, strokes: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes columns (text in UTF-8, strokes as int16 LE) as one buffer plus (columns, N+1) offsets into it."""
+    columns = _BYTES_COLUMNS if strokes is not None else _TEXT_COLUMNS
+    texts, text_offsets = [], np.empty((len(columns), len(batch) + 1), dtype=np.int64)
+    base = 0
+    for c, name in enumerate(columns):
+        if name in _TEXT_COLUMNS:
+            data, offsets = utf8_column(getattr(batch, name + "s"), name + "s")
+        else:  # int16 little-endian bytes of a ragged stroke column
+            values = strokes[name]
+            data = values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes()
+            offsets = strokes[name + "_offsets"] * (values.itemsize * (values.shape[1] if values.ndim == 2 else 1))
+        texts.append(data)
+        text_offsets[c] = offsets + base
+        base += len(data)
+    text = np.frombuffer(b"".join(texts), dtype=np.uint8)
+    if len(batch) and (np.diff(text_offsets, axis=1) < 0).any():
+        raise GntkitError(f"Byte column offsets of a batch of {len(batch)} records must rise.")
+    return text, text_offsets
+
+
+def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None, strokes: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Serialize a batch as TFRecord frames of tf.train.Examples, back to back.
+
+    `TFRecordWriter` calls this after `ShardWriter` checked the batch; called directly,
+    only what keeps the kernels in bounds is checked (offsets against buffer sizes).
+
+    Args:
+        batch: the samples.
+        pixels: the batch's pixels as flat buffer + offsets (what `ShardWriter` checked);
+            built from `batch` when None.
+        strokes: the batch's checked strokes (gntkit.samples.strokes.check_strokes) to add as the
+            STROKE_FEATURES, or None.
+
+    Returns:
+        (frames, offsets): uint8 array of all frames, and N+1 int64 offsets into it
+        (record i is frames[offsets[i]:offsets[i+1]]).
+
+    Raises:
+        GntkitError: when strings are not str or the pixel buffer is inconsistent.
+    """
+    n = len(batch)
+    pixels = _checked_pixels(batch, pixels)  # every offset the kernels follow is checked before they read
+    text, text_offsets = _byte_columns(batch, strokes)
+    ints = np.empty((len(_INT_COLUMNS), n), dtype=np.int64)
+    ints[0], ints[1] = pixels.heights, pixels.widths
+    ints[2], ints[3] = batch.labels, batch.tag_codes
+    names, name_offsets, kinds, field_columns = _STROKE_TABLE if strokes is not None else (_NAMES, _NAME_OFFSETS, _KINDS, _COLUMNS)
+    sizes = np.empty(n, dtype=np.int64)
+    feature_sizes = np.empty((n, kinds.shape[0]), dtype=np.int64)
+    features_sizes = np.empty(n, dtype=np.int64)
+    example_sizes(pixels.offsets, text_offsets, ints, name_offsets, kinds, field_columns, feature_sizes, features_sizes, sizes)
+    frame_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(sizes + 16, out=frame_offsets[1:])
+    frames = np.empty(int(frame_offsets[-1]), dtype=np.uint8)
+    write_frames(pixels.pixels, pixels.offsets, text, text_offsets, ints,
+                 names, name_offsets, kinds, field_columns, feature_sizes, features_sizes, sizes, frame_offsets, frames)
+    return frames, frame_offsets
+
+
+def _checked_pixels(batch: SampleBatch, pixels: PixelView | None) -> PixelView:
+    """The batch's pixels as flat buffer + offsets (built from batch when None), offsets checked against the buffer."""
+    n = len(batch)
+    if pixels is None:
+        if batch.raw:
+            pixels = PixelView(np.ascontiguousarray(batch.pixels), np.ascontiguousarray(batch.pixel_offsets, dtype=np.int64),
+                               np.asarray(batch.heights), np.asarray(batch.widths))
+        else:
+            images = np.ascontiguousarray(batch.images)
+            per = images.shape[1] * images.shape[2]
+            pixels = PixelView(images.reshape(-1), np.arange(n + 1, dtype=np.int64) * per,
+                               np.asarray(batch.heights), np.asarray(batch.widths))
+    offsets = np.asarray(pixels.offsets, dtype=np.int64)
+    if pixels.pixels.dtype != np.uint8 or pixels.pixels.ndim != 1:
+        raise GntkitError(f"Pixels must be a flat uint8 array, found {pixels.pixels.dtype} {pixels.pixels.shape}.")
+    if offsets.shape != (n + 1,) or (n and (offsets[0] < 0 or offsets[-1] > pixels.pixels.shape[0] or np.any(np.diff(offsets) < 0))):
+        raise GntkitError(f"Pixel offsets of a batch of {n} records do not delimit its {pixels.pixels.shape[0]} pixel bytes.")
+    return PixelView(pixels.pixels, offsets, pixels.heights, pixels.widths)
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,98 +201,22 @@ def _example(message_class, features: dict) -> bytes:
     return example.SerializeToString()
 
 
-def masked_crc32c(data: bytes) -> int:
-    """TFRecord's masked CRC32C of data: the CRC rotated right by 15 bits, plus MASK_DELTA (mod 2**32)."""
-    crc = google_crc32c.value(data)
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF
-
-
 def frame_records(records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """TFRecord frames of serialized records, back to back: (uint8 frames, N+1 int64 offsets)."""
     parts = []
     for data in records:
         length = len(data).to_bytes(8, "little")
-        parts += (length, masked_crc32c(length).to_bytes(4, "little"), data, masked_crc32c(data).to_bytes(4, "little"))
+        parts += (length, int(masked_crc32c(length)).to_bytes(4, "little"), data, int(masked_crc32c(data)).to_bytes(4, "little"))
     offsets = np.zeros(len(records) + 1, dtype=np.int64)
     np.cumsum([len(data) + 16 for data in records], out=offsets[1:])
     return np.frombuffer(b"".join(parts), dtype=np.uint8), offsets
 
 
-def _checked_pixels(batch: SampleBatch, pixels: PixelView | None) -> PixelView:
-    """The batch's pixels as flat buffer + offsets (built from batch when None), offsets checked against the buffer."""
-    n = len(batch)
-    if pixels is None:
-        if batch.raw:
-            pixels = PixelView(np.ascontiguousarray(batch.pixels), np.ascontiguousarray(batch.pixel_offsets, dtype=np.int64),
-                               np.asarray(batch.heights), np.asarray(batch.widths))
-        else:
-            images = np.ascontiguousarray(batch.images)
-            per = images.shape[1] * images.shape[2]
-            pixels = PixelView(images.reshape(-1), np.arange(n + 1, dtype=np.int64) * per,
-                               np.asarray(batch.heights), np.asarray(batch.widths))
-    offsets = np.asarray(pixels.offsets, dtype=np.int64)
-    if pixels.pixels.dtype != np.uint8 or pixels.pixels.ndim != 1:
-        raise GntkitError(f"Pixels must be a flat uint8 array, found {pixels.pixels.dtype} {pixels.pixels.shape}.")
-    if offsets.shape != (n + 1,) or (n and (offsets[0] < 0 or offsets[-1] > pixels.pixels.shape[0] or np.any(np.diff(offsets) < 0))):
-        raise GntkitError(f"Pixel offsets of a batch of {n} records do not delimit its {pixels.pixels.shape[0]} pixel bytes.")
-    return PixelView(pixels.pixels, offsets, pixels.heights, pixels.widths)
-
-
-def _byte_columns(batch: SampleBatch, strokes: dict | None) -> dict[str, list[bytes]]:
-    """Each bytes feature but the image as one bytes value per record: the text columns in UTF-8, strokes as int16 LE."""
-    columns = {}
-    for name in _TEXT_COLUMNS:
-        data, offsets = utf8_column(getattr(batch, name + "s"), name + "s")
-        bounds = offsets.tolist()
-        columns[name] = [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    for name, _ in STROKE_FEATURES if strokes is not None else ():
-        values = strokes[name]
-        data = values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes()
-        row = values.itemsize * (values.shape[1] if values.ndim == 2 else 1)
-        bounds = (strokes[name + "_offsets"] * row).tolist()
-        columns[name] = [data[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    return columns
-
-
-def _record_features(batch: SampleBatch, pixels: PixelView, strokes: dict | None) -> list[dict]:
-    """Each record's features as {name: bytes | list of int}."""
-    columns = _byte_columns(batch, strokes)
-    bounds = pixels.offsets.tolist()
-    ints = {"height": np.asarray(pixels.heights).tolist(), "width": np.asarray(pixels.widths).tolist(),
-            "label": np.asarray(batch.labels).tolist(), "tag_code": np.asarray(batch.tag_codes).tolist()}
-    records = []
-    for i in range(len(batch)):
-        features = {name: column[i] for name, column in columns.items()}
-        features["image"] = pixels.pixels[bounds[i]:bounds[i + 1]].tobytes()
-        features.update((name, [column[i]]) for name, column in ints.items())
-        records.append(features)
-    return records
-
-
-def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None, strokes: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Serialize a batch as TFRecord frames of tf.train.Examples, back to back.
-
-    Args:
-        batch: the samples.
-        pixels: the batch's pixels as flat buffer + offsets (what `ShardWriter` checked);
-            built from `batch` when None.
-        strokes: the batch's checked strokes (gntkit.samples.strokes.check_strokes) to add as the
-            STROKE_FEATURES, or None.
-
-    Returns:
-        (frames, offsets): uint8 array of all frames, and N+1 int64 offsets into it
-        (record i is frames[offsets[i]:offsets[i+1]]).
-
-    Raises:
-        GntkitError: when strings are not str or the pixel buffer is inconsistent.
-    """
-    message_class = example_class()
-    records = _record_features(batch, _checked_pixels(batch, pixels), strokes)
-    return frame_records([_example(message_class, features) for features in records])
-
-
 def serialize_lines(batch: SampleBatch, pixels: PixelView, lines: dict) -> tuple[np.ndarray, np.ndarray]:
     """Serialize a batch of text lines as TFRecord frames: the usual features plus LINE_FEATURES.
+
+    Lines are few (HWDB2.x: 50,000-66,000) and large, so each Example is built by the protobuf
+    package (the image copy dominates), beside the numba kernels that serve millions of characters.
 
     Args:
         batch: the samples; pixels: its checked pixels; lines: gntkit.samples.lines.check_lines of its meta.
@@ -193,13 +224,18 @@ def serialize_lines(batch: SampleBatch, pixels: PixelView, lines: dict) -> tuple
     Returns:
         (frames, offsets) as serialize_batch.
     """
-    message_class = example_class()
-    records = _record_features(batch, _checked_pixels(batch, pixels), None)
-    sequence, offsets = lines["label_sequence"], lines["label_sequence_offsets"]
-    for i, features in enumerate(records):
-        features["text"] = lines["text"][i].encode("utf-8")
-        features["label_sequence"] = sequence[offsets[i]:offsets[i + 1]].tolist()
-    return frame_records([_example(message_class, features) for features in records])
+    message_class, pixels = example_class(), _checked_pixels(batch, pixels)
+    bounds, sequence, offsets = pixels.offsets.tolist(), lines["label_sequence"], lines["label_sequence_offsets"]
+    records = []
+    for i in range(len(batch)):
+        records.append(_example(message_class, {
+            "character": batch.characters[i].encode("utf-8"), "height": [int(pixels.heights[i])],
+            "image": pixels.pixels[bounds[i]:bounds[i + 1]].tobytes(), "key": batch.keys[i].encode("utf-8"),
+            "label": [int(batch.labels[i])], "tag_code": [int(batch.tag_codes[i])], "width": [int(pixels.widths[i])],
+            "writer_id": batch.writer_ids[i].encode("utf-8"),
+            "text": lines["text"][i].encode("utf-8"), "label_sequence": sequence[offsets[i]:offsets[i + 1]].tolist(),
+        }))
+    return frame_records(records)
 
 
 class TFRecordWriter(ShardWriter):

@@ -38,6 +38,7 @@ __all__ = ["Ahead", "start_preprocess_helper", "compile_callee_share", "await_ke
 GROUP_KERNELS = {
     "preprocess": ("gntkit.kernels.preprocess", "preprocess_chunk_plain"),
     "preprocess-edited": ("gntkit.kernels.preprocess", "preprocess_chunk_edited"),
+    "writer-tfrecord": ("gntkit.kernels.tfrecord", "write_frames"),
     "writer-webdataset": ("gntkit.shards.webdataset", "_write_samples"),
 }
 # The longest a command waits for a helper before compiling what is missing itself (a helper
