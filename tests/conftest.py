@@ -28,7 +28,6 @@ NUMBA_MODULES = {
     "test_datasets_remote",
     "test_dgrl",
     "test_dgrl_lines",
-    "test_digest",
     "test_gnt",
     "test_jit",
     "test_png",

@@ -28,7 +28,7 @@ from gntkit.samples.preprocess import Preprocess
 from gntkit.tools.warmup import _kernel_dispatchers
 convert(corpus, out, to=fmt, charset="data", preprocess=Preprocess(contrast=True, denoise=True) if edit else None,
         before_write=compile_ahead.before_convert)
-writer = ("gntkit.shards.tfrecord", "gntkit.shards.webdataset", "gntkit.kernels.png", "gntkit.kernels.crc32c")
+writer = ("gntkit.kernels.tfrecord", "gntkit.shards.webdataset", "gntkit.kernels.png", "gntkit.kernels.crc32c")
 print("compiled writer", sum(sum(d.stats.cache_misses.values()) for d in _kernel_dispatchers() if d.py_func.__module__ in writer))
 for d in _kernel_dispatchers():
     if d.py_func.__module__ in ("gntkit.kernels.preprocess", "gntkit.kernels.edits"):

@@ -304,18 +304,18 @@ def test_split_without_writers_is_left_out(tmp_path, corpus_c):
 
 
 def test_manifest_digests_equal_hashlib(tmp_path):
-    # Enough source files and shards that the multi-buffer SHA-256 runs, not the hashlib fallback.
-    from gntkit.shards.digest import MIN_JOBS_FOR_LANES
+    # Several source files and shards, hashed side by side on threads.
     from gntkit.tools.synth import write_corpus
 
+    files_wanted = 8
     source = tmp_path / "gnt"
-    write_corpus(source, writers=MIN_JOBS_FOR_LANES + 2, num_classes=6, samples_per_class=2, seed=7)
+    write_corpus(source, writers=files_wanted, num_classes=6, samples_per_class=2, seed=7)
     manifest = convert(source, tmp_path / "o", to="tfrecord", shard_records=7, workers=2)
     files = manifest["sources"][0]["files"]
-    assert len(files) >= MIN_JOBS_FOR_LANES
+    assert len(files) == files_wanted
     for f in files:
         assert f["sha256"] == hashlib.sha256((source / f["name"]).read_bytes()).hexdigest()
     shards = manifest["splits"]["all"]["shards"]
-    assert len(shards) >= MIN_JOBS_FOR_LANES
+    assert len(shards) >= files_wanted
     for shard in shards:
         assert shard["sha256"] == hashlib.sha256((tmp_path / "o" / shard["file"]).read_bytes()).hexdigest()

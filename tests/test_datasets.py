@@ -31,6 +31,7 @@ import pytest
 import gntkit.datasets as datasets
 from gntkit.errors import FormatError, GntkitError
 from gntkit.kernels import shards as _kernels
+from gntkit.kernels.example_parse import parse_example
 from gntkit.samples.preprocess import Preprocess
 from gntkit.shards.convert import convert
 from gntkit.tools.synth import write_corpus
@@ -504,7 +505,7 @@ def test_example_kernel_matches_reference_parser():
                     ("width", "int64", [8]), ("key", "bytes", [f"1001/{i}".encode()]), ("labels", "int64", [-3, 5])]
         order = rng.permutation(len(features))
         data = _example([features[k] for k in order], packed=bool(i % 2), extra=bool(i % 3 == 0))
-        parsed = _kernels.parse_example(data)
+        parsed = parse_example(data)
         assert parsed["image"] == [image.tobytes()] and parsed["label"] == [label] and parsed["labels"] == [-3, 5]
         frames.append(_frame(data))
         expected.append((image, label))

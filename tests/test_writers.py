@@ -24,6 +24,7 @@ import naive_crc32c
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.kernels import crc32c as crc_kernels
 from gntkit.samples.batch import SampleBatch
+from gntkit.shards import tfrecord
 from gntkit.shards.registry import FORMATS, get_format_module, get_writer_class, output_format
 from gntkit.shards.writer import utf8_column
 
@@ -127,6 +128,32 @@ def test_crc32c_batch_and_its_checks():
             crc_kernels.crc32c_batch(data, np.array(bad))
     with pytest.raises(ValueError):
         crc_kernels.crc32c(b"x", crc=2**32)
+
+
+# --------------------------------------------------------------------------- TFRecord framing
+def test_frame_records_frames_every_record():
+    records = [b"", b"x", bytes(range(256)) * 3]
+    frames, offsets = tfrecord.frame_records(records)
+    assert frames.dtype == np.uint8 and offsets.tolist() == [0, 16, 33, 33 + 16 + 768]
+    assert parse_frames(frames.tobytes()) == records
+    frames, offsets = tfrecord.frame_records([])
+    assert frames.size == 0 and offsets.tolist() == [0]
+
+
+def test_example_features_go_out_in_key_order_when_a_key_prefixes_another():
+    # TensorFlow's deterministic serialization sorts keys as strings ("label" before "label_sequence");
+    # every length here is below 128, so each is one varint byte.
+    def field(tag: int, payload: bytes) -> bytes:
+        return bytes([tag, len(payload)]) + payload
+
+    def entry(name: str, feature: bytes) -> bytes:
+        return field(0x0A, field(0x0A, name.encode()) + field(0x12, feature))
+
+    minus_one = b"\xff" * 9 + b"\x01"
+    want = field(0x0A, entry("label", field(0x1A, field(0x0A, minus_one))) + entry("label_sequence", field(0x1A, b""))
+                 + entry("text", field(0x0A, field(0x0A, b"ab"))))
+    data = tfrecord._example(tfrecord.example_class(), {"text": b"ab", "label_sequence": [], "label": [-1]})
+    assert data == want
 
 
 # --------------------------------------------------------------------------- shared pieces

@@ -13,6 +13,7 @@ from gntkit.datasets._files import check_records, load_index, readonly
 from gntkit.errors import FormatError
 from gntkit.formats.sources import mapped_bytes
 from gntkit.kernels import shards as _kernels
+from gntkit.kernels.example_parse import parse_example
 from gntkit.shards.manifest import Shard
 
 __all__ = ["ShardReader", "prepare_bulk", "read_rows"]
@@ -72,7 +73,7 @@ class ShardReader:
         """
         start, end = int(self.offsets[j]), int(self.offsets[j + 1])
         try:
-            features = _kernels.parse_example(bytes(self.buf[start + 12:end - 4]))
+            features = parse_example(bytes(self.buf[start + 12:end - 4]))
             height, width = features["height"][0], features["width"][0]
             image = np.frombuffer(features["image"][0], np.uint8).reshape(height, width)
             return image, int(features["label"][0])

@@ -39,9 +39,9 @@ def _file_digests(path: Path, md5: bool) -> dict:
 
 
 class SourceHasher(threading.Thread):
-    """Hashes the source files in the background while conversion runs (the kernels release the GIL).
+    """Hashes the source files in the background while conversion runs (hashlib releases the GIL).
 
-    Plain source files go through the multi-buffer SHA-256 (gntkit.shards.digest); archives get
+    Plain source files go through gntkit.shards.digest (hashlib on threads); archives get
     sha256 and md5 (the digests download pages publish). Members inside archives are hashed
     by the stream, which has their unpacked bytes anyway.
     """
@@ -88,7 +88,7 @@ class SourceHasher(threading.Thread):
 
 def _hash_shards(folder: OutputFolder, outputs: dict) -> None:
     # Shards are hashed together now (and any finished before a resume that lacks a digest):
-    # the multi-buffer kernel on all cores beats one hashlib stream per shard while writing.
+    # hashlib on all cores beats one hashlib stream per shard while writing.
     # The source hasher may still be running; both share the cores until it ends.
     unhashed = [entry for output in outputs.values() for entry in output.shards if entry.get("sha256") is None]
     for entry, digest in zip(unhashed, sha256_files([folder.path / e["file"] for e in unhashed], threads=default_threads())):

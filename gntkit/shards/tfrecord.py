@@ -1,31 +1,23 @@
 """TFRecord shards of `tf.train.Example`s, written without TensorFlow.
 
-Every batch becomes one buffer in two kernel calls: `_example_sizes` computes each
-record's serialized size, and `_write_frames` writes all Examples with their
-framing (length, masked CRC32C of the length, data, masked CRC32C of the data)
-into one preallocated uint8 array, computing each CRC right after the record is
-written, while it is in cache. Strings reach the kernels as one UTF-8 buffer and
-offsets per column; nothing in the loop is a Python object.
-
-Protobuf wire format written here (field number << 3 | wire type 2 = 0x0A, 0x12, 0x1A):
-
-    Example  { 1: Features }
-    Features { 1: repeated MapEntry }           map<string, Feature>, keys sorted
-    MapEntry { 1: key string, 2: value Feature }
-    Feature  { 1: BytesList | 3: Int64List }
-    BytesList{ 1: repeated bytes }
-    Int64List{ 1: packed varint }
+Every batch of characters becomes one buffer in two calls of the numba kernels in
+`gntkit.kernels.tfrecord` (Examples and their TFRecord frames, CRC32C included). The encoder is
+gntkit's own because the whole conversion to TFRecord is 1.39x faster with it than with the
+protobuf package (benchmarks/bench_handwritten.py; docs/benchmarks.md, "Hand-written code beside
+libraries"). Text lines (few and large) are built by the protobuf package (`example_class`).
 
 TensorFlow is imported only by `tf_feature_description` and `read_shard`.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from gntkit.errors import GntkitError, require
-from gntkit.jit import njit
-from gntkit.kernels.crc32c import crc32c_update, mask_crc
+from gntkit.kernels.crc32c import masked_crc32c
+from gntkit.kernels.tfrecord import KIND_BYTES, KIND_IMAGE, KIND_INT, example_sizes, write_frames
 from gntkit.samples.batch import SampleBatch
 from gntkit.shards.writer import PixelView, ShardSink, ShardWriter, utf8_column
 
@@ -56,7 +48,6 @@ IMAGE_ENCODING = "raw uint8, row-major, height x width"
 _TEXT_COLUMNS = ("character", "writer_id", "key")
 _BYTES_COLUMNS = _TEXT_COLUMNS + ("points", "stroke_lengths")
 _INT_COLUMNS = ("height", "width", "label", "tag_code")
-_KIND_IMAGE, _KIND_TEXT, _KIND_INT = 0, 1, 2
 
 
 def _field_table(features=FEATURES):
@@ -70,11 +61,11 @@ def _field_table(features=FEATURES):
     columns = np.zeros(len(names), dtype=np.int64)
     for f, name in enumerate(names):
         if name == "image":
-            kinds[f] = _KIND_IMAGE
+            kinds[f] = KIND_IMAGE
         elif name in _BYTES_COLUMNS:
-            kinds[f], columns[f] = _KIND_TEXT, _BYTES_COLUMNS.index(name)
+            kinds[f], columns[f] = KIND_BYTES, _BYTES_COLUMNS.index(name)
         else:
-            kinds[f], columns[f] = _KIND_INT, _INT_COLUMNS.index(name)
+            kinds[f], columns[f] = KIND_INT, _INT_COLUMNS.index(name)
     return name_bytes, name_offsets, kinds, columns
 
 
@@ -82,144 +73,28 @@ _NAMES, _NAME_OFFSETS, _KINDS, _COLUMNS = _field_table()
 _STROKE_TABLE = _field_table(FEATURES + STROKE_FEATURES)
 
 
-# --------------------------------------------------------------------------- kernels
-@njit
-def _varint_size(value):
-    """Bytes of the protobuf varint of an int64 (negatives take 10)."""
-    if value < 0:
-        return 10
-    size = 1
-    while value >= 128:
-        value >>= 7
-        size += 1
-    return size
-
-
-@njit
-def _put_varint(out, pos, value):
-    """Write the varint of an int64 at out[pos]; return the position after it."""
-    if value < 0:
-        # The uint64 two's complement: bits 0..62 come out of the arithmetic shift
-        # unchanged, and the tenth byte carries bit 63 alone.
-        for k in range(9):
-            out[pos + k] = ((value >> (7 * k)) & 127) | 128
-        out[pos + 9] = 1
-        return pos + 10
-    while value >= 128:
-        out[pos] = (value & 127) | 128
-        value >>= 7
-        pos += 1
-    out[pos] = value
-    return pos + 1
-
-
-@njit
-def _feature_value_size(kind, column, i, pixel_offsets, text_offsets, ints):
-    """Size of the Feature message of field (kind, column) of record i."""
-    if kind == _KIND_INT:
-        packed = _varint_size(ints[column, i])
-        inner = 1 + _varint_size(packed) + packed
-    else:
-        if kind == _KIND_IMAGE:
-            length = pixel_offsets[i + 1] - pixel_offsets[i]
-        else:
-            length = text_offsets[column, i + 1] - text_offsets[column, i]
-        inner = 1 + _varint_size(length) + length
-    return 1 + _varint_size(inner) + inner
-
-
-@njit
-def _example_sizes(pixel_offsets, text_offsets, ints, name_offsets, kinds, columns, feature_sizes, features_sizes, sizes):
-    """Sizes of record i: its Feature f (feature_sizes[i, f]), Features message, serialized Example."""
-    for i in range(sizes.shape[0]):
-        features = 0
-        for f in range(kinds.shape[0]):
-            name_len = name_offsets[f + 1] - name_offsets[f]
-            feature = _feature_value_size(kinds[f], columns[f], i, pixel_offsets, text_offsets, ints)
-            feature_sizes[i, f] = feature
-            entry = 1 + _varint_size(name_len) + name_len + 1 + _varint_size(feature) + feature
-            features += 1 + _varint_size(entry) + entry
-        features_sizes[i] = features
-        sizes[i] = 1 + _varint_size(features) + features
-
-
-@njit
-def _put_masked_crc(out, pos, start, end):
-    """Write the little-endian masked CRC32C of out[start:end] at out[pos:pos+4]."""
-    masked = mask_crc(crc32c_update(0, out, start, end))
-    for k in range(4):
-        out[pos + k] = (masked >> (8 * k)) & 255
-
-
-@njit
-def _copy(src, src_start, out, pos, length):
-    """out[pos:pos+length] = src[src_start:src_start+length]; returns pos + length.
-
-    A loop over two views: LLVM vectorizes it, about 2x numba's slice assignment and
-    10x a loop over offset indices (which keeps negative-index handling per byte).
-    """
-    source = src[src_start:src_start + length]
-    target = out[pos:pos + length]
-    for k in range(length):
-        target[k] = source[k]
-    return pos + length
-
-
-@njit
-def _write_frames(pixels, pixel_offsets, text, text_offsets, ints,
-                  names, name_offsets, kinds, columns, feature_sizes, features_sizes, sizes, frame_offsets, out):
-    """Write record i's TFRecord frame at out[frame_offsets[i]:frame_offsets[i+1]] for every i."""
-    for i in range(sizes.shape[0]):
-        pos = frame_offsets[i]
-        length = sizes[i]
-        for k in range(8):
-            out[pos + k] = (length >> (8 * k)) & 255
-        _put_masked_crc(out, pos + 8, pos, pos + 8)
-        pos += 12
-        data_start = pos
-        out[pos] = 0x0A  # Example.features
-        pos = _put_varint(out, pos + 1, features_sizes[i])
-        for f in range(kinds.shape[0]):
-            kind = kinds[f]
-            column = columns[f]
-            name_start = name_offsets[f]
-            name_len = name_offsets[f + 1] - name_start
-            feature = feature_sizes[i, f]
-            entry = 1 + _varint_size(name_len) + name_len + 1 + _varint_size(feature) + feature
-            out[pos] = 0x0A  # Features.feature (map entry)
-            pos = _put_varint(out, pos + 1, entry)
-            out[pos] = 0x0A  # MapEntry.key
-            pos = _put_varint(out, pos + 1, name_len)
-            pos = _copy(names, name_start, out, pos, name_len)
-            out[pos] = 0x12  # MapEntry.value
-            pos = _put_varint(out, pos + 1, feature)
-            if kind == _KIND_INT:
-                value = ints[column, i]
-                packed = _varint_size(value)
-                out[pos] = 0x1A  # Feature.int64_list
-                pos = _put_varint(out, pos + 1, 1 + _varint_size(packed) + packed)
-                out[pos] = 0x0A  # Int64List.value, packed
-                pos = _put_varint(out, pos + 1, packed)
-                pos = _put_varint(out, pos, value)
-            else:
-                if kind == _KIND_IMAGE:
-                    src_start = pixel_offsets[i]
-                    size = pixel_offsets[i + 1] - src_start
-                else:
-                    src_start = text_offsets[column, i]
-                    size = text_offsets[column, i + 1] - src_start
-                out[pos] = 0x0A  # Feature.bytes_list
-                pos = _put_varint(out, pos + 1, 1 + _varint_size(size) + size)
-                out[pos] = 0x0A  # BytesList.value
-                pos = _put_varint(out, pos + 1, size)
-                if kind == _KIND_IMAGE:
-                    pos = _copy(pixels, src_start, out, pos, size)
-                else:
-                    pos = _copy(text, src_start, out, pos, size)
-        _put_masked_crc(out, pos, data_start, pos)
-
-
 # --------------------------------------------------------------------------- Python side
+def _byte_columns(batch: SampleBatch, strokes: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """The bytes columns (text in UTF-8, strokes as int16 LE) as one buffer plus (columns, N+1) offsets into it."""
+    columns = _BYTES_COLUMNS if strokes is not None else _TEXT_COLUMNS
+    texts, text_offsets = [], np.empty((len(columns), len(batch) + 1), dtype=np.int64)
+    base = 0
+    for c, name in enumerate(columns):
+        if name in _TEXT_COLUMNS:
+            data, offsets = utf8_column(getattr(batch, name + "s"), name + "s")
+        else:  # int16 little-endian bytes of a ragged stroke column
+            values = strokes[name]
+            data = values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes()
+            offsets = strokes[name + "_offsets"] * (values.itemsize * (values.shape[1] if values.ndim == 2 else 1))
+        texts.append(data)
+        text_offsets[c] = offsets + base
+        base += len(data)
+    text = np.frombuffer(b"".join(texts), dtype=np.uint8)
+    if len(batch) and (np.diff(text_offsets, axis=1) < 0).any():
+        raise GntkitError(f"Byte column offsets of a batch of {len(batch)} records must rise.")
+    return text, text_offsets
+
+
 def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None, strokes: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Serialize a batch as TFRecord frames of tf.train.Examples, back to back.
 
@@ -241,6 +116,27 @@ def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None, strokes
         GntkitError: when strings are not str or the pixel buffer is inconsistent.
     """
     n = len(batch)
+    pixels = _checked_pixels(batch, pixels)  # every offset the kernels follow is checked before they read
+    text, text_offsets = _byte_columns(batch, strokes)
+    ints = np.empty((len(_INT_COLUMNS), n), dtype=np.int64)
+    ints[0], ints[1] = pixels.heights, pixels.widths
+    ints[2], ints[3] = batch.labels, batch.tag_codes
+    names, name_offsets, kinds, field_columns = _STROKE_TABLE if strokes is not None else (_NAMES, _NAME_OFFSETS, _KINDS, _COLUMNS)
+    sizes = np.empty(n, dtype=np.int64)
+    feature_sizes = np.empty((n, kinds.shape[0]), dtype=np.int64)
+    features_sizes = np.empty(n, dtype=np.int64)
+    example_sizes(pixels.offsets, text_offsets, ints, name_offsets, kinds, field_columns, feature_sizes, features_sizes, sizes)
+    frame_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(sizes + 16, out=frame_offsets[1:])
+    frames = np.empty(int(frame_offsets[-1]), dtype=np.uint8)
+    write_frames(pixels.pixels, pixels.offsets, text, text_offsets, ints,
+                 names, name_offsets, kinds, field_columns, feature_sizes, features_sizes, sizes, frame_offsets, frames)
+    return frames, frame_offsets
+
+
+def _checked_pixels(batch: SampleBatch, pixels: PixelView | None) -> PixelView:
+    """The batch's pixels as flat buffer + offsets (built from batch when None), offsets checked against the buffer."""
+    n = len(batch)
     if pixels is None:
         if batch.raw:
             pixels = PixelView(np.ascontiguousarray(batch.pixels), np.ascontiguousarray(batch.pixel_offsets, dtype=np.int64),
@@ -250,81 +146,77 @@ def serialize_batch(batch: SampleBatch, pixels: PixelView | None = None, strokes
             per = images.shape[1] * images.shape[2]
             pixels = PixelView(images.reshape(-1), np.arange(n + 1, dtype=np.int64) * per,
                                np.asarray(batch.heights), np.asarray(batch.widths))
-    columns = _BYTES_COLUMNS if strokes is not None else _TEXT_COLUMNS
-    texts, text_offsets = [], np.empty((len(columns), n + 1), dtype=np.int64)
-    base = 0
-    for c, name in enumerate(columns):
-        if name in _TEXT_COLUMNS:
-            data, offsets = utf8_column(getattr(batch, name + "s"), name + "s")
-        else:  # int16 little-endian bytes of a ragged stroke column
-            values = strokes[name]
-            data = values.astype(values.dtype.newbyteorder("<"), copy=False).tobytes()
-            offsets = strokes[name + "_offsets"] * (values.itemsize * (values.shape[1] if values.ndim == 2 else 1))
-        texts.append(data)
-        text_offsets[c] = offsets + base
-        base += len(data)
-    text = np.frombuffer(b"".join(texts), dtype=np.uint8)
-    ints = np.empty((len(_INT_COLUMNS), n), dtype=np.int64)
-    ints[0], ints[1] = pixels.heights, pixels.widths
-    ints[2], ints[3] = batch.labels, batch.tag_codes
-    # Every offset the kernels follow is checked here, before they read.
-    pixel_offsets = np.ascontiguousarray(pixels.offsets, dtype=np.int64)
-    if pixel_offsets.shape != (n + 1,) or (n and (pixel_offsets[0] < 0 or pixel_offsets[-1] > pixels.pixels.shape[0]
-                                                 or np.any(np.diff(pixel_offsets) < 0))):
-        raise GntkitError(f"Pixel offsets of a batch of {n} records do not delimit its {pixels.pixels.shape[0]} pixel bytes.")
+    offsets = np.asarray(pixels.offsets, dtype=np.int64)
     if pixels.pixels.dtype != np.uint8 or pixels.pixels.ndim != 1:
         raise GntkitError(f"Pixels must be a flat uint8 array, found {pixels.pixels.dtype} {pixels.pixels.shape}.")
-    if text_offsets[-1, -1] != text.shape[0]:
-        raise GntkitError("Internal error: text offsets do not match the UTF-8 buffer.")
-    if n and (np.diff(text_offsets, axis=1) < 0).any():
-        raise GntkitError(f"Byte column offsets of a batch of {n} records must rise.")
-    names, name_offsets, kinds, field_columns = _STROKE_TABLE if strokes is not None else (_NAMES, _NAME_OFFSETS, _KINDS, _COLUMNS)
-    sizes = np.empty(n, dtype=np.int64)
-    feature_sizes = np.empty((n, kinds.shape[0]), dtype=np.int64)
-    features_sizes = np.empty(n, dtype=np.int64)
-    _example_sizes(pixel_offsets, text_offsets, ints, name_offsets, kinds, field_columns, feature_sizes, features_sizes, sizes)
-    frame_offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(sizes + 16, out=frame_offsets[1:])
-    frames = np.empty(int(frame_offsets[-1]), dtype=np.uint8)
-    _write_frames(pixels.pixels, pixel_offsets, text, text_offsets, ints,
-                  names, name_offsets, kinds, field_columns, feature_sizes, features_sizes, sizes, frame_offsets, frames)
-    return frames, frame_offsets
+    if offsets.shape != (n + 1,) or (n and (offsets[0] < 0 or offsets[-1] > pixels.pixels.shape[0] or np.any(np.diff(offsets) < 0))):
+        raise GntkitError(f"Pixel offsets of a batch of {n} records do not delimit its {pixels.pixels.shape[0]} pixel bytes.")
+    return PixelView(pixels.pixels, offsets, pixels.heights, pixels.widths)
 
 
-def _varint(value: int) -> bytes:
-    """The protobuf varint of an int64 (negatives as their uint64 two's complement, 10 bytes)."""
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while value >= 128:
-        out.append(value & 127 | 128)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+@functools.lru_cache(maxsize=1)
+def example_class():
+    """The `tf.train.Example` message class (package tensorflow), built with the protobuf package alone.
+
+    `Features.feature` is declared as the repeated FeatureEntry messages that its map<string, Feature>
+    is on the wire, so entries go out in the order they are added: key order, as TensorFlow's C++
+    serializer writes them. (upb's map sorting puts "label_sequence" before "label".)
+    """
+    # protobuf's descriptor machinery takes about 45 ms to import: only writing TFRecord shards needs it.
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="gntkit/tensorflow_example.proto", package="tensorflow", syntax="proto3")
+
+    def message_field(message, name: str, number: int, type_name: str, label=field.LABEL_OPTIONAL, **options):
+        message.field.add(name=name, number=number, type=field.TYPE_MESSAGE, label=label, type_name=f".tensorflow.{type_name}", **options)
+
+    for name, kind in (("BytesList", field.TYPE_BYTES), ("FloatList", field.TYPE_FLOAT), ("Int64List", field.TYPE_INT64)):
+        proto.message_type.add(name=name).field.add(name="value", number=1, type=kind, label=field.LABEL_REPEATED)
+    feature = proto.message_type.add(name="Feature")
+    feature.oneof_decl.add(name="kind")
+    for number, name, kind in ((1, "bytes_list", "BytesList"), (2, "float_list", "FloatList"), (3, "int64_list", "Int64List")):
+        message_field(feature, name, number, kind, oneof_index=0)
+    entry = proto.message_type.add(name="FeatureEntry")
+    entry.field.add(name="key", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    message_field(entry, "value", 2, "Feature")
+    message_field(proto.message_type.add(name="Features"), "feature", 1, "FeatureEntry", label=field.LABEL_REPEATED)
+    message_field(proto.message_type.add(name="Example"), "features", 1, "Features")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
 
 
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + _varint(len(payload)) + payload
-
-
-def _example(features: dict) -> bytes:
-    """A serialized tf.train.Example of {name: bytes | list of int}, features in name order as the batch kernel writes them."""
-    entries = []
+def _example(message_class, features: dict) -> bytes:
+    """A serialized Example of {name: bytes | list of int}, features in key order; an empty int list stays a present, empty Int64List."""
+    example = message_class()
+    entries = example.features.feature
     for name in sorted(features):
-        value = features[name]
-        if isinstance(value, (bytes, bytearray)):
-            feature = _field(0x0A, _field(0x0A, bytes(value)))  # Feature.bytes_list { value }
+        value, feature = features[name], entries.add(key=name).value
+        if isinstance(value, bytes):
+            feature.bytes_list.value.append(value)
         else:
-            packed = _field(0x0A, b"".join(_varint(int(v)) for v in value)) if len(value) else b""
-            feature = _field(0x1A, packed)  # Feature.int64_list, packed
-        entries.append(_field(0x0A, _field(0x0A, name.encode("ascii")) + _field(0x12, feature)))
-    return _field(0x0A, b"".join(entries))
+            feature.int64_list.SetInParent()
+            feature.int64_list.value.extend(value)
+    return example.SerializeToString()
+
+
+def frame_records(records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """TFRecord frames of serialized records, back to back: (uint8 frames, N+1 int64 offsets)."""
+    parts = []
+    for data in records:
+        length = len(data).to_bytes(8, "little")
+        parts += (length, int(masked_crc32c(length)).to_bytes(4, "little"), data, int(masked_crc32c(data)).to_bytes(4, "little"))
+    offsets = np.zeros(len(records) + 1, dtype=np.int64)
+    np.cumsum([len(data) + 16 for data in records], out=offsets[1:])
+    return np.frombuffer(b"".join(parts), dtype=np.uint8), offsets
 
 
 def serialize_lines(batch: SampleBatch, pixels: PixelView, lines: dict) -> tuple[np.ndarray, np.ndarray]:
     """Serialize a batch of text lines as TFRecord frames: the usual features plus LINE_FEATURES.
 
-    Lines are few (HWDB2.x: about 5,090 pages of 10-13 lines, 50,000-66,000) and large, so this is plain Python per Example
-    (the image copy dominates), beside the numba kernel that serve millions of characters.
+    Lines are few (HWDB2.x: 50,000-66,000) and large, so each Example is built by the protobuf
+    package (the image copy dominates), beside the numba kernels that serve millions of characters.
 
     Args:
         batch: the samples; pixels: its checked pixels; lines: gntkit.samples.lines.check_lines of its meta.
@@ -332,24 +224,18 @@ def serialize_lines(batch: SampleBatch, pixels: PixelView, lines: dict) -> tuple
     Returns:
         (frames, offsets) as serialize_batch.
     """
-    from gntkit.kernels.crc32c import crc32c
-
-    frames, sizes = [], [0]
-    sequence, offsets = lines["label_sequence"], lines["label_sequence_offsets"]
+    message_class, pixels = example_class(), _checked_pixels(batch, pixels)
+    bounds, sequence, offsets = pixels.offsets.tolist(), lines["label_sequence"], lines["label_sequence_offsets"]
+    records = []
     for i in range(len(batch)):
-        start, end = int(pixels.offsets[i]), int(pixels.offsets[i + 1])
-        data = _example({
+        records.append(_example(message_class, {
             "character": batch.characters[i].encode("utf-8"), "height": [int(pixels.heights[i])],
-            "image": pixels.pixels[start:end].tobytes(), "key": batch.keys[i].encode("utf-8"), "label": [int(batch.labels[i])],
-            "tag_code": [int(batch.tag_codes[i])], "width": [int(pixels.widths[i])], "writer_id": batch.writer_ids[i].encode("utf-8"),
+            "image": pixels.pixels[bounds[i]:bounds[i + 1]].tobytes(), "key": batch.keys[i].encode("utf-8"),
+            "label": [int(batch.labels[i])], "tag_code": [int(batch.tag_codes[i])], "width": [int(pixels.widths[i])],
+            "writer_id": batch.writer_ids[i].encode("utf-8"),
             "text": lines["text"][i].encode("utf-8"), "label_sequence": sequence[offsets[i]:offsets[i + 1]].tolist(),
-        })
-        length = np.array([len(data)], "<u8").tobytes()
-        frame = (length + np.array([mask_crc(crc32c(length))], "<u4").tobytes() + data
-                 + np.array([mask_crc(crc32c(data))], "<u4").tobytes())
-        frames.append(frame)
-        sizes.append(len(frame))
-    return np.frombuffer(b"".join(frames), np.uint8), np.cumsum(sizes).astype(np.int64)
+        }))
+    return frame_records(records)
 
 
 class TFRecordWriter(ShardWriter):

@@ -82,7 +82,7 @@ def _load_charset(out_dir: Path, manifest: dict) -> Charset:
 
 def _present_shard_digests(out_dir: Path, manifest: dict) -> dict:
     """Presence and sizes of every listed shard first, then every shard's SHA-256 at once
-    (the multi-buffer kernel on all cores): file name -> sha256."""
+    (hashlib on all cores): file name -> sha256."""
     listed = [(split, shard) for split, info in manifest["splits"].items() for shard in info["shards"]]
     for split, shard in listed:
         path = out_dir / shard["file"]

@@ -42,7 +42,7 @@ __all__ = ["Ahead", "start_preprocess_helper", "compile_callee_share", "await_ke
 GROUP_KERNELS = {
     "preprocess": ("gntkit.kernels.preprocess", "preprocess_chunk_plain"),
     "preprocess-edited": ("gntkit.kernels.preprocess", "preprocess_chunk_edited"),
-    "writer-tfrecord": ("gntkit.shards.tfrecord", "_write_frames"),
+    "writer-tfrecord": ("gntkit.kernels.tfrecord", "write_frames"),
     "writer-webdataset": ("gntkit.shards.webdataset", "_write_samples"),
 }
 # The longest a command waits for a helper before compiling what is missing itself (a helper
@@ -120,7 +120,7 @@ def _work():
 
 
 def _usable_cores() -> int:
-    # gntkit.shards.digest.default_threads counts the same, but importing it loads numba, which this
+    # gntkit.shards.digest.default_threads counts the same, but importing it loads numpy, which this
     # module must not do before the helper has started.
     try:
         return len(os.sched_getaffinity(0))
