@@ -19,6 +19,8 @@ from gntkit.errors import GntkitError, require
 from gntkit.kernels.crc32c import masked_crc32c
 from gntkit.kernels.tfrecord import KIND_BYTES, KIND_IMAGE, KIND_INT, example_sizes, write_frames
 from gntkit.samples.batch import SampleBatch
+from gntkit.samples.lines import LINES_SPEC
+from gntkit.samples.strokes import STROKES_SPEC
 from gntkit.shards.writer import PixelView, ShardSink, ShardWriter, utf8_column
 
 #: Features of every Example, in the order of docs/architecture.md: (name, dtype).
@@ -308,14 +310,10 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
         },
     }
     if strokes:
-        from gntkit.samples.strokes import STROKES_SPEC
-
         spec["features"] += [{"name": name, "dtype": dtype, "shape": []} for name, dtype in STROKE_FEATURES]
         spec["strokes"] = {**STROKES_SPEC, "encoding": "int16 little-endian bytes",
                            "decode": "tf.reshape(tf.io.decode_raw(points, tf.int16), [-1, 2]); tf.io.decode_raw(stroke_lengths, tf.int16)"}
     if lines:
-        from gntkit.samples.lines import LINES_SPEC
-
         spec["features"] += [{"name": name, "dtype": dtype, "shape": [] if dtype == "string" else [None]} for name, dtype in LINE_FEATURES]
         spec["lines"] = {**LINES_SPEC, "decode": "tf.io.VarLenFeature(tf.int64) for label_sequence; text is UTF-8 bytes"}
     return spec

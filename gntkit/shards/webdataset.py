@@ -34,6 +34,8 @@ from gntkit.errors import GntkitError, require
 from gntkit.jit import njit
 from gntkit.kernels.png import encode_pngs, encode_pngs_ragged
 from gntkit.samples.batch import SampleBatch
+from gntkit.samples.lines import LINES_SPEC
+from gntkit.samples.strokes import STROKES_SPEC
 from gntkit.shards.writer import PixelView, ShardSink, ShardWriter, utf8_column
 
 BLOCK = 512
@@ -336,14 +338,10 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
                   "shape": None if raw else [int(image_size), int(image_size)]},
     }
     if strokes:
-        from gntkit.samples.strokes import STROKES_SPEC
-
         spec["members"] += [{"suffix": "points.npy", "content": "int16 (P, 2) .npy (np.save)"},
                             {"suffix": "stroke_lengths.npy", "content": "int16 (S,) .npy (np.save)"}]
         spec["strokes"] = dict(STROKES_SPEC)
     if lines:
-        from gntkit.samples.lines import LINES_SPEC
-
         spec["members"] += [{"suffix": "txt", "content": "the line's transcription, UTF-8"},
                             {"suffix": "labels.npy", "content": "int64 (L,) class ids .npy (np.save)"}]
         spec["lines"] = dict(LINES_SPEC)
