@@ -102,8 +102,8 @@ def build_corpus(work: Path, settings: dict) -> tuple[Path, dict, float]:
 
     shards = work / "shards"
     stamp = work / "corpus.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) == settings and (shards / "dataset_info.json").is_file():
-        return shards, json.loads((shards / "dataset_info.json").read_text()), 0.0
+    if stamp.is_file() and json.loads(stamp.read_text()) == settings and (shards / "gntkit.json").is_file():
+        return shards, json.loads((shards / "gntkit.json").read_text()), 0.0
     start = time.perf_counter()
     gnt = work / "gnt"
     if gnt.exists():

@@ -46,7 +46,7 @@ def run_gntkit(source: str, out: Path, to: str, workers: int, *extra: str) -> tu
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    stats = json.loads((out / "dataset_info.json").read_text(encoding="utf-8"))["stats"]
+    stats = json.loads((out / "gntkit.json").read_text(encoding="utf-8"))["stats"]
     return seconds, cpu, stats
 
 

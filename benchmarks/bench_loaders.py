@@ -50,7 +50,7 @@ def prepare(data: Path, records: int) -> dict[str, Path]:
     folders = {}
     for fmt in FORMATS:
         out = data / fmt
-        manifest = out / "dataset_info.json"
+        manifest = out / "gntkit.json"
         done = manifest.is_file() and json.loads(manifest.read_text()).get("complete") and \
             json.loads(manifest.read_text())["splits"]["all"]["num_records"] == records
         if not done:

@@ -31,7 +31,7 @@ def synthetic_shards(folder: Path, to: str = "tfrecord") -> Path:
     from gntkit.tools.synth import write_corpus
 
     out = folder / to
-    if not (out / "dataset_info.json").is_file():
+    if not (out / "gntkit.json").is_file():
         if not (folder / "gnt").is_dir():
             write_corpus(folder / "gnt", writers=6, num_classes=20, samples_per_class=8, seed=0)
         convert(folder / "gnt", out, to=to, split="train=1001-1005,test=1006", charset="data",

@@ -26,7 +26,7 @@ def prepare_data(args) -> Path:
     """Convert once: HWDB1.1 writer split (train 1001-1240, test 1241-1300), 5% of the train
     writers held out as 'val' for model selection, so the test split stays untouched."""
     data = args.work / f"hwdb1.1-{args.size}"
-    if (data / "dataset_info.json").is_file():
+    if (data / "gntkit.json").is_file():
         return data
     if args.demo:
         from gntkit.tools.synth import write_corpus

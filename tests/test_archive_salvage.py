@@ -66,7 +66,7 @@ def check_everywhere(source: Path, tmp_path: Path, *, kept: int, lost_records: i
     assert failed.exit_code == 2 and "Traceback" not in failed.output and failed.output.count("error:") == 1, failed.output
     done = invoke("convert", source, "--to", "hdf5", "--out", tmp_path / "skip", "--on-error", "skip")
     assert done.exit_code == 3, done.output
-    manifest = json.loads((tmp_path / "skip" / "dataset_info.json").read_text())
+    manifest = json.loads((tmp_path / "skip" / "gntkit.json").read_text())
     assert manifest["skipped"]["kept"] == kept
     assert manifest["skipped"]["skipped_records"] == lost_records
     assert manifest["skipped"]["unknown_record_counts"] == unknown

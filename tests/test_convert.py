@@ -107,7 +107,7 @@ def test_tfrecord_parses_with_manifest_feature_spec(tmp_path, corpus_c):
 def test_manifest_contents(tmp_path, corpus_zip):
     out = tmp_path / "out"
     manifest = convert(corpus_zip, out, to="hdf5", split="train=1001-1002,test=1003", workers=1, command="gntkit convert x")
-    on_disk = json.loads((out / "dataset_info.json").read_text(encoding="utf-8"))
+    on_disk = json.loads((out / "gntkit.json").read_text(encoding="utf-8"))
     assert on_disk == manifest and manifest["complete"] is True and manifest["command"] == "gntkit convert x"
     assert manifest["splits"]["train"]["num_records"] == 48 and manifest["splits"]["test"]["num_records"] == 24
     assert manifest["splits"]["train"]["writers"] == ["1001", "1002"]
@@ -160,7 +160,7 @@ def test_resume_after_interrupted_run(tmp_path, corpus_c, monkeypatch, to):
         convert(corpus_c, out, to=to, shard_records=10, workers=1)
     monkeypatch.setattr(SplitOutput, "_close", original_close)
     # The partial output never looks complete.
-    assert not (out / "dataset_info.json").exists() and (out / ".gntkit-journal.json").exists()
+    assert not (out / "gntkit.json").exists() and (out / ".gntkit-journal.json").exists()
     assert not list(out.glob("*-of-*")) and not list(out.glob("*.partial"))
     finished = sorted(p for p in out.iterdir() if not p.name.startswith(".") and not p.name.endswith(".npy"))
     assert len(finished) == 2
@@ -214,7 +214,7 @@ def test_verify_decodes_records_with_stock_reader(tmp_path, corpus_c):
     shard = out / entry["file"]
     shard.write_bytes(shard.read_bytes()[:-50] + bytes(50))  # same size, damaged last record
     entry["sha256"] = hashlib.sha256(shard.read_bytes()).hexdigest()
-    (out / "dataset_info.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (out / "gntkit.json").write_text(json.dumps(manifest), encoding="utf-8")
     with pytest.raises(GntkitError, match=entry["file"]):
         verify(out)
 
@@ -252,7 +252,7 @@ def test_cli_convert_end_to_end(tmp_path, corpus_f, monkeypatch):
     assert result.exit_code == 3, result.output
     assert "24 sample(s) outside the charset" in result.output
     out = tmp_path / "gnt-webdataset"
-    assert (out / "dataset_info.json").is_file()
+    assert (out / "gntkit.json").is_file()
     assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
     again = runner.invoke(app, ["convert", str(corpus_f), "--to", "webdataset", "--quiet"])
     assert again.exit_code == 2 and "--overwrite" in again.output
@@ -300,7 +300,7 @@ def test_split_without_writers_is_left_out(tmp_path, corpus_c):
     symbols_only = Charset("symbols", [0x2100], ["!"], "test")  # a -c corpus has no symbols
     with pytest.raises(GntkitError, match="no sample was kept"):
         convert(corpus_c, tmp_path / "p", to="tfrecord", workers=1, charset=symbols_only)
-    assert not (tmp_path / "p" / "dataset_info.json").exists()
+    assert not (tmp_path / "p" / "gntkit.json").exists()
 
 
 def test_manifest_digests_equal_hashlib(tmp_path):

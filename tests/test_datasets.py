@@ -75,7 +75,7 @@ def stock_truth(hdf5_folder: Path, split: str) -> Truth:
     """Read an HDF5 conversion's split with plain h5py, shard by shard in manifest order."""
     import h5py
 
-    manifest = json.loads((hdf5_folder / "dataset_info.json").read_text(encoding="utf-8"))
+    manifest = json.loads((hdf5_folder / "gntkit.json").read_text(encoding="utf-8"))
     images, labels, keys = [], [], []
     for shard in manifest["splits"][split]["shards"]:
         with h5py.File(hdf5_folder / shard["file"], "r") as f:
@@ -171,7 +171,7 @@ def test_random_access_and_bulk_reads(sets, truth, fmt):
 def test_webdataset_matches_tarfile_and_pillow(sets, truth):
     from PIL import Image
 
-    manifest = json.loads((sets["webdataset"] / "dataset_info.json").read_text(encoding="utf-8"))
+    manifest = json.loads((sets["webdataset"] / "gntkit.json").read_text(encoding="utf-8"))
     images, labels, keys = [], [], []
     for shard in manifest["splits"]["train"]["shards"]:
         with tarfile.open(sets["webdataset"] / shard["file"]) as archive:
@@ -190,12 +190,12 @@ def test_webdataset_matches_tarfile_and_pillow(sets, truth):
 def test_shards_without_index_files_are_scanned(sets, truth, tmp_path, fmt):
     copy = tmp_path / fmt
     shutil.copytree(sets[fmt], copy)
-    manifest = json.loads((copy / "dataset_info.json").read_text(encoding="utf-8"))
+    manifest = json.loads((copy / "gntkit.json").read_text(encoding="utf-8"))
     for split in manifest["splits"].values():
         for shard in split["shards"]:
             (copy / shard["index"]).unlink()
             shard["index"] = None
-    (copy / "dataset_info.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (copy / "gntkit.json").write_text(json.dumps(manifest), encoding="utf-8")
     images, labels = datasets.open(copy).read_arrays()
     np.testing.assert_array_equal(images, truth["train"].images)
     np.testing.assert_array_equal(labels, truth["train"].labels)
@@ -379,15 +379,15 @@ def test_partition_checks_arguments():
 
 def test_not_a_gntkit_folder(tmp_path):
     # The messages are gntkit.shards.manifest's (one loader for every reader).
-    with pytest.raises(GntkitError, match="expected a complete gntkit conversion, found no dataset_info.json"):
+    with pytest.raises(GntkitError, match="expected a complete gntkit conversion, found no gntkit.json"):
         datasets.open(tmp_path)
     with pytest.raises(GntkitError, match="found nothing there"):
         datasets.open(tmp_path / "missing")
-    (tmp_path / "dataset_info.json").write_text("{not json", encoding="utf-8")
+    (tmp_path / "gntkit.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(FormatError, match="expected a gntkit manifest in JSON"):
         datasets.open(tmp_path)
-    (tmp_path / "dataset_info.json").write_text(json.dumps({"format": "parquet", "splits": {}, "complete": True, "charset": {}}),
-                                                encoding="utf-8")
+    (tmp_path / "gntkit.json").write_text(json.dumps({"format": "parquet", "splits": {}, "complete": True, "charset": {}}),
+                                          encoding="utf-8")
     with pytest.raises(FormatError, match="format one of tfrecord, hdf5, webdataset, found 'parquet'"):
         datasets.open(tmp_path)
     with pytest.raises(GntkitError, match="folder path"):
@@ -401,9 +401,9 @@ def test_missing_split_names_the_existing_ones(sets):
 
 def _copy_with_manifest(source: Path, target: Path, edit) -> Path:
     shutil.copytree(source, target)
-    manifest = json.loads((target / "dataset_info.json").read_text(encoding="utf-8"))
+    manifest = json.loads((target / "gntkit.json").read_text(encoding="utf-8"))
     edit(manifest, target)
-    (target / "dataset_info.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (target / "gntkit.json").write_text(json.dumps(manifest), encoding="utf-8")
     return target
 
 
@@ -427,7 +427,7 @@ def test_verify_catches_a_damaged_shard(sets, tmp_path, fmt):
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
     datasets.open(folder)  # not checked unless asked
-    with pytest.raises(GntkitError, match=f"{target.name} fails its checksum: dataset_info.json says sha256"):
+    with pytest.raises(GntkitError, match=f"{target.name} fails its checksum: gntkit.json says sha256"):
         datasets.open(folder, verify=True)
 
 
@@ -625,7 +625,7 @@ def test_webdataset_reader_handles_unusual_members(tmp_path, sets, truth):
 
     folder = tmp_path / "wds"
     shutil.copytree(sets["webdataset"], folder)
-    manifest = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
+    manifest = json.loads((folder / "gntkit.json").read_text(encoding="utf-8"))
     shard = manifest["splits"]["test"]["shards"][0]
     t = truth["test"]
     offsets = [0]
@@ -654,7 +654,7 @@ def test_webdataset_reader_handles_unusual_members(tmp_path, sets, truth):
     offsets[0] = 0
     np.save(folder / shard["index"], np.array(offsets, np.int64))
     shard["sha256"] = None
-    (folder / "dataset_info.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (folder / "gntkit.json").write_text(json.dumps(manifest), encoding="utf-8")
     shards = datasets.open(folder, "test")
     bulk = shards._bulk()
     rows = np.arange(shard["records"], dtype=np.int64)

@@ -97,7 +97,7 @@ def _old_name(manifest: dict, split: str, fmt: str, k: int, total: int) -> str:
 def test_folders_with_old_shard_names_still_open(sets, truth, tmp_path, fmt):
     folder = tmp_path / fmt
     shutil.copytree(sets[fmt], folder)
-    manifest = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
+    manifest = json.loads((folder / "gntkit.json").read_text(encoding="utf-8"))
     renamed = 0
     for split, entry in manifest["splits"].items():
         entry.pop("pattern", None)  # folders written before conventional names had no brace pattern
@@ -110,7 +110,7 @@ def test_folders_with_old_shard_names_still_open(sets, truth, tmp_path, fmt):
                 os.replace(folder / item["index"], folder / f"{old}.index.npy")
                 item["index"] = f"{old}.index.npy"
             item["file"] = old
-    (folder / "dataset_info.json").write_text(json.dumps(manifest), encoding="utf-8")
+    (folder / "gntkit.json").write_text(json.dumps(manifest), encoding="utf-8")
     assert (folder / f"gnt-train.{output_format(fmt).extension}-00002-of-00003").is_file()
     shards = datasets.open(folder, verify=True)
     assert len(shards) == TRAIN
@@ -130,7 +130,7 @@ def test_stock_webdataset_reads_the_manifest_brace_pattern(sets, truth):
     webdataset = pytest.importorskip("webdataset")
     folder = sets["webdataset"]
     for split in ("train", "test"):
-        entry = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))["splits"][split]
+        entry = json.loads((folder / "gntkit.json").read_text(encoding="utf-8"))["splits"][split]
         assert entry["pattern"].endswith(".tar") and "{" in entry["pattern"]
         stream = webdataset.WebDataset(str(folder / entry["pattern"]), shardshuffle=False, empty_check=True)
         samples = list(stream.decode("l8").to_tuple("__key__", "png", "cls"))

@@ -83,7 +83,7 @@ def http(sets, tmp_path):
 
 
 def _manifest(folder: Path) -> dict:
-    return json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
+    return json.loads((folder / "gntkit.json").read_text(encoding="utf-8"))
 
 
 def _cached_shards(cache: Path) -> list[Path]:
@@ -134,7 +134,7 @@ def test_a_shard_that_fails_its_checksum_is_not_used(http, truth, tmp_path):
     shards = datasets.open(f"{http.url}/data/webdataset", cache_dir=tmp_path / "cache")
     images, _ = shards.read_batch(np.arange(0, 30))  # shard 0 is fine
     np.testing.assert_array_equal(images, truth["train"].images[:30])
-    message = f"{item['file']} fails its checksum: dataset_info.json says sha256 {item['sha256']}, the fetched file has"
+    message = f"{item['file']} fails its checksum: gntkit.json says sha256 {item['sha256']}, the fetched file has"
     with pytest.raises(GntkitError, match=message):
         shards.read_batch([31])
     assert len(_cached_shards(tmp_path / "cache")) == 1  # the damaged copy was not kept
@@ -273,7 +273,8 @@ def test_upload_folder_then_read_from_s3(s3, sets, truth, tmp_path, fmt):
 
     url = f"s3://gntkit-test/upload/{fmt}"
     uploaded = upload_folder(sets[fmt], url, storage_options=s3["options"])
-    assert uploaded[-1] == "dataset_info.json" and set(uploaded) == {p.name for p in sets[fmt].iterdir()}
+    assert uploaded[-1] == "gntkit.json"
+    assert set(uploaded) == {p.relative_to(sets[fmt]).as_posix() for p in sets[fmt].rglob("*") if p.is_file()}
     first_shard = _manifest(sets[fmt])["splits"]["train"]["shards"][0]["file"]
     assert uploaded[0] == first_shard or uploaded.index(first_shard) < uploaded.index("charset.json")
     shards = datasets.open(url, cache_dir=tmp_path / "cache", storage_options=s3["options"])
@@ -290,7 +291,7 @@ def test_upload_refuses_an_incomplete_conversion(s3, sets, tmp_path):
     (folder / _manifest(folder)["splits"]["train"]["shards"][0]["file"]).unlink()
     with pytest.raises(GntkitError, match="incomplete conversion: shard .* is missing"):
         upload_folder(folder, "s3://gntkit-test/half", storage_options=s3["options"])
-    assert not s3["fs"].exists("gntkit-test/half/dataset_info.json")
+    assert not s3["fs"].exists("gntkit-test/half/gntkit.json")
 
 
 def test_convert_out_s3_then_verify_and_open(s3_env, truth, tmp_path):

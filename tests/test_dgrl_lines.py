@@ -86,7 +86,7 @@ def test_verify_refuses_a_text_that_disagrees_with_its_labels(pages, tmp_path):
     from gntkit.shards.digest import sha256_file
 
     entry["sha256"], entry["bytes"] = sha256_file(shard), shard.stat().st_size
-    (out / "dataset_info.json").write_text(json.dumps(manifest))
+    (out / "gntkit.json").write_text(json.dumps(manifest))
     with pytest.raises(GntkitError, match=r"record 1 .*expected the text .* that its label sequence spells, found 'X"):
         verify(out)
     assert hdf5.feature_spec(True, None, lines=True)["lines"]
@@ -197,7 +197,7 @@ def test_cli_convert_inspect_preview_and_exit_codes(pages, tmp_path):
     result = runner.invoke(app, ["convert", str(pages), "--to", "hdf5", "--out", str(tmp_path / "out"), "--line-height", "32",
                                  "--max-line-width", "150", "--quiet", "--no-hash-sources"])
     assert result.exit_code == 3, result.output  # the 0xFFFF lines are dropped and counted: exit 3
-    manifest = json.loads((tmp_path / "out" / "dataset_info.json").read_text())
+    manifest = json.loads((tmp_path / "out" / "gntkit.json").read_text())
     assert manifest["preprocess"]["max_line_width"] == 150 and manifest["skipped"]["dropped_samples"] == 4
     assert runner.invoke(app, ["verify", str(tmp_path / "out")]).exit_code == 0
     result = runner.invoke(app, ["inspect", str(pages)])

@@ -185,7 +185,7 @@ def test_verify_finds_damaged_strokes(pot_folder, tmp_path):
     manifest["splits"]["all"]["shards"][0]["bytes"] = shard.stat().st_size
     import json
 
-    (out / "dataset_info.json").write_text(json.dumps(manifest))
+    (out / "gntkit.json").write_text(json.dumps(manifest))
     with pytest.raises(GntkitError, match="stroke lengths of at least 1 adding up"):
         verify(out)
 

@@ -48,7 +48,7 @@ def pristine(tmp_path_factory):
     for fmt in ("tfrecord", "webdataset"):
         folder = root / fmt
         convert(root / "gnt", folder, to=fmt, preprocess=Preprocess(size=SIZE), workers=1)
-        manifest = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
+        manifest = json.loads((folder / "gntkit.json").read_text(encoding="utf-8"))
         (shard,) = manifest["splits"]["all"]["shards"]
         data = (folder / shard["file"]).read_bytes()
         records = datasets.open(folder)

@@ -179,7 +179,7 @@ def test_icdar2013_setup_in_one_command(tmp_path):
     # Exit code 3: samples were dropped, here by design (the symbols and the level-2 class), and counted.
     assert result.exit_code == 3, result.output
     assert "dropped 12 sample(s) outside the charset" in result.output
-    manifest = json.loads((out / "dataset_info.json").read_text(encoding="utf-8"))
+    manifest = json.loads((out / "gntkit.json").read_text(encoding="utf-8"))
     assert manifest["splits"]["train"]["writers"] == ["001", "006", "1001", "1241"]
     assert manifest["splits"]["test"]["writers"] == ["C001", "C002"]
     assert manifest["splits"]["train"]["num_records"] == 4 * 3 and manifest["splits"]["test"]["num_records"] == 2 * 3

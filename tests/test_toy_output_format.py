@@ -11,6 +11,7 @@ change, and every label and pixel read back equals the sample stream's.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from gntkit.samples.charset import Charset
 from gntkit.samples.preprocess import Preprocess
 from gntkit.samples.stream import iter_batches
 from gntkit.shards.convert import convert
-from gntkit.shards.manifest import MANIFEST
+from gntkit.shards.manifest import INDEX_FOLDER, MANIFEST
 from gntkit.shards.registry import FORMATS, OutputFormat, output_format, register, unregister
 from gntkit.shards.verify import verify
 from gntkit.shards.writer import PixelView, ShardWriter
@@ -91,7 +92,9 @@ def _records(data: np.ndarray, ends: np.ndarray):
 def read_shard(path, compression: str | None = None):
     """The stock reader: one dict per sample (key, writer_id, character, tag_code, label, image)."""
     data = np.fromfile(path, np.uint8)
-    offsets = np.load(str(path) + ".index.npy")
+    path = Path(path)
+    beside = path.with_name(path.name + ".index.npy")  # while the writer's shard is not yet finalised
+    offsets = np.load(beside if beside.is_file() else path.parent / INDEX_FOLDER / beside.name)
     for header, texts, at in _records(data, offsets[1:]):
         height, width = int(header["height"]), int(header["width"])
         image = data[at:at + height * width].reshape(height, width)

@@ -51,7 +51,7 @@ def test_train_evaluate_predict_export_from_shards(shards, tmp_path, framework):
     info = json.loads((run / "run.json").read_text())
     assert info["data"]["train_split"] == "train" and info["data"]["val_split"] == "val"
     assert info["data"]["train_samples"] == 400 and info["data"]["val_samples"] == 200
-    for name in ("charset.txt", "charset.json", "dataset_info.json", "preprocess.json"):
+    for name in ("charset.txt", "charset.json", "gntkit.json", "preprocess.json"):
         assert (run / name).is_file(), name
 
     report = training.evaluate(run, shards, split="val", top_k=5)

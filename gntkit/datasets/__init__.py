@@ -1,6 +1,6 @@
 """gntkit.datasets: read the shards that `gntkit convert` wrote, in any format, without a framework.
 
-`open(DIR_OR_URL, split=...)` reads `dataset_info.json` (through `gntkit.shards.manifest`) and returns a
+`open(DIR_OR_URL, split=...)` reads the manifest `gntkit.json` (through `gntkit.shards.manifest`) and returns a
 `ShardSet`: the split's shards, charset, preprocessing, random access to records, bulk batch
 reads, and the epoch order / rank / worker partition that both framework adapters
 (`gntkit.datasets.torch`, `gntkit.datasets.tf`) share, so PyTorch and TensorFlow see the same
@@ -71,7 +71,7 @@ def open(path, split: str | None = None, verify: bool = False, *, cache_dir=None
     """Open one split of a gntkit output folder, on local disk or at an fsspec URL.
 
     Args:
-        path: the folder `gntkit convert` wrote (holding dataset_info.json), or its URL
+        path: the folder `gntkit convert` wrote (holding gntkit.json), or its URL
             (`https://...`, `s3://bucket/dir`, `gs://...`, any fsspec protocol).
         split: split name; None picks "train" when present, else the only split.
         verify: also check every shard against its sha256 in the manifest (reads all bytes;

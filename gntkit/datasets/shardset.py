@@ -31,7 +31,7 @@ class ShardSet:
 
     Attributes:
         path: the output folder.
-        info: the whole manifest (dataset_info.json) as a dict.
+        info: the whole manifest (gntkit.json) as a dict.
         format: the output format's name in gntkit.shards.registry ("tfrecord", "hdf5", ...).
         split: the split this set reads; splits: all split names in the folder.
         shards: list of `Shard` (paths, record counts, global start index).

@@ -8,15 +8,16 @@ Four stages a reader can follow, each in its own module:
   record finished shards, give shards their final names;
 - write (`write_shards`, here): the one sample stream into shards, split by split, with progress;
 - finalise (gntkit.shards.finalise, `finalise`): digests of sources and shards, charset files,
-  the manifest.
+  the record indexes moved into `.gntkit-index/`, TFDS metadata (TFRecord), the dataset card
+  `README.md`, the manifest.
 
 Life of an output folder:
 - while running: shards appear as `{name}-{split}-{i:05d}.{ext}` once complete (the writer
   writes `.partial` first), and `.gntkit-journal.json` lists the finished ones;
 - at the end: shards are renamed `...-{i:05d}-of-{n:05d}...` (gntkit.shards.manifest.shard_name),
-  then `dataset_info.json` is written (atomically) with `"complete": true`, then the journal
+  then the manifest `gntkit.json` is written (atomically) with `"complete": true`, then the journal
   is removed.
-A folder without `dataset_info.json` is never a complete conversion. `resume=True` keeps
+A folder without a manifest is never a complete conversion. `resume=True` keeps
 the finished shards of an interrupted run with the same settings and writes only the rest.
 An `out_dir` URL (`s3://bucket/prefix`, any fsspec URL) is written locally first and
 uploaded when complete, manifest last (gntkit.shards.remote).
@@ -116,7 +117,7 @@ def convert(sources, out_dir=None, *, to: str = DEFAULT_FORMAT, name: str | None
             before the stream starts (the CLI compiles kernels ahead there: gntkit.tools.compile_ahead).
 
     Returns:
-        The manifest (also written to `dataset_info.json`); `manifest["lost_anything"]` says
+        The manifest (also written to `gntkit.json`); `manifest["lost_anything"]` says
         whether a record was skipped or a sample dropped.
 
     Raises:

@@ -7,6 +7,7 @@ Also `conversion_summary`, the lines `gntkit convert` prints for a manifest.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -17,11 +18,13 @@ import gntkit
 from gntkit.errors import GntkitError
 from gntkit.formats.sources import Member
 from gntkit.samples.report import StreamReport
+from gntkit.shards.card import write_card
 from gntkit.shards.digest import default_threads, sha256_files
-from gntkit.shards.manifest import brace_pattern
+from gntkit.shards.manifest import INDEX_FOLDER, brace_pattern
 from gntkit.shards.output import OutputFolder
 from gntkit.shards.plan import ConversionPlan
 from gntkit.shards.remote import upload_folder
+from gntkit.shards.tfds_info import write_tfds_metadata
 
 
 def _file_digests(path: Path, md5: bool) -> dict:
@@ -109,6 +112,18 @@ def _splits_json(plan: ConversionPlan, folder: OutputFolder, outputs: dict) -> t
     return splits_json, empty
 
 
+def _move_indexes(folder: OutputFolder, splits_json: dict) -> None:
+    """Move the record index files into INDEX_FOLDER: beside the shards, loaders that take a
+    folder's files by pattern (Hugging Face's, a `*train*` glob) would read them as shards."""
+    entries = [item for entry in splits_json.values() for item in entry["shards"] if item.get("index")]
+    if entries:
+        (folder.path / INDEX_FOLDER).mkdir(exist_ok=True)
+    for item in entries:
+        moved = f"{INDEX_FOLDER}/{Path(item['index']).name}"
+        os.replace(folder.path / item["index"], folder.path / moved)
+        item["index"] = moved
+
+
 def _feature_spec(plan: ConversionPlan) -> dict:
     """The writer's feature spec; text lines are stored in the raw (variable-size) layout at the line height."""
     o, settings = plan.options, plan.preprocess
@@ -122,7 +137,7 @@ def _feature_spec(plan: ConversionPlan) -> dict:
 
 def build_manifest(plan: ConversionPlan, splits_json: dict, empty: list[str], report: StreamReport, samples: int,
                    seconds: float, digests: tuple[dict, dict]) -> dict:
-    """The manifest of a finished conversion (what `dataset_info.json` holds)."""
+    """The manifest of a finished conversion (what `gntkit.json` holds)."""
     o = plan.options
     file_digests, archive_digests = digests
     for entry in report.members:
@@ -159,7 +174,7 @@ def build_manifest(plan: ConversionPlan, splits_json: dict, empty: list[str], re
 
 def finalise(plan: ConversionPlan, folder: OutputFolder, outputs: dict, report: StreamReport, samples: int,
              seconds: float, hasher: SourceHasher) -> dict:
-    """Stage 4: shard digests, final names, charset files, the manifest written last.
+    """Stage 4: shard digests, final names, charset files, TFDS metadata and the dataset card, the manifest written last.
 
     Raises:
         GntkitError: no sample was kept, or a source could not be hashed.
@@ -169,9 +184,12 @@ def finalise(plan: ConversionPlan, folder: OutputFolder, outputs: dict, report: 
     if not any(output.num_records for output in outputs.values()):
         raise GntkitError(f"{folder.path}: no sample was kept ({report.summary()}); nothing to write. Check --charset and --split.")
     splits_json, empty = _splits_json(plan, folder, outputs)
+    _move_indexes(folder, splits_json)
     plan.charset.save(folder.path)
     manifest = build_manifest(plan, splits_json, empty, report, samples, seconds, digests)
     manifest["output"] = plan.upload_to or str(folder.path)
+    write_tfds_metadata(folder.path, manifest, plan.charset.characters)
+    write_card(folder.path, manifest, plan.charset.characters)
     folder.finish(manifest)
     if plan.upload_to:
         upload_folder(folder.path, plan.upload_to)

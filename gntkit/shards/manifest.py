@@ -1,9 +1,13 @@
 """The manifest's one home: file names, shard names, and writing and loading
-`dataset_info.json` with the checks every reader needs (the output formats themselves
+`gntkit.json` with the checks every reader needs (the output formats themselves
 are in gntkit.shards.registry).
 
 convert writes through `build_manifest` / `write_json_atomic`; verify, gntkit.datasets,
 the trainers and preview read through `load_manifest`, `choose_split` and `shards_of`.
+
+Folders written by gntkit 0.x before the manifest had its own name keep it in
+`dataset_info.json` (the name TFDS reads its own metadata from): `manifest_path` finds
+either, telling gntkit's manifest from TFDS's by content.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from pathlib import Path
 from gntkit.errors import FormatError, GntkitError
 from gntkit.shards.registry import FORMATS, OutputFormat, is_known, output_format
 
-MANIFEST = "dataset_info.json"
+MANIFEST = "gntkit.json"
+#: where older folders keep the manifest (TFDS's metadata file name, written by gntkit with gntkit's schema)
+LEGACY_MANIFEST = "dataset_info.json"
+#: the folder (hidden, so that dataset loaders that glob a folder skip it) that holds the record index files
+INDEX_FOLDER = ".gntkit-index"
 JOURNAL = ".gntkit-journal.json"
 CHARSET_JSON = "charset.json"
 
@@ -84,10 +92,37 @@ def read_json(path: str | Path, what: str) -> dict:
     return data
 
 
+def is_gntkit_manifest(data) -> bool:
+    """Whether parsed JSON is gntkit's manifest rather than TFDS's `dataset_info.json`.
+
+    gntkit's has a `splits` object (split name -> entry) and `gntkit_version`; TFDS's
+    DatasetInfo has a `splits` list and neither.
+    """
+    return isinstance(data, dict) and (isinstance(data.get("splits"), dict) or "gntkit_version" in data)
+
+
+def manifest_path(folder: str | Path) -> Path | None:
+    """The file that holds a folder's gntkit manifest: `gntkit.json`, else an older folder's
+    `dataset_info.json` when its content is gntkit's; None when there is neither."""
+    folder = Path(folder)
+    if (folder / MANIFEST).is_file():
+        return folder / MANIFEST
+    legacy = folder / LEGACY_MANIFEST
+    if legacy.is_file():
+        try:
+            data = json.loads(legacy.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return legacy  # not TFDS's either: load_manifest names what is wrong with it
+        if is_gntkit_manifest(data):
+            return legacy
+    return None
+
+
 def load_manifest(folder: str | Path) -> dict:
     """The manifest of a complete conversion, checked as every reader needs it.
 
-    Checks: the folder exists and holds `dataset_info.json`, it is a JSON object with
+    Checks: the folder exists and holds `gntkit.json` (or, written before, gntkit's manifest
+    as `dataset_info.json`), it is a JSON object with
     `"complete": true`, a known `format`, a non-empty `splits` object whose entries
     list shards with a file name and an integer record count, and a `charset` entry.
 
@@ -99,8 +134,8 @@ def load_manifest(folder: str | Path) -> dict:
     if not folder.is_dir():
         found = "a file" if folder.exists() else "nothing there"
         raise GntkitError(f"{folder}: expected a folder written by `gntkit convert`, found {found}.")
-    path = folder / MANIFEST
-    if not path.is_file():
+    path = manifest_path(folder)
+    if path is None:
         if (folder / JOURNAL).is_file():
             found = "an interrupted conversion (a journal, no manifest): finish it with `gntkit convert ... --resume`"
         else:

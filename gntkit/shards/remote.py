@@ -27,11 +27,21 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from gntkit.errors import FormatError, GntkitError, require
 from gntkit.shards.digest import sha256_file
-from gntkit.shards.manifest import JOURNAL, MANIFEST, Shard, check_manifest, load_manifest, shards_of
+from gntkit.shards.manifest import (
+    JOURNAL,
+    LEGACY_MANIFEST,
+    MANIFEST,
+    Shard,
+    check_manifest,
+    is_gntkit_manifest,
+    load_manifest,
+    manifest_path,
+    shards_of,
+)
 
 __all__ = ["is_url", "RemoteFolder", "mirror", "upload_folder", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
 
@@ -92,7 +102,7 @@ class RemoteFolder:
     """A gntkit conversion at an fsspec URL, read through a local cache.
 
     Args:
-        url: the folder's URL (the one holding dataset_info.json).
+        url: the folder's URL (the one holding gntkit.json, or an older folder's dataset_info.json).
         cache_dir: local cache root (default: `default_cache_dir()`).
         cache_limit: bytes of shard files the cache keeps (default `$GNTKIT_CACHE_LIMIT`, else 20 GiB).
         storage_options: passed to fsspec (e.g. `{"endpoint_url": "http://..."}` for S3).
@@ -162,8 +172,34 @@ class RemoteFolder:
         Raises:
             GntkitError / FormatError: no manifest, an incomplete conversion, or a bad field.
         """
-        where = f"{self.url}/{MANIFEST}"
-        data = self.read_bytes(MANIFEST, "a complete gntkit conversion's manifest")
+        name, manifest = self._read_manifest()
+        check_manifest(manifest, f"{self.url}/{name}")
+        self.local.mkdir(parents=True, exist_ok=True)
+        for key in ("json", "file"):  # small, and Charset.load reads them from a folder
+            name = manifest["charset"].get(key)
+            if isinstance(name, str) and name:
+                _write_atomic(self.local / name, self.read_bytes(name, "the charset file the manifest names"))
+        self._manifest = manifest
+        return manifest
+
+    def _read_manifest(self) -> tuple[str, dict]:
+        """(file name, parsed manifest): `gntkit.json`, else an older folder's `dataset_info.json`
+        when its content is gntkit's (TFDS's own file of that name is not)."""
+        what = "a complete gntkit conversion's manifest"
+        try:
+            return MANIFEST, self._parse(MANIFEST, self.read_bytes(MANIFEST, what))
+        except GntkitError as missing:
+            try:
+                legacy = self.fs.cat_file(self.remote_path(LEGACY_MANIFEST))
+            except Exception:  # fsspec back-ends raise their own types: no older manifest either
+                raise missing from None
+            manifest = self._parse(LEGACY_MANIFEST, legacy)
+            if not is_gntkit_manifest(manifest):
+                raise missing from None
+            return LEGACY_MANIFEST, manifest
+
+    def _parse(self, name: str, data: bytes) -> dict:
+        where = f"{self.url}/{name}"
         try:
             manifest = json.loads(data.decode("utf-8"))
         except UnicodeDecodeError as exc:
@@ -172,13 +208,6 @@ class RemoteFolder:
             raise FormatError(where, exc.pos, "a gntkit manifest in JSON", f"a syntax error at line {exc.lineno} ({exc.msg})") from None
         if not isinstance(manifest, dict):
             raise FormatError(where, None, "a gntkit manifest as a JSON object", f"a JSON {type(manifest).__name__}")
-        check_manifest(manifest, where)
-        self.local.mkdir(parents=True, exist_ok=True)
-        for key in ("json", "file"):  # small, and Charset.load reads them from a folder
-            name = manifest["charset"].get(key)
-            if isinstance(name, str) and name:
-                _write_atomic(self.local / name, self.read_bytes(name, "the charset file the manifest names"))
-        self._manifest = manifest
         return manifest
 
     def shards(self, split: str) -> list[Shard]:
@@ -195,7 +224,7 @@ class RemoteFolder:
                 raise GntkitError(f"{self.url}/{item['file']}: cannot check a fetched shard, {MANIFEST} records no sha256 for it.")
             tag = item["sha256"][:16]  # a shard's cache name carries its digest: a new conversion never reads stale bytes
             path = self.objects / f"{tag}-{item['file']}"
-            index = self.objects / f"{tag}-{item['index']}" if item.get("index") else None
+            index = self.objects / f"{tag}-{PurePosixPath(item['index']).name}" if item.get("index") else None
             self._remote_names[path] = item["file"]
             if index is not None:
                 self._remote_names[index] = item["index"]
@@ -321,7 +350,10 @@ def mirror(url: str, storage_options: dict | None = None, cache_dir=None):
     folder.cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gntkit-mirror-", dir=folder.cache_dir) as tmp:
         local = Path(tmp)
-        (local / MANIFEST).write_bytes(folder.read_bytes(MANIFEST, "a complete gntkit conversion's manifest"))
+        name, _ = folder._read_manifest()
+        (local / name).write_bytes(folder.read_bytes(name, "a complete gntkit conversion's manifest"))
+        for subfolder in {str(PurePosixPath(n).parent) for n in names} - {"."}:
+            (local / subfolder).mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(_FETCH_THREADS) as pool:
             list(pool.map(lambda n: os.replace(folder._download(n, local / n), local / n), names))
         yield local
@@ -353,11 +385,15 @@ def upload_folder(local_dir, url: str, storage_options: dict | None = None, prog
         raise GntkitError(f"expected a URL to upload to (scheme://...), found {url!r}.")
     fs, root = _filesystem(url, storage_options)
     sizes = {item["file"]: item.get("bytes") for entry in manifest["splits"].values() for item in entry["shards"]}
-    names = sorted(p.name for p in local_dir.iterdir() if p.is_file() and p.name not in (MANIFEST, JOURNAL) and ".partial" not in p.name)
-    names.sort(key=lambda n: n not in sizes)  # shards first, then indexes and charset files
-    for name in [*names, MANIFEST]:
+    last = manifest_path(local_dir).name
+    names = sorted(p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*")
+                   if p.is_file() and p.name not in (last, JOURNAL) and ".partial" not in p.name)
+    names.sort(key=lambda n: n not in sizes)  # shards first, then indexes, charset files and metadata
+    for name in [*names, last]:
         target = f"{root.rstrip('/')}/{name}"
         try:
+            if "/" in name:  # the index folder; object stores have no folders, local ones need it made
+                fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
             fs.put_file(str(local_dir / name), target)
             if sizes.get(name) is not None and fs.size(target) != sizes[name]:
                 raise GntkitError(f"{url}/{name}: expected {sizes[name]} bytes after upload, found {fs.size(target)}.")
@@ -368,4 +404,4 @@ def upload_folder(local_dir, url: str, storage_options: dict | None = None, prog
             raise GntkitError(f"{url}/{name}: upload failed ({type(exc).__name__}: {first_line}).") from None
         if progress:
             progress(f"uploaded {name}")
-    return [*names, MANIFEST]
+    return [*names, last]

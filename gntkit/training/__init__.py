@@ -55,7 +55,7 @@ def train(data_dir, out_dir, *, resume: bool = False, overwrite: bool = False, q
     """Train a model on gntkit shards and write a self-contained run folder.
 
     Args:
-        data_dir: a folder written by `gntkit convert` (shards, charset.txt, dataset_info.json)
+        data_dir: a folder written by `gntkit convert` (shards, charset.txt, gntkit.json)
             with fixed-size images.
         out_dir: the run folder to create (or to continue with resume=True).
         resume: continue the run in out_dir from its last checkpoint.

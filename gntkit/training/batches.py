@@ -14,6 +14,7 @@ import numpy as np
 
 from gntkit.errors import GntkitError
 from gntkit.samples.preprocess import Preprocess
+from gntkit.shards.manifest import MANIFEST, manifest_path
 from gntkit.training.config import TrainConfig, positive_int
 
 __all__ = ["ArrayBatches", "check_arrays", "array_sources", "data_facts", "splits_in", "preprocess_json"]
@@ -96,14 +97,14 @@ class ArrayBatches:
 
 
 def splits_in(data_dir) -> list[str]:
-    """Split names recorded in a shard folder's dataset_info.json.
+    """Split names recorded in a shard folder's manifest (gntkit.json, or an older folder's dataset_info.json).
 
     Raises:
-        GntkitError: the folder has no readable dataset_info.json.
+        GntkitError: the folder has no readable manifest.
     """
-    path = Path(data_dir) / "dataset_info.json"
-    if not path.is_file():
-        raise GntkitError(f"{data_dir}: expected a gntkit shard folder with dataset_info.json, found none.")
+    path = manifest_path(data_dir)
+    if path is None:
+        raise GntkitError(f"{data_dir}: expected a gntkit shard folder with {MANIFEST}, found none.")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

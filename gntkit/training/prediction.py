@@ -23,7 +23,7 @@ import numpy as np
 from gntkit.errors import GntkitError
 from gntkit.samples.photos import load_image, prepare_digit, preprocess_image
 from gntkit.samples.preprocess import Preprocess
-from gntkit.shards.manifest import read_json
+from gntkit.shards.manifest import LEGACY_MANIFEST, MANIFEST, read_json
 from gntkit.training.config import trainer_module
 from gntkit.training.run_folder import RunFolder
 
@@ -32,12 +32,14 @@ __all__ = ["photo_settings", "prepare_images", "predict_images", "top_k_results"
 
 def digit_style(run_dir) -> str | None:
     """The digit style of a run: "mnist" or "emnist" when its data came from IDX sources of handwriting
-    (not Fashion-MNIST's photos), as its copy of the data manifest (RUN/dataset_info.json) says; else None.
+    (not Fashion-MNIST's photos), as its copy of the data manifest (RUN/gntkit.json, or dataset_info.json in older runs) says; else None.
 
     Raises:
         GntkitError: a copy of the manifest that is not readable JSON.
     """
-    path = Path(run_dir) / "dataset_info.json"
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        path = Path(run_dir) / LEGACY_MANIFEST  # a run that copied the manifest under its older name
     if not path.is_file():
         return None
     manifest = read_json(path, "the run's copy of the data manifest")

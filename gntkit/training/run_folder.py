@@ -5,7 +5,7 @@ Layout (a run is self-contained: predict/evaluate/export need nothing else)::
     RUN/run.json          what was trained: TrainConfig, model, classes, image size, data
     RUN/charset.txt       line number = class id (and charset.json when the data had one)
     RUN/preprocess.json   the preprocessing the training images went through
-    RUN/dataset_info.json copy of the data's manifest (when trained from shards)
+    RUN/gntkit.json       copy of the data's manifest (when trained from shards)
     RUN/metrics.csv       one row per epoch
     RUN/curves.png        loss and accuracy, train and validation (matplotlib)
     RUN/train.log         what was printed
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from gntkit.errors import GntkitError, OutputExistsError
+from gntkit.shards.manifest import MANIFEST, manifest_path
 from gntkit.training.config import one_of
 from gntkit.training.metrics import METRIC_FIELDS, read_metrics
 
@@ -180,11 +181,14 @@ class RunFolder:
         return info
 
     def copy_data_files(self, data_dir) -> None:
-        """Copy charset.txt, charset.json and dataset_info.json of a shard folder into the run."""
+        """Copy charset.txt, charset.json and the manifest (as gntkit.json) of a shard folder into the run."""
         data_dir = Path(data_dir)
-        for name in ("charset.txt", "charset.json", "dataset_info.json"):
+        for name in ("charset.txt", "charset.json"):
             if (data_dir / name).is_file():
                 shutil.copyfile(data_dir / name, self.path / name)
+        manifest = manifest_path(data_dir)
+        if manifest is not None:
+            shutil.copyfile(manifest, self.path / MANIFEST)
 
     def write_charset(self, classes) -> None:
         """Write charset.txt (and charset.json) from a Charset or a list of class names."""

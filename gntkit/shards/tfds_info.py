@@ -1,0 +1,149 @@
+"""TensorFlow Datasets metadata for TFRecord output: `dataset_info.json`, `features.json` and
+`label.labels.txt`, so that `tfds.builder_from_directory(folder)` opens a conversion.
+
+The files follow what TFDS writes for a prepared dataset (`DatasetInfo` and `Feature`
+protos as JSON, tensorflow_datasets/core/dataset_info.py and features/) and are written
+with the json module: TensorFlow is not needed to write them.
+
+How gntkit's Example features are described:
+
+- `image` holds raw uint8 pixels, not PNG. TFDS's `Image` feature decodes PNG/JPEG only,
+  so it is a `Tensor` of dtype uint8 stored as bytes (`encoding: "bytes"`, which TFDS
+  decodes with `tf.io.decode_raw`): shape (S, S) for fixed-size output. Variable-size
+  images (raw bitmaps, text lines) have no shape one feature can state, so they are a
+  flat (None,) vector of height x width pixels: reshape with the `height` and `width`
+  features. `tfds.show_examples` draws only `Image` features, so it does not apply.
+- `label` is a `ClassLabel` whose names (`label.labels.txt`) are the charset's characters
+  (text lines: the class ids of `label_sequence`, a plain int64 `label` of -1).
+- strings are `Text`; `points` and `stroke_lengths` are int16 tensors stored as bytes.
+
+TFDS reads uncompressed TFRecord only: gzip output gets no TFDS metadata.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gntkit.errors import GntkitError
+from gntkit.shards.manifest import LEGACY_MANIFEST, write_json_atomic
+
+TFDS_INFO = LEGACY_MANIFEST  # TFDS's file name, which TFDS alone reads in new folders
+TFDS_FEATURES = "features.json"
+LABEL_NAMES = "label.labels.txt"
+#: the dataset version TFDS requires (x.y.z); it names the layout, not gntkit's release
+TFDS_VERSION = "1.0.0"
+
+_FEATURES = "tensorflow_datasets.core.features."
+_CASIA_FORMATS = {"gnt", "pot", "dgrl"}
+
+CASIA_CITATION = """@inproceedings{liu2011casia,
+  title     = {{CASIA} Online and Offline {Chinese} Handwriting Databases},
+  author    = {Liu, Cheng-Lin and Yin, Fei and Wang, Da-Han and Wang, Qiu-Feng},
+  booktitle = {2011 International Conference on Document Analysis and Recognition (ICDAR)},
+  pages     = {37--41},
+  year      = {2011},
+  doi       = {10.1109/ICDAR.2011.17}
+}"""
+CASIA_HOMEPAGE = "https://nlpr.ia.ac.cn/databases/handwriting/Home.html"
+
+
+def class_names(characters: list[str]) -> list[str]:
+    """Class names for the ecosystems' label features: each class's character, except that
+    a class whose name has leading or trailing white space (U+3000, the ideographic space,
+    is one of GB2312's symbols) is named by its code point, `U+3000`: TFDS strips white
+    space from every line of a names file, which would lose or merge such names."""
+    return [name if name == name.strip() else "+".join(f"U+{ord(c):04X}" for c in name) for name in characters]
+
+
+def cites_casia(manifest: dict) -> bool:
+    """Whether the conversion read CASIA files (gnt, pot, dgrl), whose publication the metadata cites."""
+    return bool(_CASIA_FORMATS & set(manifest.get("source_formats", ())))
+
+
+def _tensor(dtype: str, shape=(), encoding: str = "none") -> dict:
+    dims = {"dimensions": [str(d) for d in shape]} if shape else {}
+    return {"pythonClassName": _FEATURES + "tensor_feature.Tensor", "tensor": {"dtype": dtype, "encoding": encoding, "shape": dims}}
+
+
+def _feature(name: str, dtype: str, manifest: dict) -> dict:
+    """The TFDS Feature (as JSON) of one Example feature of gntkit's feature spec."""
+    spec = manifest["features"]
+    if name == "image":
+        shape = spec["image"].get("shape")
+        return _tensor("uint8", tuple(shape) if shape and not spec.get("lines") else (-1,), "bytes")
+    if name == "label" and "lines" not in spec:
+        return {"pythonClassName": _FEATURES + "class_label_feature.ClassLabel",
+                "classLabel": {"numClasses": str(manifest["charset"]["num_classes"])}}
+    if name == "points":
+        return _tensor("int16", (-1, 2), "bytes")
+    if name == "stroke_lengths":
+        return _tensor("int16", (-1,), "bytes")
+    if dtype == "string":
+        return {"pythonClassName": _FEATURES + "text_feature.Text", "text": {}}
+    if dtype == "int64":
+        return _tensor("int64")
+    if dtype == "int64_list":
+        return {"pythonClassName": _FEATURES + "sequence_feature.Sequence", "sequence": {"feature": _tensor("int64"), "length": "-1"}}
+    raise GntkitError(f"feature {name!r} of the manifest: expected dtype string, int64 or int64_list, found {dtype!r}.")
+
+
+def features_json(manifest: dict) -> dict:
+    """TFDS's `features.json`: a FeaturesDict of every Example feature the manifest lists."""
+    features = {item["name"]: _feature(item["name"], item["dtype"], manifest) for item in manifest["features"]["features"]}
+    return {"pythonClassName": _FEATURES + "features_dict.FeaturesDict", "featuresDict": {"features": dict(sorted(features.items()))}}
+
+
+def dataset_info_json(manifest: dict) -> dict:
+    """TFDS's `dataset_info.json` (the DatasetInfo proto as JSON): name, version, splits with
+    their shard lengths and bytes, the shard file names, description and citation."""
+    name = manifest["name"]
+    splits = [{"name": split, "filepathTemplate": f"{name}-{{SPLIT}}.{{FILEFORMAT}}-{{SHARD_X_OF_Y}}",
+               "shardLengths": [str(item["records"]) for item in entry["shards"]],
+               "numBytes": str(sum(item.get("bytes") or 0 for item in entry["shards"]))}
+              for split, entry in manifest["splits"].items()]
+    info = {
+        "name": name,
+        "version": TFDS_VERSION,
+        "description": (f"{manifest['summary']} Converted by gntkit {manifest['gntkit_version']} "
+                        f"(charset {manifest['charset']['name']}, {manifest['charset']['num_classes']} classes); "
+                        "gntkit.json holds the full manifest."),
+        "fileFormat": "tfrecord",
+        "moduleName": "gntkit",
+        "splits": splits,
+    }
+    if "lines" not in manifest["features"]:
+        info["supervisedKeys"] = {"tuple": {"items": [{"featureKey": "image"}, {"featureKey": "label"}]}}
+    if cites_casia(manifest):
+        info["citation"] = CASIA_CITATION
+        info["location"] = {"urls": [CASIA_HOMEPAGE]}
+    return info
+
+
+def has_tfds_metadata(manifest: dict) -> bool:
+    """Whether a conversion gets TFDS metadata: uncompressed TFRecord output (TFDS reads no gzip)."""
+    return manifest["format"] == "tfrecord" and not manifest.get("compression")
+
+
+def write_tfds_metadata(folder: str | Path, manifest: dict, characters: list[str]) -> list[str]:
+    """Write TFDS's metadata files for a finished TFRecord conversion (nothing for other formats or gzip).
+
+    Args:
+        folder: the output folder, holding the shards the manifest lists.
+        manifest: the conversion's manifest (gntkit's schema).
+        characters: the charset's class names, class id order.
+
+    Returns:
+        The file names written.
+    """
+    if not has_tfds_metadata(manifest):
+        return []
+    folder = Path(folder)
+    written = [TFDS_FEATURES, TFDS_INFO]
+    if "lines" not in manifest["features"]:
+        partial = folder / (LABEL_NAMES + ".partial")
+        partial.write_text("\n".join(class_names(characters)) + "\n", encoding="utf-8")
+        partial.replace(folder / LABEL_NAMES)
+        written.insert(0, LABEL_NAMES)
+    write_json_atomic(folder / TFDS_FEATURES, features_json(manifest))
+    write_json_atomic(folder / TFDS_INFO, dataset_info_json(manifest))
+    return written

@@ -1,0 +1,223 @@
+"""Each ecosystem's own one-liner opens gntkit's output: `tfds.builder_from_directory` on TFRecord,
+`datasets.load_dataset` on WebDataset (also streaming), with every record checked against the
+sample stream the conversion consumed; the dataset card; folders in the older layout (manifest
+as dataset_info.json, record indexes beside the shards) still open in gntkit's readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gntkit.datasets as datasets
+from gntkit.errors import GntkitError
+from gntkit.samples.charset import Charset
+from gntkit.samples.preprocess import Preprocess
+from gntkit.samples.stream import iter_batches
+from gntkit.shards.card import dataset_card
+from gntkit.shards.convert import convert
+from gntkit.shards.manifest import INDEX_FOLDER, LEGACY_MANIFEST, MANIFEST, load_manifest
+from gntkit.shards.tfds_info import class_names
+from gntkit.shards.verify import verify
+from gntkit.tools.synth import write_corpus
+
+SPLIT = "train=1001-1002,test=1003"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("eco") / "src"
+    write_corpus(src, writers=3, num_classes=8, samples_per_class=2, style="f", num_symbols=3)
+    return src
+
+
+def _convert(corpus: Path, out: Path, fmt: str, **options) -> Path:
+    convert(corpus, out, to=fmt, split=SPLIT, charset="data", shard_records=9, workers=1, **options)
+    return out
+
+
+@pytest.fixture(scope="module")
+def folders(corpus, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("eco-out")
+    return {fmt: _convert(corpus, root / fmt, fmt) for fmt in ("tfrecord", "webdataset", "hdf5")}
+
+
+def _stream(corpus: Path, folder: Path) -> dict[str, dict[str, tuple[int, np.ndarray]]]:
+    """split -> key -> (label, image) straight from the sample stream, split by writer as the conversion did."""
+    manifest = load_manifest(folder)
+    writers = {w: split for split, entry in manifest["splits"].items() for w in entry["writers"]}
+    charset = Charset.load(folder)
+    out: dict[str, dict] = {split: {} for split in manifest["splits"]}
+    for batch in iter_batches(corpus, charset, Preprocess.from_json(manifest["preprocess"])):
+        for i, key in enumerate(batch.keys):
+            out[writers[key.split("/")[0]]][key] = (int(batch.labels[i]), batch.image(i).copy())
+    return out
+
+
+def _check_against_stream(expected: dict, records, what: str) -> None:
+    seen = set()
+    for key, label, image in records:
+        assert key not in seen, f"{what}: {key} read twice"
+        seen.add(key)
+        want_label, want_image = expected[key]
+        assert label == want_label, f"{what}: {key} has label {label}, the stream {want_label}"
+        np.testing.assert_array_equal(image, want_image, err_msg=f"{what}: {key}")
+    assert seen == set(expected), f"{what}: read {len(seen)} of {len(expected)} records"
+
+
+# --------------------------------------------------------------------------- TensorFlow Datasets
+
+
+def test_tfds_builder_from_directory_reads_every_record(corpus, folders):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    folder = folders["tfrecord"]
+    manifest, expected = load_manifest(folder), _stream(corpus, folder)
+    builder = tfds.builder_from_directory(folder)
+    assert set(builder.info.splits) == set(manifest["splits"])
+    for split, entry in manifest["splits"].items():
+        assert builder.info.splits[split].shard_lengths == [item["records"] for item in entry["shards"]]
+        assert builder.info.splits[split].num_examples == entry["num_records"]
+    features = builder.info.features
+    assert set(features) == {"image", "height", "width", "label", "tag_code", "character", "writer_id", "key"}
+    assert features["image"].shape == (64, 64) and features["image"].np_dtype == np.uint8
+    assert features["label"].names == class_names(Charset.load(folder).characters)
+    assert builder.info.supervised_keys == ("image", "label") and "Liu" in builder.info.citation
+    for split in manifest["splits"]:
+        records = []
+        for ex in tfds.as_numpy(builder.as_dataset(split=split)):
+            key = ex["key"].decode()
+            assert features["label"].int2str(ex["label"]) == ex["character"].decode()
+            records.append((key, int(ex["label"]), ex["image"]))
+        _check_against_stream(expected[split], records, f"tfds {split}")
+
+
+def test_tfds_variable_size_images_are_flat_pixels(corpus, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    folder = _convert(corpus, tmp_path / "raw", "tfrecord", preprocess=Preprocess(raw=True))
+    expected = _stream(corpus, folder)
+    builder = tfds.builder_from_directory(folder)
+    assert builder.info.features["image"].shape == (None,)
+    records = [(ex["key"].decode(), int(ex["label"]), ex["image"].reshape(ex["height"], ex["width"]))
+               for ex in tfds.as_numpy(builder.as_dataset(split="test"))]
+    _check_against_stream(expected["test"], records, "tfds raw")
+
+
+def test_tfds_metadata_only_for_uncompressed_tfrecord(corpus, folders, tmp_path):
+    gz = _convert(corpus, tmp_path / "gz", "tfrecord", compression="gzip")
+    assert not (gz / LEGACY_MANIFEST).exists() and not (gz / "features.json").exists()
+    assert "GZIP" in (gz / "README.md").read_text(encoding="utf-8")
+    assert not (folders["webdataset"] / LEGACY_MANIFEST).exists()
+
+
+def test_class_names_keep_characters_and_name_white_space_by_code_point():
+    assert class_names(["啊", "0", "\u3000", "T-shirt/top"]) == ["啊", "0", "U+3000", "T-shirt/top"]
+
+
+# --------------------------------------------------------------------------- Hugging Face datasets
+
+
+def _hf_records(dataset):
+    for row in dataset:
+        image = np.asarray(row["png"])
+        assert row["json"]["label"] == row["cls"] and row["json"]["key"] == row["__key__"]
+        yield row["__key__"], int(row["cls"]), image
+
+
+def test_load_dataset_reads_every_sample_with_class_labels(corpus, folders, tmp_path, monkeypatch):
+    hf = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    folder = folders["webdataset"]
+    expected = _stream(corpus, folder)
+    loaded = hf.load_dataset(str(folder), cache_dir=str(tmp_path / "hf-cache"))
+    assert set(loaded) == set(expected)
+    names = class_names(Charset.load(folder).characters)
+    for split, part in loaded.items():
+        assert isinstance(part.features["png"], hf.Image) and isinstance(part.features["cls"], hf.ClassLabel)
+        assert part.features["cls"].names == names
+        assert all(names[row["cls"]] == row["json"]["character"] for row in part)
+        _check_against_stream(expected[split], _hf_records(part), f"load_dataset {split}")
+    streamed = hf.load_dataset(str(folder), streaming=True)
+    _check_against_stream(expected["test"], _hf_records(streamed["test"]), "load_dataset streaming")
+
+
+def test_card_front_matter_reads_as_the_hub_reads_it(folders):
+    hub = pytest.importorskip("huggingface_hub")
+    hf = pytest.importorskip("datasets")
+    card = hub.DatasetCard.load(folders["webdataset"] / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "unknown"
+    assert data["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "src-train-*.tar"},
+                                                                         {"split": "test", "path": "src-test-*.tar"}]}]
+    features = hf.Features._from_yaml_list(data["dataset_info"]["features"])
+    assert features["cls"].names == class_names(Charset.load(folders["webdataset"]).characters)
+    assert "Online and Offline {Chinese} Handwriting Databases" in card.text and "Liu, Cheng-Lin" in card.text
+    for fmt in ("tfrecord", "hdf5"):
+        other = hub.DatasetCard.load(folders[fmt] / "README.md")
+        assert "configs" not in other.data.to_dict() and "Citation" in other.text
+
+
+def test_card_quotes_names_yaml_would_misread():
+    yaml = pytest.importorskip("yaml")
+    manifest = {"name": "x: y", "format": "webdataset", "gntkit_version": "0", "summary": "s", "source_formats": ["idx"],
+                "charset": {"name": "c", "order": "o", "num_classes": 4}, "features": {},
+                "splits": {"train": {"num_records": 1, "shards": [{"file": "f", "records": 1}]}}}
+    names = ["'", "#", "\u200b", "yes"]
+    front = dataset_card(manifest, names).split("---\n")[1]
+    data = yaml.safe_load(front)
+    assert list(data["dataset_info"]["features"][1]["dtype"]["class_label"]["names"].values()) == names
+    assert data["pretty_name"] == "x: y"
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def test_sidecar_files_out_of_the_shards_way(folders):
+    for fmt in ("tfrecord", "webdataset"):
+        manifest = json.loads((folders[fmt] / MANIFEST).read_text(encoding="utf-8"))
+        indexes = [item["index"] for entry in manifest["splits"].values() for item in entry["shards"]]
+        assert indexes and all(i.startswith(INDEX_FOLDER + "/") and (folders[fmt] / i).is_file() for i in indexes)
+        assert not list(folders[fmt].glob("*.npy"))
+
+
+def _old_layout(folder: Path, target: Path) -> Path:
+    """A copy of a conversion as older gntkit wrote it: the manifest as dataset_info.json, indexes beside the shards."""
+    shutil.copytree(folder, target)
+    manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
+    for entry in manifest["splits"].values():
+        for item in entry["shards"]:
+            if item.get("index"):
+                os.replace(target / item["index"], target / Path(item["index"]).name)
+                item["index"] = Path(item["index"]).name
+    for name in (MANIFEST, "README.md", "features.json", "label.labels.txt", LEGACY_MANIFEST):
+        (target / name).unlink(missing_ok=True)
+    if (target / INDEX_FOLDER).exists():
+        (target / INDEX_FOLDER).rmdir()
+    (target / LEGACY_MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    return target
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "webdataset", "hdf5"])
+def test_old_layout_still_opens_and_verifies(corpus, folders, tmp_path, fmt):
+    old = _old_layout(folders[fmt], tmp_path / "old")
+    expected = _stream(corpus, old)
+    for split in ("train", "test"):
+        shards = datasets.open(old, split=split, verify=True)
+        assert any(s.index is not None for s in shards.shards) == (fmt != "hdf5")
+        images, labels = shards.read_arrays()  # in shard order, which is the stream's order
+        _check_against_stream(expected[split], zip(expected[split], labels.tolist(), images), f"old {fmt} {split}")
+    report = verify(old)
+    assert report["splits"] == {split: len(records) for split, records in expected.items()}
+
+
+def test_tfds_metadata_file_is_not_taken_for_a_manifest(folders, tmp_path):
+    # A TFRecord folder whose gntkit.json is gone holds only TFDS's dataset_info.json: not a gntkit manifest.
+    copy = tmp_path / "copy"
+    shutil.copytree(folders["tfrecord"], copy)
+    (copy / MANIFEST).unlink()
+    with pytest.raises(GntkitError, match="found no gntkit.json"):
+        datasets.open(copy)
+
