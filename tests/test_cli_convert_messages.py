@@ -5,6 +5,11 @@ leaves behind, --resume of a finished conversion and exit codes."""
 import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -13,6 +18,7 @@ import gntkit
 from gntkit.cli.main import app
 from gntkit.samples.splits import PRESETS, parse_split
 from gntkit.shards.manifest import JOURNAL, MANIFEST
+from gntkit.tools.synth import write_corpus
 
 pytestmark = pytest.mark.numba  # conversions and previews run the kernels
 runner = CliRunner()
@@ -101,6 +107,27 @@ def test_a_failed_run_that_wrote_no_shard_does_not_block_the_next(tmp_path, corp
     result = invoke("convert", sources, "--to", "hdf5", "--out", out, "--quiet", "--workers", "1", *again)
     assert result.exit_code == 0, result.output
     assert (out / MANIFEST).is_file() and not (out / JOURNAL).exists()
+
+
+@pytest.mark.slow
+def test_a_run_interrupted_before_its_first_shard_does_not_block_the_next(tmp_path):
+    # Ctrl-C (SIGINT to the real command) once the journal is written, while the only shard is being
+    # written: the folder keeps nothing but the journal, and the same command then runs in it.
+    write_corpus(tmp_path / "gnt", writers=10, num_classes=300, samples_per_class=2)
+    gntkit_command = Path(sys.executable).with_name("gntkit")
+    command = [str(gntkit_command), "convert", "gnt", "--out", "out", "--quiet", "--workers", "1"]
+    child = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = tmp_path / "out" / JOURNAL
+    deadline = time.monotonic() + 120
+    while not journal.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [JOURNAL]
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "out" / MANIFEST).is_file()
 
 
 def test_a_folder_in_the_way_is_described(tmp_path, corpus_c):
