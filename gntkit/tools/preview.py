@@ -29,7 +29,7 @@ _FONT_SUFFIXES = (".ttf", ".ttc", ".otf")
 _CJK_PROBE = "啊"
 # No font has a glyph for this private-use code point: its mask is the font's "missing glyph" box.
 _NO_GLYPH = "\U0010FFFD"
-FONT_PACKAGES = ("Debian/Ubuntu: sudo apt install fonts-noto-cjk (or fonts-wqy-microhei); Fedora: sudo dnf install "
+FONT_PACKAGES = ("Debian/Ubuntu: sudo apt install fonts-noto-cjk or fonts-wqy-microhei; Fedora: sudo dnf install "
                  "google-noto-sans-cjk-fonts; macOS: PingFang is built in; conda: conda install -c conda-forge font-ttf-noto-cjk")
 
 
@@ -115,11 +115,12 @@ def label_font(font: str | Path | None = None) -> LabelFont:
     return LabelFont(ImageFont.load_default(), None)
 
 
-def font_notice(font: LabelFont) -> str:
-    """The sentence saying that Chinese text was not drawn with `font`, and how to get a font that draws it."""
+def font_notice(font: LabelFont, lines: bool = False) -> str:
+    """The sentence saying that Chinese text was not drawn with `font` (as GB codes, or in text
+    lines as '?'), and how to get a font that draws it."""
+    shown = "Chinese characters in the text lines are shown as '?'" if lines else "Chinese labels are shown as GB codes"
     why = f"the font {font.path} has no Chinese characters" if font.path else "no installed font has Chinese characters"
-    return (f"Chinese labels are shown as GB codes and text lines with '?', because {why}: install a CJK font "
-            f"({FONT_PACKAGES}) or pass --font PATH (or set {FONT_ENV}).")
+    return f"{shown}, because {why}: install a CJK font ({FONT_PACKAGES}) or pass --font PATH (or set {FONT_ENV})."
 
 
 def _label_text(character: str, tag_code: int, drawable: bool) -> str:
@@ -297,10 +298,8 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
     """
     if count < 1 or columns < 1 or stages < 0:
         raise GntkitError(f"count and columns must be at least 1 and stages at least 0, found {count}, {columns}, {stages}.")
-    if not isinstance(preprocess, Preprocess):
-        settings = Preprocess(**{k: v for k, v in preprocess_settings(**(preprocess or {})).items() if v is not None})
-    else:
-        settings = preprocess
+    settings = preprocess if isinstance(preprocess, Preprocess) else Preprocess(
+        **{k: v for k, v in preprocess_settings(**(preprocess or {})).items() if v is not None})
     out_png = Path(out_png)
     if out_png.suffix.lower() != ".png":
         raise GntkitError(f"{out_png}: expected an output file name ending in .png, found {out_png.suffix or 'no suffix'}.")
@@ -315,11 +314,12 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
     if not images:
         raise GntkitError(f"{first}: expected samples to preview, found none.")
     labels, undrawn = _captions(entries, labels_font)
-    if _shows_lines(first, from_folder, sources):
+    lines = _shows_lines(first, from_folder, sources)
+    if lines:
         grid = draw_lines(images, labels, invert_display=invert, font=labels_font)
     else:
         grid = draw_grid(images, labels, columns, invert_display=invert, font=labels_font)
-    if stages and not from_folder and grid.info.get("kind") != "lines":
+    if stages and not from_folder and not lines:
         panel = _stages_panel(images[:stages], settings, labels_font)
         combined = Image.new("L", (max(grid.width, panel.width), grid.height + panel.height + 8), 255)
         combined.paste(grid, (0, 0))
@@ -329,4 +329,4 @@ def preview(source, out_png, *, count: int = 48, columns: int = 8, split: str | 
     grid.save(out_png)
     return {"path": str(out_png), "samples": len(images), "labels": labels,
             "font": str(labels_font.path) if labels_font.path else None,
-            "font_notice": font_notice(labels_font) if undrawn else None}
+            "font_notice": font_notice(labels_font, lines) if undrawn else None}
