@@ -135,7 +135,7 @@ def run(call: Callable):
 
 
 Sources = Annotated[list[Path], typer.Argument(help="Sources: .gnt and other CASIA / MNIST files, folders of them, "
-                                                    "or archives (read in place).", show_default=False, metavar="SOURCES")]
+                                                    "or archives (read in place).", show_default=False)]
 
 
 @app.command()

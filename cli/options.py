@@ -14,25 +14,30 @@ from gntkit.samples.splits import PRESETS
 from gntkit.shards.registry import DEFAULT_FORMAT, FORMATS
 
 
-class _FlagsWithoutValue:
-    """Help that shows flags without a value: typer prints `<bool>` beside `--raw` and
-    `--crop/--no-crop`, which reads as if they took one (`--raw true`)."""
+class _PlainHelp:
+    """Help that shows flags without a value and arguments in capitals: typer prints `<bool>`
+    beside `--raw` and `--crop/--no-crop`, which reads as if they took one (`--raw true`), and
+    `{sources}...` in the usage line."""
 
     def get_params(self, ctx):
-        """The parameters, flags given an empty metavar (the help's type column)."""
+        """The parameters: flags with an empty metavar (the help's type column), arguments named in capitals."""
         params = super().get_params(ctx)
         for param in params:
-            if getattr(param, "is_flag", False) and param.metavar is None:
+            if param.metavar is not None:
+                continue
+            if getattr(param, "is_flag", False):
                 param.metavar = ""
+            elif param.param_type_name == "argument":
+                param.metavar = param.name.upper()
         return params
 
 
-class Command(_FlagsWithoutValue, typer.core.TyperCommand):
-    """A gntkit command (typer's, with flags shown without a value)."""
+class Command(_PlainHelp, typer.core.TyperCommand):
+    """A gntkit command (typer's, with the help of `_PlainHelp`)."""
 
 
-class Group(_FlagsWithoutValue, typer.core.TyperGroup):
-    """A gntkit command group (typer's, with flags shown without a value)."""
+class Group(_PlainHelp, typer.core.TyperGroup):
+    """A gntkit command group (typer's, with the help of `_PlainHelp`)."""
 
 
 class Typer(typer.Typer):

@@ -49,6 +49,13 @@ def test_flags_show_no_value_in_the_help(command):
     assert "--help" in text and "<bool>" not in text
 
 
+@pytest.mark.parametrize("command", [("convert",), ("inspect",), ("preview",), ("verify",), ("demo",), ("charset", "show"), ("predict",)])
+def test_usage_lines_name_arguments_in_capitals(command):
+    usage = next(line for line in runner.invoke(app, [*command, "--help"], env=WIDE).output.splitlines() if "Usage:" in line)
+    arguments = re.findall(r"[{\[]([^\]}]+)[}\]]", usage.split("[OPTIONS]")[1])
+    assert arguments and all(name.isupper() for name in arguments), usage
+
+
 def test_convert_help_groups_its_options_and_names_the_sources_argument():
     output = runner.invoke(app, ["convert", "--help"], env=WIDE).output
     assert "[OPTIONS] {SOURCES}..." in output and "{sources}" not in output
