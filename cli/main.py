@@ -1,8 +1,10 @@
 """The `gntkit` command line: each command parses its options and calls library code.
 
-Exit codes: 0 success; 1 an internal error (a bug in gntkit, said so); 2 bad input or a
-failed check (one sentence on stderr, no traceback); 3 finished, but records were skipped
-or samples dropped (counted in the output); 130 interrupted.
+Exit codes: 0 success (also when the only samples dropped are text lines holding a character
+the source leaves unlabelled, tag code 0xFFFF: expected, still counted and reported); 1 an
+internal error (a bug in gntkit, said so); 2 bad input or a failed check (one sentence on
+stderr, no traceback); 3 finished, but damaged records were skipped or samples outside the
+charset dropped (counted in the output); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,15 +14,54 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+import gntkit
+from gntkit.cli.options import (
+    CONVERT_HELP,
+    FORMAT_DEFAULT,
+    BinarizeOption,
+    CharsetOption,
+    CompressionOption,
+    ContrastOption,
+    CropOption,
+    DenoiseOption,
+    FontOption,
+    HashSourcesOption,
+    InvertOption,
+    LineHeightOption,
+    MarginOption,
+    MaxLineWidthOption,
+    NameOption,
+    OnError,
+    OnErrorOption,
+    OnUnknown,
+    OnUnknownOption,
+    OutOption,
+    OverwriteOption,
+    PadOption,
+    ParallelOption,
+    PenWidthOption,
+    QuietOption,
+    RawOption,
+    ResumeOption,
+    ShardMbOption,
+    ShardRecordsOption,
+    SizeOption,
+    SplitOption,
+    SplitSeedOption,
+    StrokesOption,
+    ToOption,
+    Typer,
+    ValFractionOption,
+    WorkersOption,
+)
 from gntkit.errors import GntkitError
 from gntkit.samples.charset import BUILTIN_CHARSETS, builtin, resolve
-from gntkit.shards.registry import DEFAULT_FORMAT, FORMATS
+from gntkit.shards.registry import FORMATS
 from gntkit.tools.host_heap import tune_host_malloc
 from gntkit.training import evaluate as run_evaluate
 from gntkit.training import export as run_export
@@ -37,7 +78,9 @@ EXIT_BUG = 1
 EXIT_BAD_INPUT = 2
 EXIT_SKIPPED = 3
 
-app = typer.Typer(
+
+
+app = Typer(
     name="gntkit",
     help="Read CASIA HWDB .gnt handwriting archives exactly and fast, convert them to "
     f"{' / '.join(f.title for f in FORMATS.values())} shards, and train reference models.",
@@ -45,19 +88,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-charset_app = typer.Typer(help="List, show and export the built-in charsets.", no_args_is_help=True)
+charset_app = Typer(help="List, show and export the built-in charsets.", no_args_is_help=True)
 app.add_typer(charset_app, name="charset")
 
 
-class OnError(str, Enum):
-    raise_ = "raise"
-    skip = "skip"
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gntkit {gntkit.__version__}")
+        raise typer.Exit()
 
 
-class OnUnknown(str, Enum):
-    drop = "drop"
-    error = "error"
-    other = "other"
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print gntkit's version and exit.")] = False,
+):
+    """gntkit's own options, before the command."""
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT):
@@ -71,6 +117,9 @@ def run(call: Callable):
     try:
         return call()
     except GntkitError as exc:
+        if getattr(exc, "exit_code", None) == 0:  # nothing left to do (a resumed conversion that is complete): not a failure
+            typer.echo(str(exc))
+            raise typer.Exit(0) from None
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; partial outputs keep their .partial names and are not taken as complete.", 130)
@@ -166,94 +215,72 @@ def synth(
     typer.echo(f"wrote {len(paths)} file(s) to {out}")
 
 
-# typer takes a choice as an Enum: the output formats registered when the CLI is imported.
-Format = Enum("Format", {name: name for name in FORMATS}, type=str)
-_DEFAULT_FORMAT = Format(DEFAULT_FORMAT)
-
-_SPLIT_HELP = ("'all', a preset (hwdb1.0, hwdb1.1, hwdb1.2, olhwdb1.x, hwdb2.x, competition, icdar2013, archive: train/test from "
-               "the download names; see docs/casia.md), or ranges 'train=1001-1240,test=1241-1300'. Default: the format's (GNT: all; "
-               "MNIST: from the file names).")
-_COMPRESSION_HELP = "; ".join(f"{f.name}: {' or '.join(c for c in f.compressions if c)}"
-                              for f in FORMATS.values() if len(f.compressions) > 1) + " (default: none)."
-_TITLES = [f.title for f in FORMATS.values()]
-_CONVERT_HELP = ("Convert sources (.gnt and other CASIA / MNIST files, folders, archives) to "
-                 f"{', '.join(_TITLES[:-1])} or {_TITLES[-1]} shards with charset and manifest.")
-
-
 def _command_line() -> str | None:
     """The command as typed, for the manifest (None when not run as `gntkit`)."""
     return shlex.join(["gntkit", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("gntkit") else None
 
 
-# Options of `gntkit convert` whose declaration takes more than a line.
-OutOption = Annotated[str | None, typer.Option(help="Output folder, or a URL (s3://bucket/prefix, any fsspec URL: "
-                                                    "uploaded when complete). Default: <source name>-<format> here.")]
-CharsetOption = Annotated[str | None, typer.Option(help="gb2312-1 (3,755), gb2312 (6,763), data (every code seen, by code), "
-                                                        "or a charset.txt/.json. Default: the format's (GNT: gb2312-1).")]
-OnUnknownOption = Annotated[OnUnknown, typer.Option(help="Characters outside the charset: drop and count, error, "
-                                                         "or map to an 'other' class.")]
-SizeOption = Annotated[int | None, typer.Option(
-    help="Output image side S (S x S canvas). Default: the format's (GNT: 64; MNIST: 28, as stored).")]
-CropOption = Annotated[bool | None, typer.Option(
-    "--crop/--no-crop", help="Crop to the ink's bounding box before resizing (default: the format's).", show_default=False)]
-InvertOption = Annotated[bool | None, typer.Option(
-    "--invert/--no-invert", help="Ink bright on a 0 background (default: the format's).", show_default=False)]
-LineHeightOption = Annotated[int | None, typer.Option(
-    help="DGRL (text lines): height of every line image; width scaled alike (default 64).")]
-MaxLineWidthOption = Annotated[int | None, typer.Option(
-    help="DGRL (text lines): widest line image; wider lines are squeezed to it (default 2048).")]
-StrokesOption = Annotated[bool, typer.Option(
-    "--strokes", help="POT (online strokes): also write each sample's raw points and stroke lengths.")]
-PadOption = Annotated[bool, typer.Option("--pad", help="Resize as tf.image.resize_with_pad (aspect kept, zero padding), "
-                                                       "e.g. MNIST to 224.")]
-WorkersOption = Annotated[int | None, typer.Option(
-    help="Files decoded in parallel (default: all cores). Output is identical for any value.")]
-ParallelOption = Annotated[str, typer.Option(
-    help="How workers run: 'threads' (one process; the kernels release the GIL) or 'processes'.")]
-ResumeOption = Annotated[bool, typer.Option(
-    "--resume", help="Finish an interrupted run of the same command, keeping its finished shards.")]
-HashSourcesOption = Annotated[bool, typer.Option(
-    "--hash-sources/--no-hash-sources", help="Record every source file's sha256 in the manifest.")]
+# What `--raw true` leaves behind as a source: a flag's value that reads as a path.
+_FLAG_VALUES = {"true", "false", "yes", "no", "on", "off", "1", "0"}
 
 
-@app.command(help=_CONVERT_HELP)
+def _check_no_flag_values(sources: list[Path]) -> None:
+    """Exit 2 naming the cause when a missing source reads as a flag's value (`--raw true`)."""
+    for source in sources:
+        if str(source).lower() in _FLAG_VALUES and not source.exists():
+            fail(f"{source}: expected a source file or folder, found a word that reads as a flag's value: flags such as --raw, "
+                 "--denoise or --resume take no value (write --raw, not --raw true).")
+
+
+def _convert_exit_code(manifest: dict) -> int:
+    """0, or EXIT_SKIPPED when a damaged record was skipped or a sample dropped, except for text lines
+    dropped only for characters the source leaves unlabelled (0xFFFF): an expected, documented drop."""
+    if not manifest["lost_anything"]:
+        return 0
+    skipped = manifest["skipped"]
+    damaged = skipped["skipped_records"] or skipped["skipped_bytes"] or skipped["problems"]
+    only_unlabelled = not skipped["outside_charset"] and set(skipped["unknown_codes"]) <= {"0xFFFF"}
+    return EXIT_SKIPPED if damaged or not only_unlabelled else 0
+
+
+@app.command(help=CONVERT_HELP)
 def convert(
     sources: Sources,
-    to: Annotated[Format, typer.Option(help="Shard format.")] = _DEFAULT_FORMAT,
+    to: ToOption = FORMAT_DEFAULT,
     out: OutOption = None,
-    name: Annotated[str | None, typer.Option(help="Dataset name in shard file names (default: from the source).")] = None,
-    split: Annotated[str | None, typer.Option(help=_SPLIT_HELP)] = None,
-    val_fraction: Annotated[float, typer.Option(help="Move this fraction of the train writers to a 'val' split (seeded).")] = 0.0,
-    split_seed: Annotated[int, typer.Option(help="Seed of the validation writers.")] = 0,
+    name: NameOption = None,
+    split: SplitOption = None,
     charset: CharsetOption = None,
-    on_unknown: OnUnknownOption = OnUnknown.drop,
-    on_error: Annotated[OnError, typer.Option(help="Damaged records: raise (exit 2) or skip, count and report (exit 3).")] = OnError.raise_,
+    overwrite: OverwriteOption = False,
+    resume: ResumeOption = False,
+    quiet: QuietOption = False,
     size: SizeOption = None,
-    raw: Annotated[bool, typer.Option("--raw", help="Keep the original bitmaps losslessly (variable size); no preprocessing.")] = False,
-    margin: Annotated[int | None, typer.Option(help="Blank border in the canvas, pixels (default S/16 for GNT).")] = None,
+    raw: RawOption = False,
+    margin: MarginOption = None,
     crop: CropOption = None,
     invert: InvertOption = None,
-    binarize: Annotated[str | None, typer.Option(help="'otsu' or a fixed threshold 0..255 (default: keep grey levels).")] = None,
-    denoise: Annotated[bool, typer.Option("--denoise", help="Remove isolated specks.")] = False,
-    contrast: Annotated[bool, typer.Option("--contrast", help="Stretch each bitmap's grey range.")] = False,
-    pen_width: Annotated[float | None, typer.Option(help="POT (online strokes): pen width in pixels of the rendered bitmaps.")] = None,
+    binarize: BinarizeOption = None,
+    denoise: DenoiseOption = False,
+    contrast: ContrastOption = False,
+    pad: PadOption = False,
+    pen_width: PenWidthOption = None,
+    strokes: StrokesOption = False,
     line_height: LineHeightOption = None,
     max_line_width: MaxLineWidthOption = None,
-    strokes: StrokesOption = False,
-    pad: PadOption = False,
-    shard_records: Annotated[int | None, typer.Option(help="Start a new shard after this many records.")] = None,
-    shard_mb: Annotated[float, typer.Option(help="Start a new shard after about this many MB (MiB).")] = 128.0,
-    compression: Annotated[str | None, typer.Option(help=_COMPRESSION_HELP)] = None,
+    val_fraction: ValFractionOption = 0.0,
+    split_seed: SplitSeedOption = 0,
+    on_unknown: OnUnknownOption = OnUnknown.drop,
+    on_error: OnErrorOption = OnError.raise_,
     workers: WorkersOption = None,
     parallel: ParallelOption = "threads",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing gntkit output folder.")] = False,
-    resume: ResumeOption = False,
+    shard_records: ShardRecordsOption = None,
+    shard_mb: ShardMbOption = 128.0,
+    compression: CompressionOption = None,
     hash_sources: HashSourcesOption = True,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress on stderr.")] = False,
 ):
-    """Convert sources to shards of one output format with charset and manifest (help: _CONVERT_HELP)."""
+    """Convert sources to shards of one output format with charset and manifest (help: CONVERT_HELP)."""
+    _check_no_flag_values(sources)
     from gntkit.tools import compile_ahead  # no numpy or numba: the helper starts before they load
-
 
     if not (raw or pad):  # on a cold numba cache, preprocessing kernels compile in a helper from now on
         # Preprocess.edits, spelled out: importing gntkit.samples.preprocess loads numba, which would
@@ -274,8 +301,7 @@ def convert(
 
     manifest = run(call)
     typer.echo(conversion.conversion_summary(manifest))
-    if manifest["lost_anything"]:
-        raise typer.Exit(EXIT_SKIPPED)
+    raise typer.Exit(_convert_exit_code(manifest))
 
 
 @app.command()
@@ -327,26 +353,29 @@ def preview(
     binarize: Annotated[str | None, typer.Option(help="'otsu' or a threshold, for the stages view.")] = None,
     denoise: Annotated[bool, typer.Option("--denoise", help="Include denoising in the stages view.")] = False,
     contrast: Annotated[bool, typer.Option("--contrast", help="Include contrast stretching in the stages view.")] = False,
+    font: FontOption = None,
 ):
     """Draw a grid of samples with their labels (and optionally the preprocessing stages) to a PNG."""
     from gntkit.tools.preview import preview as run_preview  # numba and Pillow: off `gntkit --help`
 
     result = run(lambda: run_preview(source, out, count=count, columns=columns, split=split, stages=stages,
                                      preprocess={"size": size, "crop": True, "invert": True, "binarize": binarize, "denoise": denoise,
-                                                 "contrast": contrast}))
-    font = "characters drawn with a CJK font" if result["font"] else "no CJK font found: Chinese labels shown as tag codes"
-    typer.echo(f"wrote {result['path']}: {result['samples']} samples ({font})")
+                                                 "contrast": contrast}, font=font))
+    typer.echo(f"wrote {result['path']}: {result['samples']} samples")
+    if result["font_notice"]:
+        typer.echo(f"note: {result['font_notice']}", err=True)
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Argument(help="Folder to create for the sample corpus and its conversions.")] = Path("gntkit-demo"),
     workers: Annotated[int | None, typer.Option(help="Conversion processes (default: all cores).")] = None,
+    font: FontOption = None,
 ):
     """Run the main job on a built-in generated sample (no download): generate, inspect, convert to all formats, verify, preview."""
     from gntkit.tools.demo import run_demo  # numba: off `gntkit --help`
 
-    run(lambda: run_demo(out, workers=workers, log=typer.echo))
+    run(lambda: run_demo(out, workers=workers, font=font, log=typer.echo))
 
 
 # gntkit train's options are TrainConfig's fields (gntkit.training.cli_options builds them).

@@ -135,6 +135,7 @@ class ProgressBar:
         self.delay = delay
         self._closed = False
         self._next_draw = 0.0
+        self._plain_drawn = None  # (completed, fields) of the last plain line: the final line does not repeat it
         self._rich = None  # the rich.progress.Progress once the live bar is drawn
         self._task = None
         if not self.enabled:
@@ -182,12 +183,15 @@ class ProgressBar:
             self._draw(now, final=False)
 
     def close(self) -> None:
-        """Draw the final state (the last plain line, or the finished bar) and stop; safe to call twice."""
+        """Draw the final state (the last plain line, or the finished bar) and stop; safe to call twice.
+
+        A plain line already written for the final state is not written again."""
         if self._closed:
             return
         self._closed = True
         now = time.monotonic()
-        if self.enabled and now - self.started >= self.delay:
+        repeat = self.enabled and not self.terminal and self._plain_drawn == (self.completed, self.fields)
+        if self.enabled and now - self.started >= self.delay and not repeat:
             self._draw(now, final=True)
         if self._rich is not None:
             self._rich.stop()
@@ -201,6 +205,7 @@ class ProgressBar:
         line = format_status(self.completed, self.total, now - self.started, self.unit, self.fields)
         if self.description:
             line = f"{self.description}: {line}"
+        self._plain_drawn = (self.completed, dict(self.fields))
         file = self._console.file
         file.write(line + "\n")
         file.flush()

@@ -196,7 +196,10 @@ def test_cli_convert_inspect_preview_and_exit_codes(pages, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["convert", str(pages), "--to", "hdf5", "--out", str(tmp_path / "out"), "--line-height", "32",
                                  "--max-line-width", "150", "--quiet", "--no-hash-sources"])
-    assert result.exit_code == 3, result.output  # the 0xFFFF lines are dropped and counted: exit 3
+    # Lines holding characters the pages leave unlabelled (0xFFFF) are dropped as documented and
+    # counted; an expected drop, so exit 0 (damage or characters outside the charset exit 3).
+    assert result.exit_code == 0, result.output
+    assert "dropped 4 sample(s)" in result.output
     manifest = json.loads((tmp_path / "out" / "gntkit.json").read_text())
     assert manifest["preprocess"]["max_line_width"] == 150 and manifest["skipped"]["dropped_samples"] == 4
     assert runner.invoke(app, ["verify", str(tmp_path / "out")]).exit_code == 0

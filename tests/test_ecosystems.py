@@ -221,3 +221,16 @@ def test_tfds_metadata_file_is_not_taken_for_a_manifest(folders, tmp_path):
     with pytest.raises(GntkitError, match="found no gntkit.json"):
         datasets.open(copy)
 
+
+
+def test_old_layout_is_replaced_resumed_and_previewed_like_a_new_one(corpus, folders, tmp_path):
+    from gntkit.shards.convert import convert
+    from gntkit.shards.output import ConversionComplete
+    from gntkit.tools.preview import preview
+
+    old = _old_layout(folders["hdf5"], tmp_path / "old")
+    with pytest.raises(ConversionComplete, match="already complete"):
+        convert(corpus, old, to="hdf5", charset="data", resume=True)
+    assert preview(old, tmp_path / "grid.png", count=4)["samples"] == 4
+    convert(corpus, old, to="hdf5", charset="data", overwrite=True)  # an older gntkit output: replaced
+    assert (old / MANIFEST).is_file() and not (old / LEGACY_MANIFEST).exists()

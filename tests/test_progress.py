@@ -155,3 +155,31 @@ def test_inspect_and_verify_report_progress(tmp_path, corpus_c, capsys, monkeypa
     assert err[0].endswith(f"shards={summary['shards']}/{summary['shards']}") and summary["shards"] == 3
     verify.verify(out, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_a_plain_line_is_not_repeated_on_close(monkeypatch):
+    # Off a terminal, the line an update drew for the final state is not written again by close().
+    monkeypatch.setattr(progress_module, "PLAIN_INTERVAL", 0.0)
+    stream = io.StringIO()
+    with ProgressBar(3, unit="shards", stream=stream) as bar:
+        for _ in range(3):
+            bar.update(1)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and lines[-1].startswith("3/3 shards  100.0%")
+
+
+def test_verify_prints_its_final_progress_line_once(tmp_path, corpus_c, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gntkit.cli.main import app
+    from gntkit.shards import verify
+
+    monkeypatch.setattr(progress_module, "PLAIN_INTERVAL", 0.0)
+    monkeypatch.setattr(verify, "PROGRESS_DELAY", 0.0)
+    runner = CliRunner()
+    out = tmp_path / "o"
+    assert runner.invoke(app, ["convert", str(corpus_c), "--out", str(out), "--shard-records", "30", "--quiet"]).exit_code == 0
+    result = runner.invoke(app, ["verify", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("verify: ")]
+    assert [line.split("  ")[0] for line in lines] == ["verify: 30/72 records", "verify: 60/72 records", "verify: 72/72 records"]

@@ -17,12 +17,21 @@ import numpy as np
 import gntkit
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.samples.batch import SampleBatch
-from gntkit.shards.manifest import JOURNAL, MANIFEST, read_json, shard_name, write_json_atomic
+from gntkit.shards.manifest import JOURNAL, MANIFEST, manifest_path, read_json, shard_name, write_json_atomic
 from gntkit.shards.plan import ConversionPlan
 from gntkit.shards.registry import OutputFormat
 
 # Rough per-record overhead (keys, labels, framing) used to size shards by bytes.
 _RECORD_OVERHEAD = 96
+# Names an "exists and is not empty" message lists before "and N more".
+_LISTED_ENTRIES = 5
+
+
+class ConversionComplete(OutputExistsError):
+    """A resumed conversion whose folder is already complete: nothing to do. `exit_code` 0
+    tells the command line this is success, not a failure."""
+
+    exit_code = 0
 
 
 class SplitOutput:
@@ -141,29 +150,54 @@ class OutputFolder:
     def prepare(self, overwrite: bool, resume: bool) -> dict:
         """Create or clear the folder; return the journal's finished shards per split.
 
+        A folder holding nothing but the journal of a run that finished no shard (one that
+        failed early) is taken as empty.
+
         Raises:
-            OutputExistsError / GntkitError: a folder that must not be touched, a journal
-                of other settings, or a damaged journal (one sentence each).
+            ConversionComplete: resume of a folder whose conversion is complete.
+            OutputExistsError / GntkitError: a folder that must not be touched (the message
+                lists what it holds), a journal of other settings, or a damaged journal.
         """
         out_dir = self.path
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputExistsError(f"{out_dir}: expected an output folder, found a file.")
+        if out_dir.exists() and self._only_an_empty_journal():
+            self.journal_path.unlink()
         if out_dir.exists() and any(out_dir.iterdir()):
             if resume and self.journal_path.is_file():
                 return self._resume()
-            if resume and (out_dir / MANIFEST).is_file():
-                raise OutputExistsError(f"{out_dir}: this conversion is already complete ({MANIFEST} exists); nothing to resume.")
+            manifest = manifest_path(out_dir)
+            if resume and manifest is not None:
+                raise ConversionComplete(f"{out_dir}: this conversion is already complete ({manifest.name} exists); nothing to resume.")
             if not overwrite:
                 hint = " or --resume to finish the interrupted run" if self.journal_path.is_file() else ""
-                raise OutputExistsError(f"{out_dir}: the output folder exists and is not empty: pass --overwrite to replace it{hint}.")
-            if not ((out_dir / MANIFEST).is_file() or self.journal_path.is_file()):
+                raise OutputExistsError(f"{out_dir}: the output folder exists and is not empty (it holds {self._contents()}): "
+                                        f"pass --overwrite to replace it{hint}.")
+            if manifest is None and not self.journal_path.is_file():
                 raise OutputExistsError(
-                    f"{out_dir}: the folder exists and is not a gntkit output (no {MANIFEST} or journal), "
+                    f"{out_dir}: the folder exists and is not a gntkit output (no {MANIFEST} or journal; it holds {self._contents()}), "
                     "so --overwrite will not delete it: choose another folder."
                 )
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         return {}
+
+    def _only_an_empty_journal(self) -> bool:
+        """True when the folder holds only gntkit's journal, and it lists no finished shard."""
+        if [entry.name for entry in self.path.iterdir()] != [JOURNAL]:
+            return False
+        try:
+            shards = read_json(self.journal_path, "a gntkit resume journal").get("shards")
+        except GntkitError:
+            return False  # a damaged journal is reported where it is read
+        return isinstance(shards, dict) and all(entries == [] for entries in shards.values())
+
+    def _contents(self) -> str:
+        """What the folder holds, hidden entries included: a few names and a count."""
+        names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in self.path.iterdir())
+        listed = ", ".join(names[:_LISTED_ENTRIES])
+        more = f" and {len(names) - _LISTED_ENTRIES} more" if len(names) > _LISTED_ENTRIES else ""
+        return f"{len(names)} entr{'y' if len(names) == 1 else 'ies'}: {listed}{more}"
 
     def _resume(self) -> dict:
         journal = read_json(self.journal_path, "a gntkit resume journal")

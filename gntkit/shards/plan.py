@@ -14,7 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from gntkit.errors import GntkitError
+from gntkit.errors import GntkitError, require
 from gntkit.formats import get_format, source_suffixes
 from gntkit.formats.dgrl import DEFAULT_LINE_HEIGHT, DEFAULT_MAX_LINE_WIDTH
 from gntkit.formats.sources import Member, find_members
@@ -128,8 +128,16 @@ def _default_split(members: list[Member]) -> str:
     return splits.pop() if len(splits) == 1 else "all"
 
 
-def _check_options(options: dict) -> None:
+def _check_options(fmt: OutputFormat, options: dict) -> None:
+    """Raise GntkitError on a bad option or combination, before anything is written."""
     check_choice("parallel", options["parallel"], PARALLEL_CHOICES)
+    compression = options.get("compression")
+    if compression not in fmt.compressions:
+        accepted = " or ".join(c for c in fmt.compressions if c)
+        raise GntkitError(f"compression: {fmt.title} shards take {accepted + ' or none' if accepted else 'no compression'}, "
+                          f"found {compression!r}.")
+    if fmt.requires:
+        require(fmt.requires, fmt.requires, f"Writing {fmt.title} shards")
     for key in ("shard_records", "shard_bytes"):
         if options[key] is not None and (not isinstance(options[key], int) or options[key] < 1):
             raise GntkitError(f"{key} must be a whole number of at least 1, found {options[key]!r}.")
@@ -154,7 +162,7 @@ def plan_conversion(sources, out_dir=None, *, to: str = DEFAULT_FORMAT, name: st
         GntkitError: bad arguments, sources or charset.
     """
     fmt = output_format(to)
-    _check_options(options)
+    _check_options(fmt, options)
     source_list = [sources] if isinstance(sources, (str, Path)) else list(sources)
     members = find_members(source_list, on_error=options["on_error"])
     if options.get("strokes"):
