@@ -112,8 +112,17 @@ def fail(message: str, code: int = EXIT_BAD_INPUT):
     raise typer.Exit(code)
 
 
-def run(call: Callable):
-    """Call library code; bad input becomes one sentence and exit code 2, never a traceback."""
+# What Ctrl-C leaves behind, said by the command that was interrupted.
+INTERRUPTED = "interrupted."
+INTERRUPTED_CONVERSION = ("interrupted; partial shards keep their .partial names and are not taken as complete: "
+                          "the same command with --resume finishes the conversion.")
+INTERRUPTED_TRAINING = ("interrupted; the run folder keeps the checkpoint of the last finished epoch, if one finished: "
+                        "the same command with --resume continues from it, --overwrite starts again.")
+
+
+def run(call: Callable, interrupted: str = INTERRUPTED):
+    """Call library code; bad input becomes one sentence and exit code 2, never a traceback;
+    Ctrl-C says `interrupted` (what the command leaves behind) and exits 130."""
     try:
         return call()
     except GntkitError as exc:
@@ -122,7 +131,7 @@ def run(call: Callable):
             raise typer.Exit(0) from None
         fail(str(exc))
     except KeyboardInterrupt:
-        fail("interrupted; partial outputs keep their .partial names and are not taken as complete.", 130)
+        fail(interrupted, 130)
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         fail(f"{where}{exc.strerror or exc}.")
@@ -299,7 +308,7 @@ def convert(
                 parallel=parallel, overwrite=overwrite, resume=resume, progress=not quiet, hash_sources=hash_sources, strokes=strokes,
                 before_write=compile_ahead.before_convert, command=_command_line())
 
-    manifest = run(call)
+    manifest = run(call, INTERRUPTED_CONVERSION)
     typer.echo(conversion.conversion_summary(manifest))
     raise typer.Exit(_convert_exit_code(manifest))
 
@@ -400,7 +409,7 @@ def train(
 
     host_malloc = tune_host_malloc()
     summary = run(lambda: run_train(data, out, resume=resume, overwrite=overwrite, quiet=quiet,
-                                    host_malloc=host_malloc, **options))
+                                    host_malloc=host_malloc, **options), INTERRUPTED_TRAINING)
     best = summary.get("best_val_accuracy")
     best_text = f"best validation accuracy {best:.4f} (epoch {summary.get('best_epoch')})" if best is not None else "no validation split"
     typer.echo(f"run {summary['run_dir']}: {summary['epochs_completed']} epoch(s), {best_text}")

@@ -246,9 +246,11 @@ def feature_map_size(config: ModelConfig, image_size: int) -> int:
         side = _next_side(config, v, side)
         if side < 1:
             smallest = next(s for s in range(1, 4097) if _fits(config, s))
+            fitting = [name for name in model_names() if _fits(MODEL_CONFIGS[name], image_size)]
             raise GntkitError(
                 f"Model {config.name} needs images of at least {smallest}x{smallest} pixels, "
-                f"found {image_size}x{image_size}."
+                f"found {image_size}x{image_size}: choose a model for {image_size}x{image_size} images "
+                f"(--model {', '.join(fitting) or 'none of the registered ones'}) or convert at --size {smallest} or larger."
             )
     return side
 

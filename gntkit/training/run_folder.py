@@ -137,13 +137,14 @@ class RunFolder:
             if not self.run_file.is_file():
                 raise GntkitError(f"{self.path}: cannot resume, found no {self.RUN_FILE} (no earlier run here).")
             if not self.has_checkpoint("last"):
-                raise GntkitError(f"{self.path}: cannot resume, found no last checkpoint in {self.checkpoint_dir}.")
+                raise GntkitError(f"{self.path}: cannot resume, found no last checkpoint in {self.checkpoint_dir} (no epoch "
+                                  "finished): start the run again with --overwrite (overwrite=True).")
             return True
         if exists:
             if not overwrite:
                 raise OutputExistsError(
-                    f"{self.path}: the run folder already exists; pass resume to continue it "
-                    f"or overwrite to replace it."
+                    f"{self.path}: the run folder already exists; pass --resume (resume=True) to continue it "
+                    f"or --overwrite (overwrite=True) to replace it."
                 )
             if self.path.is_dir() and not self.run_file.is_file() and any(self.path.iterdir()):
                 # Never wipe a folder that is not a gntkit run (a typo could name $HOME).
