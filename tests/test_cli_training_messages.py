@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from idx_fixtures import write_mnist
 from typer.testing import CliRunner
 
 from gntkit.cli.main import app
+from idx_fixtures import write_mnist
 
 GNTKIT = str(Path(sys.executable).parent / "gntkit")
 
