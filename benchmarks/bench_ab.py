@@ -31,15 +31,19 @@ from corpus import make_corpus  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 TIMED = """
-import json, resource, shutil, sys, time
-try:
+import json, os, resource, shutil, sys, time
+import gntkit
+# Ask the tree itself which layout it has: an editable install would find a module missing
+# from an older tree in the installed one.
+if os.path.isdir(os.path.join(os.path.dirname(gntkit.__file__), "shards")):
     from gntkit.shards.convert import convert
-except ImportError:  # the layout before the stage packages
+else:  # the layout before the stage packages
     from gntkit.convert import convert
 src, out, to = sys.argv[1:4]
+split = sys.argv[4] if len(sys.argv) > 4 else None
 shutil.rmtree(out, ignore_errors=True)
 start, cpu = time.perf_counter(), time.process_time()
-manifest = convert(src, out, to=to, overwrite=True)
+manifest = convert(src, out, to=to, overwrite=True, split=split)
 seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({"seconds": seconds, "cpu": cpu, "samples": manifest["stats"]["samples_written"],
                   "shards": [s["sha256"] for split in manifest["splits"].values() for s in split["shards"]]}))
@@ -59,13 +63,14 @@ print(json.dumps({"seconds": seconds, "images": images, "rate": images / seconds
 """
 
 TIMED_TRAIN = """
-import json, shutil, sys, time
+import json, os, shutil, sys, time
+import gntkit
 import gntkit.training as training
 folder, out, framework = sys.argv[1:4]
-try:
+if os.path.isdir(os.path.join(os.path.dirname(gntkit.__file__), "tools")):
     from gntkit.tools.host_heap import tune_host_malloc  # the stage layout: the CLI tunes, so this run does
     options = {"host_malloc": tune_host_malloc()}
-except ImportError:  # before: every run_training call tuned malloc itself
+else:  # before: every run_training call tuned malloc itself
     options = {}
 shutil.rmtree(out, ignore_errors=True)
 start = time.perf_counter()
@@ -78,12 +83,14 @@ print(json.dumps({"seconds": seconds}))
 def _run(code_root: Path, script: str, *args) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code_root)}
     done = subprocess.run([sys.executable, "-c", script, *map(str, args)], env=env, cwd=code_root,
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_ab: a timed run in {code_root} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def timed_run(code_root: Path, src: str, out: Path, to: str) -> dict:
-    return _run(code_root, TIMED, src, out, to)
+def timed_run(code_root: Path, src: str, out: Path, to: str, split: str | None = None) -> dict:
+    return _run(code_root, TIMED, src, out, to, *([split] if split else []))
 
 
 def _convert_rows(args, corpus, work, old_root) -> dict:
@@ -102,10 +109,10 @@ def _convert_rows(args, corpus, work, old_root) -> dict:
     return results
 
 
-def _shards(root: Path, src, out: Path, records: int | None = None) -> Path:
-    """HDF5 shards of the corpus (or of its first files), written once by `root`'s code."""
+def _shards(root: Path, src, out: Path, split: str | None = None) -> Path:
+    """HDF5 shards of a corpus, written once by `root`'s code."""
     if not (out / "charset.txt").is_file():
-        timed_run(root, str(src), out, "hdf5")
+        timed_run(root, str(src), out, "hdf5", split)
     return out
 
 
@@ -124,7 +131,7 @@ def _loader_rows(args, corpus, work, old_root) -> dict:
 def _train_rows(args, work, old_root) -> dict:
     results = {}
     small = make_corpus(str(work / "ab-train-corpus"), records=args.train_records, writers=8, zip_too=False)
-    folder = _shards(old_root, small["folder"], work / "ab-train-hdf5")
+    folder = _shards(old_root, small["folder"], work / "ab-train-hdf5", "train=0-999999")
     for framework in ("torch", "tf"):
         for _ in range(args.rounds):
             for label, root in ((args.ref, old_root), ("this tree", ROOT)):
