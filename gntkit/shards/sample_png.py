@@ -21,6 +21,8 @@ from gntkit.samples.batch import SampleBatch
 RECORD_FIELDS = ["height", "key", "label", "tag_code", "width", "writer_id"]
 #: PNG signature + IHDR chunk: a tEXt chunk goes right after them
 _HEADER_BYTES = 8 + 25
+#: the IEND chunk every whole PNG ends with (Pillow decodes a PNG cut off after its image data)
+_IEND = b"\0\0\0\0IEND\xaeB`\x82"
 
 
 def sample_record(batch: SampleBatch, i: int, sequence: np.ndarray | None, ascii_only: bool = False) -> bytes:
@@ -67,8 +69,11 @@ def decode_png(data: bytes, where: str, keyword: str | None = None) -> tuple[np.
     """An 8-bit grayscale PNG as a 2-D uint8 array, and the text of its tEXt chunk `keyword` (None when absent).
 
     Raises:
-        FormatError: not a PNG Pillow decodes, or not grayscale; `where` names the file or key.
+        FormatError: not a whole PNG (cut off before its IEND chunk), one Pillow does not decode, or not
+            grayscale; `where` names the file or key.
     """
+    if not data.endswith(_IEND):
+        raise FormatError(where, None, "a PNG image ending in its IEND chunk", f"{len(data)} bytes ending in {bytes(data[-12:])!r}")
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.mode != "L":
