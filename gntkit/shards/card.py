@@ -91,6 +91,12 @@ def _how_to_load(manifest: dict, folder_name: str) -> list[str]:
     elif fmt == "tfrecord":
         lines += ["The shards are gzip-compressed TFRecord: read them with `tf.data.TFRecordDataset(files, compression_type=\"GZIP\")` "
                   "(TensorFlow Datasets reads uncompressed TFRecord only). `datasets.load_dataset` has no loader for TFRecord."]
+    elif fmt == "lmdb":
+        lines += ["Text-recognition toolkits (deep-text-recognition-benchmark, PARSeq, MMOCR) open each `*.lmdb` folder with "
+                  "`lmdb.open(folder, readonly=True, lock=False)`: keys `num-samples`, `image-%09d` (PNG), `label-%09d` (UTF-8 text)."]
+    elif fmt == "paddleocr":
+        lines += ["PaddleOCR's `SimpleDataSet` reads the `*.txt` label files (`image path<TAB>text`) with `data_dir` set to this folder; "
+                  "`charset.txt` serves as its `character_dict_path`."]
     else:
         lines += ["With h5py: each `.h5` shard holds one dataset per field (see `gntkit.json`). `datasets.load_dataset` does "
                   "not read this layout: use gntkit or h5py."]
