@@ -92,6 +92,32 @@ def read_json(path: str | Path, what: str) -> dict:
     return data
 
 
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def is_plain_name(name) -> bool:
+    """Whether a name from a manifest or journal is a plain file name: a non-empty str with no
+    path separator, no NUL, not "." or "..", and nothing that makes it absolute (a drive)."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+            and not os.path.isabs(name) and ":" not in name[:2])
+
+
+def check_file_name(name, where: str | Path, what: str, *, index: bool = False) -> str:
+    """Return a file name read from a manifest (or journal) after checking it names a file
+    inside the folder: a plain name, or `.gntkit-index/<plain name>` where `index` is True.
+
+    A manifest is data: a name such as `../../x` or `/etc/passwd` must never become a path.
+
+    Raises:
+        FormatError: any other name (one sentence naming the manifest and the field).
+    """
+    inner = name[len(INDEX_FOLDER) + 1:] if index and isinstance(name, str) and name.startswith(INDEX_FOLDER + "/") else name
+    if not is_plain_name(inner):
+        form = f"a plain file name or {INDEX_FOLDER}/<file name>" if index else "a plain file name"
+        raise FormatError(str(where), None, f"{what} to be {form} (no folder, '..', absolute path or NUL)", repr(name)[:120])
+    return name
+
+
 def is_gntkit_manifest(data) -> bool:
     """Whether parsed JSON is gntkit's manifest rather than TFDS's `dataset_info.json`.
 
@@ -169,10 +195,24 @@ def check_manifest(manifest: dict, path: str | Path) -> dict:
             if not isinstance(item, dict) or not isinstance(item.get("file"), str) or not isinstance(item.get("records"), int):
                 raise FormatError(str(path), None, f"shard {k} of split {split!r} to have a 'file' name and integer 'records'",
                                   repr(item)[:80])
+            _check_shard_entry(item, path, f"shard {k} of split {split!r}")
     charset = manifest["charset"]
     if not isinstance(charset, dict) or not isinstance(charset.get("num_classes"), int):
         raise FormatError(str(path), None, "a 'charset' object with an integer 'num_classes'", repr(charset)[:80])
+    for key in ("json", "file"):
+        if charset.get(key) is not None:
+            check_file_name(charset[key], path, f"the charset's {key!r} name")
     return manifest
+
+
+def _check_shard_entry(item: dict, path, what: str) -> None:
+    """The names in one shard entry are plain file names, its sha256 (a cache name's part) hex."""
+    check_file_name(item["file"], path, f"{what}'s file name")
+    if item.get("index") is not None:
+        check_file_name(item["index"], path, f"{what}'s index name", index=True)
+    digest = item.get("sha256")
+    if digest is not None and not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _SHA256_HEX):
+        raise FormatError(str(path), None, f"{what}'s sha256 as 64 hexadecimal digits", repr(digest)[:80])
 
 
 def choose_split(manifest: dict, split: str | None, where: str | Path) -> str:
