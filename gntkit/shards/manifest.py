@@ -12,6 +12,7 @@ either, telling gntkit's manifest from TFDS's by content.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -56,12 +57,39 @@ def brace_pattern(name: str, split: str, fmt: str | OutputFormat, total: int) ->
     return f"{name}-{split}-{number}.{fmt.extension}"
 
 
+class OutputWriteError(GntkitError):
+    """The output folder refused a write: full, over quota, read-only or gone. The files finished
+    before stay as they are, so the same command with --resume continues once the folder is fixed."""
+
+
+def output_write_error(exc: OSError, path: str | Path, detail: str = "") -> OutputWriteError:
+    """One sentence for a failed write into an output folder: the folder, the file, what the
+    system said, how far it got (`detail`), and that --resume continues."""
+    path = Path(path)
+    name = path.name[: -len(".partial")] if path.name.endswith(".partial") else path.name
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if not path.parent.is_dir():
+        reason = f"{reason}; the folder itself is gone"
+    return OutputWriteError(
+        f"{path.parent}: could not write {name} ({reason}){detail}; the shards finished before it are kept and the unfinished "
+        "file removed: make room (or restore the folder) and run the same command with --resume to continue.")
+
+
 def write_json_atomic(path: str | Path, data) -> None:
-    """Write JSON to `path` through a `.partial` file and a rename: readers never see half a file."""
+    """Write JSON to `path` through a `.partial` file and a rename: readers never see half a file.
+
+    Raises:
+        OutputWriteError: the folder refused the write (the file at `path` is left as it was).
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise output_write_error(exc, path) from None
 
 
 def read_json(path: str | Path, what: str) -> dict:
