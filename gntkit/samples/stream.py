@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import concurrent.futures.process
+import contextlib
 import hashlib
 import multiprocessing
 import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -302,10 +304,11 @@ def _pooled_batches(members: list[Member], args: tuple, workers: int, parallel: 
     queue = iter(members)
     finished = False
     try:
-        for member in queue:
-            pending.append(pool.submit(_member_job, member, *args))
-            if len(pending) >= 2 * workers:
-                break
+        with _signals_deferred(parallel == "processes"):  # the processes start now: see _signals_deferred
+            for member in queue:
+                pending.append(pool.submit(_member_job, member, *args))
+                if len(pending) >= 2 * workers:
+                    break
         while pending:
             try:
                 batches, member_report = pending.pop(0).result()
@@ -322,6 +325,23 @@ def _pooled_batches(members: list[Member], args: tuple, workers: int, parallel: 
         finished = True
     finally:
         _stop_pool(pool, pending, finished)
+
+
+@contextlib.contextmanager
+def _signals_deferred(active: bool):
+    """Hold SIGINT and SIGTERM back (blocked, not lost) while worker processes start: a process
+    started now inherits the blocked mask, so a Ctrl-C to the group cannot kill one half-started,
+    with a traceback, before it ignores signals itself (_worker_init). On leaving, a signal that
+    came meanwhile is delivered to this process as usual."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 def _stop_pool(pool, pending: list, finished: bool) -> None:
