@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from enum import Enum
@@ -66,14 +67,29 @@ def fail(message: str, code: int = EXIT_BAD_INPUT):
     raise typer.Exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the main thread is, so that it unwinds as Ctrl-C does."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+signal.signal(signal.SIGTERM, _terminate)  # from the start, as Ctrl-C is
+
+
 def run(call: Callable):
     """Call library code; bad input becomes one sentence and exit code 2, never a traceback."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return call()
     except GntkitError as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted; partial outputs keep their .partial names and are not taken as complete.", 130)
+    except KeyboardInterrupt as exc:
+        code, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up message
+        fail(f"{what}; partial outputs keep their .partial names and are not taken as complete: "
+             "run the same command with --resume to continue.", code)
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         fail(f"{where}{exc.strerror or exc}.")
@@ -434,7 +450,12 @@ def export(
 
 def main():
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except KeyboardInterrupt as exc:  # before or after a command's library call
+        code, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
+        typer.echo(f"error: {what}.", err=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":
