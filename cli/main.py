@@ -19,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from gntkit.cli import Interrupted, commands_loaded
 from gntkit.errors import GntkitError
 from gntkit.samples.charset import BUILTIN_CHARSETS, builtin, resolve
 from gntkit.shards.registry import DEFAULT_FORMAT, FORMATS
@@ -67,29 +68,16 @@ def fail(message: str, code: int = EXIT_BAD_INPUT):
     raise typer.Exit(code)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the main thread is, so that it unwinds as Ctrl-C does."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
-signal.signal(signal.SIGTERM, _terminate)  # from the start, as Ctrl-C is
-
-
 def run(call: Callable):
     """Call library code; bad input becomes one sentence and exit code 2, never a traceback."""
-    signal.signal(signal.SIGTERM, _terminate)
     try:
         return call()
     except GntkitError as exc:
         fail(str(exc))
-    except KeyboardInterrupt as exc:
-        code, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the clean-up message
-        fail(f"{what}; partial outputs keep their .partial names and are not taken as complete: "
-             "run the same command with --resume to continue.", code)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the message
+        fail(f"{_interrupt_words(exc)}; partial outputs keep their .partial names and are not taken as complete: "
+             "run the same command with --resume to continue.", getattr(exc, "exit_code", 130))
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         fail(f"{where}{exc.strerror or exc}.")
@@ -448,14 +436,21 @@ def export(
     typer.echo(f"wrote {path}")
 
 
+commands_loaded()
+
+
 def main():
     """Console-script entry point."""
     try:
         app()
-    except KeyboardInterrupt as exc:  # before or after a command's library call
-        code, what = (143, "terminated") if isinstance(exc, Terminated) else (130, "interrupted")
-        typer.echo(f"error: {what}.", err=True)
-        sys.exit(code)
+    except (KeyboardInterrupt, Interrupted) as exc:  # outside a command's library call
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        typer.echo(f"error: {_interrupt_words(exc)}; nothing was left half-written.", err=True)
+        sys.exit(getattr(exc, "exit_code", 130))
+
+
+def _interrupt_words(exc: BaseException) -> str:
+    return "terminated" if getattr(exc, "signum", None) == signal.SIGTERM else "interrupted"
 
 
 if __name__ == "__main__":
