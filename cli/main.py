@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Annotated
 import typer
 
 import gntkit
+from gntkit.cli import Interrupted, commands_loaded
 from gntkit.cli.options import (
     CONVERT_HELP,
     FORMAT_DEFAULT,
@@ -112,17 +114,17 @@ def fail(message: str, code: int = EXIT_BAD_INPUT):
     raise typer.Exit(code)
 
 
-# What Ctrl-C leaves behind, said by the command that was interrupted.
-INTERRUPTED = "interrupted."
-INTERRUPTED_CONVERSION = ("interrupted; partial shards keep their .partial names and are not taken as complete: "
+# What an interrupt leaves behind, said by the command that was interrupted (after "interrupted").
+INTERRUPTED = "."
+INTERRUPTED_CONVERSION = ("; partial shards keep their .partial names and are not taken as complete: "
                           "the same command with --resume finishes the conversion.")
-INTERRUPTED_TRAINING = ("interrupted; the run folder keeps the checkpoint of the last finished epoch, if one finished: "
+INTERRUPTED_TRAINING = ("; the run folder keeps the checkpoint of the last finished epoch, if one finished: "
                         "the same command with --resume continues from it, --overwrite starts again.")
 
 
 def run(call: Callable, interrupted: str = INTERRUPTED):
     """Call library code; bad input becomes one sentence and exit code 2, never a traceback;
-    Ctrl-C says `interrupted` (what the command leaves behind) and exits 130."""
+    Ctrl-C or SIGTERM says so and what the command leaves behind (`interrupted`), exit 130 or 143."""
     try:
         return call()
     except GntkitError as exc:
@@ -130,8 +132,9 @@ def run(call: Callable, interrupted: str = INTERRUPTED):
             typer.echo(str(exc))
             raise typer.Exit(0) from None
         fail(str(exc))
-    except KeyboardInterrupt:
-        fail(interrupted, 130)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the message
+        fail(f"{_interrupt_words(exc)}{interrupted}", getattr(exc, "exit_code", 130))
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         fail(f"{where}{exc.strerror or exc}.")
@@ -470,9 +473,21 @@ def export(
     typer.echo(f"wrote {path}")
 
 
+commands_loaded()
+
+
 def main():
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except (KeyboardInterrupt, Interrupted) as exc:  # outside a command's library call
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        typer.echo(f"error: {_interrupt_words(exc)}; nothing was left half-written.", err=True)
+        sys.exit(getattr(exc, "exit_code", 130))
+
+
+def _interrupt_words(exc: BaseException) -> str:
+    return "terminated" if getattr(exc, "signum", None) == signal.SIGTERM else "interrupted"
 
 
 if __name__ == "__main__":

@@ -180,3 +180,48 @@ def test_before_convert_installs_the_wait_and_stops_helpers_it_cannot_use(monkey
     plain = plan_conversion(small_corpus, tmp_path / "plain", charset="data", **options)
     compile_ahead.before_convert(plain)
     assert stopped == [True] and transform._before_kernels is compile_ahead.await_preprocess
+
+
+# A `gntkit/` folder in the current folder that must never be imported: it leaves a mark and fails.
+DECOY = """
+from pathlib import Path
+Path(__file__).resolve().parent.parent.joinpath("decoy-imported").write_text("the decoy gntkit package was imported")
+raise ImportError("decoy gntkit package imported")
+"""
+
+
+def _decoy_folder(tmp_path):
+    folder = tmp_path / "elsewhere"
+    (folder / "gntkit" / "tools").mkdir(parents=True)
+    (folder / "gntkit" / "__init__.py").write_text(DECOY)
+    (folder / "gntkit" / "tools" / "__init__.py").write_text(DECOY)
+    (folder / "gntkit" / "tools" / "compile_ahead.py").write_text(DECOY)
+    return folder
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="no helper runs with the JIT off")
+def test_the_helper_imports_the_running_package_not_one_in_the_current_folder(tmp_path):
+    # The helper is started from a folder holding another `gntkit/`: it must still run this
+    # checkout's code (it ends with 0 and the decoy leaves no mark).
+    folder = _decoy_folder(tmp_path)
+    script = ("import sys; sys.path.remove('') if '' in sys.path else None; from gntkit.tools import compile_ahead as c; "
+              "c._usable_cores = lambda: 2; print(c.start_preprocess_helper(), c._pending['preprocess'].wait())")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(compile_ahead.__file__)))
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": os.path.dirname(root)}
+    env.pop("GNTKIT_COMPILE_AHEAD", None)
+    done = subprocess.run([sys.executable, "-c", script], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert done.stdout.split() == ["True", "True"], done.stderr[-2000:]
+    assert not (folder / "decoy-imported").exists()
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="no helper runs with the JIT off")
+def test_a_first_conversion_from_a_folder_with_a_decoy_package(tmp_path, small_corpus):
+    folder = _decoy_folder(tmp_path)
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env.pop("GNTKIT_COMPILE_AHEAD", None)
+    cli = os.path.join(os.path.dirname(sys.executable), "gntkit")
+    done = subprocess.run([cli, "convert", str(small_corpus), "--out", str(tmp_path / "out"), "--charset", "data", "--quiet"],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (folder / "decoy-imported").exists()
+    assert (tmp_path / "out" / "gntkit.json").is_file()

@@ -73,13 +73,15 @@ def test_unpack_bits_order_padding_and_polarity():
 def test_names_sniffing_and_member_ids(tmp_path):
     data = page_bytes(1, 16)
     assert sniff_format(data[:64], len(data)).NAME == "dgrl"
-    assert dgrl.writer_id("HWDB2.0Train/001-P16.dgrl") == "001-P16"
+    assert dgrl.writer_id("HWDB2.0Train/001-P16.dgrl") == "001"
+    assert dgrl.member_key("HWDB2.0Train/001-P16.dgrl") == "001-P16"
     assert dgrl.writer_and_page("x/001-P16.dgrl") == ("001", "16")
     from gntkit.formats.sources import find_members
 
     write_dgrl_corpus(tmp_path, writers=2, pages=2)
     members = find_members(tmp_path)
-    assert [m.writer_id for m in members] == ["001-P01", "001-P02", "002-P01", "002-P02"]
+    assert [m.writer_id for m in members] == ["001", "001", "002", "002"]
+    assert [m.key_base for m in members] == ["001-P01", "001-P02", "002-P01", "002-P02"]
     assert {m.format for m in members} == {"dgrl"}
 
 
@@ -200,7 +202,7 @@ def test_damaged_zip_member_is_skipped_whole_and_counted(tmp_path):
     zip_path.write_bytes(bytes(raw))
     report = StreamReport()
     batches = list(iter_batches(zip_path, fixture_charset(), None, on_error="skip", report=report))
-    assert {w for b in batches for w in b.writer_ids} == {"001-P01"} and report.skipped_records == 1
+    assert {w for b in batches for w in b.writer_ids} == {"001"} and report.skipped_records == 1
     assert "002-P01.dgrl" in report.problems[0].path
     with pytest.raises(FormatError, match="002-P01.dgrl"):
         list(iter_batches(zip_path, fixture_charset(), None))

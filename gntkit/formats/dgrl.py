@@ -26,9 +26,10 @@ usual packing (as PIL's mode "1" and numpy.unpackbits) but equally unconfirmed. 
 public reader handles 8 bits per pixel only.
 
 A record of this format is one text LINE (SAMPLE_KIND = "line"): its label is a sequence of
-codes, not one tag code, and its image has variable width. The member id of a page is its file
-stem (`001-P16.dgrl` -> "001-P16": writer 001, page 16), so keys "001-P16/3" (line 3) stay unique
-across the pages of one writer; the writer alone ("001") travels in each batch's meta["writer"].
+codes, not one tag code, and its image has variable width. A page's writer id is the writer number
+in its file name (`001-P16.dgrl` -> "001": one person, however many pages), so splits keep all of
+a writer's pages on one side; its keys start with the page's stem (`member_key`: "001-P16/3" for
+line 3), unique across the pages of one writer. meta["writer"] and meta["page"] carry both parts.
 Lines are few (10-13 a page), so the index is built by a plain loop that checks every length
 against the bytes present; the bitmaps are numpy slices (8 bpp) or numpy.unpackbits (1 bpp).
 """
@@ -362,7 +363,7 @@ class DgrlFile:
 
 def writer_and_page(name: str) -> tuple[str, str]:
     """(writer, page) from a DGRL file name: `001-P16.dgrl` -> ("001", "16"); ("stem", "") otherwise."""
-    stem = writer_id(name)
+    stem = member_key(name)
     match = _PAGE_NAME.match(stem)
     return (match.group(1), match.group(2)) if match else (stem, "")
 
@@ -381,8 +382,14 @@ def sniff(head: bytes, size: int) -> bool:
 
 
 def writer_id(name: str) -> str:
-    """Member id from a DGRL file name: the page's stem, `001-P16.dgrl` -> "001-P16" (one page
-    per member: the writer alone would repeat across a writer's pages)."""
+    """Writer id from a DGRL file name: the person's number, `001-P16.dgrl` -> "001" (the whole
+    stem for a name without a page part)."""
+    return writer_and_page(name)[0]
+
+
+def member_key(name: str) -> str:
+    """What a page's sample keys start with: its stem, `001-P16.dgrl` -> "001-P16" (the writer
+    alone would repeat across a writer's pages)."""
     stem = name.replace("\\", "/").rsplit("/", 1)[-1]
     if stem.lower().endswith(SUFFIX):
         stem = stem[: -len(SUFFIX)]

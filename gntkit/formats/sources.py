@@ -55,9 +55,10 @@ class Member:
         format: the registry name of its format ("gnt", ...).
         layers: (container name, inner name) from the outermost archive inwards.
         companions: other members this one is read with (e.g. an image file's labels).
-        key_prefix: what sample keys start with when it is not the writer id (a writer's
-            second format in one conversion: HWDB1.1 `1001-c.gnt` and OLHWDB1.1 `1001.pot`
-            are the same person, so the POT keys read `1001.pot/17`).
+        key_prefix: what sample keys start with when it is not the writer id: a DGRL page's
+            stem (`001-P16`, one of a writer's pages), or a writer's second format in one
+            conversion (HWDB1.1 `1001-c.gnt` and OLHWDB1.1 `1001.pot` are the same person, so
+            the POT keys read `1001.pot/17`).
         lost: for a stretch of a damaged archive that could not be recovered (on_error="skip"),
             the gntkit.containers.ArchiveLoss saying what was lost; reading it raises. Its
             writer id is "" when the member's name is lost too.
@@ -321,10 +322,19 @@ def find_members(sources, on_error: str = "raise") -> list[Member]:
             raise GntkitError(f"A source must be a path, found {type(source).__name__}.")
         members.extend(_members_of(Path(source), on_error))
     lost = [m for m in members if m.lost is not None]  # hold no samples: neither paired nor keyed
-    members = _assemble([m for m in members if m.lost is None])
+    members = _assemble([_with_member_key(m) for m in members if m.lost is None])
     members = _check_writers(members) + lost
-    members.sort(key=lambda m: (writer_sort_key(m.writer_id), _format_rank(m.format)))
+    members.sort(key=lambda m: (writer_sort_key(m.writer_id), _format_rank(m.format), m.key_base))
     return members
+
+
+def _with_member_key(member: Member) -> Member:
+    """The member with its format's own key start, for formats that hold several files of one
+    writer (a DGRL page: keys "001-P16/3", writer "001")."""
+    member_key = getattr(get_format(member.format), "member_key", None)
+    if member_key is None:
+        return member
+    return dataclasses.replace(member, key_prefix=member_key(member.inner or member.name))
 
 
 def _format_rank(name: str) -> int:
@@ -340,10 +350,11 @@ def _check_writers(members: list[Member]) -> list[Member]:
     seen: dict[tuple, Member] = {}
     formats: dict[str, set] = {}
     for member in members:
-        key = (member.writer_id, member.format)
+        key = (member.key_base, member.format)
         if key in seen:
+            what = "Writer id" if member.key_base == member.writer_id else "Page"
             raise GntkitError(
-                f"Writer id {member.writer_id} appears twice, in {seen[key].name} and {member.name}: "
+                f"{what} {member.key_base} appears twice, in {seen[key].name} and {member.name}: "
                 "each writer's file may be given once (sample keys are writer/record)."
             )
         seen[key] = member
@@ -353,6 +364,6 @@ def _check_writers(members: list[Member]) -> list[Member]:
         mine = formats[member.writer_id]
         first = min(mine, key=_format_rank)
         if len(mine) > 1 and member.format != first:
-            member = dataclasses.replace(member, key_prefix=f"{member.writer_id}.{member.format}")
+            member = dataclasses.replace(member, key_prefix=f"{member.key_base}.{member.format}")
         out.append(member)
     return out

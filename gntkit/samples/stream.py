@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import concurrent.futures.process
+import contextlib
 import hashlib
 import multiprocessing
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -217,6 +220,10 @@ def resolve_members(sources, on_error: str = "raise") -> list[Member]:
 
 
 def _worker_init():
+    # Ctrl-C (and a SIGTERM to the group) reaches every process: the parent alone handles them
+    # (it ends the workers), so a worker prints no traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # The processes already use every core: numba threads inside each would only contend.
     import numba
 
@@ -292,31 +299,66 @@ def _pooled_batches(members: list[Member], args: tuple, workers: int, parallel: 
         # Processes import the main module again (forkserver): a script without a main guard breaks them.
         context = multiprocessing.get_context("forkserver")
         pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
-    with pool:
-        # A bounded window of files in flight keeps memory flat however fast workers are.
-        pending = []
-        queue = iter(members)
-        try:
+    # A bounded window of files in flight keeps memory flat however fast workers are.
+    pending = []
+    queue = iter(members)
+    finished = False
+    try:
+        with _signals_deferred(parallel == "processes"):  # the processes start now: see _signals_deferred
             for member in queue:
                 pending.append(pool.submit(_member_job, member, *args))
                 if len(pending) >= 2 * workers:
                     break
-            while pending:
-                try:
-                    batches, member_report = pending.pop(0).result()
-                except concurrent.futures.process.BrokenProcessPool:
-                    raise GntkitError(
-                        "The worker processes stopped before finishing: when gntkit is called from a script, put the call "
-                        "under `if __name__ == '__main__':` (worker processes import the main module), or pass workers=1."
-                    ) from None
-                report.merge(member_report)
-                next_member = next(queue, None)
-                if next_member is not None:
-                    pending.append(pool.submit(_member_job, next_member, *args))
-                yield from batches
-        finally:
-            for future in pending:  # an error or a closed generator: do not decode the rest
-                future.cancel()
+        while pending:
+            try:
+                batches, member_report = pending.pop(0).result()
+            except concurrent.futures.process.BrokenProcessPool:
+                raise GntkitError(
+                    "The worker processes stopped before finishing: when gntkit is called from a script, put the call "
+                    "under `if __name__ == '__main__':` (worker processes import the main module), or pass workers=1."
+                ) from None
+            report.merge(member_report)
+            next_member = next(queue, None)
+            if next_member is not None:
+                pending.append(pool.submit(_member_job, next_member, *args))
+            yield from batches
+        finished = True
+    finally:
+        _stop_pool(pool, pending, finished)
+
+
+@contextlib.contextmanager
+def _signals_deferred(active: bool):
+    """Hold SIGINT and SIGTERM back (blocked, not lost) while worker processes start: a process
+    started now inherits the blocked mask, so a Ctrl-C to the group cannot kill one half-started,
+    with a traceback, before it ignores signals itself (_worker_init). On leaving, a signal that
+    came meanwhile is delivered to this process as usual."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+
+
+def _stop_pool(pool, pending: list, finished: bool) -> None:
+    """Shut a decoding pool down; after an error, an interrupt or a closed generator, without
+    waiting for the files in flight: their futures are cancelled and worker processes ended."""
+    if finished:
+        pool.shutdown(wait=True)
+        return
+    for future in pending:
+        future.cancel()
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:  # a worker mid-file would otherwise finish it first (it ignores SIGTERM)
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join(timeout=5)
 
 
 @dataclass(frozen=True)

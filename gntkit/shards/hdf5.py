@@ -15,8 +15,11 @@ by the functions that use it, never by `import gntkit.shards.writer`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import re
 
 import numpy as np
 
@@ -33,6 +36,11 @@ from gntkit.shards.writer import PixelView, ShardWriter
 IMAGE_CHUNK_BYTES = 256 * 1024
 #: Rows per chunk of the per-record datasets.
 RECORD_CHUNK_ROWS = 16384
+#: Free bytes kept beyond a batch's own before h5py may write it: an unfinished image chunk,
+#: the per-record chunks and HDF5's metadata, all written late (see HDF5Writer._check_room).
+_ROOM_RESERVE = 2 * IMAGE_CHUNK_BYTES + 2 * 1024 * 1024
+#: Bytes per record beyond its pixels: labels, sizes, codes and the three strings.
+_RECORD_BYTES = 128
 
 #: per-record datasets: name -> (dtype, SampleBatch attribute or None for strings)
 _NUMERIC = (("heights", "int32"), ("widths", "int32"), ("labels", "int64"), ("tag_codes", "uint16"))
@@ -133,7 +141,22 @@ class HDF5Writer(ShardWriter):
             offsets[0] = 0
         self._datasets = {name: f[name] for name in f}
 
+    def _check_room(self, nbytes: int) -> None:
+        """Raise ENOSPC before h5py writes, when the folder lacks room for nbytes (plus chunks and
+        metadata): HDF5 fails badly mid-write on a full disk (its metadata cache then faults the
+        process as the file closes), so the writer stops while the file is still whole."""
+        stat = os.statvfs(os.path.dirname(os.path.abspath(self.partial_path)))
+        if stat.f_bavail * stat.f_frsize < nbytes + _ROOM_RESERVE:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.partial_path)
+
     def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
+        self._check_room(int(pixels.offsets[-1] - pixels.offsets[0]) + _RECORD_BYTES * len(batch))
+        try:
+            self._write_columns(batch, pixels)
+        except (OSError, RuntimeError) as exc:  # HDF5 reports a failed write(2) in its message: errno = N
+            raise _os_error(exc, self.partial_path) from None
+
+    def _write_columns(self, batch: SampleBatch, pixels: PixelView) -> None:
         if not self._datasets:
             self._create_datasets(self.raw, self.image_size)
         start, n = self.records, len(batch)
@@ -202,6 +225,13 @@ class HDF5Writer(ShardWriter):
             self._pending = images[whole:].copy()
 
     def _finish(self) -> tuple[int, None]:
+        self._check_room(0 if self._pending is None else self._pending.nbytes)
+        try:
+            return self._complete()
+        except (OSError, RuntimeError) as exc:
+            raise _os_error(exc, self.partial_path) from None
+
+    def _complete(self) -> tuple[int, None]:
         pending = self._pending
         if pending is not None:  # the last, partial chunk (the dataset's extent already covers it)
             self._datasets["images"][self.records - len(pending):self.records] = pending
@@ -209,13 +239,32 @@ class HDF5Writer(ShardWriter):
         if not self._datasets:  # an empty shard still has the documented datasets (raw layout when unknown)
             self._create_datasets(bool(self.raw) if self.raw is not None else True, self.image_size)
         self._file.attrs["num_records"] = self.records
+        # A flush that fails leaves the file open and whole for _discard; a close that fails would
+        # leave HDF5's state broken until the process ends (it then faults).
+        self._file.flush()
         self._file.close()
         return os.path.getsize(self.partial_path), None
 
     def _discard(self) -> None:
         file = getattr(self, "_file", None)
-        if file is not None and file.id.valid:
+        if file is None:
+            return
+        # Closing flushes HDF5's metadata, and a file whose flush failed stays open in the library,
+        # which flushes it again as the process exits: give the blocks back first, so that every
+        # flush finds room on a full disk (the file is deleted next anyway).
+        with contextlib.suppress(OSError):
+            os.truncate(self.partial_path, 0)
+        if file.id.valid:
             file.close()
+
+
+def _os_error(exc: Exception, path: str) -> Exception:
+    """The OSError inside an HDF5 error message (`errno = 28`) without HDF5's internals, else the error itself."""
+    found = re.search(r"errno = (\d+)", str(exc))
+    if found is None:
+        return exc
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), path)
 
 
 def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False, lines: bool = False) -> dict:

@@ -12,6 +12,7 @@ either, telling gntkit's manifest from TFDS's by content.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -56,12 +57,39 @@ def brace_pattern(name: str, split: str, fmt: str | OutputFormat, total: int) ->
     return f"{name}-{split}-{number}.{fmt.extension}"
 
 
+class OutputWriteError(GntkitError):
+    """The output folder refused a write: full, over quota, read-only or gone. The files finished
+    before stay as they are, so the same command with --resume continues once the folder is fixed."""
+
+
+def output_write_error(exc: OSError, path: str | Path, detail: str = "") -> OutputWriteError:
+    """One sentence for a failed write into an output folder: the folder, the file, what the
+    system said, how far it got (`detail`), and that --resume continues."""
+    path = Path(path)
+    name = path.name[: -len(".partial")] if path.name.endswith(".partial") else path.name
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if not path.parent.is_dir():
+        reason = f"{reason}; the folder itself is gone"
+    return OutputWriteError(
+        f"{path.parent}: could not write {name} ({reason}){detail}; the shards finished before it are kept and the unfinished "
+        "file removed: make room (or restore the folder) and run the same command with --resume to continue.")
+
+
 def write_json_atomic(path: str | Path, data) -> None:
-    """Write JSON to `path` through a `.partial` file and a rename: readers never see half a file."""
+    """Write JSON to `path` through a `.partial` file and a rename: readers never see half a file.
+
+    Raises:
+        OutputWriteError: the folder refused the write (the file at `path` is left as it was).
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise output_write_error(exc, path) from None
 
 
 def read_json(path: str | Path, what: str) -> dict:
@@ -90,6 +118,32 @@ def read_json(path: str | Path, what: str) -> dict:
     if not isinstance(data, dict):
         raise FormatError(str(path), None, f"{what} as a JSON object", f"a JSON {type(data).__name__}")
     return data
+
+
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def is_plain_name(name) -> bool:
+    """Whether a name from a manifest or journal is a plain file name: a non-empty str with no
+    path separator, no NUL, not "." or "..", and nothing that makes it absolute (a drive)."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
+            and not os.path.isabs(name) and ":" not in name[:2])
+
+
+def check_file_name(name, where: str | Path, what: str, *, index: bool = False) -> str:
+    """Return a file name read from a manifest (or journal) after checking it names a file
+    inside the folder: a plain name, or `.gntkit-index/<plain name>` where `index` is True.
+
+    A manifest is data: a name such as `../../x` or `/etc/passwd` must never become a path.
+
+    Raises:
+        FormatError: any other name (one sentence naming the manifest and the field).
+    """
+    inner = name[len(INDEX_FOLDER) + 1:] if index and isinstance(name, str) and name.startswith(INDEX_FOLDER + "/") else name
+    if not is_plain_name(inner):
+        form = f"a plain file name or {INDEX_FOLDER}/<file name>" if index else "a plain file name"
+        raise FormatError(str(where), None, f"{what} to be {form} (no folder, '..', absolute path or NUL)", repr(name)[:120])
+    return name
 
 
 def is_gntkit_manifest(data) -> bool:
@@ -169,10 +223,24 @@ def check_manifest(manifest: dict, path: str | Path) -> dict:
             if not isinstance(item, dict) or not isinstance(item.get("file"), str) or not isinstance(item.get("records"), int):
                 raise FormatError(str(path), None, f"shard {k} of split {split!r} to have a 'file' name and integer 'records'",
                                   repr(item)[:80])
+            _check_shard_entry(item, path, f"shard {k} of split {split!r}")
     charset = manifest["charset"]
     if not isinstance(charset, dict) or not isinstance(charset.get("num_classes"), int):
         raise FormatError(str(path), None, "a 'charset' object with an integer 'num_classes'", repr(charset)[:80])
+    for key in ("json", "file"):
+        if charset.get(key) is not None:
+            check_file_name(charset[key], path, f"the charset's {key!r} name")
     return manifest
+
+
+def _check_shard_entry(item: dict, path, what: str) -> None:
+    """The names in one shard entry are plain file names, its sha256 (a cache name's part) hex."""
+    check_file_name(item["file"], path, f"{what}'s file name")
+    if item.get("index") is not None:
+        check_file_name(item["index"], path, f"{what}'s index name", index=True)
+    digest = item.get("sha256")
+    if digest is not None and not (isinstance(digest, str) and len(digest) == 64 and set(digest) <= _SHA256_HEX):
+        raise FormatError(str(path), None, f"{what}'s sha256 as 64 hexadecimal digits", repr(digest)[:80])
 
 
 def choose_split(manifest: dict, split: str | None, where: str | Path) -> str:

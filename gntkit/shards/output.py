@@ -17,7 +17,7 @@ import numpy as np
 import gntkit
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.samples.batch import SampleBatch
-from gntkit.shards.manifest import JOURNAL, MANIFEST, manifest_path, read_json, shard_name, write_json_atomic
+from gntkit.shards.manifest import JOURNAL, MANIFEST, check_file_name, manifest_path, read_json, shard_name, write_json_atomic
 from gntkit.shards.plan import ConversionPlan
 from gntkit.shards.registry import OutputFormat
 
@@ -214,7 +214,7 @@ class OutputFolder:
             )
         for entries in shards.values():
             for entry in entries:
-                path = self.path / entry["file"]
+                path = self.path / check_file_name(entry["file"], self.journal_path, "a finished shard's name")
                 if not path.is_file() or path.stat().st_size != entry["bytes"]:
                     found = "no file" if not path.is_file() else f"{path.stat().st_size} bytes"
                     raise GntkitError(f"{path}: the journal lists this finished shard ({entry['bytes']} bytes) but found {found}: "

@@ -24,6 +24,7 @@ from gntkit.samples.batch import SampleBatch
 from gntkit.samples.lines import check_lines
 from gntkit.samples.strokes import check_strokes
 from gntkit.shards.digest import sha256_file
+from gntkit.shards.manifest import output_write_error
 from gntkit.shards.registry import output_format
 
 
@@ -225,7 +226,12 @@ class ShardWriter:
         self._closed = False
         self._failed: str | None = None
         self._result: dict | None = None
-        self._open()
+        try:
+            self._open()
+        except OSError as exc:  # the folder is full, read-only or gone before the first byte
+            self._closed = True
+            self._discard_quietly()
+            raise self._write_error(exc) from None
 
     # -- subclass hooks -------------------------------------------------------------
     def _open(self) -> None:
@@ -274,6 +280,9 @@ class ShardWriter:
         self.raw, self.image_size = raw, image_size
         try:
             self._write_batch(batch, pixels)
+        except OSError as exc:  # a full, read-only or vanished output folder
+            self._failed = f"{type(exc).__name__}: {exc}"
+            raise self._write_error(exc) from None
         except BaseException as exc:
             self._failed = f"{type(exc).__name__}: {exc}"
             raise
@@ -317,8 +326,11 @@ class ShardWriter:
                 os.replace(self.index_path + ".partial", self.index_path)
                 index_name = os.path.basename(self.index_path)
             os.replace(self.partial_path, self.path)
+        except OSError as exc:
+            self._discard_quietly()
+            raise self._write_error(exc) from None
         except BaseException:
-            self._remove_partials()
+            self._discard_quietly()
             raise
         self._result = {"records": self.records, "bytes": size, "sha256": sha256, "index": index_name}
         return self._result
@@ -328,10 +340,7 @@ class ShardWriter:
         if self._result is not None:
             return
         self._closed = True
-        try:
-            self._discard()
-        finally:
-            self._remove_partials()
+        self._discard_quietly()
 
     def __enter__(self):
         return self
@@ -344,6 +353,22 @@ class ShardWriter:
         return False
 
     # -- shared helpers -------------------------------------------------------------
+    def _write_error(self, exc: OSError) -> GntkitError:
+        """The one sentence for a write the output folder refused (see output_write_error)."""
+        return output_write_error(exc, self.partial_path, f" after {self.records:,} of its records")
+
+    def _discard_quietly(self) -> None:
+        """Release the handles and remove the partial files after a failed write; a folder that
+        refuses even that (read-only, gone) leaves nothing more to do."""
+        try:
+            self._discard()
+        except Exception:  # noqa: S110 - the write already failed and is being reported
+            pass
+        try:
+            self._remove_partials()
+        except OSError:
+            pass
+
     def _remove_partials(self) -> None:
         for partial in (self.partial_path, self.index_path and self.index_path + ".partial"):
             if partial and os.path.exists(partial):

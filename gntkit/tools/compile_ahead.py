@@ -178,12 +178,25 @@ def start_preprocess_helper(edited: bool = False) -> bool:
         if numba_config is not None and numba_config.CACHE_DIR:  # gntkit.jit's fallback: the helper uses the same folder
             env["NUMBA_CACHE_DIR"] = str(numba_config.CACHE_DIR)
         try:
-            process = subprocess.Popen([sys.executable, "-m", "gntkit.tools.compile_ahead", json.dumps({"group": group})], env=env,
+            process = subprocess.Popen([sys.executable, "-c", helper_command(), json.dumps({"group": group})], env=env,
                                        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
             return False
         _pending[group] = Ahead(process)
         return True
+
+
+# The folder that holds the running gntkit package: the helper imports gntkit from there and
+# nowhere else. `python -m` would put the current folder first on sys.path, so a `gntkit/`
+# folder there (another checkout, say) would run instead, and its kernels would miss the cache.
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def helper_command() -> str:
+    """The `python -c` program of a helper: sys.path[0] (the current folder for -c) becomes the
+    running package's root folder, then the helper runs from this very module."""
+    return (f"import sys; sys.path[0] = {_PACKAGE_ROOT!r}; "
+            "import json; from gntkit.tools.compile_ahead import _helper; _helper(json.loads(sys.argv[1]))")
 
 
 def await_kernels(group: str) -> None:
