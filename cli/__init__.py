@@ -46,6 +46,22 @@ def _is_the_program() -> bool:
     return os.path.basename(program) == "gntkit" or program.endswith(os.path.join("cli", "main.py"))
 
 
+def _raise_again(hook_args) -> None:
+    """An Interrupted raised while Python code ran inside a C callback (numba's compiler calls
+    back into Python) is swallowed there, with a printed traceback: send the signal again, so that
+    it unwinds at the next point it can, and print nothing."""
+    if isinstance(hook_args.exc_value, Interrupted):
+        signal.raise_signal(hook_args.exc_value.signum)
+        return
+    sys.__unraisablehook__(hook_args)
+
+
 if _is_the_program():
     signal.signal(signal.SIGINT, _interrupted)
     signal.signal(signal.SIGTERM, _interrupted)
+    sys.unraisablehook = _raise_again
+    # When an interrupt ends a conversion whose decoding workers were killed mid-file, the
+    # pool's named semaphores may never be unlinked by this process; multiprocessing's resource
+    # tracker (a separate process, started with these -W options) unlinks them as it should, and
+    # would also print a UserWarning about them after the command's one sentence.
+    sys.warnoptions.append("ignore:resource_tracker:UserWarning")

@@ -182,7 +182,10 @@ def test_stream_skip_counts_damaged_pages_and_lines(tmp_path):
     report = StreamReport()
     batches = list(iter_batches(tmp_path, fixture_charset(), None, on_error="skip", report=report))
     assert sum(len(b) for b in batches) == 3 + 2
-    assert report.skipped_records == 1 + 1 and len(report.problems) == 2 and report.lost_anything
+    # The truncated line counts as one record; the page with no header holds an unknown number.
+    assert report.skipped_records == 1 and len(report.problems) == 2 and report.lost_anything
+    assert [p.records_unknown for p in report.problems] == [False, True]
+    assert "an unknown number of records in 40 bytes" in report.problems[1].found
     with pytest.raises(FormatError, match="002-P01.dgrl"):
         list(iter_batches(tmp_path, fixture_charset(), None))
 
@@ -202,8 +205,10 @@ def test_damaged_zip_member_is_skipped_whole_and_counted(tmp_path):
     zip_path.write_bytes(bytes(raw))
     report = StreamReport()
     batches = list(iter_batches(zip_path, fixture_charset(), None, on_error="skip", report=report))
-    assert {w for b in batches for w in b.writer_ids} == {"001"} and report.skipped_records == 1
-    assert "002-P01.dgrl" in report.problems[0].path
+    # Its deflate stream is damaged: the member's bytes cannot be read, so its records cannot be counted.
+    assert {w for b in batches for w in b.writer_ids} == {"001"} and len(report.problems) == 1
+    assert "002-P01.dgrl" in report.problems[0].path and report.problems[0].records_unknown
+    assert "an unknown number of records" in report.summary()
     with pytest.raises(FormatError, match="002-P01.dgrl"):
         list(iter_batches(zip_path, fixture_charset(), None))
 

@@ -61,7 +61,16 @@ def test_an_interrupt_at_any_moment_ends_cleanly_and_resumes(corpus, uninterrupt
             pytest.fail(f"{parallel}: still running 20 s after the signal at {moment} s")
         assert time.monotonic() - started < 10
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-        if process.returncode != 0:  # a fast machine may have finished first
+        if process.returncode == -sig:
+            # The signal's default action ended it (a shell reports 128 + the signal, as for the
+            # others): it landed while Python was starting, before gntkit's handler, or while LLVM
+            # compiled a kernel with its own signal handlers in place, or after the conversion
+            # had finished. What is there is complete and right, or --resume (below) finishes it
+            # byte-identical.
+            assert err == "", err
+            if (out / "gntkit.json").exists():
+                assert _digests(out) == uninterrupted
+        elif process.returncode != 0:  # a fast machine may have finished first
             assert process.returncode == code and err.count("\n") == 1 and err.startswith("error: "), err
         deadline = time.monotonic() + 5
         while _group_alive(process.pid) and time.monotonic() < deadline:
