@@ -87,6 +87,12 @@ class Backend:
         """A writer with scalars(dict, step), images(tag, uint8 (N, S, S), step), close()."""
         raise NotImplementedError
 
+    def sample_images(self, train_batches, count: int = 8) -> np.ndarray:
+        """uint8 (N <= count, S, S) on the host: the first training images, read by the main process alone."""
+        for images, _ in train_batches:
+            return np.asarray(images)[:count]
+        return np.zeros((0, 1, 1), np.uint8)
+
     def augmented_preview(self, images) -> np.ndarray:
         """uint8 (N, S, S): `images` as the training step sees them after augmentation."""
         return np.asarray(images)
@@ -98,6 +104,9 @@ class Backend:
 
     def barrier(self) -> None:
         """Wait for every process."""
+
+    def wait_saved(self) -> None:
+        """Wait until the checkpoints written in the background are on disk."""
 
     def close(self) -> None:
         """Release what the backend started (process groups)."""
@@ -148,6 +157,13 @@ def train_epoch(steps, batches, config: TrainConfig, *, epoch: int, steps_per_ep
             "lr": lr, "steps": done}
 
 
+def batch_line(config: TrainConfig, devices: int) -> str:
+    """The log line that says how the global batch (--batch-size) is split over the devices."""
+    per_device = max(1, config.batch_size // max(1, devices))
+    return (f"batch size {config.batch_size} (global): {per_device} per device on {devices} device(s)"
+            + ("" if config.batch_size % max(1, devices) == 0 else f" ({per_device * devices} per step)"))
+
+
 def _open_data(backend, config, data_dir, arrays, classes, preprocess):
     if data_dir is not None:
         return backend.open_shards(config, data_dir)
@@ -181,11 +197,10 @@ def _write_run_files(backend, run, config, facts, resumed, start_epoch, data_dir
 
 def _log_samples(backend, writer, train_batches) -> None:
     """A few training images, as stored and as augmented, into TensorBoard (step 0)."""
-    for images, _ in train_batches:
-        images = np.asarray(images)[:8]
+    images = backend.sample_images(train_batches)
+    if len(images):
         writer.images("samples/stored", images, 0)
         writer.images("samples/augmented", backend.augmented_preview(images), 0)
-        return
 
 
 class _Epochs:
@@ -269,6 +284,7 @@ def run_training(backend: Backend, config: TrainConfig, out_dir, *, data_dir=Non
     for line in startup_messages(config, facts, backend.label, backend.device_text, val_batches is not None,
                                  resume, start_epoch):
         epochs.log(line)
+    epochs.log(batch_line(config, backend.world_size))
     t0 = time.perf_counter()
     try:
         if epochs.writer is not None and start_epoch == 0:
