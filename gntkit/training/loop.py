@@ -108,6 +108,10 @@ class Backend:
     def wait_saved(self) -> None:
         """Wait until the checkpoints written in the background are on disk."""
 
+    def device_batches(self, batches):
+        """`batches` as the steps take them (a backend may copy them to its device ahead of the step)."""
+        return batches
+
     def close(self) -> None:
         """Release what the backend started (process groups)."""
 
@@ -166,9 +170,11 @@ def batch_line(config: TrainConfig, devices: int) -> str:
 
 def _open_data(backend, config, data_dir, arrays, classes, preprocess):
     if data_dir is not None:
-        return backend.open_shards(config, data_dir)
-    rank, shares = backend.rank_share()
-    return array_sources(arrays, classes, preprocess, config, rank, shares)
+        train, val, facts = backend.open_shards(config, data_dir)
+    else:
+        rank, shares = backend.rank_share()
+        train, val, facts = array_sources(arrays, classes, preprocess, config, rank, shares)
+    return backend.device_batches(train), (backend.device_batches(val) if val is not None else None), facts
 
 
 def _resume_state(backend, run: RunFolder, config: TrainConfig, early: EarlyStopping) -> int:
@@ -238,7 +244,8 @@ class _Epochs:
         improved = self.early.improved(monitored)
         self.stopped_early = self.early.step(monitored, epoch + 1) and va is not None
         state = {"epoch": epoch + 1, "early_stopping": self.early.state(), "config": config.to_json()}
-        backend.save(run.checkpoint_dir, "last", state, with_optimizer=True)
+        if (epoch + 1) % config.save_every == 0 or epoch + 1 == config.epochs or self.stopped_early:
+            backend.save(run.checkpoint_dir, "last", state, with_optimizer=True)
         if improved:
             backend.save(run.checkpoint_dir, "best", state, with_optimizer=False)
         if backend.is_main:
@@ -296,6 +303,7 @@ def run_training(backend: Backend, config: TrainConfig, out_dir, *, data_dir=Non
     finally:
         if epochs.writer is not None:
             epochs.writer.close()
+    backend.wait_saved()
     backend.barrier()
     rows = read_metrics(run.metrics_file) if backend.is_main else epochs.rows
     return summarize(run, config, rows, backend.parameters, epochs.stopped_early, time.perf_counter() - t0)
