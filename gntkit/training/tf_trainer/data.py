@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import gntkit.datasets as datasets
 from gntkit.datasets import tf as datasets_tf
-from gntkit.errors import require
+from gntkit.errors import GntkitError, require
 from gntkit.training import batches as batch_facts
 from gntkit.training.config import TrainConfig, pick_val_split
 
@@ -106,7 +106,14 @@ def num_workers(strategy) -> int:
 
 
 def open_sources(config: TrainConfig, data_dir, strategy):
-    """Return (train ShardSource, validation ShardSource or None, data facts) over shards."""
+    """Return (train ShardSource, validation ShardSource or None, data facts) over shards.
+
+    Raises:
+        GntkitError: `--loader gpu` (a torch loader; tf.data prefetches to the devices itself).
+    """
+    if config.loader != "host":
+        raise GntkitError("--loader gpu is a PyTorch loader: with --framework tf use --loader host "
+                          "(tf.data reads the shards and prefetches to the devices).")
     train_set = datasets.open(data_dir, config.train_split)
     val_split = pick_val_split(batch_facts.splits_in(data_dir), config.val_split, config.train_split)
     train = ShardSource(data_dir, config.train_split, config.batch_size, True, config.seed, strategy, len(train_set))
