@@ -77,7 +77,9 @@ class Distributed:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world_size)))
+        # torchrun says how many ranks share this machine; other launchers may not (a rank then knows
+        # of itself and of the local ranks below it).
+        self.local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.local_rank + 1)))
         self.device = resolve_device(device_name, self.local_rank, self.local_ranks)
         self.started_group = False
         if self.world_size > 1:
