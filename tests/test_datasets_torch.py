@@ -222,3 +222,47 @@ def test_to_float_and_random_affine():
         random_affine(images)
     with pytest.raises(GntkitError, match="std must be positive"):
         to_float(images, std=0)
+
+
+def test_persistent_workers_follow_the_epoch_and_restart_after_an_interrupted_pass(sets, truth):
+    shards = datasets.open(sets["hdf5"])
+    loader = make_loader(sets["hdf5"], batch_size=BATCH, seed=2, num_workers=2, rank=1, world_size=2)
+    first = run_epoch(loader, truth)
+    workers = loader._loader
+    assert workers is not None
+    assert first == plan(shards, 1, 2, epoch=0, seed=2)
+    assert run_epoch(loader, truth) == plan(shards, 1, 2, epoch=1, seed=2)  # the same workers, told the new epoch
+    assert loader._loader is workers
+    loader.set_epoch(5)
+    head = []
+    for images, labels in loader:  # an interrupted pass: batches in flight are dropped with its workers
+        head.append(identify(truth, images.numpy(), labels.numpy()))
+        if len(head) == 2:
+            break
+    assert loader._loader is None
+    assert head + run_epoch(loader, truth) == plan(shards, 1, 2, epoch=5, seed=2)
+    assert loader.num_samples() == len(sum(plan(shards, 1, 2, seed=2), []))
+    no_persistence = make_loader(sets["hdf5"], batch_size=BATCH, seed=2, num_workers=1, persistent_workers=False)
+    run_epoch(no_persistence, truth)
+    assert no_persistence._loader is None
+
+
+def test_gpu_resident_loader_can_hold_only_its_ranks_share(sets, truth):
+    world = 3
+    seen = []
+    for rank in range(world):
+        resident = GpuResidentLoader(sets["tfrecord"], batch_size=BATCH, seed=6, device="cpu", rank=rank, world_size=world,
+                                     hold="rank")
+        share = -(-TRAIN // world)
+        assert resident.images.shape == (share, SIZE, SIZE) and resident.num_samples() == share
+        epochs = [run_epoch(resident, truth) for _ in range(2)]
+        assert epochs[0] != epochs[1] and sorted(sum(epochs[0], [])) == sorted(sum(epochs[1], []))
+        assert len(epochs[0]) == len(resident) == len(make_loader(sets["tfrecord"], batch_size=BATCH, rank=rank,
+                                                                  world_size=world))
+        seen += sum(epochs[0], [])
+    assert sorted(set(seen)) == list(range(TRAIN))  # the shares cover the split; padding repeats a few
+    one = GpuResidentLoader(sets["tfrecord"], batch_size=BATCH, seed=6, device="cpu", hold="rank")
+    whole = GpuResidentLoader(sets["tfrecord"], batch_size=BATCH, seed=6, device="cpu")
+    assert run_epoch(one, truth) == run_epoch(whole, truth)  # one rank: both modes give the same batches
+    with pytest.raises(GntkitError, match="hold must be one of split, rank"):
+        GpuResidentLoader(sets["tfrecord"], device="cpu", hold="all")

@@ -6,9 +6,12 @@
 - `ShardStream`: `IterableDataset` of ready batches (uint8 (B, S, S), int64 (B,)) that
   reads each batch in bulk; with `streaming=True` it reads whole shards sequentially.
 - `make_loader(...)` -> `ShardLoader`: a DataLoader over `ShardStream` with `set_epoch`,
-  `state_dict` / `load_state_dict` (resume mid-epoch) and optional transfer to a device.
-- `GpuResidentLoader`: the whole split in device memory as uint8, batches by index on
-  the device.
+  `state_dict` / `load_state_dict` (resume mid-epoch), persistent workers, pinned
+  memory and optional transfer to a device.
+- `GpuResidentLoader` (from gntkit.datasets.torch_resident): the split (or one rank's
+  share of it) in device memory as uint8, batches by index on the device.
+- `DevicePrefetcher`, `host_to_device` (from gntkit.datasets.torch_prefetch): batches and
+  host arrays copied to the device from pinned memory without a wait, one batch ahead.
 - `to_float`, `random_affine` (from gntkit.datasets.torch_ops): conversion / normalisation and light
   augmentation on the device.
 
@@ -22,7 +25,7 @@ import time
 
 import numpy as np
 
-from gntkit.datasets import ShardSet, as_shardset, check_count, check_even, check_rank, epoch_order, rank_share, shuffle_mode
+from gntkit.datasets import ShardSet, as_shardset, check_count, check_even, epoch_order, rank_share, shuffle_mode
 from gntkit.errors import GntkitError, require
 
 # This module is the PyTorch adapter: torch is its one heavy import, with the one-sentence
@@ -31,6 +34,8 @@ torch = require("torch", "torch", "The PyTorch data loaders (gntkit.datasets.tor
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info  # noqa: E402 - after require's hint
 
 from gntkit.datasets.torch_ops import random_affine, to_float  # noqa: E402 - after require's hint
+from gntkit.datasets.torch_prefetch import DevicePrefetcher, host_to_device  # noqa: E402 - after require's hint
+from gntkit.datasets.torch_resident import EpochState, GpuResidentLoader, default_rank, rank_device  # noqa: E402 - after require's hint
 
 __all__ = [
     "ShardDataset",
@@ -39,29 +44,13 @@ __all__ = [
     "ShardLoader",
     "make_loader",
     "GpuResidentLoader",
+    "DevicePrefetcher",
+    "host_to_device",
+    "rank_device",
     "to_float",
     "random_affine",
     "default_rank",
 ]
-
-
-def default_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
-    """(rank, world_size): the given values, else torch.distributed's when initialised, else (0, 1).
-
-    Raises:
-        GntkitError: only one of rank / world_size given without torch.distributed, or rank out of range.
-    """
-    dist = torch.distributed
-    if rank is None or world_size is None:
-        if dist.is_available() and dist.is_initialized():
-            rank = dist.get_rank() if rank is None else rank
-            world_size = dist.get_world_size() if world_size is None else world_size
-        elif rank is None and world_size is None:
-            rank, world_size = 0, 1
-        else:
-            raise GntkitError("Give both rank and world_size (or neither, to take them from torch.distributed), "
-                              f"found rank={rank}, world_size={world_size}.")
-    return check_rank(rank, world_size)
 
 
 class ShardDataset(Dataset):
@@ -171,17 +160,22 @@ class ShardStream(IterableDataset):
         self.epoch = 0
         self.start_batch = 0
         self._ring = None  # set by ShardLoader while it starts its workers
+        self._position = None  # (epoch, start_batch) in shared memory, for a ShardLoader's persistent workers
         self.batches_per_epoch = self.shards.num_batches(self.batch_size, self.world_size, self.drop_last, even, self.rank)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Iterate epoch `epoch` next, starting at batch `start_batch` of this rank's epoch."""
         self.epoch = check_count("epoch", epoch)
         self.start_batch = check_count("start_batch", start_batch)
+        if self._position is not None:
+            self._position[0], self._position[1] = self.epoch, self.start_batch
 
     def __len__(self) -> int:
         return max(self.batches_per_epoch - self.start_batch, 0)
 
     def __iter__(self):
+        if self._position is not None:  # a persistent worker: the main process set the epoch after it started
+            self.epoch, self.start_batch = (int(v) for v in self._position.tolist())
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         plan = self.shards.batch_plan(self.batch_size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, rank=self.rank,
@@ -254,62 +248,20 @@ def _as_is(item):
     return item
 
 
-class _EpochState:
-    """Epoch / position bookkeeping shared by ShardLoader and GpuResidentLoader."""
-
-    epoch: int
-    batch: int
-    seed: int
-    batch_size: int
-    rank: int
-    world_size: int
-
-    def set_epoch(self, epoch: int) -> None:
-        """Start epoch `epoch` (its own order) at its first batch on the next iteration."""
-        self.epoch = check_count("epoch", epoch)
-        self.batch = 0
-
-    def state_dict(self) -> dict:
-        """Where the loader stands: epoch and the number of batches of it already delivered."""
-        return {"epoch": self.epoch, "batch": self.batch, "seed": self.seed, "shuffle": self.shuffle, "batch_size": self.batch_size,
-                "rank": self.rank, "world_size": self.world_size, "num_records": self._num_records, "drop_last": self.drop_last,
-                "even": self.even}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Continue from a `state_dict()`: the next iteration yields the batch after the last one delivered.
-
-        Raises:
-            GntkitError: the state comes from a loader with a different seed, batch size,
-                world size, shuffle, drop_last, even or number of records.
-        """
-        if not isinstance(state, dict) or "epoch" not in state or "batch" not in state:
-            raise GntkitError(f"load_state_dict needs a dict from state_dict() with 'epoch' and 'batch', found {state!r:.80}.")
-        mine = self.state_dict()
-        for key in ("seed", "shuffle", "batch_size", "world_size", "num_records", "drop_last", "even"):
-            if key in state and state[key] != mine[key]:
-                raise GntkitError(f"Cannot resume: the saved loader state has {key}={state[key]!r}, this loader has {key}={mine[key]!r}.")
-        self.epoch = check_count("epoch", state["epoch"])
-        batch = check_count("batch", state["batch"])
-        if batch > len(self):
-            raise GntkitError(f"Cannot resume at batch {batch}: an epoch of this loader has {len(self)} batches.")
-        self.batch = batch
-
-    def _finish_epoch(self) -> None:
-        self.epoch += 1
-        self.batch = 0
-
-
-class ShardLoader(_EpochState):
+class ShardLoader(EpochState):
     """Batches of one split for one rank, from `make_loader`.
 
     Iterating yields (uint8 tensor (B, S, S), int64 tensor (B,)) on `device` (CPU when
     None). A completed pass advances `epoch` by one; an interrupted pass (break, or a
     `load_state_dict`) continues where it stopped on the next iteration. `set_epoch(e)`
-    starts epoch e from its first batch.
+    starts epoch e from its first batch. With `persistent_workers` the worker processes
+    (and their batch ring) live from the first pass to the loader's end and learn each
+    pass's epoch and position through shared memory; an interrupted pass stops them (its
+    batches in flight are dropped) and the next pass starts new ones.
     """
 
     def __init__(self, stream: ShardStream, num_workers: int, device, pin_memory: bool, prefetch_factor: int | None, timeout: float,
-                 multiprocessing_context):
+                 multiprocessing_context, persistent_workers: bool = True):
         self.stream = stream
         self.shards = stream.shards
         self.num_workers = num_workers
@@ -318,6 +270,8 @@ class ShardLoader(_EpochState):
         self.prefetch_factor = prefetch_factor
         self.timeout = timeout
         self.multiprocessing_context = multiprocessing_context
+        self.persistent_workers = bool(persistent_workers) and num_workers > 0
+        self._loader = self._ring = None  # the persistent DataLoader and its batch ring
         self.seed, self.batch_size, self.rank, self.world_size = stream.seed, stream.batch_size, stream.rank, stream.world_size
         self.shuffle, self.drop_last, self.even = stream.shuffle, stream.drop_last, stream.even
         self._num_records = len(stream.shards)
@@ -328,10 +282,15 @@ class ShardLoader(_EpochState):
         """Batches in one epoch on this rank (the same on every rank unless even="none")."""
         return self.stream.batches_per_epoch
 
-    def __iter__(self):
-        self.stream.set_epoch(self.epoch, self.batch)
+    def num_samples(self) -> int:
+        """Samples this rank sees per epoch."""
+        return len(rank_share(np.zeros(self._num_records, np.int64), self.rank, self.world_size, self.even))
+
+    def _data_loader(self):
+        """(DataLoader, batch ring or None) of this pass: the persistent ones, or new ones."""
+        if self._loader is not None:
+            return self._loader, self._ring
         workers = self.num_workers
-        # A new DataLoader (and batch ring) per pass: workers get the current epoch and position when they start.
         extra = {"prefetch_factor": self.prefetch_factor} if workers and self.prefetch_factor else {}
         if workers and self.multiprocessing_context is not None:
             extra["multiprocessing_context"] = self.multiprocessing_context
@@ -340,13 +299,35 @@ class ShardLoader(_EpochState):
             self.shards.prepare()  # forked workers inherit open shards and loaded kernels
             slots = (self.prefetch_factor or 2) + 2
             ring = _BatchRing(workers, slots, self.batch_size, self.shards.image_size)
+        if self.persistent_workers:
+            self.stream._position = torch.zeros(2, dtype=torch.int64).share_memory_()
+            self.stream.set_epoch(self.epoch, self.batch)
+        loader = DataLoader(self.stream, batch_size=None, num_workers=workers, collate_fn=_as_is,
+                            pin_memory=self.pin_memory and ring is None, timeout=self.timeout,
+                            persistent_workers=self.persistent_workers, **extra)
+        if self.persistent_workers:
+            self._loader, self._ring = loader, ring
+        return loader, ring
+
+    def __iter__(self):
+        self.stream.set_epoch(self.epoch, self.batch)
+        loader, ring = self._data_loader()
         self.stream._ring = ring
         try:
-            loader = DataLoader(self.stream, batch_size=None, num_workers=workers, collate_fn=_as_is,
-                                pin_memory=self.pin_memory and ring is None, timeout=self.timeout, **extra)
-            batches = iter(loader)  # starts the workers, which take the stream with the ring
+            batches = iter(loader)  # starts (or resumes) the workers, which take the stream with the ring
         finally:
             self.stream._ring = None  # the stream stays usable on its own
+        finished = False
+        try:
+            yield from self._deliver(batches, ring)
+            finished = True
+        finally:
+            if not finished:  # batches of the interrupted pass are in flight: the next pass starts new workers
+                self._loader = self._ring = None
+        self._finish_epoch()
+
+    def _deliver(self, batches, ring):
+        """The pass's batches, images copied out of the ring (pinned if asked), on `device` if set."""
         for item in batches:
             if ring is not None:
                 worker, slot, count, labels = item
@@ -358,13 +339,12 @@ class ShardLoader(_EpochState):
                 labels = labels.to(self.device, non_blocking=True)
             self.batch += 1  # counted before the yield: a delivered batch is not delivered again on resume
             yield images, labels
-        self._finish_epoch()
 
 
 def make_loader(source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0, num_workers: int = 0,
                 rank: int | None = None, world_size: int | None = None, drop_last: bool = False, device=None, *,
                 even: str = "pad", streaming: bool = False, pin_memory: bool | None = None, prefetch_factor: int | None = 4,
-                timeout: float = 0, multiprocessing_context=None) -> ShardLoader:
+                timeout: float = 0, multiprocessing_context=None, persistent_workers: bool = True) -> ShardLoader:
     """A loader of (uint8 (B, S, S), int64 (B,)) batches from one split, for one rank.
 
     Args:
@@ -385,6 +365,8 @@ def make_loader(source, split: str | None = None, batch_size: int = 256, shuffle
         streaming: read whole shards sequentially instead of random access.
         pin_memory: default True when device is CUDA.
         prefetch_factor: batches each worker keeps ready.
+        persistent_workers: keep the worker processes from one pass to the next (with
+            num_workers > 0), instead of starting them for every epoch.
         timeout, multiprocessing_context: passed to DataLoader.
 
     Returns:
@@ -398,54 +380,5 @@ def make_loader(source, split: str | None = None, batch_size: int = 256, shuffle
     device = torch.device(device) if device is not None else None
     if pin_memory is None:
         pin_memory = device is not None and device.type == "cuda"
-    return ShardLoader(stream, num_workers, device, bool(pin_memory), prefetch_factor, timeout, multiprocessing_context)
-
-
-class GpuResidentLoader(_EpochState):
-    """The whole split in device memory as uint8; shuffled batches are gathered by index on the device.
-
-    Loading reads the split shard by shard into one (N, S, S) uint8 device tensor. Each
-    epoch computes the order once (the same `epoch_order` / `rank_share` as make_loader,
-    so the same batches) and moves the rank's indices to the device; each step is one
-    `index_select`, no CPU work.
-
-    Args:
-        source, split: as in make_loader.
-        batch_size, shuffle, seed, rank, world_size, drop_last, even: as in make_loader.
-        device: where the images live (default: CUDA when available, else CPU).
-    """
-
-    def __init__(self, source, split: str | None = None, batch_size: int = 256, shuffle=True, seed: int = 0, device=None,
-                 rank: int | None = None, world_size: int | None = None, drop_last: bool = False, even: str = "pad"):
-        self.shards = as_shardset(source, split)
-        size = self.shards._require_fixed_size("GpuResidentLoader")
-        self.batch_size = check_count("batch_size", batch_size, 1)
-        self.shuffle = shuffle_mode(shuffle) or False
-        self.seed = check_count("seed", seed)
-        self.rank, self.world_size = default_rank(rank, world_size)
-        self.drop_last, self.even = bool(drop_last), even
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-        self._num_records = n = len(self.shards)
-        self._batches = self.shards.num_batches(self.batch_size, self.world_size, self.drop_last, even, self.rank)
-        self.images = torch.empty((n, size, size), dtype=torch.uint8, device=self.device)
-        self.labels = torch.empty(n, dtype=torch.int64, device=self.device)
-        for shard in self.shards.shards:  # shard by shard: host memory holds one shard at a time
-            if shard.records:
-                images, labels = self.shards.read_range(shard.start, shard.start + shard.records)
-                self.images[shard.start:shard.start + shard.records].copy_(torch.from_numpy(images))
-                self.labels[shard.start:shard.start + shard.records].copy_(torch.from_numpy(labels))
-        self.epoch = 0
-        self.batch = 0
-
-    def __len__(self) -> int:
-        """Batches in one epoch on this rank."""
-        return self._batches
-
-    def __iter__(self):
-        order = epoch_order(self._num_records, self.seed, self.epoch, self.shuffle, self.shards.shard_sizes)
-        share = torch.from_numpy(rank_share(order, self.rank, self.world_size, self.even)).to(self.device)
-        for b in range(self.batch, self._batches):
-            rows = share[b * self.batch_size:(b + 1) * self.batch_size]
-            self.batch = b + 1
-            yield self.images.index_select(0, rows), self.labels.index_select(0, rows)
-        self._finish_epoch()
+    return ShardLoader(stream, num_workers, device, bool(pin_memory), prefetch_factor, timeout, multiprocessing_context,
+                       persistent_workers)

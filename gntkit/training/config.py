@@ -29,6 +29,7 @@ __all__ = [
     "OPTIMIZERS",
     "PRECISIONS",
     "FREEZE_CHOICES",
+    "LOADERS",
     "option_fields",
     "options_help",
     "check_option_names",
@@ -42,6 +43,7 @@ SCHEDULES = ("cosine", "step", "constant")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FREEZE_CHOICES = ("features",)
+LOADERS = ("host", "gpu")
 VAL_SPLIT_CANDIDATES = ("val", "validation", "valid", "test")
 
 
@@ -96,7 +98,8 @@ class TrainConfig:
     batch_norm: bool | None = _option(None, "Batch norm after each convolution.",
                                       default_text="the model's own choice", flag="--batch-norm/--no-batch-norm")
     epochs: int = _option(30, "Epochs to train (a resumed run continues up to this).")
-    batch_size: int = _option(128, "Global batch size (split over processes or replicas).")
+    batch_size: int = _option(128, "Global batch size: split over all processes or replicas (each device gets "
+                                   "batch size / devices; the log prints it).")
     lr: float | None = _option(None, "Peak learning rate.", default_text="0.01 for sgd, 0.001 for adam/adamw")
     schedule: str = _option("cosine", "Learning-rate schedule after warm-up.", choices=SCHEDULES)
     warmup_epochs: float = _option(0.0, "Linear warm-up from 0 over this many epochs (may be fractional).")
@@ -124,6 +127,11 @@ class TrainConfig:
     val_split: str | None = _option("auto", "Validation split: a name, none, or auto (val, validation, valid, "
                                              "else test).")
     num_workers: int = _option(0, "torch DataLoader worker processes.")
+    loader: str = _option("host", "torch: where batches come from: host (DataLoader, pinned memory, prefetched to "
+                                  "the device) or gpu (each rank's share of the split kept in GPU memory).",
+                          choices=LOADERS)
+    save_every: int = _option(1, "Write the last checkpoint every N epochs (and after the final one); the best "
+                                 "one is written whenever it improves.")
     eval_batch_size: int | None = _option(None, "Batch size for validation.", default_text="2 x batch size")
     pretrained: str | None = _option(None, "Weights file to start from (see gntkit.models apply_pretrained).",
                                      default_text="none")
@@ -134,7 +142,7 @@ class TrainConfig:
 
     # Options that may differ when a run is resumed (the rest must match the stored run).
     RESUMABLE_CHANGES: typing.ClassVar[tuple] = ("epochs", "early_stopping", "device", "num_workers",
-                                                 "eval_batch_size", "compile")
+                                                 "eval_batch_size", "compile", "loader", "save_every")
 
     def __post_init__(self):
         self.check()
@@ -159,6 +167,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 raise GntkitError(f"{name} must be True or False, found {getattr(self, name)!r}.")
         one_of("precision", self.precision, PRECISIONS)
+        one_of("loader", self.loader, LOADERS)
         _tristate("channels_last", self.channels_last)
         self._check_names()
         if self.early_stopping is not None and self.val_split is None:
@@ -186,6 +195,7 @@ class TrainConfig:
         if self.eval_batch_size is not None:
             positive_int("eval_batch_size", self.eval_batch_size)
         positive_int("channels", self.channels)
+        positive_int("save_every", self.save_every)
 
     def _check_names(self) -> None:
         if not isinstance(self.device, str) or not self.device:

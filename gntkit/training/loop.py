@@ -87,6 +87,12 @@ class Backend:
         """A writer with scalars(dict, step), images(tag, uint8 (N, S, S), step), close()."""
         raise NotImplementedError
 
+    def sample_images(self, train_batches, count: int = 8) -> np.ndarray:
+        """uint8 (N <= count, S, S) on the host: the first training images, read by the main process alone."""
+        for images, _ in train_batches:
+            return np.asarray(images)[:count]
+        return np.zeros((0, 1, 1), np.uint8)
+
     def augmented_preview(self, images) -> np.ndarray:
         """uint8 (N, S, S): `images` as the training step sees them after augmentation."""
         return np.asarray(images)
@@ -98,6 +104,13 @@ class Backend:
 
     def barrier(self) -> None:
         """Wait for every process."""
+
+    def wait_saved(self) -> None:
+        """Wait until the checkpoints written in the background are on disk."""
+
+    def device_batches(self, batches):
+        """`batches` as the steps take them (a backend may copy them to its device ahead of the step)."""
+        return batches
 
     def close(self) -> None:
         """Release what the backend started (process groups)."""
@@ -148,11 +161,20 @@ def train_epoch(steps, batches, config: TrainConfig, *, epoch: int, steps_per_ep
             "lr": lr, "steps": done}
 
 
+def batch_line(config: TrainConfig, devices: int) -> str:
+    """The log line that says how the global batch (--batch-size) is split over the devices."""
+    per_device = max(1, config.batch_size // max(1, devices))
+    return (f"batch size {config.batch_size} (global): {per_device} per device on {devices} device(s)"
+            + ("" if config.batch_size % max(1, devices) == 0 else f" ({per_device * devices} per step)"))
+
+
 def _open_data(backend, config, data_dir, arrays, classes, preprocess):
     if data_dir is not None:
-        return backend.open_shards(config, data_dir)
-    rank, shares = backend.rank_share()
-    return array_sources(arrays, classes, preprocess, config, rank, shares)
+        train, val, facts = backend.open_shards(config, data_dir)
+    else:
+        rank, shares = backend.rank_share()
+        train, val, facts = array_sources(arrays, classes, preprocess, config, rank, shares)
+    return backend.device_batches(train), (backend.device_batches(val) if val is not None else None), facts
 
 
 def _resume_state(backend, run: RunFolder, config: TrainConfig, early: EarlyStopping) -> int:
@@ -181,11 +203,10 @@ def _write_run_files(backend, run, config, facts, resumed, start_epoch, data_dir
 
 def _log_samples(backend, writer, train_batches) -> None:
     """A few training images, as stored and as augmented, into TensorBoard (step 0)."""
-    for images, _ in train_batches:
-        images = np.asarray(images)[:8]
+    images = backend.sample_images(train_batches)
+    if len(images):
         writer.images("samples/stored", images, 0)
         writer.images("samples/augmented", backend.augmented_preview(images), 0)
-        return
 
 
 class _Epochs:
@@ -223,7 +244,8 @@ class _Epochs:
         improved = self.early.improved(monitored)
         self.stopped_early = self.early.step(monitored, epoch + 1) and va is not None
         state = {"epoch": epoch + 1, "early_stopping": self.early.state(), "config": config.to_json()}
-        backend.save(run.checkpoint_dir, "last", state, with_optimizer=True)
+        if (epoch + 1) % config.save_every == 0 or epoch + 1 == config.epochs or self.stopped_early:
+            backend.save(run.checkpoint_dir, "last", state, with_optimizer=True)
         if improved:
             backend.save(run.checkpoint_dir, "best", state, with_optimizer=False)
         if backend.is_main:
@@ -269,6 +291,7 @@ def run_training(backend: Backend, config: TrainConfig, out_dir, *, data_dir=Non
     for line in startup_messages(config, facts, backend.label, backend.device_text, val_batches is not None,
                                  resume, start_epoch):
         epochs.log(line)
+    epochs.log(batch_line(config, backend.world_size))
     t0 = time.perf_counter()
     try:
         if epochs.writer is not None and start_epoch == 0:
@@ -280,6 +303,7 @@ def run_training(backend: Backend, config: TrainConfig, out_dir, *, data_dir=Non
     finally:
         if epochs.writer is not None:
             epochs.writer.close()
+    backend.wait_saved()
     backend.barrier()
     rows = read_metrics(run.metrics_file) if backend.is_main else epochs.rows
     return summarize(run, config, rows, backend.parameters, epochs.stopped_early, time.perf_counter() - t0)

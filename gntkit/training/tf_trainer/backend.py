@@ -20,7 +20,7 @@ from gntkit.training.config import TrainConfig
 from gntkit.training.loop import Backend
 from gntkit.training.tf_trainer.board import TFBoard
 from gntkit.training.tf_trainer.checkpoints import restore_checkpoint, save_checkpoint
-from gntkit.training.tf_trainer.data import open_sources
+from gntkit.training.tf_trainer.data import ShardSource, open_sources
 from gntkit.training.tf_trainer.inputs import apply_affine, to_model_input, warp_params
 from gntkit.training.tf_trainer.placement import build_optimizer, make_strategy, precision_policy
 from gntkit.training.tf_trainer.steps import Steps, validate
@@ -95,6 +95,18 @@ class TFBackend(Backend):
     def tensorboard(self, logdir):
         """A tf.summary-backed writer."""
         return TFBoard(logdir)
+
+    def sample_images(self, train_batches, count: int = 8) -> np.ndarray:
+        """uint8 (N <= count, S, S): the first training images, from this process's own pipeline.
+
+        A distributed source is not iterated here: under MultiWorkerMirroredStrategy every
+        batch it yields takes part in a collective, which the other workers would not join.
+        """
+        if isinstance(train_batches, ShardSource):
+            for images, _ in train_batches.local_batches().take(1):
+                return images.numpy()[:count]
+            return np.zeros((0, 1, 1), np.uint8)
+        return super().sample_images(train_batches, count)
 
     def augmented_preview(self, images) -> np.ndarray:
         """uint8 (N, S, S): images after one random warp (as in training; on the host on a CPU)."""

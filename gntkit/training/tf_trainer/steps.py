@@ -265,8 +265,8 @@ def _epoch_seed_base(config: TrainConfig, epoch: int) -> int:
 
 def distributed_batches(strategy, batches):
     """Iterate a batch source under the strategy (splitting global batches over replicas)."""
-    if isinstance(batches, tf.distribute.DistributedDataset) or hasattr(batches, "_input_workers"):
-        return batches
+    if isinstance(batches, (tf.distribute.DistributedDataset, ShardSource)) or hasattr(batches, "_input_workers"):
+        return batches  # distributed already (a ShardSource yields per-replica values itself)
     if strategy.num_replicas_in_sync > 1:
         if not isinstance(batches, tf.data.Dataset):
             batches = _as_dataset(batches)
@@ -300,10 +300,10 @@ def train_one_epoch(steps: Steps, batches, config: TrainConfig, *, epoch: int, s
 
 def validate(steps: Steps, batches) -> dict:
     """Evaluate on `batches`; return {"loss", "accuracy", "top5", "images"} (plain cross entropy)."""
-    totals = np.zeros(4)
+    sums = [tf.zeros([], tf.float64)] * 4  # on the device: read once, after the last batch
     for images, labels in distributed_batches(steps.strategy, batches):
-        totals += [float(v) for v in steps.eval_step(images, labels)]
-    loss_sum, correct, correct_k, count = totals
+        sums = [a + b for a, b in zip(sums, steps.eval_step(images, labels))]
+    loss_sum, correct, correct_k, count = (float(v) for v in sums)
     if count == 0:
         raise GntkitError("The validation split has no samples: expected at least one batch.")
     return {"loss": loss_sum / count, "accuracy": correct / count, "top5": correct_k / count, "images": int(count)}

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
+from gntkit.datasets.torch_prefetch import DevicePrefetcher
 from gntkit.errors import require
 from gntkit.models import torch as models_torch
 from gntkit.training.config import TrainConfig
 from gntkit.training.loop import Backend
 from gntkit.training.torch_trainer.board import TorchBoard
-from gntkit.training.torch_trainer.checkpoints import load_checkpoint, save_checkpoint
+from gntkit.training.torch_trainer.checkpoints import CheckpointWriter, load_checkpoint
 from gntkit.training.torch_trainer.data import open_loaders
 from gntkit.training.torch_trainer.device import Distributed, precision_setup
 from gntkit.training.torch_trainer.inputs import random_warp, to_model_input
@@ -37,6 +38,7 @@ class TorchBackend(Backend):
         # channels-last is what oneDNN's and cuDNN's fast bf16/fp16 convolutions read.
         default_last = device.type == "cuda" or (device.type == "cpu" and self.precision == "bf16")
         self.channels_last = default_last if config.channels_last is None else config.channels_last
+        self.writer = CheckpointWriter()
         self.version = torch.__version__
         self.label = f"torch {torch.__version__}"
         self.device_name = str(device)
@@ -45,8 +47,12 @@ class TorchBackend(Backend):
                             + (", compiled" if config.compile else ""))
 
     def open_shards(self, config, data_dir):
-        """Train and validation DataLoaders over shards, and the data facts."""
+        """Train and validation loaders over shards (host or GPU-resident, `config.loader`), and the data facts."""
         return open_loaders(config, data_dir, self.dist)
+
+    def device_batches(self, batches):
+        """`batches` on this rank's device: copied from pinned memory one batch ahead (`DevicePrefetcher`)."""
+        return DevicePrefetcher(batches, self.device)
 
     def rank_share(self):
         """(rank, world size): each process trains on its share of in-memory arrays."""
@@ -81,10 +87,14 @@ class TorchBackend(Backend):
                         channels_last=self.channels_last, dist=self.dist, channels=self.config.channels)
 
     def save(self, folder, which, state, with_optimizer) -> None:
-        """Main process: checkpoints/{which}.pt (with optimizer and scaler for "last")."""
+        """Main process: checkpoints/{which}.pt (with optimizer and scaler for "last"), written in the background."""
         if self.is_main:
-            save_checkpoint(Path(folder) / f"{which}.pt", self.model, self.optimizer if with_optimizer else None,
-                            self.scaler if with_optimizer else None, state)
+            self.writer.save(Path(folder) / f"{which}.pt", self.model, self.optimizer if with_optimizer else None,
+                             self.scaler if with_optimizer else None, state)
+
+    def wait_saved(self) -> None:
+        """Wait until the checkpoint being written is on disk."""
+        self.writer.wait()
 
     def load(self, path, with_optimizer) -> dict:
         """Restore model, optimizer and scaler from a checkpoint file; return its trainer state."""
@@ -99,6 +109,13 @@ class TorchBackend(Backend):
     def tensorboard(self, logdir):
         """A SummaryWriter-backed writer."""
         return TorchBoard(logdir)
+
+    def sample_images(self, train_batches, count: int = 8) -> np.ndarray:
+        """uint8 (N <= count, S, S): the first training images, on the host."""
+        for images, _ in train_batches:
+            images = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
+            return images[:count].cpu().numpy()
+        return np.zeros((0, 1, 1), np.uint8)
 
     @torch.no_grad()
     def augmented_preview(self, images) -> np.ndarray:
@@ -117,5 +134,8 @@ class TorchBackend(Backend):
         self.dist.barrier()
 
     def close(self) -> None:
-        """Destroy the process group this backend started."""
-        self.dist.close()
+        """Finish the checkpoint being written, then destroy the process group this backend started."""
+        try:
+            self.writer.wait()
+        finally:
+            self.dist.close()

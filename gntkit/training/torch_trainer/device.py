@@ -10,23 +10,25 @@ from gntkit.training.schedule import cpu_has_bf16, resolve_precision
 # torch is the one heavy framework of this module; `import gntkit.training` does not load it.
 torch = require("torch", "torch", "Training with PyTorch")
 
-__all__ = ["resolve_device", "Distributed", "bf16_on_cpu", "precision_setup", "autocast"]
+__all__ = ["resolve_device", "gpu_of_rank", "Distributed", "bf16_on_cpu", "precision_setup", "autocast"]
 
 
-def resolve_device(name: str = "auto", local_rank: int = 0):
+def resolve_device(name: str = "auto", local_rank: int = 0, local_ranks: int = 1):
     """Turn "auto", "cpu", "cuda", "cuda:1" or "mps" into a torch.device.
 
+    With several ranks on this machine (`local_ranks` > 1, torchrun's LOCAL_WORLD_SIZE)
+    each rank takes the GPU of its local rank (`gpu_of_rank`).
+
     Raises:
-        GntkitError: a GPU is asked for and none is available, or the name is unknown.
+        GntkitError: a GPU is asked for and none is available, the name is unknown, or
+            two ranks would share one GPU.
     """
     if not isinstance(name, str):
         raise GntkitError(f"device must be a string such as 'auto', 'cpu' or 'cuda', found {name!r}.")
     if name == "gpu":  # the TensorFlow spelling, accepted for symmetry
         name = "cuda"
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-        return torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -34,11 +36,35 @@ def resolve_device(name: str = "auto", local_rank: int = 0):
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise GntkitError(f"device {name!r} asks for a CUDA GPU, found none on this machine.")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        device = torch.device("cuda", gpu_of_rank(device.index, local_rank, local_ranks, torch.cuda.device_count()))
     elif device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise GntkitError(f"device {name!r} asks for Apple MPS, found it unavailable.")
     return device
+
+
+def gpu_of_rank(index: int | None, local_rank: int, local_ranks: int, gpus: int) -> int:
+    """The GPU index of a rank: `index` when given and alone on the machine, else the local rank's.
+
+    Args:
+        index: the N of an explicit "cuda:N", or None ("cuda", "auto").
+        local_rank: this process's rank on its machine (torchrun's LOCAL_RANK).
+        local_ranks: processes on this machine (torchrun's LOCAL_WORLD_SIZE).
+        gpus: GPUs visible to this process.
+
+    Raises:
+        GntkitError: an explicit index with several local ranks, more local ranks than GPUs,
+            or an index beyond the visible GPUs.
+    """
+    if index is not None and local_ranks > 1:
+        raise GntkitError(f"--device cuda:{index} would put all {local_ranks} ranks of this machine on GPU {index}: "
+                          "under torchrun use --device cuda (or auto), and each rank takes the GPU of its LOCAL_RANK.")
+    if index is None and local_ranks > gpus:
+        raise GntkitError(f"{local_ranks} ranks on this machine need a GPU each, found {gpus} visible: "
+                          f"start torchrun with --nproc_per_node={gpus} or fewer.")
+    chosen = local_rank if index is None else index
+    if chosen >= gpus:
+        raise GntkitError(f"GPU {chosen} asked for, found {gpus} visible (0..{gpus - 1}).")
+    return chosen
 
 
 class Distributed:
@@ -51,7 +77,10 @@ class Distributed:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = resolve_device(device_name, self.local_rank)
+        # torchrun says how many ranks share this machine; other launchers may not (a rank then knows
+        # of itself and of the local ranks below it).
+        self.local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.local_rank + 1)))
+        self.device = resolve_device(device_name, self.local_rank, self.local_ranks)
         self.started_group = False
         if self.world_size > 1:
             dist = torch.distributed

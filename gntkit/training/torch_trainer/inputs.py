@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from gntkit.datasets.torch_prefetch import host_to_device
 from gntkit.errors import GntkitError, require
 from gntkit.training.augment import AUGMENT, affine_matrices, elastic_offsets, sampling_grid, upsample_matrix
 
 torch = require("torch", "torch", "Training with PyTorch")
 F = torch.nn.functional
 
-__all__ = ["to_model_input", "augment_batch", "random_warp"]
+__all__ = ["to_model_input", "augment_batch", "random_warp", "HOST_GRID_DEVICES"]
+
+# Device types whose sampling grid random_warp builds on the host (numpy); elsewhere only the
+# drawn parameters travel (a few hundred bytes a sample) and the grid is made on the device.
+HOST_GRID_DEVICES = ("cpu",)
 
 
 def to_model_input(images, device, channels_last: bool = False, channels: int = 1):
@@ -22,10 +27,10 @@ def to_model_input(images, device, channels_last: bool = False, channels: int = 
     Raises:
         GntkitError: the batch is not uint8 (B, S, S).
     """
-    x = torch.as_tensor(images)
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
     if x.dtype != torch.uint8 or x.dim() != 3:
         raise GntkitError(f"Image batches must be uint8 (B, S, S), found {x.dtype} {tuple(x.shape)}.")
-    x = x.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
+    x = host_to_device(x, device).unsqueeze(1).float().div_(255.0)
     if channels > 1:
         x = x.expand(-1, channels, -1, -1)
     if channels_last:
@@ -57,11 +62,12 @@ def augment_batch(x, matrices, offsets=None):
         The warped images, same shape and dtype.
     """
     b, size = x.shape[0], x.shape[-1]
-    theta = torch.as_tensor(matrices, dtype=x.dtype, device=x.device)
+    # Host arrays reach the device from pinned memory without a wait (host_to_device).
+    theta = host_to_device(matrices, x.device, x.dtype)
     grid = (_pixel_centres(size, x.dtype, x.device) @ theta.transpose(1, 2)).reshape(b, size, size, 2)
     if offsets is not None:
-        offsets = torch.as_tensor(offsets, dtype=x.dtype, device=x.device).permute(0, 3, 1, 2)  # (B, 2, G, G)
-        up = torch.as_tensor(upsample_matrix(size, offsets.shape[-1]), dtype=x.dtype, device=x.device)
+        offsets = host_to_device(offsets, x.device, x.dtype).permute(0, 3, 1, 2)  # (B, 2, G, G)
+        up = host_to_device(upsample_matrix(size, offsets.shape[-1]), x.device, x.dtype)
         grid = grid + (up @ offsets @ up.T).permute(0, 2, 3, 1)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -77,9 +83,9 @@ def random_warp(x, rng: np.random.Generator, rank: int = 0, world_size: int = 1)
     matrices = affine_matrices(rng, total)[rank::world_size]
     offsets = (elastic_offsets(rng, total, x.shape[-1])[rank::world_size]
                if AUGMENT.elastic_pixels > 0 else None)
-    if x.device.type != "cpu":
+    if x.device.type not in HOST_GRID_DEVICES:
         return augment_batch(x, matrices, offsets)
     # On a CPU the grid is made with numpy (augment.sampling_grid): 1 ms where torch's small
     # multi-threaded ops took 20-50 ms for 64 images of 64x64 on the busy 2-core machine.
-    grid = torch.from_numpy(sampling_grid(matrices, offsets, x.shape[-1])).to(x.dtype)
+    grid = host_to_device(sampling_grid(matrices, offsets, x.shape[-1]), x.device, x.dtype)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -98,22 +98,27 @@ class TorchSteps:
         loss = smoothed_cross_entropy(logits, y, self.config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        self._decay(lr)
         if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+            # A step GradScaler skips (inf/NaN gradients) skips the weight decay too; decided on the device.
+            found_inf = sum(self.scaler._found_inf_per_device(self.optimizer).values())
+            self._decay(lr, skip=found_inf)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
+            self._decay(lr)
             self.optimizer.step()
         self.loss_sum += loss.detach().double() * y.shape[0]
         self.correct += (logits.detach().argmax(1) == y).sum()
         self.count += y.shape[0]
 
     @torch.no_grad()
-    def _decay(self, lr: float) -> None:
+    def _decay(self, lr: float, skip=None) -> None:
         for group in self.optimizer.param_groups:
             rate = group.get("decoupled_decay", 0.0)
             if rate and group["params"]:
-                torch._foreach_mul_(group["params"], 1.0 - lr * rate)
+                factor = 1.0 - lr * rate if skip is None else 1.0 - lr * rate * (skip == 0).to(torch.float32)
+                torch._foreach_mul_(group["params"], factor)
 
     def totals(self, reduce: bool) -> list[float]:
         """[loss sum, correct, count] of this epoch so far; summed over processes when `reduce`."""
