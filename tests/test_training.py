@@ -341,3 +341,26 @@ def test_both_frameworks_train_alike(runs):
     torch_acc = runs["torch"][1]["last"]["val_accuracy"]
     tf_acc = runs["tf"][1]["last"]["val_accuracy"]
     assert abs(torch_acc - tf_acc) <= 0.05, (torch_acc, tf_acc)
+
+
+def test_a_torch_run_loads_no_tensorflow(tmp_path):
+    """TensorBoard logs of a PyTorch run are written without TensorFlow, so its start-up messages
+    (absl, oneDNN, "Could not find cuda drivers") never reach a torch user's log."""
+    import subprocess
+    import sys
+
+    from idx_fixtures import write_mnist
+
+    pytest.importorskip("tensorboard")
+    write_mnist(tmp_path / "mnist", train_count=64, test_count=16)
+    code = (
+        "import sys; from gntkit.shards.convert import convert; import gntkit.training as t;"
+        f"convert({str(tmp_path / 'mnist')!r}, {str(tmp_path / 'data')!r}, to='hdf5');"
+        f"t.train({str(tmp_path / 'data')!r}, {str(tmp_path / 'run')!r}, framework='torch', model='cnn3', epochs=1, quiet=True);"
+        "print('tensorflow' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert "cuda drivers" not in done.stderr and "oneDNN" not in done.stderr
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
