@@ -182,6 +182,15 @@ class ProgressBar:
         if now >= self._next_draw:
             self._draw(now, final=False)
 
+    def settle(self) -> None:
+        """The work turned out to be what was done so far (fewer samples than planned, say a
+        dropped last batch): the total becomes the count, so the final state reads 100%."""
+        if not self.enabled or self._closed:
+            return
+        self.total = self.completed
+        if self._rich is not None:
+            self._rich.update(self._task, total=self.total)
+
     def close(self) -> None:
         """Draw the final state (the last plain line, or the finished bar) and stop; safe to call twice.
 

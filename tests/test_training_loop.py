@@ -192,3 +192,21 @@ def test_epoch_progress_shows_samples_rate_and_loss():
     line = stream.getvalue().strip().splitlines()[-1]
     assert line.startswith("epoch 1/1: 60/60 samples") and "samples/s" in line
     assert f"loss={result['loss']:.4g}" in line and "acc=" in line
+
+
+def test_the_epoch_bar_ends_at_100_percent_and_says_what_was_left_out():
+    """A bar planned for more samples than the epoch trained (a last partial batch left out)
+    ends at what was trained, 100%, with the count left out beside it."""
+    import io
+
+    from gntkit.progress import ProgressBar
+
+    config = TrainConfig(model="cnn3", batch_size=8, lr=0.1, schedule="constant")
+    steps = NumpySteps(np.zeros((16, 3)), config)
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 255, (8, 4, 4), dtype=np.uint8), rng.integers(0, 3, 8)) for _ in range(3)]
+    stream = io.StringIO()
+    with ProgressBar(30, description="epoch 1/1", stream=stream) as bar:  # 30 planned, 24 trained
+        loop.train_epoch(steps, batches, config, epoch=0, steps_per_epoch=3, progress=bar)
+    last = stream.getvalue().splitlines()[-1]
+    assert "24/24 samples  100.0%" in last and "left_out=6" in last

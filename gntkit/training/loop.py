@@ -146,7 +146,11 @@ def train_epoch(steps, batches, config: TrainConfig, *, epoch: int, steps_per_ep
             count, shown = int(seen), time.perf_counter()
     if progress is not None:
         loss_sum, correct, seen = steps.totals(reduce=False)
-        progress.update(advance=int(seen) - count, loss=loss_sum / max(seen, 1), acc=correct / max(seen, 1))
+        fields = {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1)}
+        if progress.total is not None and int(seen) < progress.total:  # a last partial batch left out
+            fields["left_out"] = int(progress.total - int(seen))
+        progress.update(advance=int(seen) - count, **fields)
+        progress.settle()
     loss_sum, correct, total = steps.totals(reduce=True)
     seconds = time.perf_counter() - start
     if total == 0:
