@@ -1,6 +1,6 @@
 """Benchmark: reading DGRL (HWDB2.x text pages) beside plain per-record Python loops, same run.
 
-Input: DGRL pages in the real layout from tests/dgrl_fixtures.py at about real size: `--lines`
+Input: DGRL pages in the real layout from gntkit/tools/fixtures/dgrl.py at about real size: `--lines`
 lines of 14-24 synth glyphs `--glyph-height` pixels high (real pages: about 2,400 x 3,500
 pixels, 10-13 lines, 220-300 characters), 8 bits per pixel.
 
@@ -11,7 +11,7 @@ Readers (lines/s and MB/s, whole files in memory, one thread):
   and inverted (what `convert` does by default);
 - `per-record loop (numpy)`: the usual public reader: struct for the header and each line's
   fields, bytes.decode('gbk') of the labels, np.frombuffer(...).reshape(...).copy() per line;
-- `per-record loop (struct, per pixel)`: tests/naive_dgrl.py, the tests' plain-Python reference
+- `per-record loop (struct, per pixel)`: gntkit/tools/reference/dgrl.py, the tests' plain-Python reference
   (one page only: it visits every pixel in Python).
 
     python benchmarks/bench_dgrl.py --pages 8
@@ -21,19 +21,15 @@ from __future__ import annotations
 
 import argparse
 import struct
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from dgrl_fixtures import page_bytes  # noqa: E402
 from gntkit.formats import dgrl  # noqa: E402
 from gntkit.samples.line_images import preprocess_lines  # noqa: E402
 from gntkit.samples.preprocess import Preprocess  # noqa: E402
-from naive_dgrl import read_dgrl  # noqa: E402
+from gntkit.tools.fixtures.dgrl import page_bytes  # noqa: E402
+from gntkit.tools.reference.dgrl import read_dgrl  # noqa: E402
 
 
 def _best(fn, repeat: int) -> tuple[float, object]:

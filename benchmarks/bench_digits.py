@@ -4,7 +4,7 @@ data, on CPU, in one run (images/s of one training epoch).
     python benchmarks/bench_digits.py                     # 6,000 generated digits, 1 thread each
     python benchmarks/bench_digits.py --count 2000 --threads 2 --repeat 3
 
-Data: generated MNIST-style digits (tests/idx_fixtures.py: pen strokes with per-sample jitter,
+Data: generated MNIST-style digits (gntkit/tools/fixtures/idx.py: pen strokes with per-sample jitter,
 fitted into 20 x 20 in a 28 x 28 field), written as real IDX files, then converted with
 `gntkit convert` (IDX defaults: 28 x 28 as stored) to TFRecord and HDF5 shards.
 
@@ -43,8 +43,7 @@ PIPELINES = ("keras-fit", "gntkit-tf", "torch-loader", "gntkit-torch")
 
 
 def _arrays(folder: Path):
-    sys.path.insert(0, str(ROOT / "tests"))
-    from naive_idx import read_pair
+    from gntkit.tools.reference.idx import read_pair
 
     return read_pair(folder / "train-images-idx3-ubyte", folder / "train-labels-idx1-ubyte")
 
@@ -165,9 +164,8 @@ def _child(args) -> None:
 
 
 def _prepare(folder: Path, count: int) -> None:
-    sys.path.insert(0, str(ROOT / "tests"))
     from gntkit.shards.convert import convert
-    from idx_fixtures import make_digits, write_mnist
+    from gntkit.tools.fixtures.idx import make_digits, write_mnist
 
     write_mnist(folder / "idx", train=make_digits(count, seed=1), test=make_digits(max(count // 6, 10), seed=2))
     for to in ("tfrecord", "hdf5"):  # one 'all' split: the benchmark trains without validation

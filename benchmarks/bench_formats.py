@@ -4,12 +4,12 @@ ALZ section: every member of an ALZip archive of GNT files (the old HWDB1.1 trai
 layout), read in archive order with gntkit's AlzContainer (streamed, CRC-checked), from a file
 and nested in a zip, beside two baselines:
 
-- `per-member loop`: the plain Python reader of the tests (tests/naive_alz.py): the whole archive
+- `per-member loop`: the plain Python reader of the tests (gntkit/tools/reference/alz.py): the whole archive
   read into memory, struct-parsed, each member inflated with one zlib.decompress call;
 - `unalz CLI`: Debian's unalz extracting the archive to disk (skipped when it is not installed).
 
 The bzip2 rows use ALZip's bzip2 variant: gntkit's numba kernels beside the plain-Python decoder
-of the tests (tests/naive_alz.py) and unalz (C).
+of the tests (gntkit/tools/reference/alz.py) and unalz (C).
 Prints a table of MB/s of member data (uncompressed). A benchmark, not a test.
 
     python benchmarks/bench_formats.py alz --records 20000
@@ -20,18 +20,15 @@ from __future__ import annotations
 import argparse
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from alz_fixtures import Member, alz_bytes, alz_bzip2, zero_bzip2_crc  # noqa: E402
 from corpus import make_corpus  # noqa: E402
 from gntkit.containers.alz import AlzContainer  # noqa: E402
-from naive_alz import naive_bzip2_blocks, read_archive  # noqa: E402
+from gntkit.tools.fixtures.alz import Member, alz_bytes, alz_bzip2, zero_bzip2_crc  # noqa: E402
+from gntkit.tools.reference.alz import naive_bzip2_blocks, read_archive  # noqa: E402
 
 
 def _best(fn, repeat: int) -> tuple[float, object]:
@@ -87,7 +84,7 @@ def bench_alz(work: Path, records: int, repeat: int) -> list[tuple]:
         rows.append((case, reader, size, seconds))
     holder.close()
     # ALZip's bzip2 variant: one member of one block (Debian's unalz extracts a bzip2 member only when
-    # its block CRC is 0, see tests/alz_fixtures.zero_bzip2_crc; one block keeps that possible).
+    # its block CRC is 0, see gntkit.tools.fixtures.alz.zero_bzip2_crc; one block keeps that possible).
     sample = zero_bzip2_crc(files[0].read_bytes()[:700_000])
     bzipped = work / "bzip2.alz"
     bzipped.write_bytes(alz_bytes([Member("gnt/one.gnt", sample, method=1)]))

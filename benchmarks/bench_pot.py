@@ -1,13 +1,13 @@
 """Benchmark: POT (OLHWDB online characters) indexing and stroke rendering beside named baselines, same run.
 
-Input: POT files in the real layout from tests/pot_fixtures.py (synth glyph strokes in tablet
+Input: POT files in the real layout from gntkit/tools/fixtures/pot.py (synth glyph strokes in tablet
 units, 2-12 points per stroke, a dot in a quarter of the samples), `--writers` files of
 `--classes` samples each (OLHWDB1.1 files hold about 3,700).
 
 Indexing (records/s, whole files in memory):
 - `gntkit index_pot`: the numba kernel that validates every record (size, tag, stroke count
   against the pen-up markers, end marker, coordinates, extent) and keeps the bounding boxes;
-- `per-record loop (struct)`: the plain reader of the tests (tests/naive_pot.py): struct per
+- `per-record loop (struct)`: the plain reader of the tests (gntkit/tools/reference/pot.py): struct per
   point, the same checks;
 - `per-record loop (numpy)`: struct for each header, np.frombuffer for the points, the end
   marker and the pen-up count checked with numpy: the usual Python POT reader.
@@ -28,18 +28,14 @@ from __future__ import annotations
 
 import argparse
 import struct
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
 from gntkit.formats import pot  # noqa: E402
-from naive_pot import read_records  # noqa: E402
-from pot_fixtures import write_pot_corpus  # noqa: E402
+from gntkit.tools.fixtures.pot import write_pot_corpus  # noqa: E402
+from gntkit.tools.reference.pot import read_records  # noqa: E402
 
 
 def _best(fn, repeat: int) -> tuple[float, object]:

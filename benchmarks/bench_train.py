@@ -64,13 +64,10 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from child import print_result, run_child  # noqa: E402
 from gntkit.models.configs import get_config, multiply_accumulates  # noqa: E402
-from textbook_order import textbook_layers  # noqa: E402
+from gntkit.tools.reference.textbook_order import textbook_layers  # noqa: E402
 
 HWDB11_TRAIN = 897_758
 PIPELINES = ("gntkit-torch", "naive-torch", "gntkit-tf", "keras-fit")
@@ -292,7 +289,7 @@ def plain_tf_step(args, policy: str | None = None, keras_batch_norm: bool = Fals
 
     Returns a tf.function that runs one step and returns the loss. `keras_batch_norm` builds the
     network with keras' own BatchNormalization (changes gntkit.models.tf in this process only);
-    `args.pool_order` "textbook" puts each ReLU back before its max pool (tests/textbook_order.py).
+    `args.pool_order` "textbook" puts each ReLU back before its max pool (gntkit/tools/reference/textbook_order.py).
     Also used by bench_tf_ops, which profiles this step.
     """
     import tensorflow as tf

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alz_fixtures import Member, alz_bytes, alz_bzip2, sample_members, write_alz, write_split, zero_bzip2_crc
 from gntkit.containers.alz import AlzContainer
 from gntkit.containers.alz_bzip2 import alz_bzip2_blocks
 from gntkit.errors import FormatError, GntkitError
-from naive_alz import naive_bzip2_blocks, read_archive
+from gntkit.tools.fixtures.alz import Member, alz_bytes, alz_bzip2, sample_members, write_alz, write_split, zero_bzip2_crc
+from gntkit.tools.reference.alz import naive_bzip2_blocks, read_archive
 
 UNALZ = shutil.which("unalz")
 needs_unalz = pytest.mark.skipif(UNALZ is None, reason="Debian's `unalz` is not installed (apt-get install unalz; CI installs it)")

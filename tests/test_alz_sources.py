@@ -6,9 +6,9 @@ import zipfile
 
 from typer.testing import CliRunner
 
-from alz_fixtures import Member, alz_bytes
 from gntkit.cli.main import app
 from gntkit.formats.sources import find_members
+from gntkit.tools.fixtures.alz import Member, alz_bytes
 from gntkit.tools.synth import write_corpus
 
 

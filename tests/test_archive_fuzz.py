@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from alz_fixtures import Member, alz_bytes
 from gntkit.errors import GntkitError
 from gntkit.formats.sources import find_members
 from gntkit.samples.stream import open_member
+from gntkit.tools.fixtures.alz import Member, alz_bytes
 from gntkit.tools.synth import write_corpus
 
 

@@ -1,7 +1,7 @@
 """Damaged and truncated archives (zip, ALZip, zip inside zip, gzip): with --on-error skip every member
 before the damage that checks out is kept, what was lost is counted the same way in `inspect` (text and
 JSON), the manifest and the summary line, and the run exits 3; with --on-error raise it exits 2 with one
-sentence. Archives are built in their real layouts: zipfile, tests/alz_fixtures.py, gzip."""
+sentence. Archives are built in their real layouts: zipfile, gntkit/tools/fixtures/alz.py, gzip."""
 
 import gzip
 import json
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from alz_fixtures import Member, alz_bytes
 from gntkit.cli.main import app
 from gntkit.formats.sources import find_members
 from gntkit.samples.inspection import format_inspection, inspect_sources
 from gntkit.shards.convert import convert
+from gntkit.tools.fixtures.alz import Member, alz_bytes
 from gntkit.tools.synth import write_corpus
 
 RECORDS_PER_WRITER = 12  # 4 classes x 3 samples

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gntkit.cli.main import app
-from idx_fixtures import write_mnist
+from gntkit.tools.fixtures.idx import write_mnist
 
 GNTKIT = str(Path(sys.executable).parent / "gntkit")
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import naive_preprocess
 from gntkit.cli.main import app
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.samples.charset import builtin
@@ -19,7 +18,8 @@ from gntkit.shards.manifest import shard_name
 from gntkit.shards.output import SplitOutput
 from gntkit.shards.registry import get_format_module
 from gntkit.shards.verify import verify
-from naive_gnt import read_records
+from gntkit.tools.reference import preprocess as naive_preprocess
+from gntkit.tools.reference.gnt import read_records
 
 FORMATS = ["tfrecord", "hdf5", "webdataset"]
 runner = CliRunner()

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dgrl_fixtures import ASCII_CODES, class_codes, page_bytes, write_dgrl_corpus, write_page  # noqa: E402
 from gntkit.errors import CharsetError, FormatError  # noqa: E402
 from gntkit.formats import dgrl, sniff_format  # noqa: E402
 from gntkit.formats.gnt import encode_records as encode_gnt  # noqa: E402
 from gntkit.samples.charset import Charset, decode_tag  # noqa: E402
-from naive_dgrl import read_dgrl  # noqa: E402
+from gntkit.tools.fixtures.dgrl import ASCII_CODES, class_codes, page_bytes, write_dgrl_corpus, write_page  # noqa: E402
+from gntkit.tools.reference.dgrl import read_dgrl  # noqa: E402
 
 
 def as_buffer(data: bytes) -> np.ndarray:

@@ -13,8 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dgrl_fixtures import write_dgrl_corpus  # noqa: E402
 from gntkit.errors import GntkitError  # noqa: E402
+from gntkit.tools.fixtures.dgrl import write_dgrl_corpus  # noqa: E402
 
 FORMATS = ["hdf5", "webdataset", "tfrecord"]
 EPOCHS = 25  # of the tiny CTC model below

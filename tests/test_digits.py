@@ -8,8 +8,8 @@ import pytest
 
 from gntkit.shards.convert import convert
 from gntkit.shards.verify import verify
-from idx_fixtures import draw_digit, write_emnist, write_mnist
-from naive_idx import read_pair
+from gntkit.tools.fixtures.idx import draw_digit, write_emnist, write_mnist
+from gntkit.tools.reference.idx import read_pair
 
 
 # Conversion runs the writers' kernels: those tests also run with NUMBA_DISABLE_JIT=1 (the training

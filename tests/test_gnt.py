@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from gntkit.errors import FormatError, GntkitError
 from gntkit.formats.gnt import HEADER_DTYPE, GntFile, encode_records, index_gnt
-from naive_gnt import read_records
+from gntkit.tools.reference.gnt import read_records
 
 
 def random_records(rng, count, max_side=40):

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dgrl_fixtures import write_dgrl_corpus  # noqa: E402
 from gntkit import datasets  # noqa: E402
 from gntkit.datasets.lines import open_lines  # noqa: E402
 from gntkit.errors import GntkitError  # noqa: E402
@@ -26,6 +25,7 @@ from gntkit.samples.stream import iter_batches  # noqa: E402
 from gntkit.shards.convert import convert  # noqa: E402
 from gntkit.shards.digest import sha256_file  # noqa: E402
 from gntkit.shards.verify import verify  # noqa: E402
+from gntkit.tools.fixtures.dgrl import write_dgrl_corpus  # noqa: E402
 from gntkit.tools.synth import write_corpus  # noqa: E402
 
 lmdb = pytest.importorskip("lmdb")

@@ -1,4 +1,4 @@
-"""CTC decoding and the text-line metrics against plain references (tests/naive_edit_distance.py):
+"""CTC decoding and the text-line metrics against plain references (gntkit/tools/reference/edit_distance.py):
 the edit distance and its split into substitutions, deletions and insertions on random and edge-case
 strings, CR / AR / CER over lines and per writer, greedy decoding and prefix beam search on
 hand-built score tables and against the sum over every CTC path."""
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parent))
 
 from gntkit.errors import GntkitError  # noqa: E402
+from gntkit.tools.reference.edit_distance import chosen_alignment, labelling_log_probs, levenshtein  # noqa: E402
 from gntkit.training.ctc import beam_search, greedy_decode  # noqa: E402
 from gntkit.training.line_metrics import align, line_metrics  # noqa: E402
-from naive_edit_distance import chosen_alignment, labelling_log_probs, levenshtein  # noqa: E402
 
 short = st.text(alphabet="abc啊", max_size=6)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gntkit.models import configs
-from textbook_order import textbook_layers
+from gntkit.tools.reference.textbook_order import textbook_layers
 
 torch_models = pytest.importorskip("gntkit.models.torch")
 tf_models = pytest.importorskip("gntkit.models.tf")

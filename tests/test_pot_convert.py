@@ -7,8 +7,8 @@ import pytest
 from gntkit.formats import pot
 from gntkit.samples.preprocess import Preprocess
 from gntkit.samples.transform import preprocess_chosen
+from gntkit.tools.fixtures.pot import write_pot_corpus
 from gntkit.tools.synth import write_corpus
-from pot_fixtures import write_pot_corpus
 
 pytestmark = pytest.mark.numba
 

@@ -11,9 +11,9 @@ from gntkit.samples.charset import builtin
 from gntkit.samples.preprocess import Preprocess
 from gntkit.samples.stream import iter_batches
 from gntkit.samples.strokes import check_strokes, pad_strokes
+from gntkit.tools.fixtures.pot import write_pot_corpus
+from gntkit.tools.reference.pot import read_records
 from gntkit.tools.synth import write_corpus
-from naive_pot import read_records
-from pot_fixtures import write_pot_corpus
 
 pytestmark = pytest.mark.numba
 

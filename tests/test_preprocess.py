@@ -17,12 +17,7 @@ from gntkit.kernels import preprocess as kernels
 from gntkit.samples.photos import load_image, preprocess_image, to_grey
 from gntkit.samples.preprocess import MAX_IMAGE_PIXELS, Preprocess
 from gntkit.samples.transform import preprocess_batch
-
-try:
-    from tests import naive_preprocess as naive
-except ImportError:  # tests/ is not a package: pytest put this folder on sys.path
-    import naive_preprocess as naive
-
+from gntkit.tools.reference import preprocess as naive
 
 # ---------------------------------------------------------------- inputs
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import naive_preprocess
 from gntkit.errors import GntkitError
 from gntkit.samples.preprocess import Preprocess
 from gntkit.samples.transform import preprocess_batch, preprocess_records
+from gntkit.tools.reference import preprocess as naive_preprocess
 
 
 def scattered(seed: int, count: int = 9):

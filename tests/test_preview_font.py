@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dgrl_fixtures import write_dgrl_corpus
 from gntkit.cli.main import app
 from gntkit.tools import preview as preview_module
-from idx_fixtures import write_mnist
+from gntkit.tools.fixtures.dgrl import write_dgrl_corpus
+from gntkit.tools.fixtures.idx import write_mnist
 
 pytestmark = pytest.mark.numba  # conversions and previews run the kernels
 runner = CliRunner()

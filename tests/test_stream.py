@@ -9,7 +9,7 @@ from gntkit.formats.sources import find_members
 from gntkit.samples.charset import builtin, from_data
 from gntkit.samples.preprocess import Preprocess
 from gntkit.samples.stream import StreamReport, iter_batches
-from naive_gnt import read_records
+from gntkit.tools.reference.gnt import read_records
 
 
 def collect(batches):

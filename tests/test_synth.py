@@ -12,6 +12,7 @@ from gntkit.samples.charset import decode_tag
 from gntkit.samples.photos import preprocess_image
 from gntkit.samples.preprocess import Preprocess
 from gntkit.tools.glyphs import glyph_strokes
+from gntkit.tools.reference.gnt import read_records
 from gntkit.tools.synth import (
     SYMBOLS,
     chinese_codes,
@@ -22,7 +23,6 @@ from gntkit.tools.synth import (
     writer_records,
     writer_style,
 )
-from naive_gnt import read_records
 
 
 def test_deterministic_by_seed(tmp_path):

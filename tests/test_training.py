@@ -349,7 +349,7 @@ def test_a_torch_run_loads_no_tensorflow(tmp_path):
     import subprocess
     import sys
 
-    from idx_fixtures import write_mnist
+    from gntkit.tools.fixtures.idx import write_mnist
 
     pytest.importorskip("tensorboard")
     write_mnist(tmp_path / "mnist", train_count=64, test_count=16)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import gntkit.training as training
+from gntkit.tools.reference.warp import naive_bilinear
 from gntkit.training.augment import AUGMENT, affine_matrices, elastic_offsets, sampling_grid
 from gntkit.training.batches import ArrayBatches
 from gntkit.training.config import TrainConfig
-from naive_warp import naive_bilinear
 from test_training import CHARSET, PREPROCESS, glyph_arrays
 
 torch = pytest.importorskip("torch")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gntkit.errors import GntkitError
+from gntkit.tools.reference.warp import naive_bilinear
 from gntkit.training.augment import AUGMENT, affine_matrices, elastic_offsets, random_warp_batch, sampling_grid, warp_batch
-from naive_warp import naive_bilinear
 
 
 def wide_warps(rng, count, size, elastic=True):

@@ -10,12 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from dgrl_fixtures import write_dgrl_corpus  # noqa: E402
 from gntkit.samples.inspection import inspect_sources  # noqa: E402
 from gntkit.shards.convert import convert  # noqa: E402
 from gntkit.shards.hdf5 import read_shard  # noqa: E402
+from gntkit.tools.fixtures.dgrl import write_dgrl_corpus  # noqa: E402
+from gntkit.tools.fixtures.pot import write_pot_corpus  # noqa: E402
 from gntkit.tools.synth import write_corpus  # noqa: E402
-from pot_fixtures import write_pot_corpus  # noqa: E402
 
 LINES = {"line_height": 16, "max_line_width": 120}
 

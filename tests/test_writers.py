@@ -20,13 +20,13 @@ import zlib
 import numpy as np
 import pytest
 
-import naive_crc32c
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.kernels import crc32c as crc_kernels
 from gntkit.samples.batch import SampleBatch
 from gntkit.shards import tfrecord
 from gntkit.shards.registry import FORMATS, get_format_module, get_writer_class, output_format
 from gntkit.shards.writer import utf8_column
+from gntkit.tools.reference import crc32c as naive_crc32c
 
 ATTRS = {"gntkit_version": "0.1.0", "charset": {"name": "test", "classes": ["啊", "!"]}, "preprocess": {"size": 64, "raw": False}}
 CHARACTERS = ["啊", "!", "阿", "A", "座", "?", "𠀀", "é"]

@@ -44,6 +44,10 @@ def lost_member_problem(member: Member, exc: FormatError, max_side: int) -> Prob
     else:
         buf = member.read_unchecked()
         size = member.size if member.size >= 0 else (len(buf) if buf is not None else 0)
+        if buf is None and exc.offset is not None and exc.found.endswith("(truncated)"):
+            # A file cut short: its stored size (gzip's ISIZE trailer) is whatever bytes the cut
+            # left at its end; the bytes there are the file's, up to the cut.
+            size = exc.offset
     records = count_records(buf, member, max_side) if buf is not None and len(buf) else None
     if records is None:
         return Problem(exc.path, exc.offset, exc.expected, f"{found}: an unknown number of records in {size:,} bytes",

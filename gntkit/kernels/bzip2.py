@@ -9,7 +9,7 @@ symbols -> the BWT's last column), `inverse_bwt`, and `rle1_length` / `undo_rle1
 The kernels take arrays and scalars only. A block's length is only known once it is decoded,
 so `decode_block` checks the bit position against `nbits` before every read and returns a
 status instead of reading past the data; the caller turns a status into a FormatError. The
-plain-Python reference is `naive_bzip2_blocks` in tests/naive_alz.py.
+plain-Python reference is `naive_bzip2_blocks` in gntkit/tools/reference/alz.py.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ bytes only, so each frame is copied first): benchmarks/bench_handwritten.py, doc
 
 Python entry points: `crc32c`, `masked_crc32c`, `mask_crc`, `unmask_crc`,
 `crc32c_batch`. The bitwise reference used by the tests lives in
-`tests/naive_crc32c.py`.
+`gntkit/tools/reference/crc32c.py`.
 """
 
 from __future__ import annotations
