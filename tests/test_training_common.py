@@ -155,7 +155,7 @@ def test_run_folder_refuses_existing_without_flags(tmp_path):
     run = RunFolder(tmp_path / "run", "torch")
     assert run.prepare(resume=False, overwrite=False) is False
     run.write_run_info({"config": {}, "num_classes": 2, "image_size": 8, "channels": 1})
-    with pytest.raises(OutputExistsError, match="already exists; pass resume"):
+    with pytest.raises(OutputExistsError, match="already exists; pass --resume"):
         RunFolder(tmp_path / "run", "torch").prepare(resume=False, overwrite=False)
     with pytest.raises(GntkitError, match="no last checkpoint"):
         RunFolder(tmp_path / "run", "torch").prepare(resume=True, overwrite=False)

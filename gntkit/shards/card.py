@@ -91,12 +91,6 @@ def _how_to_load(manifest: dict, folder_name: str) -> list[str]:
     elif fmt == "tfrecord":
         lines += ["The shards are gzip-compressed TFRecord: read them with `tf.data.TFRecordDataset(files, compression_type=\"GZIP\")` "
                   "(TensorFlow Datasets reads uncompressed TFRecord only). `datasets.load_dataset` has no loader for TFRecord."]
-    elif fmt == "lmdb":
-        lines += ["Text-recognition toolkits (deep-text-recognition-benchmark, PARSeq, MMOCR) open each `*.lmdb` folder with "
-                  "`lmdb.open(folder, readonly=True, lock=False)`: keys `num-samples`, `image-%09d` (PNG), `label-%09d` (UTF-8 text)."]
-    elif fmt == "paddleocr":
-        lines += ["PaddleOCR's `SimpleDataSet` reads the `*.txt` label files (`image path<TAB>text`) with `data_dir` set to this folder; "
-                  "`charset.txt` serves as its `character_dict_path`."]
     else:
         lines += ["With h5py: each `.h5` shard holds one dataset per field (see `gntkit.json`). `datasets.load_dataset` does "
                   "not read this layout: use gntkit or h5py."]
@@ -133,9 +127,12 @@ def dataset_card(manifest: dict, characters: list[str], folder_name: str = "OUT"
 
 
 def write_card(folder: str | Path, manifest: dict, characters: list[str]) -> str:
-    """Write `README.md`, the dataset card, into a finished output folder; returns its file name."""
+    """Write `README.md`, the dataset card, into a finished output folder; returns its file name.
+
+    The card's examples name the folder by the dataset's name, not by where it was written, so
+    the same conversion gives the same bytes in any folder."""
     path = Path(folder) / CARD
     partial = path.with_name(CARD + ".partial")
-    partial.write_text(dataset_card(manifest, characters, Path(folder).name), encoding="utf-8")
+    partial.write_text(dataset_card(manifest, characters, manifest["name"]), encoding="utf-8")
     partial.replace(path)
     return CARD

@@ -232,10 +232,7 @@ class OutputFolder:
         total = len(shards)
         for i, entry in enumerate(shards):
             final = shard_name(name, split, fmt, i, total)
-            if Path(final).parent != Path("."):  # a shard that is one file in its own folder (LMDB's data.mdb): the folder is renamed
-                os.replace(self.path / Path(entry["file"]).parent, self.path / Path(final).parent)
-            else:
-                os.replace(self.path / entry["file"], self.path / final)
+            os.replace(self.path / entry["file"], self.path / final)
             if entry.get("index"):
                 index_final = final + ".index.npy"
                 os.replace(self.path / entry["index"], self.path / index_final)

@@ -149,8 +149,3 @@ register(OutputFormat("hdf5", "HDF5", "h5", "gntkit.shards.hdf5:HDF5Writer", "gn
                       compressions=(None, "lzf", "gzip"), requires="h5py"))
 register(OutputFormat("webdataset", "WebDataset", "tar", "gntkit.shards.webdataset:WebDatasetWriter", "gntkit.datasets.webdataset",
                       ("wds", "tar"), has_index=True))
-# Each LMDB shard is a folder (`NAME-SPLIT-00000-of-00004.lmdb/`) holding the one data file that LMDB opens in a
-# folder; the manifest lists that file, and a shard is renamed by renaming its folder.
-register(OutputFormat("lmdb", "LMDB", "lmdb/data.mdb", "gntkit.shards.lmdb:LMDBWriter", "gntkit.datasets.lmdb_reader", requires="lmdb"))
-# Each PaddleOCR shard is a recognition label file; its PNG files lie in images/SPLIT/ beside it.
-register(OutputFormat("paddleocr", "PaddleOCR", "txt", "gntkit.shards.paddleocr:PaddleOCRWriter", "gntkit.datasets.paddleocr"))
