@@ -3,6 +3,7 @@ both frameworks, trained with `gntkit train`'s defaults on a writer-disjoint syn
 
     python benchmarks/bench_accuracy.py                              # the default table (~15 min on 2 cores)
     python benchmarks/bench_accuracy.py --epochs 2 --models cnn3     # a quick check
+    python benchmarks/bench_accuracy.py --precisions auto,fp32,bf16  # each model at each precision
     python benchmarks/bench_accuracy.py --models cnn3,hccr-compact:4 --frameworks torch --work /tmp/acc
 
 What one run does, through gntkit's public paths only:
@@ -52,6 +53,7 @@ from pathlib import Path
 from child import print_result, run_child
 
 FRAMEWORKS = ("torch", "tf")
+PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_MODELS = "cnn2,cnn2-tutorial,cnn3,hccr-compact"
 # Training images/s of `gntkit train` measured on the 2-core AMD EPYC (AVX-512 BF16) this benchmark
 # was written on, 64 x 64, defaults; only used to print the time estimate before the runs start.
@@ -152,8 +154,8 @@ def baseline_nearest_mean(shards: Path) -> dict:
             "seconds": time.perf_counter() - start}
 
 
-def run_one(shards: Path, run_dir: Path, model: str, framework: str, epochs: int) -> dict:
-    """Train one model with `gntkit train`'s defaults (no validation split), score the last checkpoint.
+def run_one(shards: Path, run_dir: Path, model: str, framework: str, epochs: int, precision: str = "auto") -> dict:
+    """Train one model with `gntkit train`'s defaults (no validation split) at `precision`, score the last checkpoint.
 
     Returns:
         parameters, precision, seconds (train call), images_per_second (mean after epoch 1),
@@ -165,7 +167,7 @@ def run_one(shards: Path, run_dir: Path, model: str, framework: str, epochs: int
     # "none", not None: train() treats an option given as None as left out, and val_split's default
     # "auto" would then validate on the test writers (metrics.csv and the "best" checkpoint).
     summary = training.train(shards, run_dir, framework=framework, model=model, epochs=epochs, val_split="none",
-                             quiet=True, overwrite=True)
+                             precision=precision, quiet=True, overwrite=True)
     seconds = time.perf_counter() - start
     from gntkit.training.metrics import read_metrics
 
@@ -182,12 +184,12 @@ def run_one(shards: Path, run_dir: Path, model: str, framework: str, epochs: int
             "test_top1": test["top1_accuracy"], "last_train_accuracy_augmented": rows[-1]["train_accuracy"]}
 
 
-def measure(shards: Path, work: Path, model: str, framework: str, epochs: int) -> dict:
+def measure(shards: Path, work: Path, model: str, framework: str, epochs: int, precision: str) -> dict:
     """`run_one` in a fresh process (torch and TensorFlow never share one); returns its result dict."""
-    run_dir = work / "runs" / f"{model}-{framework}"
-    cmd = [sys.executable, __file__, "--one", f"{model}:{framework}:{epochs}", "--shards", str(shards),
+    run_dir = work / "runs" / f"{model}-{framework}-{precision}"
+    cmd = [sys.executable, __file__, "--one", f"{model}:{framework}:{epochs}:{precision}", "--shards", str(shards),
            "--run-dir", str(run_dir)]
-    return run_child(cmd, f"{model} ({framework})")
+    return run_child(cmd, f"{model} ({framework}, {precision})")
 
 
 def estimate_seconds(models, frameworks, train_images: int) -> float | None:
@@ -223,6 +225,7 @@ def print_header(args, settings, manifest, train_writers, test_writers, corpus_s
           + (f"; built in {corpus_seconds:.0f} s" if corpus_seconds else "; reused from the work folder"))
     print(f"chance: {100 / settings['classes']:.1f}%")
     guess = estimate_seconds(models, args.frameworks, n_train)
+    guess = None if guess is None else guess * len(args.precisions)
     print("estimate: " + (f"about {guess / 60:.0f} minutes of training runs" if guess is not None
                           else "unknown (a model without a measured rate)"), flush=True)
 
@@ -245,9 +248,10 @@ def run_table(args) -> None:
                      "-", base["seconds"])]
         started = time.perf_counter()
         for model, epochs in models:
-            for framework in args.frameworks:
-                r = measure(shards, work, model, framework, epochs)
-                lines.append(row(model, framework, r["precision"], f"{r['parameters']:,}", r["epochs"], r["train_top1"],
+            for framework, precision in ((f, p) for f in args.frameworks for p in args.precisions):
+                r = measure(shards, work, model, framework, epochs, precision)
+                shown = f"{precision} ({r['precision']})" if precision == "auto" else r["precision"]
+                lines.append(row(model, framework, shown, f"{r['parameters']:,}", r["epochs"], r["train_top1"],
                                  r["test_top1"], f"{r['images_per_second']:.0f}", r["seconds"]))
                 print(f"[{time.perf_counter() - started:.0f} s] {lines[-1]}", file=sys.stderr, flush=True)
     print()
@@ -266,6 +270,8 @@ def main(argv=None) -> None:
     parser.add_argument("--models", default=DEFAULT_MODELS,
                         help=f"comma-separated registry names, NAME:EPOCHS for a model's own epochs (default {DEFAULT_MODELS})")
     parser.add_argument("--frameworks", default="torch,tf", help="comma-separated: torch, tf")
+    parser.add_argument("--precisions", default="auto", help="comma-separated: auto, fp32, bf16; every model and "
+                                                               "framework is trained at each (default auto)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of a model named without :EPOCHS")
     parser.add_argument("--train-writers", type=int, default=40)
     parser.add_argument("--test-writers", type=int, default=12)
@@ -280,12 +286,15 @@ def main(argv=None) -> None:
     parser.add_argument("--run-dir", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        model, framework, epochs = args.one.split(":")
-        print_result(run_one(Path(args.shards), Path(args.run_dir), model, framework, int(epochs)))
+        model, framework, epochs, precision = args.one.split(":")
+        print_result(run_one(Path(args.shards), Path(args.run_dir), model, framework, int(epochs), precision))
         return
     args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
     if not args.frameworks or any(f not in FRAMEWORKS for f in args.frameworks):
         raise SystemExit(f"--frameworks: expected torch and/or tf, found {','.join(args.frameworks)!r}.")
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not args.precisions or any(p not in PRECISIONS for p in args.precisions):
+        raise SystemExit(f"--precisions: expected auto, fp32 and/or bf16, found {','.join(args.precisions)!r}.")
     for name in ("epochs", "train_writers", "test_writers", "classes", "samples", "size"):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name.replace('_', '-')} must be at least 1, found {getattr(args, name)}.")

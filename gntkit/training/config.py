@@ -114,7 +114,8 @@ class TrainConfig:
                                   "training image (gntkit.training.augment.AUGMENT).", flag="--augment/--no-augment")
     seed: int = _option(0, "Seeds initialisation, shuffling, augmentation and dropout.")
     precision: str = _option("auto", "Arithmetic: auto = bf16 on GPUs with it (else fp16) and on CPUs with "
-                                     "AVX-512 BF16 or AMX (torch), else fp32.", choices=PRECISIONS)
+                                     "AVX-512 BF16 or AMX (both frameworks; measured there to train as well as "
+                                     "fp32, docs/training.md), else fp32.", choices=PRECISIONS)
     channels_last: bool | None = _option(None, "torch: channels-last memory format.",
                                          default_text="on for CUDA and for bf16 on a CPU",
                                          flag="--channels-last/--no-channels-last")

@@ -8,6 +8,7 @@ import os
 from gntkit.errors import GntkitError, require
 from gntkit.training.config import TrainConfig
 from gntkit.training.schedule import cpu_has_bf16, resolve_precision
+from gntkit.training.tf_trainer.optimizers import TorchAdam, TorchSGD
 
 # tensorflow is the one heavy framework of this module; `import gntkit.training` does not load it.
 tf = require("tensorflow", "tensorflow", "Training with TensorFlow")
@@ -93,14 +94,15 @@ def build_optimizer(config: TrainConfig, loss_scale: bool):
 
     Weight decay is decoupled in every optimizer (keras applies
     w -= w x lr x weight_decay before each update, as torch's AdamW and gntkit's
-    torch trainer do); biases and batch-norm scales and offsets are excluded.
+    torch trainer do); biases and batch-norm scales and offsets are excluded. The
+    updates are torch's (gntkit.training.tf_trainer.optimizers).
     """
     lr = config.peak_lr
     decay = config.weight_decay or None
     if config.optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate=lr, momentum=config.momentum, weight_decay=decay)
+        opt = TorchSGD(learning_rate=lr, momentum=config.momentum, weight_decay=decay)
     else:
-        opt = keras.optimizers.Adam(learning_rate=lr, epsilon=1e-8, weight_decay=decay)
+        opt = TorchAdam(learning_rate=lr, epsilon=1e-8, weight_decay=decay)
     if decay:
         opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     if loss_scale:
