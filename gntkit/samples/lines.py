@@ -25,7 +25,7 @@ import numpy as np
 from gntkit.errors import CharsetError, GntkitError
 from gntkit.formats.sources import Member
 from gntkit.samples.batch import SampleBatch
-from gntkit.samples.charset import Charset, decode_tag, describe_tag
+from gntkit.samples.charset import Charset, describe_tag
 from gntkit.samples.line_images import preprocess_line_records
 from gntkit.samples.report import StreamReport
 
@@ -145,11 +145,7 @@ def label_lines(record_file, charset: Charset, on_unknown: str, report: StreamRe
             f"{int(index.offsets[line]) + 4 + 2 * position}: "
             f"expected a character in charset {charset.name!r}, found {describe_tag(int(codes[j]))}."
         )
-    for code, count in zip(*np.unique(codes[missing], return_counts=True)):
-        if code == 0xFFFF or decode_tag(int(code)) is None:
-            report.unknown_codes[int(code)] += int(count)
-        else:
-            report.outside_codes[int(code)] += int(count)
+    report.count_codes(codes[missing])
     if on_unknown == "other":
         if not charset.has_other:
             raise GntkitError(f"on_unknown='other' needs a charset with an 'other' class (Charset.with_other()), found {charset!r}.")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from gntkit.formats.base import Problem
 from gntkit.formats.salvage import lost_records_words, unknown_record_counts
 from gntkit.samples.charset import decode_tag
@@ -53,6 +55,13 @@ class StreamReport:
         self.problems.extend(other.problems)
         self.members.extend(other.members)
         self.worker_peak_rss_kb = max(self.worker_peak_rss_kb, other.worker_peak_rss_kb)
+
+    def count_codes(self, codes) -> None:
+        """Count tag codes left out of the charset: those that decode to no character (0xFFFF,
+        the unlabelled mark, among them) in unknown_codes, the others in outside_codes."""
+        for code, count in zip(*np.unique(codes, return_counts=True)):
+            target = self.unknown_codes if decode_tag(int(code)) is None else self.outside_codes
+            target[int(code)] += int(count)
 
     @property
     def lost_anything(self) -> bool:

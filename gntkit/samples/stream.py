@@ -25,7 +25,7 @@ from gntkit.formats.base import DEFAULT_MAX_SIDE, ON_ERROR_CHOICES, Problem
 from gntkit.formats.salvage import lost_member_problem
 from gntkit.formats.sources import Member, find_members
 from gntkit.samples.batch import SampleBatch
-from gntkit.samples.charset import ON_UNKNOWN_CHOICES, Charset, builtin, decode_tag, describe_tag, resolve
+from gntkit.samples.charset import ON_UNKNOWN_CHOICES, Charset, builtin, describe_tag, resolve
 from gntkit.samples.lines import is_line_member, label_lines, line_batches
 from gntkit.samples.report import StreamReport
 from gntkit.samples.transform import preprocess_chosen
@@ -138,11 +138,7 @@ def label_records(record_file, charset: Charset, on_unknown: str, report: Stream
             f"{record_file.path} record {int(record_file.index.record_numbers[i])} at byte {int(record_file.index.offsets[i])}: "
             f"expected a character in charset {charset.name!r}, found {describe_tag(int(codes[i]))}."
         )
-    for code, count in zip(*np.unique(codes[missing], return_counts=True)):
-        if decode_tag(int(code)) is None:
-            report.unknown_codes[int(code)] += int(count)
-        else:
-            report.outside_codes[int(code)] += int(count)
+    report.count_codes(codes[missing])
     if on_unknown == "other":
         if not charset.has_other:
             raise GntkitError(f"on_unknown='other' needs a charset with an 'other' class (Charset.with_other()), found {charset!r}.")
