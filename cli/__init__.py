@@ -9,6 +9,7 @@ signal lands. A program or a test that imports gntkit.cli keeps its own signal h
 import os
 import signal
 import sys
+import threading
 
 
 class Interrupted(BaseException):
@@ -48,10 +49,15 @@ def _is_the_program() -> bool:
 
 def _raise_again(hook_args) -> None:
     """An Interrupted raised while Python code ran inside a C callback (numba's compiler calls
-    back into Python) is swallowed there, with a printed traceback: send the signal again, so that
-    it unwinds at the next point it can, and print nothing."""
+    back into Python) is swallowed there, with a printed traceback: send the signal again from
+    another thread a moment later, once this hook has returned, so that it unwinds at the next
+    point it can, and print nothing. (Raising it here, with signal.raise_signal or
+    _thread.interrupt_main, runs the handler inside this hook, where its exception is lost in
+    turn.) Swallowed again, it comes back here and is sent again."""
     if isinstance(hook_args.exc_value, Interrupted):
-        signal.raise_signal(hook_args.exc_value.signum)
+        again = threading.Timer(0.01, os.kill, (os.getpid(), hook_args.exc_value.signum))
+        again.daemon = True
+        again.start()
         return
     sys.__unraisablehook__(hook_args)
 
@@ -60,8 +66,3 @@ if _is_the_program():
     signal.signal(signal.SIGINT, _interrupted)
     signal.signal(signal.SIGTERM, _interrupted)
     sys.unraisablehook = _raise_again
-    # When an interrupt ends a conversion whose decoding workers were killed mid-file, the
-    # pool's named semaphores may never be unlinked by this process; multiprocessing's resource
-    # tracker (a separate process, started with these -W options) unlinks them as it should, and
-    # would also print a UserWarning about them after the command's one sentence.
-    sys.warnoptions.append("ignore:resource_tracker:UserWarning")

@@ -7,13 +7,7 @@ same whatever the number of worker processes.
 
 from __future__ import annotations
 
-import concurrent.futures
-import concurrent.futures.process
-import contextlib
 import hashlib
-import multiprocessing
-import signal
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -29,6 +23,7 @@ from gntkit.samples.charset import ON_UNKNOWN_CHOICES, Charset, builtin, describ
 from gntkit.samples.lines import is_line_member, label_lines, line_batches
 from gntkit.samples.report import StreamReport
 from gntkit.samples.transform import preprocess_chosen
+from gntkit.samples.workers import WorkerLost, ordered_map
 
 DEFAULT_BATCH_SIZE = 2048
 
@@ -216,10 +211,6 @@ def resolve_members(sources, on_error: str = "raise") -> list[Member]:
 
 
 def _worker_init():
-    # Ctrl-C (and a SIGTERM to the group) reaches every process: the parent alone handles them
-    # (it ends the workers), so a worker prints no traceback of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # The processes already use every core: numba threads inside each would only contend.
     import numba
 
@@ -255,7 +246,7 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
         workers: files decoded in parallel; output is the same for any value.
         parallel: with workers > 1, "threads" (default: one process, the kernels release
             the GIL, batches are not copied between processes; on 2 cores measured faster)
-            or "processes" (forkserver workers, each with one numba thread).
+            or "processes" (worker interpreters, each with one numba thread).
         max_side: largest bitmap side accepted as real.
         report: a StreamReport to fill with counts and problems.
         hash_members: also record each member's sha256 in report.members: True for all,
@@ -289,72 +280,18 @@ def iter_batches(sources, charset: Charset, preprocess=None, *, on_error: str = 
 def _pooled_batches(members: list[Member], args: tuple, workers: int, parallel: str, report: StreamReport) -> Iterator[SampleBatch]:
     """iter_batches with workers > 1: members decoded in a pool, yielded in member order."""
     if parallel == "threads":
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gntkit-decode")
         args = args + (True,)  # serial kernels: the pool's threads are the parallelism
-    else:
-        # Processes import the main module again (forkserver): a script without a main guard breaks them.
-        context = multiprocessing.get_context("forkserver")
-        pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init)
-    # A bounded window of files in flight keeps memory flat however fast workers are.
-    pending = []
-    queue = iter(members)
-    finished = False
+    jobs = ((member, *args) for member in members)
+    results = ordered_map(_member_job, jobs, workers=workers, parallel=parallel, initializer=_worker_init)
     try:
-        with _signals_deferred(parallel == "processes"):  # the processes start now: see _signals_deferred
-            for member in queue:
-                pending.append(pool.submit(_member_job, member, *args))
-                if len(pending) >= 2 * workers:
-                    break
-        while pending:
-            try:
-                batches, member_report = pending.pop(0).result()
-            except concurrent.futures.process.BrokenProcessPool:
-                raise GntkitError(
-                    "The worker processes stopped before finishing: when gntkit is called from a script, put the call "
-                    "under `if __name__ == '__main__':` (worker processes import the main module), or pass workers=1."
-                ) from None
+        for batches, member_report in results:
             report.merge(member_report)
-            next_member = next(queue, None)
-            if next_member is not None:
-                pending.append(pool.submit(_member_job, next_member, *args))
             yield from batches
-        finished = True
+    except WorkerLost as lost:
+        raise GntkitError(f"The decoding stopped: {lost} (ended by the system, for want of memory perhaps); "
+                          "pass fewer workers or parallel='threads'.") from None
     finally:
-        _stop_pool(pool, pending, finished)
-
-
-@contextlib.contextmanager
-def _signals_deferred(active: bool):
-    """Hold SIGINT and SIGTERM back (blocked, not lost) while worker processes start: a process
-    started now inherits the blocked mask, so a Ctrl-C to the group cannot kill one half-started,
-    with a traceback, before it ignores signals itself (_worker_init). On leaving, a signal that
-    came meanwhile is delivered to this process as usual."""
-    if not active or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
-
-
-def _stop_pool(pool, pending: list, finished: bool) -> None:
-    """Shut a decoding pool down; after an error, an interrupt or a closed generator, without
-    waiting for the files in flight: their futures are cancelled and worker processes ended."""
-    if finished:
-        pool.shutdown(wait=True)
-        return
-    for future in pending:
-        future.cancel()
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:  # a worker mid-file would otherwise finish it first (it ignores SIGTERM)
-        if process.is_alive():
-            process.kill()
-    for process in processes:
-        process.join(timeout=5)
+        results.close()
 
 
 @dataclass(frozen=True)
