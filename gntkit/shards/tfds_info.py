@@ -7,12 +7,15 @@ with the json module: TensorFlow is not needed to write them.
 
 How gntkit's Example features are described:
 
-- `image` holds raw uint8 pixels, not PNG. TFDS's `Image` feature decodes PNG/JPEG only,
-  so it is a `Tensor` of dtype uint8 stored as bytes (`encoding: "bytes"`, which TFDS
-  decodes with `tf.io.decode_raw`): shape (S, S) for fixed-size output. Variable-size
-  images (raw bitmaps, text lines) have no shape one feature can state, so they are a
-  flat (None,) vector of height x width pixels: reshape with the `height` and `width`
-  features. `tfds.show_examples` draws only `Image` features, so it does not apply.
+- `image` holds raw uint8 pixels, not PNG, which TFDS's own `Image` feature cannot decode.
+  Fixed-size output names gntkit's `Image` subclass (`RAW_IMAGE_CLASS`,
+  gntkit.datasets.tfds_image), which decodes the pixels to (S, S, 1) uint8 images, so
+  `tfds.show_examples` draws them; TFDS imports that class by name, so gntkit must be
+  installed where TFDS reads the folder. Variable-size images (raw bitmaps, text lines)
+  have no shape one feature can state (a feature decodes its own bytes, without `height`
+  and `width`), so they are a `Tensor`: a flat (None,) uint8 vector stored as bytes
+  (`encoding: "bytes"`, decoded with `tf.io.decode_raw`) to reshape with the `height` and
+  `width` features; `tfds.show_examples` does not draw them.
 - `label` is a `ClassLabel` whose names (`label.labels.txt`) are the charset's characters
   (text lines: the class ids of `label_sequence`, a plain int64 `label` of -1).
 - strings are `Text`; `points` and `stroke_lengths` are int16 tensors stored as bytes.
@@ -34,6 +37,9 @@ LABEL_NAMES = "label.labels.txt"
 TFDS_VERSION = "1.0.0"
 
 _FEATURES = "tensorflow_datasets.core.features."
+#: the TFDS feature class of fixed-size raw-pixel images, imported by TFDS from features.json
+#: (a name that folders keep: moving the class needs an alias, FeatureConnector.ALIASES)
+RAW_IMAGE_CLASS = "gntkit.datasets.tfds_image.RawImage"
 _CASIA_FORMATS = {"gnt", "pot", "dgrl"}
 
 CASIA_CITATION = """@inproceedings{liu2011casia,
@@ -70,7 +76,10 @@ def _feature(name: str, dtype: str, manifest: dict) -> dict:
     spec = manifest["features"]
     if name == "image":
         shape = spec["image"].get("shape")
-        return _tensor("uint8", tuple(shape) if shape and not spec.get("lines") else (-1,), "bytes")
+        if shape and not spec.get("lines"):
+            return {"pythonClassName": RAW_IMAGE_CLASS,
+                    "image": {"shape": {"dimensions": [str(d) for d in (*shape, 1)]}, "dtype": "uint8"}}
+        return _tensor("uint8", (-1,), "bytes")
     if name == "label" and "lines" not in spec:
         return {"pythonClassName": _FEATURES + "class_label_feature.ClassLabel",
                 "classLabel": {"numClasses": str(manifest["charset"]["num_classes"])}}
