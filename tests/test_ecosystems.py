@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from gntkit.samples.stream import iter_batches
 from gntkit.shards.card import dataset_card
 from gntkit.shards.convert import convert
 from gntkit.shards.manifest import INDEX_FOLDER, LEGACY_MANIFEST, MANIFEST, load_manifest
-from gntkit.shards.tfds_info import class_names
+from gntkit.shards.tfds_info import RAW_IMAGE_CLASS, class_names
 from gntkit.shards.verify import verify
 from gntkit.tools.synth import write_corpus
 
@@ -83,7 +85,8 @@ def test_tfds_builder_from_directory_reads_every_record(corpus, folders):
         assert builder.info.splits[split].num_examples == entry["num_records"]
     features = builder.info.features
     assert set(features) == {"image", "height", "width", "label", "tag_code", "character", "writer_id", "key"}
-    assert features["image"].shape == (64, 64) and features["image"].np_dtype == np.uint8
+    assert features["image"].shape == (64, 64, 1) and features["image"].np_dtype == np.uint8
+    assert isinstance(features["image"], tfds.features.Image)
     assert features["label"].names == class_names(Charset.load(folder).characters)
     assert builder.info.supervised_keys == ("image", "label") and "Liu" in builder.info.citation
     for split in manifest["splits"]:
@@ -91,8 +94,72 @@ def test_tfds_builder_from_directory_reads_every_record(corpus, folders):
         for ex in tfds.as_numpy(builder.as_dataset(split=split)):
             key = ex["key"].decode()
             assert features["label"].int2str(ex["label"]) == ex["character"].decode()
-            records.append((key, int(ex["label"]), ex["image"]))
+            records.append((key, int(ex["label"]), ex["image"][:, :, 0]))
         _check_against_stream(expected[split], records, f"tfds {split}")
+
+
+# tfds.show_examples in a process that imports tensorflow_datasets alone: TFDS itself must import
+# gntkit's image feature from the name in features.json. It saves what the figure drew.
+_SHOW_EXAMPLES = """
+import sys
+import matplotlib
+matplotlib.use("Agg")
+import numpy as np
+import tensorflow_datasets as tfds
+folder, split, out = sys.argv[1:]
+builder = tfds.builder_from_directory(folder)
+ds = builder.as_dataset(split=split)
+fig = tfds.show_examples(ds, builder.info, rows=2, cols=3)
+keys = [ex["key"].decode() for ex in tfds.as_numpy(ds.take(6))]
+np.savez(out, keys=np.array(keys), titles=np.array([ax.get_xlabel() for ax in fig.axes]),
+         drawn=np.stack([ax.images[0].get_array() for ax in fig.axes]), figure=type(fig).__name__)
+"""
+
+
+def test_tfds_show_examples_draws_images_with_class_names(corpus, folders, tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("matplotlib")
+    folder = folders["tfrecord"]
+    expected, names = _stream(corpus, folder)["train"], class_names(Charset.load(folder).characters)
+    out = tmp_path / "shown.npz"
+    env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-c", _SHOW_EXAMPLES, str(folder), "train", str(out)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    shown = np.load(out)
+    assert str(shown["figure"]) == "Figure" and len(shown["titles"]) == 6 == len(set(shown["keys"]))
+    for key, title, drawn in zip(shown["keys"], shown["titles"], shown["drawn"]):
+        label, image = expected[str(key)]
+        assert title == f"{names[label]} ({label})", f"{key}: drawn as {title!r}"
+        np.testing.assert_array_equal(drawn, image, err_msg=f"{key}: the drawn pixels")
+
+
+def test_raw_image_feature_reads_and_writes_the_stored_bytes(corpus, folders):
+    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow_datasets")
+    from gntkit.datasets.tfds_image import RawImage
+
+    assert RAW_IMAGE_CLASS == f"{RawImage.__module__}.{RawImage.__qualname__}"
+    folder = folders["tfrecord"]
+    expected = _stream(corpus, folder)["test"]
+    feature = RawImage(shape=(64, 64, 1))
+    shard = sorted(folder.glob("*-test.tfrecord-*"))[0]
+    for record in tf.data.TFRecordDataset(str(shard)).take(4):  # TensorFlow's plain reader
+        example = tf.train.Example.FromString(record.numpy()).features.feature
+        stored, key = example["image"].bytes_list.value[0], example["key"].bytes_list.value[0].decode()
+        image = expected[key][1]
+        assert feature.encode_example(image) == stored == feature.encode_example(image[:, :, None])
+        np.testing.assert_array_equal(feature.decode_example_np(stored), image[:, :, None])
+        np.testing.assert_array_equal(feature.decode_example(tf.constant(stored)).numpy(), image[:, :, None])
+    with pytest.raises(GntkitError, match="found 4095"):
+        feature.decode_example_np(stored[:-1])
+    with pytest.raises(GntkitError, match=r"found uint8 array of shape \(64, 63\)"):
+        feature.encode_example(image[:, :63])
+    for shape in ((None, None, 1), (64, 64, 3), (64, 64)):
+        with pytest.raises(GntkitError, match="expected a shape"):
+            RawImage(shape=shape)
+    with pytest.raises(GntkitError, match="encoding format 'png'"):
+        RawImage(shape=(64, 64, 1), encoding_format="png")
 
 
 def test_tfds_variable_size_images_are_flat_pixels(corpus, tmp_path):
