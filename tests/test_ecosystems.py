@@ -23,7 +23,7 @@ from gntkit.samples.stream import iter_batches
 from gntkit.shards.card import dataset_card
 from gntkit.shards.convert import convert
 from gntkit.shards.manifest import INDEX_FOLDER, LEGACY_MANIFEST, MANIFEST, load_manifest
-from gntkit.shards.tfds_info import RAW_IMAGE_CLASS, class_names
+from gntkit.shards.tfds_info import RAW_IMAGE_CLASS, class_names, write_tfds_metadata
 from gntkit.shards.verify import verify
 from gntkit.tools.synth import write_corpus
 
@@ -134,6 +134,23 @@ def test_tfds_show_examples_draws_images_with_class_names(corpus, folders, tmp_p
         np.testing.assert_array_equal(drawn, image, err_msg=f"{key}: the drawn pixels")
 
 
+def test_tfds_metadata_written_again_gives_an_older_folder_the_image_feature(folders, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    folder = tmp_path / "older"
+    shutil.copytree(folders["tfrecord"], folder)
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "tfds.show_examples(ds, builder.info)" in card and RAW_IMAGE_CLASS in card
+    features = json.loads((folder / "features.json").read_text(encoding="utf-8"))
+    features["featuresDict"]["features"]["image"] = {  # how a folder described its images as a Tensor
+        "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
+        "tensor": {"dtype": "uint8", "encoding": "bytes", "shape": {"dimensions": ["64", "64"]}}}
+    (folder / "features.json").write_text(json.dumps(features), encoding="utf-8")
+    assert tfds.builder_from_directory(folder).info.features["image"].shape == (64, 64)
+    write_tfds_metadata(folder, load_manifest(folder), Charset.load(folder).characters)  # as docs/datasets.md says
+    image = tfds.builder_from_directory(folder).info.features["image"]
+    assert isinstance(image, tfds.features.Image) and image.shape == (64, 64, 1)
+
+
 def test_raw_image_feature_reads_and_writes_the_stored_bytes(corpus, folders):
     tf = pytest.importorskip("tensorflow")
     pytest.importorskip("tensorflow_datasets")
@@ -168,6 +185,9 @@ def test_tfds_variable_size_images_are_flat_pixels(corpus, tmp_path):
     expected = _stream(corpus, folder)
     builder = tfds.builder_from_directory(folder)
     assert builder.info.features["image"].shape == (None,)
+    assert not isinstance(builder.info.features["image"], tfds.features.Image)
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "show_examples" not in card and RAW_IMAGE_CLASS not in card and "reshape" in card
     records = [(ex["key"].decode(), int(ex["label"]), ex["image"].reshape(ex["height"], ex["width"]))
                for ex in tfds.as_numpy(builder.as_dataset(split="test"))]
     _check_against_stream(expected["test"], records, "tfds raw")

@@ -66,6 +66,13 @@ def cites_casia(manifest: dict) -> bool:
     return bool(_CASIA_FORMATS & set(manifest.get("source_formats", ())))
 
 
+def draws_images(manifest: dict) -> bool:
+    """Whether `image` is declared as gntkit's TFDS `Image` (`RAW_IMAGE_CLASS`), which
+    `tfds.show_examples` draws: fixed-size images, not raw bitmaps or text lines."""
+    spec = manifest["features"]
+    return bool(spec["image"].get("shape")) and not spec.get("lines")
+
+
 def _tensor(dtype: str, shape=(), encoding: str = "none") -> dict:
     dims = {"dimensions": [str(d) for d in shape]} if shape else {}
     return {"pythonClassName": _FEATURES + "tensor_feature.Tensor", "tensor": {"dtype": dtype, "encoding": encoding, "shape": dims}}
@@ -75,10 +82,9 @@ def _feature(name: str, dtype: str, manifest: dict) -> dict:
     """The TFDS Feature (as JSON) of one Example feature of gntkit's feature spec."""
     spec = manifest["features"]
     if name == "image":
-        shape = spec["image"].get("shape")
-        if shape and not spec.get("lines"):
+        if draws_images(manifest):
             return {"pythonClassName": RAW_IMAGE_CLASS,
-                    "image": {"shape": {"dimensions": [str(d) for d in (*shape, 1)]}, "dtype": "uint8"}}
+                    "image": {"shape": {"dimensions": [str(d) for d in (*spec["image"]["shape"], 1)]}, "dtype": "uint8"}}
         return _tensor("uint8", (-1,), "bytes")
     if name == "label" and "lines" not in spec:
         return {"pythonClassName": _FEATURES + "class_label_feature.ClassLabel",
