@@ -27,7 +27,6 @@ from gntkit.shards.tfds_info import (
     RAW_IMAGE_CLASS,
     cites_casia,
     class_names,
-    draws_images,
     has_tfds_metadata,
 )
 
@@ -93,7 +92,10 @@ def _how_to_load(manifest: dict, folder_name: str) -> list[str]:
     elif has_tfds_metadata(manifest):
         lines += ["With TensorFlow Datasets (`dataset_info.json`, `features.json` and `label.labels.txt` are its metadata):", "",
                   "```python", "import tensorflow_datasets as tfds", f"builder = tfds.builder_from_directory({folder_name!r})",
-                  f"ds = builder.as_dataset(split={first!r})", *_tfds_show(manifest), "```", "", _tfds_image(manifest),
+                  f"ds = builder.as_dataset(split={first!r})", "tfds.show_examples(ds, builder.info)  # a grid titled by character",
+                  "```", "", f"`image` holds the raw uint8 pixels; `features.json` declares it as gntkit's TFDS `Image` feature "
+                  f"(`{RAW_IMAGE_CLASS}`), which decodes them to (height, width, 1) images: TFDS imports it by that name, so "
+                  "gntkit must be installed where TFDS reads the folder (the script need not import it). "
                   f"`label` is a `ClassLabel` whose names are the characters ({LABEL_NAMES}). "
                   "`datasets.load_dataset` has no loader for TFRecord."]
     elif fmt == "tfrecord":
@@ -103,19 +105,6 @@ def _how_to_load(manifest: dict, folder_name: str) -> list[str]:
         lines += ["With h5py: each `.h5` shard holds one dataset per field (see `gntkit.json`). `datasets.load_dataset` does "
                   "not read this layout: use gntkit or h5py."]
     return lines
-
-
-def _tfds_show(manifest: dict) -> list[str]:
-    return ["tfds.show_examples(ds, builder.info)  # a grid titled by character"] if draws_images(manifest) else []
-
-
-def _tfds_image(manifest: dict) -> str:
-    if draws_images(manifest):
-        return (f"`image` holds the raw uint8 pixels; `features.json` declares it as gntkit's TFDS `Image` feature "
-                f"(`{RAW_IMAGE_CLASS}`), which decodes them to (S, S, 1) images: TFDS imports it by that name, so gntkit must be "
-                "installed where TFDS reads the folder (the script need not import it). ")
-    return ("`image` holds the raw uint8 pixels (TFDS decodes them with `tf.io.decode_raw`) as a flat vector to reshape "
-            "to (`height`, `width`). ")
 
 
 def dataset_card(manifest: dict, characters: list[str], folder_name: str = "OUT") -> str:
