@@ -71,6 +71,34 @@ def manifest_charset(folder):
     return Charset.load(Path(folder) / "charset.json")
 
 
+def test_tfds_reads_and_draws_text_lines_at_their_own_widths(pages, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    from gntkit.shards.convert import convert
+    from gntkit.shards.registry import get_format_module
+
+    matplotlib.use("Agg")
+    folder = tmp_path / "tfds-lines"
+    manifest = convert(pages, folder, to="tfrecord", split="train=001-002,test=003", on_unknown="other", workers=1,
+                       preprocess={"line_height": 24, "max_line_width": 200}, hash_sources=False)
+    builder = tfds.builder_from_directory(folder)
+    assert builder.info.features["image"].shape == (None, None, 1)
+    for split, entry in manifest["splits"].items():
+        stored = {s["key"]: s for item in entry["shards"] for s in get_format_module("tfrecord").read_shard(folder / item["file"])}
+        read = list(tfds.as_numpy(builder.as_dataset(split=split)))
+        assert sorted(ex["key"].decode() for ex in read) == sorted(stored) and len(read) == entry["num_records"]
+        for ex in read:
+            sample = stored[ex["key"].decode()]
+            assert ex["text"].decode() == sample["text"] and ex["label_sequence"].tolist() == sample["label_sequence"].tolist()
+            assert np.array_equal(ex["image"][:, :, 0], sample["image"]) and ex["image"].shape[0] == 24
+    widths = {int(ex["width"]) for ex in tfds.as_numpy(builder.as_dataset(split="test"))}
+    fig = tfds.show_examples(builder.as_dataset(split="test"), builder.info, rows=1, cols=3)
+    assert len(fig.axes) == 3 and {ax.images[0].get_array().shape[1] for ax in fig.axes} <= widths
+    matplotlib.pyplot.close(fig)
+
+
 def test_verify_refuses_a_text_that_disagrees_with_its_labels(pages, tmp_path):
     from gntkit.shards import hdf5
     from gntkit.shards.convert import convert

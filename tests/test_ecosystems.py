@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from gntkit.samples.stream import iter_batches
 from gntkit.shards.card import dataset_card
 from gntkit.shards.convert import convert
 from gntkit.shards.manifest import INDEX_FOLDER, LEGACY_MANIFEST, MANIFEST, load_manifest
-from gntkit.shards.tfds_info import class_names
+from gntkit.shards.tfds_info import RAW_IMAGE_CLASS, RAW_IMAGE_DICT_CLASS, class_names, write_tfds_metadata
 from gntkit.shards.verify import verify
 from gntkit.tools.synth import write_corpus
 
@@ -83,7 +85,8 @@ def test_tfds_builder_from_directory_reads_every_record(corpus, folders):
         assert builder.info.splits[split].num_examples == entry["num_records"]
     features = builder.info.features
     assert set(features) == {"image", "height", "width", "label", "tag_code", "character", "writer_id", "key"}
-    assert features["image"].shape == (64, 64) and features["image"].np_dtype == np.uint8
+    assert features["image"].shape == (64, 64, 1) and features["image"].np_dtype == np.uint8
+    assert isinstance(features["image"], tfds.features.Image)
     assert features["label"].names == class_names(Charset.load(folder).characters)
     assert builder.info.supervised_keys == ("image", "label") and "Liu" in builder.info.citation
     for split in manifest["splits"]:
@@ -91,19 +94,130 @@ def test_tfds_builder_from_directory_reads_every_record(corpus, folders):
         for ex in tfds.as_numpy(builder.as_dataset(split=split)):
             key = ex["key"].decode()
             assert features["label"].int2str(ex["label"]) == ex["character"].decode()
-            records.append((key, int(ex["label"]), ex["image"]))
+            records.append((key, int(ex["label"]), ex["image"][:, :, 0]))
         _check_against_stream(expected[split], records, f"tfds {split}")
 
 
-def test_tfds_variable_size_images_are_flat_pixels(corpus, tmp_path):
+# tfds.show_examples in a process that imports tensorflow_datasets alone: TFDS itself must import
+# gntkit's image features from the names in features.json. It saves what the figure drew.
+_SHOW_EXAMPLES = """
+import sys
+import matplotlib
+matplotlib.use("Agg")
+import numpy as np
+import tensorflow_datasets as tfds
+folder, split, out = sys.argv[1:]
+builder = tfds.builder_from_directory(folder)
+ds = builder.as_dataset(split=split)
+fig = tfds.show_examples(ds, builder.info, rows=2, cols=3)
+keys = [ex["key"].decode() for ex in tfds.as_numpy(ds.take(6))]
+drawn = {f"drawn{i}": np.asarray(ax.images[0].get_array()) for i, ax in enumerate(fig.axes)}
+np.savez(out, keys=np.array(keys), titles=np.array([ax.get_xlabel() for ax in fig.axes]), figure=type(fig).__name__,
+         gntkit_imported=any(name.startswith("gntkit") for name in sys.modules), **drawn)
+"""
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["fixed-size", "raw"])
+def test_tfds_show_examples_draws_images_with_class_names(corpus, folders, tmp_path, raw):
+    pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("matplotlib")
+    folder = _convert(corpus, tmp_path / "raw", "tfrecord", preprocess=Preprocess(raw=True)) if raw else folders["tfrecord"]
+    expected, names = _stream(corpus, folder)["train"], class_names(Charset.load(folder).characters)
+    out = tmp_path / "shown.npz"
+    env = {**os.environ, "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run([sys.executable, "-c", _SHOW_EXAMPLES, str(folder), "train", str(out)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    shown = np.load(out)
+    assert str(shown["figure"]) == "Figure" and len(shown["titles"]) == 6 == len(set(shown["keys"]))
+    assert bool(shown["gntkit_imported"])  # by TFDS, from features.json
+    for i, (key, title) in enumerate(zip(shown["keys"], shown["titles"])):
+        label, image = expected[str(key)]
+        assert title == f"{names[label]} ({label})", f"{key}: drawn as {title!r}"
+        np.testing.assert_array_equal(shown[f"drawn{i}"], image, err_msg=f"{key}: the drawn pixels")
+
+
+def test_tfds_metadata_written_again_gives_an_older_folder_the_image_feature(folders, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    folder = tmp_path / "older"
+    shutil.copytree(folders["tfrecord"], folder)
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "tfds.show_examples(ds, builder.info)" in card and RAW_IMAGE_CLASS in card
+    features = json.loads((folder / "features.json").read_text(encoding="utf-8"))
+    features["featuresDict"]["features"]["image"] = {  # how a folder described its images as a Tensor
+        "pythonClassName": "tensorflow_datasets.core.features.tensor_feature.Tensor",
+        "tensor": {"dtype": "uint8", "encoding": "bytes", "shape": {"dimensions": ["64", "64"]}}}
+    (folder / "features.json").write_text(json.dumps(features), encoding="utf-8")
+    assert tfds.builder_from_directory(folder).info.features["image"].shape == (64, 64)
+    write_tfds_metadata(folder, load_manifest(folder), Charset.load(folder).characters)  # as docs/datasets.md says
+    image = tfds.builder_from_directory(folder).info.features["image"]
+    assert isinstance(image, tfds.features.Image) and image.shape == (64, 64, 1)
+
+
+def test_raw_image_feature_reads_and_writes_the_stored_bytes(corpus, folders):
+    tf = pytest.importorskip("tensorflow")
+    pytest.importorskip("tensorflow_datasets")
+    from gntkit.datasets.tfds_image import RawImage, RawImageDict
+
+    assert RAW_IMAGE_CLASS == f"{RawImage.__module__}.{RawImage.__qualname__}"
+    assert RAW_IMAGE_DICT_CLASS == f"{RawImageDict.__module__}.{RawImageDict.__qualname__}"
+    folder = folders["tfrecord"]
+    expected = _stream(corpus, folder)["test"]
+    feature = RawImage(shape=(64, 64, 1))
+    shard = sorted(folder.glob("*-test.tfrecord-*"))[0]
+    for record in tf.data.TFRecordDataset(str(shard)).take(4):  # TensorFlow's plain reader
+        example = tf.train.Example.FromString(record.numpy()).features.feature
+        stored, key = example["image"].bytes_list.value[0], example["key"].bytes_list.value[0].decode()
+        image = expected[key][1]
+        assert feature.encode_example(image) == stored == feature.encode_example(image[:, :, None])
+        np.testing.assert_array_equal(feature.decode_example_np(stored), image[:, :, None])
+        np.testing.assert_array_equal(feature.decode_example(tf.constant(stored)).numpy(), image[:, :, None])
+    with pytest.raises(GntkitError, match="found 4095"):
+        feature.decode_example_np(stored[:-1])
+    with pytest.raises(GntkitError, match=r"found uint8 array of shape \(64, 63\)"):
+        feature.encode_example(image[:, :63])
+    for shape in ((None, 64, 1), (64, 64, 3), (64, 64), (0, 64, 1)):
+        with pytest.raises(GntkitError, match="expected a shape"):
+            RawImage(shape=shape)
+    with pytest.raises(GntkitError, match="encoding format 'png'"):
+        RawImage(shape=(64, 64, 1), encoding_format="png")
+    varying = RawImage(shape=(None, None, 1))
+    assert varying.encode_example(image[:, :63]) == image[:, :63].tobytes()
+    np.testing.assert_array_equal(varying.decode_example_np(stored), image.ravel())  # RawImageDict shapes it
+    with pytest.raises(GntkitError, match="variable-size RawImage"):
+        RawImageDict({"image": feature, "height": np.int64, "width": np.int64})
+    with pytest.raises(GntkitError, match="variable-size RawImage"):
+        RawImageDict({"image": varying})
+
+
+def test_tfds_variable_size_images_take_each_records_height_and_width(corpus, tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     folder = _convert(corpus, tmp_path / "raw", "tfrecord", preprocess=Preprocess(raw=True))
     expected = _stream(corpus, folder)
     builder = tfds.builder_from_directory(folder)
-    assert builder.info.features["image"].shape == (None,)
-    records = [(ex["key"].decode(), int(ex["label"]), ex["image"].reshape(ex["height"], ex["width"]))
-               for ex in tfds.as_numpy(builder.as_dataset(split="test"))]
-    _check_against_stream(expected["test"], records, "tfds raw")
+    assert builder.info.features["image"].shape == (None, None, 1)
+    assert isinstance(builder.info.features["image"], tfds.features.Image)
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "tfds.show_examples(ds, builder.info)" in card and RAW_IMAGE_CLASS in card
+    for split in expected:
+        records = []
+        for ex in tfds.as_numpy(builder.as_dataset(split=split)):
+            assert ex["image"].shape == (ex["height"], ex["width"], 1)
+            records.append((ex["key"].decode(), int(ex["label"]), ex["image"][:, :, 0]))
+        _check_against_stream(expected[split], records, f"tfds raw {split}")
+    skipped = next(iter(builder.as_dataset(split="test", decoders={"image": tfds.decode.SkipDecoding()})))
+    assert skipped["image"].dtype == "string"  # a decoder that keeps the bytes gets them unshaped
+
+
+def test_tfds_reads_a_single_split_named_all_by_read_instruction(corpus, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    folder = tmp_path / "all"
+    convert(corpus, folder, to="tfrecord", charset="data", shard_records=9, workers=1)
+    expected = _stream(corpus, folder)["all"]
+    builder = tfds.builder_from_directory(folder)
+    ds = builder.as_dataset(split=tfds.core.ReadInstruction("all"))  # as docs/datasets.md says
+    _check_against_stream(expected, [(ex["key"].decode(), int(ex["label"]), ex["image"][:, :, 0]) for ex in tfds.as_numpy(ds)],
+                          "tfds split all")
 
 
 def test_tfds_metadata_only_for_uncompressed_tfrecord(corpus, folders, tmp_path):

@@ -20,7 +20,15 @@ import json
 from pathlib import Path
 
 from gntkit.shards.manifest import INDEX_FOLDER
-from gntkit.shards.tfds_info import CASIA_CITATION, CASIA_HOMEPAGE, LABEL_NAMES, cites_casia, class_names, has_tfds_metadata
+from gntkit.shards.tfds_info import (
+    CASIA_CITATION,
+    CASIA_HOMEPAGE,
+    LABEL_NAMES,
+    RAW_IMAGE_CLASS,
+    cites_casia,
+    class_names,
+    has_tfds_metadata,
+)
 
 CARD = "README.md"
 
@@ -84,10 +92,12 @@ def _how_to_load(manifest: dict, folder_name: str) -> list[str]:
     elif has_tfds_metadata(manifest):
         lines += ["With TensorFlow Datasets (`dataset_info.json`, `features.json` and `label.labels.txt` are its metadata):", "",
                   "```python", "import tensorflow_datasets as tfds", f"builder = tfds.builder_from_directory({folder_name!r})",
-                  f"ds = builder.as_dataset(split={first!r})", "```", "",
-                  "`image` holds the raw uint8 pixels (TFDS decodes them with `tf.io.decode_raw`): shape (S, S) for fixed-size "
-                  "output, else a flat vector to reshape to (`height`, `width`). `label` is a `ClassLabel` whose names are the "
-                  f"characters ({LABEL_NAMES}). `datasets.load_dataset` has no loader for TFRecord."]
+                  f"ds = builder.as_dataset(split={first!r})", "tfds.show_examples(ds, builder.info)  # a grid titled by character",
+                  "```", "", f"`image` holds the raw uint8 pixels; `features.json` declares it as gntkit's TFDS `Image` feature "
+                  f"(`{RAW_IMAGE_CLASS}`), which decodes them to (height, width, 1) images: TFDS imports it by that name, so "
+                  "gntkit must be installed where TFDS reads the folder (the script need not import it). "
+                  f"`label` is a `ClassLabel` whose names are the characters ({LABEL_NAMES}). "
+                  "`datasets.load_dataset` has no loader for TFRecord."]
     elif fmt == "tfrecord":
         lines += ["The shards are gzip-compressed TFRecord: read them with `tf.data.TFRecordDataset(files, compression_type=\"GZIP\")` "
                   "(TensorFlow Datasets reads uncompressed TFRecord only). `datasets.load_dataset` has no loader for TFRecord."]

@@ -7,12 +7,14 @@ with the json module: TensorFlow is not needed to write them.
 
 How gntkit's Example features are described:
 
-- `image` holds raw uint8 pixels, not PNG. TFDS's `Image` feature decodes PNG/JPEG only,
-  so it is a `Tensor` of dtype uint8 stored as bytes (`encoding: "bytes"`, which TFDS
-  decodes with `tf.io.decode_raw`): shape (S, S) for fixed-size output. Variable-size
-  images (raw bitmaps, text lines) have no shape one feature can state, so they are a
-  flat (None,) vector of height x width pixels: reshape with the `height` and `width`
-  features. `tfds.show_examples` draws only `Image` features, so it does not apply.
+- `image` holds raw uint8 pixels, not PNG, which TFDS's own `Image` feature cannot decode.
+  It is declared as gntkit's `Image` subclass (`RAW_IMAGE_CLASS`, gntkit.datasets.tfds_image),
+  which decodes the pixels to (height, width, 1) uint8 images, so `tfds.show_examples` draws
+  them: shape (S, S, 1) for fixed-size output. Variable-size images (raw bitmaps, text lines)
+  have no size one feature can state, and a feature decodes its own bytes only, so there the
+  FeaturesDict is gntkit's subclass (`RAW_IMAGE_DICT_CLASS`), which shapes each image with its
+  record's `height` and `width`. TFDS imports both classes by name, so gntkit must be
+  installed where TFDS reads the folder.
 - `label` is a `ClassLabel` whose names (`label.labels.txt`) are the charset's characters
   (text lines: the class ids of `label_sequence`, a plain int64 `label` of -1).
 - strings are `Text`; `points` and `stroke_lengths` are int16 tensors stored as bytes.
@@ -34,6 +36,10 @@ LABEL_NAMES = "label.labels.txt"
 TFDS_VERSION = "1.0.0"
 
 _FEATURES = "tensorflow_datasets.core.features."
+#: gntkit's TFDS features of raw-pixel images, imported by TFDS from features.json (names that
+#: folders keep: moving a class needs an alias, FeatureConnector.ALIASES)
+RAW_IMAGE_CLASS = "gntkit.datasets.tfds_image.RawImage"
+RAW_IMAGE_DICT_CLASS = "gntkit.datasets.tfds_image.RawImageDict"
 _CASIA_FORMATS = {"gnt", "pot", "dgrl"}
 
 CASIA_CITATION = """@inproceedings{liu2011casia,
@@ -60,6 +66,14 @@ def cites_casia(manifest: dict) -> bool:
     return bool(_CASIA_FORMATS & set(manifest.get("source_formats", ())))
 
 
+def image_size(manifest: dict) -> tuple[int, int]:
+    """(S, S) for fixed-size images; (-1, -1) where each record has its own `height` and `width`
+    (raw bitmaps, text lines)."""
+    spec = manifest["features"]
+    shape = spec["image"].get("shape")
+    return tuple(shape) if shape and not spec.get("lines") else (-1, -1)
+
+
 def _tensor(dtype: str, shape=(), encoding: str = "none") -> dict:
     dims = {"dimensions": [str(d) for d in shape]} if shape else {}
     return {"pythonClassName": _FEATURES + "tensor_feature.Tensor", "tensor": {"dtype": dtype, "encoding": encoding, "shape": dims}}
@@ -69,8 +83,8 @@ def _feature(name: str, dtype: str, manifest: dict) -> dict:
     """The TFDS Feature (as JSON) of one Example feature of gntkit's feature spec."""
     spec = manifest["features"]
     if name == "image":
-        shape = spec["image"].get("shape")
-        return _tensor("uint8", tuple(shape) if shape and not spec.get("lines") else (-1,), "bytes")
+        return {"pythonClassName": RAW_IMAGE_CLASS,
+                "image": {"shape": {"dimensions": [str(d) for d in (*image_size(manifest), 1)]}, "dtype": "uint8"}}
     if name == "label" and "lines" not in spec:
         return {"pythonClassName": _FEATURES + "class_label_feature.ClassLabel",
                 "classLabel": {"numClasses": str(manifest["charset"]["num_classes"])}}
@@ -90,7 +104,8 @@ def _feature(name: str, dtype: str, manifest: dict) -> dict:
 def features_json(manifest: dict) -> dict:
     """TFDS's `features.json`: a FeaturesDict of every Example feature the manifest lists."""
     features = {item["name"]: _feature(item["name"], item["dtype"], manifest) for item in manifest["features"]["features"]}
-    return {"pythonClassName": _FEATURES + "features_dict.FeaturesDict", "featuresDict": {"features": dict(sorted(features.items()))}}
+    top = _FEATURES + "features_dict.FeaturesDict" if image_size(manifest)[0] > 0 else RAW_IMAGE_DICT_CLASS
+    return {"pythonClassName": top, "featuresDict": {"features": dict(sorted(features.items()))}}
 
 
 def dataset_info_json(manifest: dict) -> dict:
