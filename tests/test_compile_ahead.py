@@ -215,13 +215,15 @@ def test_the_helper_imports_the_running_package_not_one_in_the_current_folder(tm
 
 
 @pytest.mark.skipif(JIT_DISABLED, reason="no helper runs with the JIT off")
-def test_a_first_conversion_from_a_folder_with_a_decoy_package(tmp_path, small_corpus):
+@pytest.mark.parametrize("parallel", ["threads", "processes"])
+def test_a_first_conversion_from_a_folder_with_a_decoy_package(tmp_path, small_corpus, parallel):
+    # With processes, the decoding workers (fresh interpreters) must import the running package too.
     folder = _decoy_folder(tmp_path)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("GNTKIT_COMPILE_AHEAD", None)
     cli = os.path.join(os.path.dirname(sys.executable), "gntkit")
-    done = subprocess.run([cli, "convert", str(small_corpus), "--out", str(tmp_path / "out"), "--charset", "data", "--quiet"],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([cli, "convert", str(small_corpus), "--out", str(tmp_path / "out"), "--charset", "data", "--quiet",
+                           "--workers", "2", "--parallel", parallel], cwd=folder, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not (folder / "decoy-imported").exists()
     assert (tmp_path / "out" / "gntkit.json").is_file()

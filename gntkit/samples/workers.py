@@ -93,7 +93,8 @@ def _process_map(function, items, workers, initializer, window) -> Iterator:
 class _ProcessPool:
     """Worker processes, each a fresh interpreter fed one item at a time over a pipe of its own.
 
-    A worker imports gntkit only, never the caller's main module (the functions mapped are
+    A worker imports gntkit only, from where the parent has it (-P: the current folder cannot
+    shadow it), never the caller's main module (the functions mapped are
     gntkit's own), so a script needs no main guard. Its stdout and stderr go nowhere: everything
     it has to say, an exception included, comes back over its pipe, so nothing a worker prints
     can interleave with the command's own message (an interrupt that lands while a worker is
@@ -108,7 +109,7 @@ class _ProcessPool:
                 jobs_read, jobs_write = os.pipe()
                 results_read, results_write = os.pipe()
                 process = subprocess.Popen(
-                    [sys.executable, "-c", _WORKER_MAIN, home, str(jobs_read), str(results_write)],
+                    [sys.executable, "-P", "-c", _WORKER_MAIN, home, str(jobs_read), str(results_write)],
                     pass_fds=(jobs_read, results_write), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL)
                 os.close(jobs_read)  # our copies of their ends: a worker that dies then reads as end-of-file
