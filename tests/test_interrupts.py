@@ -63,10 +63,10 @@ def test_an_interrupt_at_any_moment_ends_cleanly_and_resumes(corpus, uninterrupt
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
         if process.returncode == -sig:
             # The signal's default action ended it (a shell reports 128 + the signal, as for the
-            # others): it landed while Python was starting, before gntkit's handler, or while LLVM
-            # compiled a kernel with its own signal handlers in place, or after the conversion
-            # had finished. What is there is complete and right, or --resume (below) finishes it
-            # byte-identical.
+            # others): it landed while Python was starting, before gntkit's handler was in place,
+            # or after the conversion had finished, once Python had put the default handlers back
+            # on its way out. What is there is complete and right, or --resume (below) finishes
+            # it byte-identical.
             assert err == "", err
             if (out / "gntkit.json").exists():
                 assert _digests(out) == uninterrupted
