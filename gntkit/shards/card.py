@@ -28,6 +28,7 @@ from gntkit.shards.tfds_info import (
     cites_casia,
     class_names,
     has_tfds_metadata,
+    loader_split_names,
 )
 
 CARD = "README.md"
@@ -90,10 +91,14 @@ def _how_to_load(manifest: dict, folder_name: str) -> list[str]:
                   "(key, writer_id, tag_code, character, label, height, width), `__key__`, `__url__`. "
                   "The stock `webdataset` package reads the `.tar` shards too."]
     elif has_tfds_metadata(manifest):
+        tfds_names = loader_split_names(manifest)
+        renamed = "".join(f"TFDS reserves the split name `all` (every split): gntkit's split `{split}` is TFDS's `{name}`, "
+                          "the same files. " for split, name in tfds_names.items() if split != name)
         lines += ["With TensorFlow Datasets (`dataset_info.json`, `features.json` and `label.labels.txt` are its metadata):", "",
                   "```python", "import tensorflow_datasets as tfds", f"builder = tfds.builder_from_directory({folder_name!r})",
-                  f"ds = builder.as_dataset(split={first!r})", "tfds.show_examples(ds, builder.info)  # a grid titled by character",
-                  "```", "", f"`image` holds the raw uint8 pixels; `features.json` declares it as gntkit's TFDS `Image` feature "
+                  f"ds = builder.as_dataset(split={tfds_names[first]!r})",
+                  "tfds.show_examples(ds, builder.info)  # a grid titled by character", "```", "",
+                  f"{renamed}`image` holds the raw uint8 pixels; `features.json` declares it as gntkit's TFDS `Image` feature "
                   f"(`{RAW_IMAGE_CLASS}`), which decodes them to (height, width, 1) images: TFDS imports it by that name, so "
                   "gntkit must be installed where TFDS reads the folder (the script need not import it). "
                   f"`label` is a `ClassLabel` whose names are the characters ({LABEL_NAMES}). "
