@@ -235,7 +235,7 @@ def test_tfds_reads_the_split_all_as_train_with_the_plain_one_liners(corpus, tmp
     _check_against_stream(expected, _tfds_records(builder.as_dataset(split="train")), "tfds split train")
     _check_against_stream(expected, _tfds_records(builder.as_dataset(split="all")), "tfds split all (every split)")
     card = (folder / "README.md").read_text(encoding="utf-8")
-    assert "builder.as_dataset(split='train')" in card and "gntkit's split `all` is TFDS's `train`" in card
+    assert "builder.as_dataset(split='train')" in card and "gntkit's split `all` is their `train`" in card
     assert "split='all'" in card  # gntkit.datasets.open's name for it
 
 
@@ -316,6 +316,23 @@ def test_load_dataset_reads_every_sample_with_class_labels(corpus, folders, tmp_
         _check_against_stream(expected[split], _hf_records(part), f"load_dataset {split}")
     streamed = hf.load_dataset(str(folder), streaming=True)
     _check_against_stream(expected["test"], _hf_records(streamed["test"]), "load_dataset streaming")
+
+
+def test_load_dataset_reads_the_split_all_as_train(corpus, tmp_path, monkeypatch):
+    hf = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    folder = tmp_path / "all-webdataset"
+    convert(corpus, folder, to="webdataset", charset="data", shard_records=9, workers=1)  # no --split: one split, all
+    manifest, expected = load_manifest(folder), _stream(corpus, folder)["all"]
+    assert list(manifest["splits"]) == ["all"]
+    assert all(item["file"].startswith(f"{manifest['name']}-all-") for item in manifest["splits"]["all"]["shards"])
+    loaded = hf.load_dataset(str(folder), cache_dir=str(tmp_path / "hf-cache"))
+    assert list(loaded) == ["train"]
+    _check_against_stream(expected, _hf_records(loaded["train"]), "load_dataset split all as train")
+    streamed = hf.load_dataset(str(folder), streaming=True)
+    _check_against_stream(expected, _hf_records(streamed["train"]), "load_dataset streaming split all as train")
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "ds['train'].features" in card and "gntkit's split `all` is their `train`" in card
 
 
 def test_card_front_matter_reads_as_the_hub_reads_it(folders):

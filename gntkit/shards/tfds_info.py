@@ -20,7 +20,8 @@ How gntkit's Example features are described:
 - strings are `Text`; `points` and `stroke_lengths` are int16 tensors stored as bytes.
 
 TFDS reserves the split name `all` (the union of every split): gntkit's split `all` (a
-conversion without --split) is declared to TFDS as `train` (`loader_split_names`), and its
+conversion without --split) is declared to TFDS as `train` (`loader_split_names`, which the
+dataset card's Hugging Face configs use too: `datasets` reserves `all` as well), and its
 `filepathTemplate` names the shards' own files, `NAME-all.tfrecord-...`.
 
 TFDS reads uncompressed TFRecord only: gzip output gets no TFDS metadata.
