@@ -23,7 +23,7 @@ from gntkit.samples.stream import iter_batches
 from gntkit.shards.card import dataset_card
 from gntkit.shards.convert import convert
 from gntkit.shards.manifest import INDEX_FOLDER, LEGACY_MANIFEST, MANIFEST, load_manifest
-from gntkit.shards.tfds_info import RAW_IMAGE_CLASS, RAW_IMAGE_DICT_CLASS, class_names, write_tfds_metadata
+from gntkit.shards.tfds_info import RAW_IMAGE_CLASS, RAW_IMAGE_DICT_CLASS, class_names, loader_split_names, write_tfds_metadata
 from gntkit.shards.verify import verify
 from gntkit.tools.synth import write_corpus
 
@@ -209,15 +209,75 @@ def test_tfds_variable_size_images_take_each_records_height_and_width(corpus, tm
     assert skipped["image"].dtype == "string"  # a decoder that keeps the bytes gets them unshaped
 
 
-def test_tfds_reads_a_single_split_named_all_by_read_instruction(corpus, tmp_path):
+def _tfds_records(ds) -> list[tuple[str, int, np.ndarray]]:
+    import tensorflow_datasets as tfds
+    return [(ex["key"].decode(), int(ex["label"]), ex["image"][:, :, 0]) for ex in tfds.as_numpy(ds)]
+
+
+def test_tfds_reads_the_split_all_as_train_with_the_plain_one_liners(corpus, tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     folder = tmp_path / "all"
-    convert(corpus, folder, to="tfrecord", charset="data", shard_records=9, workers=1)
-    expected = _stream(corpus, folder)["all"]
+    convert(corpus, folder, to="tfrecord", charset="data", shard_records=9, workers=1)  # no --split: one split, all
+    manifest, expected = load_manifest(folder), _stream(corpus, folder)["all"]
+    assert list(manifest["splits"]) == ["all"]  # gntkit's name, shard names and readers keep `all`
+    files = [item["file"] for item in manifest["splits"]["all"]["shards"]]
+    assert all(name.startswith(f"{manifest['name']}-all.tfrecord-") for name in files) and len(files) > 1
+    assert sorted(p.name for p in folder.glob("*.tfrecord-*")) == sorted(files)
+    gntkit_records = datasets.open(folder, split="all")
+    assert len(gntkit_records) == len(expected)
     builder = tfds.builder_from_directory(folder)
-    ds = builder.as_dataset(split=tfds.core.ReadInstruction("all"))  # as docs/datasets.md says
-    _check_against_stream(expected, [(ex["key"].decode(), int(ex["label"]), ex["image"][:, :, 0]) for ex in tfds.as_numpy(ds)],
-                          "tfds split all")
+    assert list(builder.info.splits) == ["train"] and builder.info.splits["train"].num_examples == len(expected)
+    assert builder.info.splits["train"].shard_lengths == [item["records"] for item in manifest["splits"]["all"]["shards"]]
+    assert "split all is the TFDS split train" in builder.info.description
+    every = builder.as_dataset()
+    assert list(every) == ["train"]
+    _check_against_stream(expected, _tfds_records(every["train"]), "tfds as_dataset()")
+    _check_against_stream(expected, _tfds_records(builder.as_dataset(split="train")), "tfds split train")
+    _check_against_stream(expected, _tfds_records(builder.as_dataset(split="all")), "tfds split all (every split)")
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "builder.as_dataset(split='train')" in card and "gntkit's split `all` is their `train`" in card
+    assert "split='all'" in card  # gntkit.datasets.open's name for it
+
+
+def test_tfds_metadata_written_again_renames_an_older_folders_split_all(corpus, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    folder = tmp_path / "older-all"
+    convert(corpus, folder, to="tfrecord", charset="data", shard_records=9, workers=1)
+    info = json.loads((folder / LEGACY_MANIFEST).read_text(encoding="utf-8"))
+    for split in info["splits"]:  # how a folder declared the split to TFDS by gntkit's name
+        split.update(name="all", filepathTemplate=f"{info['name']}-{{SPLIT}}.{{FILEFORMAT}}-{{SHARD_X_OF_Y}}")
+    (folder / LEGACY_MANIFEST).write_text(json.dumps(info), encoding="utf-8")
+    expected = _stream(corpus, folder)["all"]
+    older = tfds.builder_from_directory(folder)
+    assert list(older.info.splits) == ["all"]
+    _check_against_stream(expected, _tfds_records(older.as_dataset(split=tfds.core.ReadInstruction("all"))), "tfds older all")
+    write_tfds_metadata(folder, load_manifest(folder), Charset.load(folder).characters)  # as docs/datasets.md says
+    builder = tfds.builder_from_directory(folder)
+    assert list(builder.info.splits) == ["train"]
+    _check_against_stream(expected, _tfds_records(builder.as_dataset(split="train")), "tfds rewritten")
+
+
+@pytest.mark.parametrize(("splits", "expected"), [
+    (["train", "test"], ["train", "test"]),
+    (["all"], ["train"]),
+    (["all", "val"], ["train", "val"]),
+    (["all", "train", "all_writers"], ["all_writers_", "train", "all_writers"]),
+])
+def test_loader_split_names_rename_all_to_a_free_name(splits, expected):
+    assert list(loader_split_names({"splits": dict.fromkeys(splits)}).values()) == expected
+    with pytest.raises(GntkitError, match="'splits' maps split names"):
+        loader_split_names({"name": "x"})
+
+
+def test_tfds_reads_splits_all_and_train_side_by_side(corpus, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    folder = tmp_path / "both"
+    convert(corpus, folder, to="tfrecord", split="all=1001,train=1002-1003", charset="data", shard_records=9, workers=1)
+    expected = _stream(corpus, folder)
+    builder = tfds.builder_from_directory(folder)
+    assert set(builder.info.splits) == {"all_writers", "train"}
+    _check_against_stream(expected["all"], _tfds_records(builder.as_dataset(split="all_writers")), "tfds all_writers")
+    _check_against_stream(expected["train"], _tfds_records(builder.as_dataset(split="train")), "tfds train beside all")
 
 
 def test_tfds_metadata_only_for_uncompressed_tfrecord(corpus, folders, tmp_path):
@@ -256,6 +316,23 @@ def test_load_dataset_reads_every_sample_with_class_labels(corpus, folders, tmp_
         _check_against_stream(expected[split], _hf_records(part), f"load_dataset {split}")
     streamed = hf.load_dataset(str(folder), streaming=True)
     _check_against_stream(expected["test"], _hf_records(streamed["test"]), "load_dataset streaming")
+
+
+def test_load_dataset_reads_the_split_all_as_train(corpus, tmp_path, monkeypatch):
+    hf = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    folder = tmp_path / "all-webdataset"
+    convert(corpus, folder, to="webdataset", charset="data", shard_records=9, workers=1)  # no --split: one split, all
+    manifest, expected = load_manifest(folder), _stream(corpus, folder)["all"]
+    assert list(manifest["splits"]) == ["all"]
+    assert all(item["file"].startswith(f"{manifest['name']}-all-") for item in manifest["splits"]["all"]["shards"])
+    loaded = hf.load_dataset(str(folder), cache_dir=str(tmp_path / "hf-cache"))
+    assert list(loaded) == ["train"]
+    _check_against_stream(expected, _hf_records(loaded["train"]), "load_dataset split all as train")
+    streamed = hf.load_dataset(str(folder), streaming=True)
+    _check_against_stream(expected, _hf_records(streamed["train"]), "load_dataset streaming split all as train")
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "ds['train'].features" in card and "gntkit's split `all` is their `train`" in card
 
 
 def test_card_front_matter_reads_as_the_hub_reads_it(folders):

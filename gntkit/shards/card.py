@@ -28,6 +28,7 @@ from gntkit.shards.tfds_info import (
     cites_casia,
     class_names,
     has_tfds_metadata,
+    loader_split_names,
 )
 
 CARD = "README.md"
@@ -70,9 +71,9 @@ def _front_matter(manifest: dict, names: list[str]) -> list[str]:
     if manifest["format"] != "webdataset":
         return lines + ["---"]
     lines += ["configs:", "- config_name: default", "  data_files:"]
-    for split in manifest["splits"]:
+    for split, loader_name in loader_split_names(manifest).items():  # `datasets` reserves `all` as TFDS does
         pattern = f"{manifest['name']}-{split}-*.tar"
-        lines += [f"  - split: {_q(split)}", f"    path: {_q(pattern)}"]
+        lines += [f"  - split: {_q(loader_name)}", f"    path: {_q(pattern)}"]
     # No `splits` under dataset_info: its num_bytes would be the Arrow size, which only `datasets` knows.
     return lines + ["dataset_info:", "  features:", *_webdataset_features(manifest, names), "---"]
 
@@ -80,20 +81,24 @@ def _front_matter(manifest: dict, names: list[str]) -> list[str]:
 def _how_to_load(manifest: dict, folder_name: str) -> list[str]:
     """The card's "Loading" section: the one-liners that open this format."""
     fmt, first = manifest["format"], next(iter(manifest["splits"]))
+    loader_names = loader_split_names(manifest)
+    renamed = "".join(f"TFDS and `datasets` reserve the split name `all` (every split): gntkit's split `{split}` is their "
+                      f"`{name}`, the same files. " for split, name in loader_names.items() if split != name)
     lines = ["## Loading", "", "With gntkit (every format, PyTorch and TensorFlow):", "", "```python", "import gntkit",
              f"shards = gntkit.datasets.open({folder_name!r}, split={first!r})", "```", ""]
     if fmt == "webdataset":
         lines += ["With Hugging Face `datasets` (this folder, or the Hub repository it is pushed to):", "", "```python",
                   "from datasets import load_dataset", f"ds = load_dataset({folder_name!r})  # streaming=True works too",
-                  f"ds[{first!r}].features[\"cls\"].int2str(0)  # the character of class 0", "```", "",
-                  "Columns: `png` (the image), `cls` (the class, a `ClassLabel` named by the characters), `json` "
+                  f"ds[{loader_names[first]!r}].features[\"cls\"].int2str(0)  # the character of class 0", "```", "",
+                  f"{renamed}Columns: `png` (the image), `cls` (the class, a `ClassLabel` named by the characters), `json` "
                   "(key, writer_id, tag_code, character, label, height, width), `__key__`, `__url__`. "
                   "The stock `webdataset` package reads the `.tar` shards too."]
     elif has_tfds_metadata(manifest):
         lines += ["With TensorFlow Datasets (`dataset_info.json`, `features.json` and `label.labels.txt` are its metadata):", "",
                   "```python", "import tensorflow_datasets as tfds", f"builder = tfds.builder_from_directory({folder_name!r})",
-                  f"ds = builder.as_dataset(split={first!r})", "tfds.show_examples(ds, builder.info)  # a grid titled by character",
-                  "```", "", f"`image` holds the raw uint8 pixels; `features.json` declares it as gntkit's TFDS `Image` feature "
+                  f"ds = builder.as_dataset(split={loader_names[first]!r})",
+                  "tfds.show_examples(ds, builder.info)  # a grid titled by character", "```", "",
+                  f"{renamed}`image` holds the raw uint8 pixels; `features.json` declares it as gntkit's TFDS `Image` feature "
                   f"(`{RAW_IMAGE_CLASS}`), which decodes them to (height, width, 1) images: TFDS imports it by that name, so "
                   "gntkit must be installed where TFDS reads the folder (the script need not import it). "
                   f"`label` is a `ClassLabel` whose names are the characters ({LABEL_NAMES}). "

@@ -19,6 +19,11 @@ How gntkit's Example features are described:
   (text lines: the class ids of `label_sequence`, a plain int64 `label` of -1).
 - strings are `Text`; `points` and `stroke_lengths` are int16 tensors stored as bytes.
 
+TFDS reserves the split name `all` (the union of every split): gntkit's split `all` (a
+conversion without --split) is declared to TFDS as `train` (`loader_split_names`, which the
+dataset card's Hugging Face configs use too: `datasets` reserves `all` as well), and its
+`filepathTemplate` names the shards' own files, `NAME-all.tfrecord-...`.
+
 TFDS reads uncompressed TFRecord only: gzip output gets no TFDS metadata.
 """
 
@@ -108,20 +113,43 @@ def features_json(manifest: dict) -> dict:
     return {"pythonClassName": top, "featuresDict": {"features": dict(sorted(features.items()))}}
 
 
+def loader_split_names(manifest: dict) -> dict[str, str]:
+    """gntkit split name -> the name the stock loaders (TFDS, Hugging Face `datasets`) know it by:
+    the same name, except `all`, which both reserve for the union of every split and which
+    becomes `train` (or, where the conversion has a `train` split too, `all_writers`, then with
+    more underscores until the name is free).
+
+    Raises:
+        GntkitError: a manifest without a mapping of splits.
+    """
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
+        found = f"keys {sorted(manifest)}" if isinstance(manifest, dict) else type(manifest).__name__
+        raise GntkitError(f"manifest: expected a dict whose 'splits' maps split names to splits, found {found}.")
+    names = list(manifest["splits"])
+    if "all" not in names:
+        return {split: split for split in names}
+    free = "train" if "train" not in names else "all_writers"
+    while free in names:
+        free += "_"
+    return {split: free if split == "all" else split for split in names}
+
+
 def dataset_info_json(manifest: dict) -> dict:
     """TFDS's `dataset_info.json` (the DatasetInfo proto as JSON): name, version, splits with
     their shard lengths and bytes, the shard file names, description and citation."""
-    name = manifest["name"]
-    splits = [{"name": split, "filepathTemplate": f"{name}-{{SPLIT}}.{{FILEFORMAT}}-{{SHARD_X_OF_Y}}",
-               "shardLengths": [str(item["records"]) for item in entry["shards"]],
-               "numBytes": str(sum(item.get("bytes") or 0 for item in entry["shards"]))}
-              for split, entry in manifest["splits"].items()]
+    name, renamed = manifest["name"], loader_split_names(manifest)
+    # The template names each split's files literally: a split TFDS knows by another name keeps its files.
+    splits = [{"name": tfds_name, "filepathTemplate": f"{name}-{split}.{{FILEFORMAT}}-{{SHARD_X_OF_Y}}",
+               "shardLengths": [str(item["records"]) for item in manifest["splits"][split]["shards"]],
+               "numBytes": str(sum(item.get("bytes") or 0 for item in manifest["splits"][split]["shards"]))}
+              for split, tfds_name in renamed.items()]
+    aliases = "".join(f" gntkit's split {split} is the TFDS split {tfds}." for split, tfds in renamed.items() if split != tfds)
     info = {
         "name": name,
         "version": TFDS_VERSION,
         "description": (f"{manifest['summary']} Converted by gntkit {manifest['gntkit_version']} "
                         f"(charset {manifest['charset']['name']}, {manifest['charset']['num_classes']} classes); "
-                        "gntkit.json holds the full manifest."),
+                        f"gntkit.json holds the full manifest.{aliases}"),
         "fileFormat": "tfrecord",
         "moduleName": "gntkit",
         "splits": splits,
