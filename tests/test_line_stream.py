@@ -3,7 +3,8 @@ format and read back line for line by `open_line_stream` (against the in-memory 
 every line exactly once per epoch across ranks, the order fixed by seed, epoch and rank, width
 buckets that pad less than the plain shuffle buffer, memory held to the pool (tracemalloc, beside
 open_lines), the same batches from a real HTTP server on 127.0.0.1, the PyTorch and TensorFlow
-adapters, and bad input refused with one sentence."""
+adapters, a tiny CTC model that learns the synthetic lines through the stream, and bad input
+refused with one sentence."""
 
 from __future__ import annotations
 
@@ -215,6 +216,42 @@ def test_torch_and_tf_adapters_take_the_stream(converted):
             np.testing.assert_array_equal(t[k].numpy(), column)
             np.testing.assert_array_equal(f[k], column)
     assert tf.executing_eagerly()
+
+
+def test_a_tiny_ctc_model_learns_synthetic_lines_from_the_stream(converted):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: threads only contend on the shared CI cores
+    stream = open_line_stream(converted["hdf5"], buffer_lines=12)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d((2, 1)),
+        torch.nn.Conv2d(16, 32, (6, 3), padding=(0, 1)), torch.nn.ReLU(), torch.nn.Conv2d(32, stream.blank + 1, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def epoch_loss(epoch, train):
+        total = 0.0
+        for images, widths, labels, lengths in torch_batches(stream, 6, seed=1, epoch=epoch):
+            log_probs = model(images).squeeze(2).permute(2, 0, 1).log_softmax(-1)  # (W/2, B, C)
+            loss = torch.nn.functional.ctc_loss(log_probs, labels, widths // 2, lengths, blank=stream.blank, zero_infinity=True)
+            if train:
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            total += float(loss.detach())
+        return total
+
+    try:
+        with torch.no_grad():
+            before = epoch_loss(0, False)
+        for epoch in range(25):
+            epoch_loss(epoch, True)
+        with torch.no_grad():
+            after = epoch_loss(0, False)
+    finally:
+        torch.set_num_threads(threads)
+    assert after < 0.3 * before, (before, after)
 
 
 def test_bad_input_is_refused_with_one_sentence(converted, corpus_c, tmp_path):
