@@ -150,6 +150,31 @@ def test_width_buckets_pad_less_than_a_shuffle_buffer(converted):
             assert not images[b, :, widths[b]:].any()
 
 
+@pytest.mark.parametrize(("block", "block_bytes"), [(4096, 1), (3, 16 << 20), (2, 30_000)])
+def test_hdf5_reader_blocks_bounded_by_bytes_give_the_same_lines(converted, block, block_bytes):
+    from gntkit.shards.hdf5 import read_shard
+
+    lines = 0
+    for shard in sorted(converted["hdf5"].glob("*.h5")):
+        whole = list(read_shard(shard))
+        parts = list(read_shard(shard, block=block, block_bytes=block_bytes))
+        assert [s["key"] for s in parts] == [s["key"] for s in whole]
+        lines += len(whole)
+        for a, b in zip(parts, whole):
+            assert np.array_equal(a["image"], b["image"]) and a["label_sequence"].tolist() == b["label_sequence"].tolist()
+    assert lines == TOTAL
+
+
+def test_hdf5_read_blocks_stop_at_block_bytes():
+    from gntkit.shards.hdf5 import _block_bounds
+
+    offsets = np.array([0, 10, 25, 100, 101, 500])  # records of 10, 15, 75, 1 and 399 pixel bytes
+    assert _block_bounds(offsets, 5, 4096, 30) == [0, 2, 3, 4, 5]  # a record over 30 bytes is a block alone
+    assert _block_bounds(offsets, 5, 1, 1000) == [0, 1, 2, 3, 4, 5]
+    assert _block_bounds(offsets, 5, 4096, 1000) == [0, 5]
+    assert _block_bounds(None, 5, 2, 0) == [0, 2, 4, 5] and _block_bounds(None, 0, 2, 0) == [0]
+
+
 def test_memory_holds_the_pool_not_the_split(tmp_path):
     from gntkit.shards.convert import convert
     from gntkit.tools.synth_pages import write_pages

@@ -23,7 +23,8 @@ One epoch on rank r of world_size:
    With bucket=False the pool is cut in its (shuffled) order instead: the usual shuffle buffer.
 
 Memory holds the pool (buffer_lines + batch_size lines) and the stock reader's own read-ahead
-(HDF5: blocks of 4,096 records; TFRecord: 256; WebDataset: one sample), never the split.
+(HDF5: blocks of at most 16 MiB of line pixels; TFRecord: 256 records; WebDataset: one sample),
+never the split.
 numpy only at import.
 """
 
@@ -195,7 +196,7 @@ class LineStream:
         if image.ndim != 2 or image.shape[0] != self.height:
             raise GntkitError(f"{shard.path} line {sample.get('key')!r}: expected an image {self.height} pixels high "
                               f"(the conversion's line_height), found shape {image.shape}.")
-        # A copy: the stock readers hand out views of their whole read block (HDF5: 4,096 lines).
+        # A copy: the stock readers hand out views of their whole read block.
         return np.array(image, np.uint8, order="C"), sequence.copy()
 
 
