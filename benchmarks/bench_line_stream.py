@@ -2,7 +2,7 @@
 
 Input: `gntkit synth --format dgrl` pages (gntkit.tools.synth_pages: --writers x --pages pages of
 --lines lines, 8-20 glyphs 64 pixels high), converted with the real `gntkit.shards.convert` at
---line-height 64 to --format shards of --shard-records lines (cached under --data).
+--line-height 64 to --format shards (convert's 128 MiB, or --shard-records lines; cached under --data).
 
 Each loader reads one shuffled epoch of batches of --batch lines in a child process of its own,
 so its peak RSS is its own:
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=10)
     parser.add_argument("--lines", type=int, default=10, help="lines a page")
     parser.add_argument("--format", default="hdf5")
-    parser.add_argument("--shard-records", type=int, default=200)
+    parser.add_argument("--shard-records", type=int, default=None, help="lines a shard (default: convert's, 128 MiB shards)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--buffer", type=int, default=256, help="the stream's buffer_lines")
     parser.add_argument("--repeat", type=int, default=2, help="epochs per loader; the fastest is reported")
@@ -122,8 +122,9 @@ def main() -> None:
     if args.child:
         print_result(measure(args.child, args.folder, args.batch, args.buffer, args.repeat))
         return
-    print(f"one shuffled epoch (best of {args.repeat}, opening included) at height 64, {args.format} shards of "
-          f"{args.shard_records} lines, batch {args.batch}, stream buffer {args.buffer} lines\n")
+    shards = f"{args.shard_records} lines" if args.shard_records else "128 MiB (convert's default)"
+    print(f"one shuffled epoch (best of {args.repeat}, opening included) at height 64, {args.format} shards of {shards}, "
+          f"batch {args.batch}, stream buffer {args.buffer} lines\n")
     print("| lines (MB of pixels) | loader | lines/s | peak RSS MB | RSS before reading MB | padding |")
     print("|---|---|---:|---:|---:|---:|")
     for writers in args.writers:

@@ -177,11 +177,17 @@ class LineStream:
             seen = 0
             samples = self.format.read_shard(shard.path, compression=self.compression)
             try:
-                for seen, sample in enumerate(samples, 1):
-                    if seen > skip:
-                        yield self._line(shard, sample)
-                    if seen == skip + take:
+                while seen < skip + take:
+                    sample = next(samples, None)
+                    if sample is None:
                         break
+                    seen += 1
+                    line = self._line(shard, sample) if seen > skip else None
+                    # Nothing (nor enumerate's reused tuple) may hold a sample while the reader reads
+                    # its next block: a sample's image is a view that keeps its whole block alive.
+                    sample = None
+                    if line is not None:
+                        yield line
             finally:
                 samples.close()  # the stock reader closes its file
             if seen < skip + take:
