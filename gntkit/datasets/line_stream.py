@@ -112,7 +112,8 @@ class LineStream:
         return reads
 
     def num_batches(self, batch_size: int, *, rank: int = 0, world_size: int = 1, drop_last: bool = False) -> int:
-        """Batches that `batches` yields on this rank (ranks differ by at most one)."""
+        """Batches that `batches` yields on this rank (ranks differ by at most one: DistributedDataParallel
+        needs equal step counts, so stop every rank after the smallest count over the ranks)."""
         rank, world_size = check_rank(rank, world_size)
         bounds = (np.arange(world_size + 1) * len(self)) // world_size
         return num_batches(int(bounds[rank + 1] - bounds[rank]), check_count("batch_size", batch_size, 1), drop_last)
