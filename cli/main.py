@@ -205,7 +205,7 @@ def charset_export(
 
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Argument(help="Folder to create with one file per writer.")],
+    out: Annotated[Path, typer.Argument(help="Folder to create with one file per writer (dgrl: per page).")],
     writers: Annotated[int, typer.Option(help="Number of writer files.")] = 4,
     first_writer: Annotated[int, typer.Option(help="Id of the first writer.")] = 1001,
     classes: Annotated[int, typer.Option(help="Chinese classes (spread over GB2312 level 1).")] = 20,
@@ -214,16 +214,19 @@ def synth(
     symbols: Annotated[int, typer.Option(help="Symbol classes in f-style files.")] = 10,
     seed: Annotated[int, typer.Option(help="Everything is deterministic in the seed.")] = 0,
     zip_name: Annotated[str | None, typer.Option("--zip", help="Pack the files into this zip inside OUT.")] = None,
-    format: Annotated[str, typer.Option("--format", help="gnt (offline bitmaps, 1001-c.gnt) or pot (online strokes, 1001.pot).")] = "gnt",
+    format: Annotated[str, typer.Option("--format", help="gnt (offline bitmaps, 1001-c.gnt), pot (online strokes, 1001.pot) or "
+                                                          "dgrl (text-line pages, 1001-P01.dgrl).")] = "gnt",
     font: Annotated[str | None, typer.Option(help="Draw real characters from this font file ('auto': an installed CJK font) under each "
                                                   "writer's distortions.")] = None,
+    pages: Annotated[int, typer.Option(help="dgrl: pages per writer.")] = 2,
+    lines: Annotated[int, typer.Option(help="dgrl: text lines per page.")] = 8,
 ):
     """Write a synthetic corpus in a real CASIA layout: character-like glyphs composed from radicals with per-writer styles (no download)."""  # noqa: E501 - `gntkit --help` keeps a docstring's line breaks
-    from gntkit.tools.synth import write_corpus  # numba: off `gntkit --help`
+    from gntkit.tools.synth_pages import write_synthetic  # numba: off `gntkit --help`
 
-    paths = run(lambda: write_corpus(out, writers=writers, first_writer=first_writer, num_classes=classes,
-                                     samples_per_class=samples_per_class, style=style, num_symbols=symbols,
-                                     seed=seed, zip_name=zip_name, font=font, format=format))
+    paths = run(lambda: write_synthetic(out, writers=writers, first_writer=first_writer, num_classes=classes,
+                                        samples_per_class=samples_per_class, style=style, num_symbols=symbols, seed=seed,
+                                        zip_name=zip_name, font=font, format=format, pages=pages, lines=lines))
     typer.echo(f"wrote {len(paths)} file(s) to {out}")
 
 

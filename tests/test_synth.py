@@ -202,4 +202,4 @@ def test_synth_writes_any_registered_format_it_knows_through_the_registry(tmp_pa
     report = inspect_sources(tmp_path / "pot").to_json()
     assert report["formats"] == {"pot": 2} and report["records"] == 2 * 5 * 2 and report["problems"] == []
     refused = CliRunner().invoke(app, ["synth", str(tmp_path / "x"), "--format", "png"])
-    assert refused.exit_code == 2 and "format must be one of gnt, pot" in refused.output and "Traceback" not in refused.output
+    assert refused.exit_code == 2 and "format must be one of dgrl, gnt, pot" in refused.output and "Traceback" not in refused.output

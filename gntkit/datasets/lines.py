@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gntkit.datasets.sampling import epoch_order
+from gntkit.datasets.sampling import epoch_order, rank_share
 from gntkit.errors import GntkitError, require
 from gntkit.samples.lines import pad_lines
 from gntkit.shards.manifest import choose_split, load_manifest, shards_of
@@ -60,6 +60,11 @@ class LineSet:
         """CTC's blank index: one past the charset's classes."""
         return self.num_classes
 
+    @property
+    def height(self) -> int | None:
+        """The lines' height in pixels (None for an empty set)."""
+        return int(self.images[0].shape[0]) if self.images else None
+
     def sequence(self, i: int) -> np.ndarray:
         """Line i's class ids (a view)."""
         if not 0 <= i < len(self):
@@ -77,15 +82,18 @@ class LineSet:
             labels[b, :len(sequence)] = sequence
         return images, widths, labels, lengths
 
-    def batches(self, batch_size: int, *, shuffle=True, seed: int = 0, epoch: int = 0, drop_last: bool = False):
-        """One epoch of padded batches (see the module docstring), in gntkit's epoch order.
+    def batches(self, batch_size: int, *, shuffle=True, seed: int = 0, epoch: int = 0, drop_last: bool = False,
+                rank: int = 0, world_size: int = 1):
+        """One epoch of padded batches (see the module docstring), in gntkit's epoch order; with
+        world_size > 1, rank's contiguous slice of it (`sampling.rank_share`, even="none": every
+        line once per epoch across ranks).
 
         Raises:
-            GntkitError: a batch size below 1.
+            GntkitError: a batch size below 1, a bad rank or world_size.
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise GntkitError(f"batch_size must be a whole number of at least 1, found {batch_size!r}.")
-        order = epoch_order(len(self), seed, epoch, shuffle)
+        order = rank_share(epoch_order(len(self), seed, epoch, shuffle), rank, world_size, even="none")
         stop = len(order) - len(order) % batch_size if drop_last else len(order)
         for start in range(0, stop, batch_size):
             yield self.batch(order[start:start + batch_size])
@@ -137,33 +145,37 @@ def open_lines(folder, split: str | None = None) -> LineSet:
     return LineSet(images, values, offsets, texts, keys, num_classes, pad_value)
 
 
-def torch_batches(lines: LineSet, batch_size: int, *, shuffle=True, seed: int = 0, epoch: int = 0, drop_last: bool = False):
-    """LineSet.batches as torch tensors: images float32 (B, 1, H, W) in [0, 1], widths, labels and
-    label_lengths int64, as torch.nn.functional.ctc_loss(log_probs, labels, frames, label_lengths,
-    blank=lines.blank) takes them.
+def torch_batches(lines: LineSet, batch_size: int, *, shuffle=True, seed: int = 0, epoch: int = 0, drop_last: bool = False,
+                  rank: int = 0, world_size: int = 1):
+    """`lines.batches` (a LineSet, or a `line_stream.LineStream`) as torch tensors: images float32
+    (B, 1, H, W) in [0, 1], widths, labels and label_lengths int64, as
+    torch.nn.functional.ctc_loss(log_probs, labels, frames, label_lengths, blank=lines.blank) takes them.
 
     Raises:
         MissingDependencyError: torch is not installed.
     """
     torch = require("torch", "torch", "Loading text-line batches for PyTorch")
-    for images, widths, labels, lengths in lines.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last):
+    for images, widths, labels, lengths in lines.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last,
+                                                         rank=rank, world_size=world_size):
         yield (torch.from_numpy(images).unsqueeze(1).float().div_(255.0), torch.from_numpy(widths),
                torch.from_numpy(labels), torch.from_numpy(lengths))
 
 
-def tf_dataset(lines: LineSet, batch_size: int, *, shuffle=True, seed: int = 0, epoch: int = 0, drop_last: bool = False):
-    """LineSet.batches as a tf.data.Dataset of (images float32 (B, H, W, 1) in [0, 1], widths int64 (B,),
-    labels int64 (B, L), label_lengths int64 (B,)), as tf.nn.ctc_loss(labels, logits, label_lengths,
-    frames, logits_time_major=False, blank_index=lines.blank) takes them.
+def tf_dataset(lines: LineSet, batch_size: int, *, shuffle=True, seed: int = 0, epoch: int = 0, drop_last: bool = False,
+               rank: int = 0, world_size: int = 1):
+    """`lines.batches` (a LineSet, or a `line_stream.LineStream`) as a tf.data.Dataset of (images
+    float32 (B, H, W, 1) in [0, 1], widths int64 (B,), labels int64 (B, L), label_lengths int64 (B,)), as
+    tf.nn.ctc_loss(labels, logits, label_lengths, frames, logits_time_major=False, blank_index=lines.blank) takes them.
 
     Raises:
         MissingDependencyError: tensorflow is not installed.
     """
     tf = require("tensorflow", "tensorflow", "Loading text-line batches for TensorFlow")
-    height = lines.images[0].shape[0] if len(lines) else None
+    height = lines.height
 
     def generate():
-        for images, widths, labels, lengths in lines.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last):
+        for images, widths, labels, lengths in lines.batches(batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last,
+                                                             rank=rank, world_size=world_size):
             yield (images[..., None].astype(np.float32) / np.float32(255.0)), widths, labels, lengths
 
     signature = (tf.TensorSpec((None, height, None, 1), tf.float32), tf.TensorSpec((None,), tf.int64),

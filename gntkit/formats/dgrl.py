@@ -56,6 +56,8 @@ POLARITY = "dark-on-light"
 SUFFIX = ".dgrl"
 SAMPLE_KIND = "line"  # records are text lines: label sequences and variable-width images
 DEFAULT_SPLIT = "all"
+SYNTH_SAMPLES = "lines"  # gntkit synth writes pages of text lines (gntkit.tools.synth_pages)
+SYNTH_FILE_NAME = "{writer:03d}-P{page:02d}.dgrl"
 
 DEFAULT_LINE_HEIGHT = 64
 DEFAULT_MAX_LINE_WIDTH = 2048

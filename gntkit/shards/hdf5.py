@@ -322,7 +322,7 @@ def feature_spec(raw: bool, image_size: int | None = None, strokes: bool = False
     return spec
 
 
-def read_shard(path, compression: str | None = None, block: int = 4096):
+def read_shard(path, compression: str | None = None, block: int = 4096, block_bytes: int = 16 << 20):
     """Read an HDF5 shard back with plain h5py (for `verify` and tests).
 
     Args:
@@ -330,6 +330,8 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
         compression: what the shard was written with (None, "lzf", "gzip"); h5py
             undoes the filters itself, so this is only checked to be a known value.
         block: records read per h5py call.
+        block_bytes: for variable-size images (raw bitmaps, text lines), the most pixel bytes
+            one call reads (at least one record): a reader's memory stays bounded.
 
     Yields:
         dict samples: key, writer_id, character (str), tag_code, label (int), image (2-D uint8);
@@ -353,8 +355,22 @@ def read_shard(path, compression: str | None = None, block: int = 4096):
         if missing:
             raise GntkitError(f"{path}: expected HDF5 datasets {', '.join(missing)}, found only {', '.join(sorted(f))}.")
         n = f["labels"].shape[0]
-        for start in range(0, n, block):
-            yield from _read_block(f, start, min(n, start + block), raw)
+        bounds = _block_bounds(f["pixel_offsets"][:] if raw else None, n, block, block_bytes)
+        for start, end in zip(bounds[:-1], bounds[1:]):
+            yield from _read_block(f, start, end, raw)
+
+
+def _block_bounds(pixel_offsets, n: int, block: int, block_bytes: int) -> list[int]:
+    """Record bounds of read blocks: `block` records each, and for variable-size images (text lines
+    at 64 x 1,000 bytes) no more pixel bytes than block_bytes (at least one record a block)."""
+    if pixel_offsets is None:
+        return list(range(0, n, block)) + [n] if n else [0]
+    bounds = [0]
+    while bounds[-1] < n:
+        start = bounds[-1]
+        fits = int(np.searchsorted(pixel_offsets, pixel_offsets[start] + block_bytes, side="right")) - 1
+        bounds.append(min(n, start + block, max(fits, start + 1)))
+    return bounds
 
 
 def _read_block(f, start: int, end: int, raw: bool):

@@ -418,6 +418,8 @@ def write_corpus(out_dir: str | Path, *, writers: int = 4, first_writer: int = 1
     if format not in synthesizable:
         raise GntkitError(f"format must be one of {', '.join(synthesizable)} (the formats synth writes), found {format!r}.")
     module = get_format(format)
+    if module.SYNTH_SAMPLES == "lines":
+        raise GntkitError(f"{format} files hold pages of text lines: write them with gntkit.tools.synth_pages.write_pages.")
     if font is not None and module.SYNTH_SAMPLES != "bitmaps":
         raise GntkitError(f"font draws bitmaps; {format} files store strokes: leave font unset.")
     if style not in ("c", "f"):
