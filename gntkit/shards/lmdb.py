@@ -23,6 +23,7 @@ lmdb is imported only by the writer and `read_shard`.
 from __future__ import annotations
 
 import errno
+import numbers
 import os
 
 from gntkit.errors import GntkitError, require
@@ -129,6 +130,8 @@ def feature_spec(raw: bool, image_size: int | None, strokes: bool = False, lines
     """
     if strokes:
         raise GntkitError("LMDB shards hold images and labels, found strokes asked for: use tfrecord, hdf5 or webdataset.")
+    if not raw and (not isinstance(image_size, numbers.Integral) or image_size < 1):
+        raise GntkitError(f"Fixed-size LMDB shards need a positive image_size, found {image_size!r}.")
     spec = {
         "format": "lmdb",
         "layout": "a folder per shard holding an LMDB environment (data.mdb), as deep-text-recognition-benchmark, PARSeq and MMOCR read",

@@ -15,6 +15,7 @@ holding a tab or a line break cannot be written in the label file and is refused
 
 from __future__ import annotations
 
+import numbers
 import os
 
 from gntkit.errors import GntkitError
@@ -111,6 +112,8 @@ def feature_spec(raw: bool, image_size: int | None, strokes: bool = False, lines
     """
     if strokes:
         raise GntkitError("PaddleOCR shards hold images and labels, found strokes asked for: use tfrecord, hdf5 or webdataset.")
+    if not raw and (not isinstance(image_size, numbers.Integral) or image_size < 1):
+        raise GntkitError(f"Fixed-size PaddleOCR shards need a positive image_size, found {image_size!r}.")
     spec = {
         "format": "paddleocr",
         "layout": "a folder per shard: PaddleOCR's recognition label file and the images it names (data_dir = the shard folder)",
