@@ -107,12 +107,10 @@ def warmup(formats=None, *, on_stage=None) -> list[Stage]:
         GntkitError: an unknown format, or one whose optional package is missing.
     """
     formats = available_formats() if formats is None else list(formats)
+    readable = [name for name, fmt in FORMATS.items() if fmt.loadable]  # the others' writers use kernels these warm
     for fmt in formats:
-        if fmt not in FORMATS:
-            raise GntkitError(f"warmup: expected formats among {', '.join(FORMATS)}, found {fmt!r}.")
-        if not FORMATS[fmt].loadable:
-            raise GntkitError(f"warmup: expected formats that gntkit.datasets reads, found {fmt!r} (its writer uses the kernels "
-                              "the webdataset format warms).")
+        if fmt not in readable:
+            raise GntkitError(f"warmup: expected formats among {', '.join(readable)}, found {fmt!r}.")
         if fmt not in available_formats():
             package = FORMATS[fmt].requires
             raise GntkitError(f"warmup: format {fmt!r} needs the {package} package, found it not installed "
