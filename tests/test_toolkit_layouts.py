@@ -279,6 +279,17 @@ def test_urls_are_refused_for_folder_shards(line_outputs, tmp_path, fmt):
             read()
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_conversion_to_a_url_uploads_every_file_of_the_folder_shards(pages, line_outputs, tmp_path, fmt):
+    pytest.importorskip("fsspec")
+    target = tmp_path / "bucket" / fmt
+    target.mkdir(parents=True)  # an object store has no folders; fsspec's local filesystem wants the top one
+    convert(pages, target.as_uri(), to=fmt, on_unknown="other", workers=1, preprocess=LINES, shard_records=4, hash_sources=False)
+    assert verify(target) == verify(line_outputs[fmt]["folder"])  # the uploaded copy, read locally
+    assert [s["sha256"] for s in load_manifest(target)["splits"]["all"]["shards"]] == \
+        [s["sha256"] for s in line_outputs[fmt]["splits"]["all"]["shards"]]
+
+
 def test_the_cli_converts_dgrl_pages_to_both_layouts(pages, tmp_path):
     from typer.testing import CliRunner
 
@@ -292,4 +303,6 @@ def test_the_cli_converts_dgrl_pages_to_both_layouts(pages, tmp_path):
         assert done.exit_code == 0, done.output
         assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
         assert load_manifest(out)["format"] == fmt
+        shown = runner.invoke(app, ["preview", str(out), "--out", str(tmp_path / f"{fmt}.png"), "--count", "6"])
+        assert shown.exit_code == 0 and "6 samples" in shown.output
     assert convert(pages, tmp_path / "alias", to="PPOCR", on_unknown="other", workers=1, hash_sources=False)["format"] == "paddleocr"

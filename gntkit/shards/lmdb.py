@@ -71,7 +71,7 @@ class LMDBWriter(ShardWriter):
         if self.strokes:
             raise GntkitError(f"{self.path}: LMDB shards hold images and labels, found a conversion with --strokes: "
                               "use --to tfrecord, hdf5 or webdataset for raw strokes.")
-        lmdb = require("lmdb", "lmdb", "Writing LMDB shards")
+        lmdb = self._lmdb = require("lmdb", "lmdb", "Writing LMDB shards")
         os.mkdir(self.partial_path)
         try:
             self._env = lmdb.open(self.partial_path, map_size=MAP_SIZE, subdir=True, lock=False, readahead=False, meminit=True)
@@ -79,7 +79,6 @@ class LMDBWriter(ShardWriter):
             raise _as_os_error(exc) from None
 
     def _write_batch(self, batch: SampleBatch, pixels: PixelView) -> None:
-        lmdb = require("lmdb", "lmdb", "Writing LMDB shards")
         images, texts, metas = encode_batch_pngs(pixels), sample_texts(batch, self._batch_lines), sample_meta(batch, self._batch_lines)
         try:
             with self._env.begin(write=True) as txn:
@@ -88,16 +87,15 @@ class LMDBWriter(ShardWriter):
                     txn.put(image_key, images[i])
                     txn.put(label_key, texts[i].encode("utf-8"))
                     txn.put(meta_key, metas[i])
-        except lmdb.Error as exc:
+        except self._lmdb.Error as exc:
             raise _as_os_error(exc) from None
 
     def _finish(self) -> tuple[int, str | None]:
-        lmdb = require("lmdb", "lmdb", "Writing LMDB shards")
         try:
             with self._env.begin(write=True) as txn:
                 txn.put(NUM_SAMPLES, b"%d" % self.records)
             self._env.close()
-        except lmdb.Error as exc:
+        except self._lmdb.Error as exc:
             raise _as_os_error(exc) from None
         return os.path.getsize(os.path.join(self.partial_path, "data.mdb")), None
 
