@@ -190,6 +190,10 @@ def test_verify_checks_what_is_written_in_a_folder_shard(line_outputs, tmp_path,
     with pytest.raises(GntkitError, match=rf"{shard}: expected \d+ bytes as the manifest lists, found \d+"):
         verify(out)
     (shard / "notes.txt").unlink()
+    (shard / "link").symlink_to(out / "gntkit.json")  # a shard never points outside itself
+    with pytest.raises(GntkitError, match=r"expected plain files in the shard folder .*, found a link or special file"):
+        verify(out)
+    (shard / "link").unlink()
     os.replace(data, shard / "moved")  # same bytes, another name
     with pytest.raises(GntkitError, match="expected sha256"):
         verify(out)
