@@ -310,3 +310,37 @@ def test_the_cli_converts_dgrl_pages_to_both_layouts(pages, tmp_path):
         shown = runner.invoke(app, ["preview", str(out), "--out", str(tmp_path / f"{fmt}.png"), "--count", "6"])
         assert shown.exit_code == 0 and "6 samples" in shown.output
     assert convert(pages, tmp_path / "alias", to="PPOCR", on_unknown="other", workers=1, hash_sources=False)["format"] == "paddleocr"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_strokes_are_refused_before_a_byte_is_written(tmp_path, fmt):
+    from gntkit.shards.registry import get_writer_class
+
+    with pytest.raises(GntkitError, match=r"shards hold images and labels, found a conversion with --strokes"):
+        get_writer_class(fmt)(str(tmp_path / "s"), split="train", attrs={"strokes": True})
+    assert os.listdir(tmp_path) == []
+
+
+def test_paddleocr_refuses_a_text_its_label_file_cannot_hold(tmp_path):
+    from gntkit.samples.batch import SampleBatch
+    from gntkit.shards.paddleocr import PaddleOCRWriter, read_shard
+
+    def batch(characters):
+        n = len(characters)
+        return SampleBatch(keys=[f"1001/{i}" for i in range(n)], writer_ids=["1001"] * n, tag_codes=np.full(n, 0x4100, np.uint16),
+                           labels=np.arange(n, dtype=np.int64), characters=characters, heights=np.full(n, 4), widths=np.full(n, 4),
+                           images=np.arange(n * 16, dtype=np.uint8).reshape(n, 4, 4))
+
+    with PaddleOCRWriter(str(tmp_path / "s.paddleocr"), split="train", attrs={}) as writer:
+        writer.write(batch(["A", "啊"]))
+        for bad in ("\t", "\n", "\r"):
+            with pytest.raises(GntkitError, match=r"record 1 \(key '1001/1'\) has a text with a tab or line break"):
+                writer.write(batch(["B", bad]))
+        assert writer.records == 2  # the refused batches left nothing behind
+    samples = list(read_shard(tmp_path / "s.paddleocr"))
+    assert [s["character"] for s in samples] == ["A", "啊"] and samples[1]["image"].tolist() == np.arange(16, 32).reshape(4, 4).tolist()
+    label_file = tmp_path / "s.paddleocr" / "label.txt"
+    for hostile in ("../gntkit.json", "/etc/passwd", "images/../../x.png", "images/a/b.png", "images/.."):
+        label_file.write_text(f"images/000000001.png\tA\n{hostile}\t啊\n", encoding="utf-8")
+        with pytest.raises(GntkitError, match=r"label.txt line 2: expected an image path images/<file name> inside the shard"):
+            list(read_shard(tmp_path / "s.paddleocr"))
