@@ -21,7 +21,7 @@ from gntkit.shards.verify import verify
 from gntkit.tools.reference import preprocess as naive_preprocess
 from gntkit.tools.reference.gnt import read_records
 
-FORMATS = ["tfrecord", "hdf5", "webdataset"]
+FORMATS = ["tfrecord", "hdf5", "webdataset", "lmdb", "paddleocr"]
 runner = CliRunner()
 
 
@@ -62,10 +62,12 @@ def test_raw_round_trip_is_pixel_and_label_exact(tmp_path, corpus_f, to):
     assert len(charset) == 6763
     assert manifest["splits"]["all"]["num_records"] == len(reference) == 56
     assert [s["records"] for s in manifest["splits"]["all"]["shards"]] == [9] * 6 + [2]
-    # Names stock tools recognise: .tar / .h5 last, TFRecord in the TFDS style.
+    # Names stock tools recognise: .tar / .h5 last, TFRecord in the TFDS style; LMDB and PaddleOCR shards are folders.
     assert manifest["splits"]["all"]["shards"][0]["file"] == {"tfrecord": "gnt-all.tfrecord-00000-of-00007",
                                                               "hdf5": "gnt-all-00000-of-00007.h5",
-                                                              "webdataset": "gnt-all-00000-of-00007.tar"}[to]
+                                                              "webdataset": "gnt-all-00000-of-00007.tar",
+                                                              "lmdb": "gnt-all-00000-of-00007.lmdb",
+                                                              "paddleocr": "gnt-all-00000-of-00007.paddleocr"}[to]
     assert verify(out)["records"] == 56
 
 

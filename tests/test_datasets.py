@@ -388,7 +388,7 @@ def test_not_a_gntkit_folder(tmp_path):
         datasets.open(tmp_path)
     (tmp_path / "gntkit.json").write_text(json.dumps({"format": "parquet", "splits": {}, "complete": True, "charset": {}}),
                                           encoding="utf-8")
-    with pytest.raises(FormatError, match="format one of tfrecord, hdf5, webdataset, found 'parquet'"):
+    with pytest.raises(FormatError, match="format one of tfrecord, hdf5, webdataset, lmdb, paddleocr, found 'parquet'"):
         datasets.open(tmp_path)
     with pytest.raises(GntkitError, match="folder path"):
         datasets.open(42)

@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 
 import gntkit.datasets as datasets
+from gntkit.errors import GntkitError
 from gntkit.shards.registry import FORMATS, output_format
 from test_datasets import TRAIN, convert_sets, stock_truth
 
 ROOT = Path(__file__).resolve().parents[1]
+LOADABLE = sorted(name for name, fmt in FORMATS.items() if fmt.loadable)  # the formats gntkit.datasets reads
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +34,17 @@ def truth(sets):
     return {split: stock_truth(sets["hdf5"], split) for split in ("train", "test")}
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", LOADABLE)
 def test_format_table_names_the_reader_module(fmt):
     module = output_format(fmt).reader_module()
     assert module.__name__ == f"gntkit.datasets.{fmt}"
     assert all(callable(getattr(module, name)) for name in ("ShardReader", "prepare_bulk", "read_rows"))
+
+
+@pytest.mark.parametrize("fmt", sorted(set(FORMATS) - set(LOADABLE)))
+def test_a_format_without_a_reader_module_says_what_reads_it(fmt):
+    with pytest.raises(GntkitError, match=r"expected a format that gntkit.datasets reads \(tfrecord, hdf5, webdataset\).*open_lines"):
+        output_format(fmt).reader_module()
 
 
 @pytest.mark.parametrize("adapter", ["torch", "tf"])
@@ -93,7 +101,7 @@ def _old_name(manifest: dict, split: str, fmt: str, k: int, total: int) -> str:
     return f"{manifest['name']}-{split}.{output_format(fmt).extension}-{k:05d}-of-{total:05d}"
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", LOADABLE)
 def test_folders_with_old_shard_names_still_open(sets, truth, tmp_path, fmt):
     folder = tmp_path / fmt
     shutil.copytree(sets[fmt], folder)

@@ -1,4 +1,4 @@
-"""Text-line datasets end to end: DGRL pages converted to all three shard formats and verified,
+"""Text-line datasets end to end: DGRL pages converted to every shard format and verified,
 read back with each format's stock reader against the stream, the lines loader in numpy, PyTorch
 and TensorFlow (the same batches; CTC loss from both frameworks agrees on the same scores), a
 tiny CTC model that learns the fixture lines, verify catching a text that disagrees with its
@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from gntkit.errors import GntkitError  # noqa: E402
 from gntkit.tools.fixtures.dgrl import write_dgrl_corpus  # noqa: E402
 
-FORMATS = ["hdf5", "webdataset", "tfrecord"]
+FORMATS = ["hdf5", "webdataset", "tfrecord", "lmdb", "paddleocr"]
 EPOCHS = 25  # of the tiny CTC model below
 
 

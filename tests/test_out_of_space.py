@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 
 from gntkit.errors import GntkitError
+from gntkit.shards.digest import shard_size
 from gntkit.shards.manifest import OutputWriteError
+from gntkit.shards.registry import output_format
 from gntkit.tools.synth import write_corpus
 
-FORMATS = ("tfrecord", "webdataset", "hdf5")
+FORMATS = ("tfrecord", "webdataset", "hdf5", "lmdb", "paddleocr")
 CLI = os.path.join(os.path.dirname(sys.executable), "gntkit")
 OPTIONS = ["--charset", "data", "--workers", "2", "--shard-records", "600", "--quiet"]
 
@@ -47,11 +49,13 @@ def uninterrupted(corpus, tmp_path_factory) -> dict:
 
 
 def _shard_digests(folder: Path) -> dict:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
-            if p.is_file() and not p.name.endswith((".json", ".md", ".txt"))}
+    """Every shard file's sha256; a folder shard's files as `folder/relative path`."""
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.endswith((".json", ".md", ".txt"))]
+    files += [f for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") for f in p.rglob("*") if f.is_file()]
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
 
 
-def _check_stopped_cleanly(done, folder: Path) -> None:
+def _check_stopped_cleanly(done, folder: Path, fmt: str = "tfrecord") -> None:
     """Exit 2, one sentence naming the folder, a shard and --resume; the journal lists exactly the finished shards."""
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
@@ -59,7 +63,8 @@ def _check_stopped_cleanly(done, folder: Path) -> None:
     journal = json.loads((folder / ".gntkit-journal.json").read_text())
     listed = {e["file"]: e["bytes"] for entries in journal["shards"].values() for e in entries}
     indexes = {e["index"] for entries in journal["shards"].values() for e in entries if e.get("index")}
-    on_disk = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+    on_disk = {p.name: shard_size(p, output_format(fmt)) for p in folder.iterdir()
+               if (p.is_dir() if output_format(fmt).folder else p.is_file()) and not p.name.startswith(".")}
     assert {n: s for n, s in on_disk.items() if not n.endswith(".partial") and n not in indexes} == listed
 
 
@@ -88,7 +93,7 @@ def test_a_full_filesystem_stops_cleanly_and_resume_finishes_identically(corpus,
     out = mount / fmt
     command = [CLI, "convert", str(corpus), "--to", fmt, "--out", str(out), "--parallel", parallel, *OPTIONS]
     full = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    _check_stopped_cleanly(full, out)
+    _check_stopped_cleanly(full, out, fmt)
     remount("size=64m")
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr

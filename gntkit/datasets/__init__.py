@@ -88,8 +88,10 @@ def open(path, split: str | None = None, verify: bool = False, *, cache_dir=None
     Raises:
         GntkitError: the folder is not a gntkit output, the conversion is incomplete
             (complete: false or a listed shard missing), the split does not exist (the
-            message names the ones that do), a shard fails its checksum, or a remote
-            folder cannot be reached.
+            message names the ones that do), a shard fails its checksum, a remote
+            folder cannot be reached, or the folder holds a layout for other toolkits (LMDB,
+            PaddleOCR: OutputFormat.loadable is False; their text lines load with
+            gntkit.datasets.lines.open_lines).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise GntkitError(f"path must be a folder path or URL, found {type(path).__name__}.")
@@ -103,9 +105,10 @@ def open(path, split: str | None = None, verify: bool = False, *, cache_dir=None
     manifest = load_manifest(folder)
     split = choose_split(manifest, split, folder)
     shards = shards_of(folder, manifest, split)
+    shard_set = ShardSet(folder, manifest, split, shards)  # refuses a format gntkit.datasets does not read
     if verify:
         _verify_local(shards)
-    return ShardSet(folder, manifest, split, shards)
+    return shard_set
 
 
 def _verify_local(shards: list[Shard]) -> None:

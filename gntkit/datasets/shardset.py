@@ -47,9 +47,12 @@ class ShardSet:
         if "lines" in (info.get("features") or {}):
             raise GntkitError(f"{remote.url if remote is not None else path} holds text lines (label sequences, variable width), "
                               "not one class per image: read it with gntkit.datasets.lines.open_lines (CTC-ready batches).")
+        fmt = output_format(info["format"])
+        if not fmt.loadable:
+            fmt.reader_module()  # raises: one sentence naming the formats gntkit.datasets reads
         self.path = Path(path)
         self.info = info
-        self.format = output_format(info["format"]).name
+        self.format = fmt.name
         self.remote = remote
         self.url = remote.url if remote is not None else None
         self.split = split

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from gntkit.shards.manifest import INDEX_FOLDER
+from gntkit.shards.registry import output_format
 from gntkit.shards.tfds_info import (
     CASIA_CITATION,
     CASIA_HOMEPAGE,
@@ -81,6 +82,9 @@ def _front_matter(manifest: dict, names: list[str]) -> list[str]:
 def _how_to_load(manifest: dict, folder_name: str) -> list[str]:
     """The card's "Loading" section: the one-liners that open this format."""
     fmt, first = manifest["format"], next(iter(manifest["splits"]))
+    own = getattr(output_format(fmt).writer_module(), "card_loading", None)  # a layout for other toolkits says how they read it
+    if own is not None:
+        return ["## Loading", "", *own(manifest, folder_name)]
     loader_names = loader_split_names(manifest)
     renamed = "".join(f"TFDS and `datasets` reserve the split name `all` (every split): gntkit's split `{split}` is their "
                       f"`{name}`, the same files. " for split, name in loader_names.items() if split != name)

@@ -128,7 +128,7 @@ def convert(sources, out_dir=None, *, to: str = DEFAULT_FORMAT, name: str | None
         preprocess=preprocess, on_error=on_error, on_unknown=on_unknown, shard_records=shard_records, shard_bytes=shard_bytes,
         compression=compression, workers=int(workers or os.cpu_count() or 1), parallel=parallel, overwrite=overwrite, resume=resume,
         batch_size=batch_size, max_side=max_side, progress=progress, command=command, hash_sources=hash_sources, strokes=bool(strokes))
-    folder = OutputFolder(plan.out_dir, plan.settings_key())
+    folder = OutputFolder(plan.out_dir, plan.settings_key(), plan.fmt)
     outputs = split_outputs(plan, folder, folder.prepare(plan.options["overwrite"], resume))
     if before_write is not None:
         before_write(plan)

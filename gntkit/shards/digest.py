@@ -94,6 +94,63 @@ def sha256_files(paths: Sequence, *, threads: int = 1) -> list[str]:
     return _on_threads(paths, [os.stat(path).st_size for path in paths], sha256_file, threads)
 
 
+def shard_files(path, scratch=()) -> list[str]:
+    """The files of a folder shard that its size and digest cover: relative POSIX paths, sorted,
+    every file below it except the `scratch` names a stock reader may add (LMDB's lock.mdb).
+
+    Raises:
+        GntkitError: the folder holds a link or something other than files and folders.
+    """
+    root, found = os.fspath(path), []
+    for folder, subfolders, names in os.walk(root):
+        subfolders.sort()
+        for name in names + [d for d in subfolders if os.path.islink(os.path.join(folder, d))]:
+            full = os.path.join(folder, name)
+            relative = os.path.relpath(full, root).replace(os.sep, "/")
+            if relative in scratch:
+                continue
+            if os.path.islink(full) or not os.path.isfile(full):
+                raise GntkitError(f"{full}: expected plain files in the shard folder {root}, found a link or special file.")
+            found.append(relative)
+    return sorted(found)
+
+
+def shard_size(path, fmt) -> int | None:
+    """Bytes of a shard as the manifest lists them: a file's size, or the sum of a folder shard's
+    files (`fmt.folder`, without `fmt.scratch_files`); None when the shard is not there as that kind."""
+    path = os.fspath(path)
+    if not getattr(fmt, "folder", False):
+        return os.stat(path).st_size if os.path.isfile(path) else None
+    if not os.path.isdir(path):
+        return None
+    return sum(os.stat(os.path.join(path, name)).st_size for name in shard_files(path, fmt.scratch_files))
+
+
+def sha256_shards(paths: Sequence, fmt, *, threads: int = 1) -> list[str]:
+    """SHA-256 hex digests of shards of a format: of each file, or for folder shards (`fmt.folder`)
+    of the lines `relative path NUL size NUL sha256-of-the-file LF` of its files in sorted order, so a
+    changed, added, removed or renamed file changes the digest (scratch files left out).
+
+    Raises:
+        GntkitError: a shard that cannot be read, or a thread count below 1.
+    """
+    if not getattr(fmt, "folder", False):
+        return sha256_files(paths, threads=threads)
+    listed = []
+    for path in map(os.fspath, paths):
+        if not os.path.isdir(path):
+            found = "a file" if os.path.exists(path) else "nothing"
+            raise GntkitError(f"{path}: cannot read the shard to hash it (expected a folder, found {found}).")
+        listed.append((path, shard_files(path, fmt.scratch_files)))
+    files = [os.path.join(path, name) for path, names in listed for name in names]
+    digests = iter(sha256_files(files, threads=threads))
+    out = []
+    for path, names in listed:
+        lines = "".join(f"{name}\0{os.stat(os.path.join(path, name)).st_size}\0{next(digests)}\n" for name in names)
+        out.append(hashlib.sha256(lines.encode("utf-8")).hexdigest())
+    return out
+
+
 def default_threads() -> int:
     """Threads for hashing when nothing else runs: the cores this process may use."""
     try:
@@ -102,4 +159,4 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-__all__ = ["sha256_many", "sha256_files", "sha256_file", "default_threads"]
+__all__ = ["sha256_many", "sha256_files", "sha256_file", "sha256_shards", "shard_files", "shard_size", "default_threads"]

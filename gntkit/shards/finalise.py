@@ -19,7 +19,7 @@ from gntkit.errors import GntkitError
 from gntkit.formats.sources import Member
 from gntkit.samples.report import StreamReport
 from gntkit.shards.card import write_card
-from gntkit.shards.digest import default_threads, sha256_files
+from gntkit.shards.digest import default_threads, sha256_files, sha256_shards
 from gntkit.shards.manifest import INDEX_FOLDER, brace_pattern
 from gntkit.shards.output import OutputFolder
 from gntkit.shards.plan import ConversionPlan
@@ -94,7 +94,8 @@ def _hash_shards(folder: OutputFolder, outputs: dict) -> None:
     # hashlib on all cores beats one hashlib stream per shard while writing.
     # The source hasher may still be running; both share the cores until it ends.
     unhashed = [entry for output in outputs.values() for entry in output.shards if entry.get("sha256") is None]
-    for entry, digest in zip(unhashed, sha256_files([folder.path / e["file"] for e in unhashed], threads=default_threads())):
+    paths = [folder.path / e["file"] for e in unhashed]
+    for entry, digest in zip(unhashed, sha256_shards(paths, folder.fmt, threads=default_threads())):
         entry["sha256"] = digest
 
 

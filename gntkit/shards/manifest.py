@@ -266,10 +266,10 @@ def choose_split(manifest: dict, split: str | None, where: str | Path) -> str:
 
 @dataclass(frozen=True)
 class Shard:
-    """One shard file of a split, as the manifest lists it.
+    """One shard of a split, as the manifest lists it.
 
     Attributes:
-        path: the shard file.
+        path: the shard file (a folder for formats whose shards are folders, OutputFormat.folder).
         records: records in it (from the manifest).
         start: global index (within the split) of its first record.
         bytes: file size from the manifest, or None.
@@ -300,10 +300,11 @@ def shards_of(folder: str | Path, manifest: dict, split: str, check_files: bool 
     """
     folder = Path(folder)
     entry = manifest["splits"][split]
+    is_folder = output_format(manifest["format"]).folder  # a shard is a folder of files (OutputFormat.folder)
     shards, start = [], 0
     for item in entry["shards"]:
         path = folder / item["file"]
-        if check_files and not path.is_file():
+        if check_files and not (path.is_dir() if is_folder else path.is_file()):
             raise GntkitError(f"{folder} holds an incomplete conversion: shard {item['file']} listed in {MANIFEST} is missing.")
         index = folder / item["index"] if item.get("index") else None
         if check_files and index is not None and not index.is_file():

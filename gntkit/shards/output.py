@@ -17,9 +17,10 @@ import numpy as np
 import gntkit
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.samples.batch import SampleBatch
+from gntkit.shards.digest import shard_size
 from gntkit.shards.manifest import JOURNAL, MANIFEST, check_file_name, manifest_path, read_json, shard_name, write_json_atomic
 from gntkit.shards.plan import ConversionPlan
-from gntkit.shards.registry import OutputFormat
+from gntkit.shards.registry import OutputFormat, output_format
 
 # Rough per-record overhead (keys, labels, framing) used to size shards by bytes.
 _RECORD_OVERHEAD = 96
@@ -140,11 +141,13 @@ class OutputFolder:
     Args:
         path: the folder.
         key: the plan's settings key (a resumed run must have the same).
+        fmt: the output format (its shards may be folders, OutputFormat.folder); default TFRecord's kind, one file each.
     """
 
-    def __init__(self, path: Path, key: str):
+    def __init__(self, path: Path, key: str, fmt: str | OutputFormat = "tfrecord"):
         self.path = Path(path)
         self.key = key
+        self.fmt = output_format(fmt)
         self.journal_path = self.path / JOURNAL
 
     def prepare(self, overwrite: bool, resume: bool) -> dict:
@@ -215,12 +218,16 @@ class OutputFolder:
         for entries in shards.values():
             for entry in entries:
                 path = self.path / check_file_name(entry["file"], self.journal_path, "a finished shard's name")
-                if not path.is_file() or path.stat().st_size != entry["bytes"]:
-                    found = "no file" if not path.is_file() else f"{path.stat().st_size} bytes"
+                size = shard_size(path, self.fmt)
+                if size != entry["bytes"]:
+                    found = f"no {'folder' if self.fmt.folder else 'file'}" if size is None else f"{size} bytes"
                     raise GntkitError(f"{path}: the journal lists this finished shard ({entry['bytes']} bytes) but found {found}: "
                                       "use --overwrite to start again.")
         for leftover in self.path.glob("*.partial"):
-            leftover.unlink()
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)  # an unfinished folder shard
+            else:
+                leftover.unlink()
         return shards
 
     def save_journal(self, shards: dict) -> None:

@@ -37,25 +37,40 @@ class OutputFormat:
             reader `read_shard(path, compression=)` that yields one dict per sample.
         reader: the module that reads its shards for gntkit.datasets (`ShardReader(shard,
             image_size, compression)`; `prepare_bulk` and `read_rows` for bulk reads), or its
-            dotted name (imported on first use).
+            dotted name (imported on first use); None for a layout that other toolkits read,
+            which `gntkit.datasets.open` refuses (text lines still load through the stock
+            reader: gntkit.datasets.lines).
         aliases: other names users may type (`--to h5`, a manifest's "wds").
         compressions: the compression values its writer accepts (None: uncompressed).
         has_index: uncompressed shards get a `{shard}.index.npy` of record offsets.
         tfds_names: shard names in the TFDS style (`name-split.ext-00000-of-00010`)
             instead of ending in the extension (`name-split-00000-of-00010.ext`).
         requires: the optional package its writer or readers need (None: numpy only).
+        folder: a shard is a folder of files (the layouts of text-recognition toolkits) rather
+            than one file; its name in the manifest is still a plain name, its size and sha256
+            cover the files inside (gntkit.shards.digest.sha256_shards), and the remote reader
+            refuses it.
+        scratch_files: files a stock reader may add inside a folder shard (LMDB's `lock.mdb`),
+            left out of its size and digest.
     """
 
     name: str
     title: str
     extension: str
     writer: type | str
-    reader: ModuleType | str
+    reader: ModuleType | str | None
     aliases: tuple[str, ...] = ()
     compressions: tuple = (None,)
     has_index: bool = False
     tfds_names: bool = False
     requires: str | None = None
+    folder: bool = False
+    scratch_files: tuple[str, ...] = ()
+
+    @property
+    def loadable(self) -> bool:
+        """Whether gntkit.datasets.open reads this format (it has a ShardReader module)."""
+        return self.reader is not None
 
     def writer_class(self) -> type:
         """The ShardWriter subclass (its module is imported now, on first use)."""
@@ -71,7 +86,16 @@ class OutputFormat:
         return importlib.import_module(self.writer.split(":")[0])
 
     def reader_module(self):
-        """The module that reads this format's shards for gntkit.datasets."""
+        """The module that reads this format's shards for gntkit.datasets.
+
+        Raises:
+            GntkitError: a format that gntkit.datasets does not read (reader None).
+        """
+        if self.reader is None:
+            readable = ", ".join(f.name for f in FORMATS.values() if f.loadable)
+            raise GntkitError(f"{self.title} output is a layout for other toolkits: expected a format that gntkit.datasets reads "
+                              f"({readable}), found {self.name} (text lines of it load with gntkit.datasets.lines.open_lines; "
+                              "convert again with --to one of those to train with gntkit).")
         return importlib.import_module(self.reader) if isinstance(self.reader, str) else self.reader
 
     def read_shard(self, path, compression: str | None = None):
@@ -149,3 +173,8 @@ register(OutputFormat("hdf5", "HDF5", "h5", "gntkit.shards.hdf5:HDF5Writer", "gn
                       compressions=(None, "lzf", "gzip"), requires="h5py"))
 register(OutputFormat("webdataset", "WebDataset", "tar", "gntkit.shards.webdataset:WebDatasetWriter", "gntkit.datasets.webdataset",
                       ("wds", "tar"), has_index=True))
+# The layouts text-recognition toolkits read (deep-text-recognition-benchmark, PARSeq, MMOCR; PaddleOCR):
+# a shard is a folder; gntkit reads them back with their stock readers (verify, gntkit.datasets.lines).
+register(OutputFormat("lmdb", "LMDB", "lmdb", "gntkit.shards.lmdb:LMDBWriter", None, folder=True, scratch_files=("lock.mdb",),
+                      requires="lmdb"))
+register(OutputFormat("paddleocr", "PaddleOCR", "paddleocr", "gntkit.shards.paddleocr:PaddleOCRWriter", None, ("ppocr",), folder=True))

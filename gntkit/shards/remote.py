@@ -12,6 +12,10 @@
   checks, with its own checksums).
 - `upload_folder(local_dir, url)`: a finished conversion uploaded, shards first, manifest last.
 
+Formats whose shards are folders (OutputFormat.folder: LMDB, PaddleOCR) are uploaded like any
+other, but `RemoteFolder` (and so `gntkit.datasets.open(URL)` and `gntkit verify URL`) refuses
+them: copy such a folder to local disk to read it.
+
 This module imports the standard library only; fsspec (and the protocol's package: aiohttp for
 http(s), s3fs, gcsfs) is imported when a URL is opened.
 """
@@ -42,6 +46,7 @@ from gntkit.shards.manifest import (
     manifest_path,
     shards_of,
 )
+from gntkit.shards.registry import output_format
 
 __all__ = ["is_url", "RemoteFolder", "mirror", "upload_folder", "default_cache_dir", "DEFAULT_CACHE_LIMIT"]
 
@@ -174,6 +179,10 @@ class RemoteFolder:
         """
         name, manifest = self._read_manifest()
         check_manifest(manifest, f"{self.url}/{name}")
+        fmt = output_format(manifest["format"])
+        if fmt.folder:  # a shard of many files has no one object to fetch, cache and check
+            raise GntkitError(f"{self.url}: expected a conversion whose shards are single files to read from a URL, found {fmt.title} "
+                              "shards, which are folders: copy the folder to local disk (e.g. `aws s3 sync`) and read it there.")
         self.local.mkdir(parents=True, exist_ok=True)
         for key in ("json", "file"):  # small, and Charset.load reads them from a folder
             name = manifest["charset"].get(key)

@@ -11,7 +11,7 @@ from gntkit.progress import ProgressBar
 from gntkit.samples.charset import Charset
 from gntkit.samples.strokes import check_sample_strokes
 from gntkit.shards import remote
-from gntkit.shards.digest import default_threads, sha256_files
+from gntkit.shards.digest import default_threads, sha256_shards, shard_size
 from gntkit.shards.manifest import load_manifest
 from gntkit.shards.registry import output_format
 
@@ -55,7 +55,7 @@ def verify(out_dir: str | Path, decode: bool = True, progress: bool = False) -> 
     other = len(charset) - 1 if manifest["charset"].get("has_other") else None
     checks = (charset, charset.tag_codes.astype(np.int64), size, other, set())
     summary = {"splits": {}, "shards": 0, "records": 0}
-    digests = _present_shard_digests(out_dir, manifest)
+    digests = _present_shard_digests(out_dir, manifest, fmt)
     bar = ProgressBar(sum(shard["records"] for info in manifest["splits"].values() for shard in info["shards"]),
                       unit="records", description="verify", enabled=progress, delay=PROGRESS_DELAY)
     try:
@@ -80,18 +80,21 @@ def _load_charset(out_dir: Path, manifest: dict) -> Charset:
     return charset
 
 
-def _present_shard_digests(out_dir: Path, manifest: dict) -> dict:
+def _present_shard_digests(out_dir: Path, manifest: dict, fmt) -> dict:
     """Presence and sizes of every listed shard first, then every shard's SHA-256 at once
-    (hashlib on all cores): file name -> sha256."""
+    (hashlib on all cores): file name -> sha256. A folder shard (OutputFormat.folder) counts the
+    bytes of its files and its digest covers their names, sizes and contents."""
     listed = [(split, shard) for split, info in manifest["splits"].items() for shard in info["shards"]]
+    kind = "folder" if fmt.folder else "file"
     for split, shard in listed:
         path = out_dir / shard["file"]
-        if not path.is_file():
-            raise GntkitError(f"{path}: expected shard of split '{split}' with {shard['records']} records, found no file.")
-        if path.stat().st_size != shard["bytes"]:
-            raise GntkitError(f"{path}: expected {shard['bytes']} bytes as the manifest lists, found {path.stat().st_size}.")
+        size = shard_size(path, fmt)
+        if size is None:
+            raise GntkitError(f"{path}: expected shard of split '{split}' with {shard['records']} records, found no {kind}.")
+        if size != shard["bytes"]:
+            raise GntkitError(f"{path}: expected {shard['bytes']} bytes as the manifest lists, found {size}.")
     paths = [out_dir / shard["file"] for _, shard in listed]
-    return dict(zip((shard["file"] for _, shard in listed), sha256_files(paths, threads=default_threads())))
+    return dict(zip((shard["file"] for _, shard in listed), sha256_shards(paths, fmt, threads=default_threads())))
 
 
 def _verify_split(out_dir: Path, manifest: dict, split: str, info: dict, digests: dict, fmt, checks, bar, summary: dict) -> int:

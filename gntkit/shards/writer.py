@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Mapping
 
@@ -23,7 +24,7 @@ from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.samples.batch import SampleBatch
 from gntkit.samples.lines import check_lines
 from gntkit.samples.strokes import check_strokes
-from gntkit.shards.digest import sha256_file
+from gntkit.shards.digest import sha256_shards
 from gntkit.shards.manifest import output_write_error
 from gntkit.shards.registry import output_format
 
@@ -167,7 +168,8 @@ class _HashingFile:
 class ShardWriter:
     """Base of the format writers: the file lifecycle and input checks they share.
 
-    A writer creates `path + ".partial"`, and `close()` renames it to `path` (with
+    A writer creates `path + ".partial"` (a file, or a folder for formats whose shards are
+    folders, OutputFormat.folder), and `close()` renames it to `path` (with
     `{path}.index.npy` beside it for formats that have record offsets). Leaving a
     `with` block by an exception deletes the partial file. Subclasses set `format` (a
     gntkit.shards.registry name) and implement `_open`, `_write_batch` and `_finish`.
@@ -194,7 +196,7 @@ class ShardWriter:
     format = ""
 
     def __init__(self, path, *, split: str, attrs: Mapping, compression: str | None = None, compute_sha256: bool = True):
-        spec = output_format(self.format)
+        spec = self.spec = output_format(self.format)
         self.extension, self.compressions, self.has_index = spec.extension, spec.compressions, spec.has_index
         self.path = os.fspath(path)
         self.compute_sha256 = bool(compute_sha256)
@@ -310,7 +312,7 @@ class ShardWriter:
         try:
             size, sha256 = self._finish()
             if sha256 is None and self.compute_sha256:
-                sha256 = sha256_file(self.partial_path)  # formats whose library writes the file (HDF5)
+                sha256 = sha256_shards([self.partial_path], self.spec)[0]  # formats whose library writes the file (HDF5, LMDB)
             elif not self.compute_sha256:
                 sha256 = None
             index_name = None
@@ -371,7 +373,9 @@ class ShardWriter:
 
     def _remove_partials(self) -> None:
         for partial in (self.partial_path, self.index_path and self.index_path + ".partial"):
-            if partial and os.path.exists(partial):
+            if partial and os.path.isdir(partial) and not os.path.islink(partial):
+                shutil.rmtree(partial)  # a folder shard (OutputFormat.folder)
+            elif partial and os.path.exists(partial):
                 os.remove(partial)
 
     def _add_offsets(self, ends: np.ndarray) -> None:

@@ -46,7 +46,7 @@ def run_demo(out_dir: str | Path, *, writers: int = 8, classes: int = 40, sample
     last_train = 1000 + max(1, writers * 3 // 4)
     split = f"train=1001-{last_train},test={last_train + 1}-{1000 + writers}"
     outputs = {}
-    for to in FORMATS:
+    for to in (name for name, fmt in FORMATS.items() if fmt.loadable):  # the formats gntkit trains from
         target = out_dir / f"sample-{to}"
         manifest = convert(corpus, target, to=to, split=split, charset="data", workers=workers,
                            command=f"gntkit convert {corpus} --to {to} --split {split} --charset data --out {target}")

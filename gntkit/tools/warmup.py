@@ -87,8 +87,10 @@ def cache_folder() -> str | None:
 
 
 def available_formats() -> list[str]:
-    """The shard formats whose writer and reader can run here (their optional package is installed)."""
-    return [name for name, fmt in FORMATS.items() if fmt.requires is None or importlib.util.find_spec(fmt.requires) is not None]
+    """The shard formats whose writer and gntkit.datasets reader can run here (their optional package is
+    installed); layouts for other toolkits (LMDB, PaddleOCR) share the PNG kernel the WebDataset writer warms."""
+    return [name for name, fmt in FORMATS.items()
+            if fmt.loadable and (fmt.requires is None or importlib.util.find_spec(fmt.requires) is not None)]
 
 
 def warmup(formats=None, *, on_stage=None) -> list[Stage]:
@@ -105,9 +107,10 @@ def warmup(formats=None, *, on_stage=None) -> list[Stage]:
         GntkitError: an unknown format, or one whose optional package is missing.
     """
     formats = available_formats() if formats is None else list(formats)
+    readable = [name for name, fmt in FORMATS.items() if fmt.loadable]  # the others' writers use kernels these warm
     for fmt in formats:
-        if fmt not in FORMATS:
-            raise GntkitError(f"warmup: expected formats among {', '.join(FORMATS)}, found {fmt!r}.")
+        if fmt not in readable:
+            raise GntkitError(f"warmup: expected formats among {', '.join(readable)}, found {fmt!r}.")
         if fmt not in available_formats():
             package = FORMATS[fmt].requires
             raise GntkitError(f"warmup: format {fmt!r} needs the {package} package, found it not installed "
