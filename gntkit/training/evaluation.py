@@ -197,10 +197,7 @@ def render_markdown(report: dict) -> str:
 def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_size: int = 256,
                  checkpoint: str = "best", device: str = "auto", write: bool = True,
                  report_name: str = "report", beam: int | None = None) -> dict:
-    """Evaluate a run's model on one split of gntkit shards and write the report.
-
-    A line run (crnn) is evaluated on a text-line conversion by
-    gntkit.training.line_evaluation.evaluate_line_run (CR, AR, CER per writer; `beam`).
+    """Evaluate a run's model on one split of gntkit shards and write the report (a line run: see evaluate_line_run).
 
     Args:
         run_dir: a run folder written by gntkit.training.train.
@@ -227,11 +224,8 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
         raise GntkitError(f"batch_size must be a positive integer, found {batch_size!r}.")
     run = RunFolder(run_dir)
     info = run.read_run_info()
-    if is_line_run(info):
+    if is_line_run(info) or beam is not None:  # a line run, or --beam given for a character run (refused there)
         return evaluate_line_run(run, info, data_dir, split, batch_size, checkpoint, device, write, report_name, beam)
-    if beam is not None:
-        raise GntkitError(f"{run.path}: beam search decodes text lines, found a run of {info.get('model')} "
-                          "(single characters): evaluate without --beam.")
     framework = info["config"]["framework"]
     classes = run.read_classes()
     shards = datasets.open(data_dir, split)

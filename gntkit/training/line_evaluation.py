@@ -72,8 +72,11 @@ def evaluate_line_run(run, info: dict, data_dir, split: str = "test", batch_size
         top_substitutions, ...) with the context: run, data, split, decoding, examples, timing.
 
     Raises:
-        GntkitError: a bad beam width, or lines of another charset size or height.
+        GntkitError: not a line run, a bad beam width, or lines of another charset size or height.
     """
+    if not is_line_run(info):
+        raise GntkitError(f"{run.path}: beam search decodes text lines, found a run of {info.get('model')} "
+                          "(single characters): evaluate without --beam.")
     if beam is not None and (not isinstance(beam, int) or isinstance(beam, bool) or beam < 1):
         raise GntkitError(f"beam must be a whole number of at least 1, found {beam!r}.")
     lines = read_line_split(data_dir, split)
