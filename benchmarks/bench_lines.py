@@ -29,6 +29,7 @@ from gntkit.samples.photos import preprocess_image
 from gntkit.samples.preprocess import Preprocess
 from gntkit.shards.convert import convert
 from gntkit.training import evaluate, train, train_arrays
+from gntkit.training.torch_trainer import load_run_model, predict_probabilities
 
 
 def record_glyphs(writers, pages: int, lines: int) -> dict:
@@ -56,8 +57,6 @@ def record_glyphs(writers, pages: int, lines: int) -> dict:
 
 def baseline(glyphs: dict, train_writers, test_writers, epochs: int, out: Path, seed: int) -> tuple[float, float, int]:
     """(CER, seconds, characters) of cnn3 on the true character boxes of the test writers."""
-    from gntkit.training.torch_trainer import load_run_model, predict_probabilities
-
     codes = sorted({c for cs, _ in glyphs.values() for c in cs})
     settings = Preprocess(size=32)
 

@@ -9,7 +9,7 @@ import pytest
 
 from gntkit.errors import GntkitError
 from gntkit.tools.fixtures.dgrl import write_dgrl_corpus
-from gntkit.training import train
+from gntkit.training import train, train_arrays
 from gntkit.training.line_data import collapse_path, edit_totals
 
 pytest.importorskip("h5py")
@@ -65,6 +65,9 @@ def test_image_models_and_line_data_kept_apart(lines_dir, chars_dir, tmp_path):
         train(lines_dir, tmp_path / "a", model="cnn3", epochs=1, quiet=True)
     with pytest.raises(GntkitError, match="convert .dgrl pages"):
         train(chars_dir, tmp_path / "b", model="crnn", epochs=1, quiet=True)
+    images = np.zeros((4, 32, 32), np.uint8)
+    with pytest.raises(GntkitError, match="reads text lines"):
+        train_arrays((images, np.arange(4) % 2), None, ["a", "b"], tmp_path / "c", model="crnn", epochs=1, quiet=True)
 
 
 def test_greedy_edit_counts_against_a_plain_reference():
