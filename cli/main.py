@@ -60,6 +60,8 @@ from gntkit.cli.options import (
     Typer,
     ValFractionOption,
     WorkersOption,
+    evaluation_summary,
+    prediction_summary,
 )
 from gntkit.errors import GntkitError
 from gntkit.samples.charset import BUILTIN_CHARSETS, builtin, resolve
@@ -400,7 +402,7 @@ from gntkit.training.cli_options import with_train_options  # noqa: E402
 @app.command()
 @with_train_options
 def train(
-    data: Annotated[Path, typer.Argument(help="A folder written by `gntkit convert` (fixed-size images).")],
+    data: Annotated[Path, typer.Argument(help="A `gntkit convert` folder: fixed-size characters, or .dgrl text lines (--model crnn).")],
     out: Annotated[Path, typer.Option(help="Run folder to create (checkpoints, metrics, curves, TensorBoard logs, charset).")],
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run folder.")] = False,
@@ -430,21 +432,23 @@ def evaluate(
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    beam: Annotated[int | None, typer.Option(help="Line runs: CTC prefix beam search of this width (default: greedy).")] = None,
 ):
-    """Top-1 / top-k accuracy, per-class accuracy and the most confused pairs (report.md and report.json in the run)."""
-    report = run(lambda: run_evaluate(run_dir, data, split=split, top_k=top_k, checkpoint=checkpoint, device=device))
+    """Top-1 / top-k accuracy, per-class accuracy and the most confused pairs; for a line run (crnn) CER, CR and AR
+    overall and per writer and the most frequent substitutions (report.md and report.json in the run)."""
+    report = run(lambda: run_evaluate(run_dir, data, split=split, top_k=top_k, checkpoint=checkpoint, device=device, beam=beam))
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=1))
     else:
-        typer.echo(f"{report['samples']:,} samples of '{split}': top-1 {100 * report['top1_accuracy']:.2f}%, "
-                   f"top-{top_k} {100 * report['topk_accuracy']:.2f}%")
+        typer.echo(evaluation_summary(report, split, top_k))
         typer.echo(f"  wrote {Path(run_dir) / 'report.md'} and report.json")
 
 
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `gntkit train`.")],
-    images: Annotated[list[Path], typer.Argument(help="Photos or scans of single handwritten characters (PNG, JPEG...).")],
+    images: Annotated[list[Path], typer.Argument(help="Photos or scans of single handwritten characters (PNG, JPEG...), "
+                                                      "or of written lines for a line run (crnn).")],
     top_k: Annotated[int, typer.Option(help="Characters to list per image.")] = 5,
     checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda...")] = "auto",
@@ -453,14 +457,13 @@ def predict(
         help="Add contrast stretch, Otsu threshold and speck removal for photos (--no-photo: exactly the run's preprocessing).")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ):
-    """Recognise handwritten characters in your own images (same preprocessing as training, photo-robust)."""
+    """Recognise handwritten characters (or, with a crnn run, lines) in your own images (same preprocessing as training, photo-robust)."""
     results = run(lambda: run_predict(run_dir, images, top_k=top_k, checkpoint=checkpoint, device=device, photo=photo))
     if as_json:
         typer.echo(json.dumps(results, ensure_ascii=False, indent=1))
         return
     for result in results:
-        ranked = "  ".join(f"{c['character']} {c['probability']:.3f}" for c in result["predictions"])
-        typer.echo(f"{result['image']}: {ranked}")
+        typer.echo(prediction_summary(result))
 
 
 @app.command()

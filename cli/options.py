@@ -139,3 +139,25 @@ HashSourcesOption = Annotated[bool, _option(
 
 FontOption = Annotated[Path | None, typer.Option(
     help="Font file for Chinese labels (.ttf, .ttc, .otf). Default: $GNTKIT_FONT, else an installed CJK font.", show_default=False)]
+
+
+def _percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def evaluation_summary(report: dict, split: str, top_k: int) -> str:
+    """What `gntkit evaluate` prints: top-1 and top-k of a character run; CER, CR and AR of a line run."""
+    if "cer" in report:
+        return (f"{report['lines']:,} lines ({report['characters']:,} characters) of '{split}', {report['decoding']} "
+                f"decoding: CER {_percent(report['cer'])}, correct rate {_percent(report['correct_rate'])}, "
+                f"accurate rate {_percent(report['accurate_rate'])}")
+    return (f"{report['samples']:,} samples of '{split}': top-1 {100 * report['top1_accuracy']:.2f}%, "
+            f"top-{top_k} {100 * report['topk_accuracy']:.2f}%")
+
+
+def prediction_summary(result: dict) -> str:
+    """What `gntkit predict` prints for one image: the ranked characters, or a line's text and confidences."""
+    if "text" in result:
+        confidences = " ".join(f"{c['character']} {c['confidence']:.2f}" for c in result["characters"])
+        return f"{result['image']}: {result['text']}  [{confidences}]"
+    return f"{result['image']}: " + "  ".join(f"{c['character']} {c['probability']:.3f}" for c in result["predictions"])

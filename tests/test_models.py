@@ -13,7 +13,7 @@ tf_models = pytest.importorskip("gntkit.models.tf")
 torch = torch_models.torch
 tf = tf_models.tf
 
-ALL = configs.model_names()
+ALL = configs.image_model_names()  # the line model has tests/test_models_crnn.py
 
 
 def test_table_has_the_published_vgg19():

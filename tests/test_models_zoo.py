@@ -45,7 +45,7 @@ def test_published_parameter_counts_in_both_frameworks(name, classes, size, chan
     assert tf_models.count_parameters(k) == count
 
 
-@pytest.mark.parametrize("name", configs.model_names())
+@pytest.mark.parametrize("name", configs.image_model_names())
 def test_multiply_accumulates_match_torch_flop_counter(name):
     # The table's count against torch's own counter of the built network, forward and one
     # training step (backward without the images' gradient, as a training step runs it).

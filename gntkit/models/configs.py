@@ -18,6 +18,11 @@ learned weight per position and channel, summed over positions: Melnyk et al.
 with one output per class. Every model returns logits: no softmax or
 log-softmax (the tutorials that end in one are reproduced up to that layer;
 the losses apply it).
+
+A line model (`recurrent` > 0: crnn) reads a text line of any width: its convolution list
+may also hold ``"H"``, a 2x1 max pool that halves the height only; the rows left after the
+convolutions are averaged, a bidirectional GRU with `recurrent` units per direction runs along
+the width, and a dense layer gives num_classes + 1 scores per frame (CTC's blank last).
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ __all__ = [
     "multiply_accumulates",
     "check_model_arguments",
     "describe",
+    "image_model_names",
+    "line_model_names",
+    "line_frames",
 ]
 
 
@@ -59,6 +67,7 @@ class ModelConfig:
             convolution always has a bias.
         head: "flatten" or "gwap" (global weighted average pooling).
         classifier_dropout: dropout rate just before the class layer (0 = none).
+        recurrent: GRU units per direction of a line model (0 = an image classifier).
     """
 
     name: str
@@ -72,6 +81,12 @@ class ModelConfig:
     conv_bias: bool = True
     head: str = "flatten"
     classifier_dropout: float = 0.0
+    recurrent: int = 0
+
+    @property
+    def is_line_model(self) -> bool:
+        """Whether the model reads text lines (CTC over frames) rather than single characters."""
+        return self.recurrent > 0
 
     def conv_has_bias(self, batch_norm: bool | None = None) -> bool:
         """Whether the convolutions have a bias when built with `batch_norm` (None = the table's)."""
@@ -94,7 +109,8 @@ class ModelConfig:
             return self
         convs = tuple(v if isinstance(v, str) else max(1, int(round(v * width))) for v in self.convs)
         dense = tuple(max(1, int(round(v * width))) for v in self.dense)
-        return dataclasses.replace(self, convs=convs, dense=dense)
+        recurrent = max(1, int(round(self.recurrent * width))) if self.recurrent else 0
+        return dataclasses.replace(self, convs=convs, dense=dense, recurrent=recurrent)
 
 
 # Convolution lists of the VGG paper (configurations A, D and E), as in timm.
@@ -160,9 +176,45 @@ MODEL_CONFIGS["hccr-compact"] = ModelConfig(
 )
 
 
+# crnn: the reference text-line recognizer (CRNN, Shi et al. 2016, compacted): 5 bias-free 3x3
+# convolutions with batch norm, two 2x2 pools (horizontal stride 4: one frame per 4 pixels of
+# width) and two height-only pools, the remaining rows averaged, a bidirectional GRU of 256
+# units per direction, a dense layer to the charset plus CTC's blank. Lines of height 32..128.
+MODEL_CONFIGS["crnn"] = ModelConfig(
+    name="crnn", convs=(64, "M", 128, "M", 256, 256, "H", 256, "H"), dense=(), dropout=0.0,
+    batch_norm=True, conv_bias=False, recurrent=256,
+    description="text-line recognizer: 5 3x3 convolutions with batch norm, 2 max pools and 2 height pools, "
+                "bidirectional GRU 256, dense classes + blank, CTC",
+)
+
+
 def model_names() -> list[str]:
     """Return the registered model names, sorted."""
     return sorted(MODEL_CONFIGS)
+
+
+def image_model_names() -> list[str]:
+    """The registered models that classify single-character images, sorted."""
+    return [name for name in model_names() if not MODEL_CONFIGS[name].is_line_model]
+
+
+def line_model_names() -> list[str]:
+    """The registered models that read text lines (CTC), sorted."""
+    return [name for name in model_names() if MODEL_CONFIGS[name].is_line_model]
+
+
+def line_frames(config: ModelConfig, widths):
+    """Frames a line model gives for lines `widths` pixels wide (numpy or int): its 2x2 pools floor-halve the width.
+
+    Raises:
+        GntkitError: `config` is not a line model.
+    """
+    if not config.is_line_model:
+        raise GntkitError(f"Model {config.name} classifies single characters: it has no frames (use --model crnn).")
+    for v in config.convs:
+        if v == "M":
+            widths = widths // 2
+    return widths
 
 
 def get_config(name: str, width: float = 1.0) -> ModelConfig:
@@ -191,6 +243,8 @@ def _next_side(config: ModelConfig, v, side: int) -> int:
         return side // 2
     if v == "A":
         return (side - 1) // 2 + 1  # 3x3, stride 2, padding 1
+    if v == "H":
+        return side // 2  # a line model's height pool (the height is the side that matters)
     return side - (config.kernel_size - 1 if config.padding == "valid" else 0)
 
 
@@ -208,7 +262,7 @@ def feature_layers(config: ModelConfig) -> list[tuple]:
 
     Steps: ("conv", channels) (with batch norm after it where the model has it),
     ("relu",), ("max",) (2x2 max pool, stride 2) and ("avg",) (3x3 average pool,
-    stride 2, padding 1).
+    stride 2, padding 1), ("hmax",) (2x1 max pool: halves the height of a line).
 
     A max pool that follows a convolution comes before that convolution's ReLU:
     ReLU and max pooling commute exactly (both are monotone; the values, the
@@ -221,11 +275,12 @@ def feature_layers(config: ModelConfig) -> list[tuple]:
     """
     steps: list[tuple] = []
     for v in config.convs:
-        if v == "M":
+        if v in ("M", "H"):
+            pool = ("max",) if v == "M" else ("hmax",)
             if steps and steps[-1] == ("relu",):
-                steps.insert(len(steps) - 1, ("max",))
+                steps.insert(len(steps) - 1, pool)
             else:
-                steps.append(("max",))
+                steps.append(pool)
         elif v == "A":
             steps.append(("avg",))
         else:
@@ -288,6 +343,9 @@ def expected_parameter_count(config: ModelConfig, num_classes: int, image_size: 
             total += 2 * v
         c_in = v
     side = feature_map_size(config, image_size)
+    if config.is_line_model:  # GRU per direction: 3 gates, input and recurrent kernels and biases
+        h = config.recurrent
+        return total + 2 * (3 * h * (c_in + h) + 6 * h) + (2 * h + 1) * (num_classes + 1)
     width = c_in * side * side
     if config.head == "gwap":
         total += width  # one weight per position and channel
@@ -369,6 +427,10 @@ def describe(config: ModelConfig, num_classes: int, image_size: int, channels: i
              batch_norm: bool | None = None) -> str:
     """One line naming the model, its input, parameter count and forward multiply-accumulates, printed at the start of training."""
     n = expected_parameter_count(config, num_classes, image_size, channels, batch_norm)
+    if config.is_line_model:
+        return (f"{config.name}: input lines {image_size} pixels high x any width x{channels}, {num_classes} classes "
+                f"+ CTC blank, {n:,} parameters ({n * 4 / 2**20:.1f} MiB as float32), "
+                f"one frame per {2 ** config.convs.count('M')} pixels of width")
     bn = config.batch_norm if batch_norm is None else batch_norm
     # Batch norm is named only where it differs from the table's choice for this model.
     override = "" if bn == config.batch_norm else (" +bn" if bn else " -bn")

@@ -16,6 +16,7 @@ from gntkit.models.configs import (
     feature_layers,
     feature_map_size,
 )
+from gntkit.models.crnn_tf import create_crnn
 
 # tensorflow is the one heavy framework this module uses; `import gntkit` never loads it.
 tf = require("tensorflow", "tensorflow", "Building TensorFlow models")
@@ -99,9 +100,9 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
     Args:
         name: a name of `gntkit.models.configs.model_names()`: "vgg11", "vgg16", "vgg19"
             (add "_bn" for batch norm), "vgg16-transfer", "hccr-compact", "cnn3", "cnn2",
-            "cnn2-tutorial".
-        num_classes: number of output classes (3755 for HWDB1.1).
-        image_size: side of the square input images (64 for gntkit's default shards).
+            "cnn2-tutorial", or the line model "crnn" (gntkit.models.crnn_tf).
+        num_classes: number of output classes (3755 for HWDB1.1); crnn adds CTC's blank.
+        image_size: side of the square input images (64 for gntkit's default shards); a line model's line height.
         channels: input channels (1 for gntkit shards).
         batch_norm: force batch norm on or off; None keeps the table's choice.
         width: multiplier for convolution and dense widths (1 = as published; tests use less).
@@ -123,6 +124,10 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
             f"found {dtype_policy!r}."
         )
     bn = config.batch_norm if batch_norm is None else batch_norm
+    if config.is_line_model:  # per-frame logits of lines image_size pixels high (gntkit.models.crnn_tf)
+        model = create_crnn(config, num_classes, image_size, channels, bn, dtype_policy)
+        assert count_parameters(model) == expected_parameter_count(config, num_classes, image_size, channels, bn)
+        return model
     policy = dtype_policy or "float32"
     stack: list = [keras.Input(shape=(image_size, image_size, channels), name="images")]
     stack += _feature_layers(config, bn, policy)

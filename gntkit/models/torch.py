@@ -16,6 +16,7 @@ from gntkit.models.configs import (
     feature_layers,
     feature_map_size,
 )
+from gntkit.models.crnn_torch import CRNN
 
 # torch is the one heavy framework this module uses; `import gntkit` never loads it.
 torch = require("torch", "torch", "Building PyTorch models")
@@ -125,21 +126,21 @@ class ConvNet(nn.Module):
 
 
 def create_model(name: str, num_classes: int, image_size: int, channels: int = 1,
-                 batch_norm: bool | None = None, width: float = 1.0) -> ConvNet:
+                 batch_norm: bool | None = None, width: float = 1.0):
     """Build a registered model as a `torch.nn.Module`.
 
     Args:
         name: a name of `gntkit.models.configs.model_names()`: "vgg11", "vgg16", "vgg19"
             (add "_bn" for batch norm), "vgg16-transfer", "hccr-compact", "cnn3", "cnn2",
-            "cnn2-tutorial".
-        num_classes: number of output classes (3755 for HWDB1.1).
-        image_size: side of the square input images (64 for gntkit's default shards).
+            "cnn2-tutorial", or the line model "crnn" (gntkit.models.crnn_torch).
+        num_classes: number of output classes (3755 for HWDB1.1); crnn adds CTC's blank.
+        image_size: side of the square input images (64 for gntkit's default shards); a line model's line height.
         channels: input channels (1 for gntkit shards).
         batch_norm: force batch norm on or off; None keeps the table's choice.
         width: multiplier for convolution and dense widths (1 = as published; tests use less).
 
     Returns:
-        A ConvNet taking (N, channels, image_size, image_size) floats and returning logits.
+        A ConvNet taking (N, channels, image_size, image_size) floats and returning logits (a CRNN for crnn).
 
     Raises:
         GntkitError: unknown name, bad sizes, or an image too small for the model.
@@ -147,7 +148,8 @@ def create_model(name: str, num_classes: int, image_size: int, channels: int = 1
     config = check_model_arguments(name, num_classes, image_size, channels, width)
     if batch_norm is not None and not isinstance(batch_norm, bool):
         raise GntkitError(f"batch_norm must be True, False or None, found {batch_norm!r}.")
-    model = ConvNet(config, num_classes, image_size, channels, batch_norm)
+    # A line model (crnn) reads lines image_size pixels high and returns per-frame logits.
+    model = (CRNN if config.is_line_model else ConvNet)(config, num_classes, image_size, channels, batch_norm)
     # The table is the single source of truth: a builder that disagrees with it is a bug.
     assert count_parameters(model) == expected_parameter_count(
         config, num_classes, image_size, channels, model.batch_norm)

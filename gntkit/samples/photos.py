@@ -1,5 +1,5 @@
 """User images for prediction: photos and scans of handwriting read from files, made grey, and
-prepared as the training images were (one character, or a digit the MNIST or EMNIST way)."""
+prepared as the training images were (one character, a digit the MNIST or EMNIST way, or a text line)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from PIL import Image, ImageOps
 
 from gntkit.errors import GntkitError
 from gntkit.kernels import edits
+from gntkit.samples.line_images import preprocess_lines
 from gntkit.samples.preprocess import MAX_IMAGE_PIXELS, Preprocess, keeps_images
 from gntkit.samples.transform import preprocess_batch
 
@@ -187,3 +188,47 @@ def load_image(path) -> np.ndarray:
     if int(grey.min()) == int(grey.max()):
         raise GntkitError(f"{name} has no ink: every pixel has grey level {int(grey.min())}.")
     return array
+
+
+LINE_MARGIN = 3  # pixels of paper kept around the ink of a line photo (the DGRL lines' own margin is 3-5)
+
+
+def prepare_line(image, settings: Preprocess, photo: bool = True) -> np.ndarray:
+    """A photo or scan of one written line (dark ink on light paper, any size) as the conversion's lines.
+
+    With `photo`, the grey levels are stretched (darkest ink to 0, the paper level to 255, as
+    `Preprocess.contrast`) and everything lighter than Otsu's threshold becomes paper (255), so
+    the line looks like a DGRL line: grey ink on white. The image is then cropped to its ink
+    (levels at or below Otsu's threshold) with a margin of LINE_MARGIN pixels, and scaled as
+    gntkit.samples.line_images.preprocess_lines scales the conversion's lines (height, width
+    cap, invert).
+
+    Args:
+        image: uint8 (H, W) grey or (H, W, 3|4) RGB(A), e.g. from `load_image`.
+        settings: the run's Preprocess (its line_height and max_line_width).
+        photo: stretch the contrast and clean the paper first.
+
+    Returns:
+        uint8 (line_height, W') line image, ink bright when the settings invert.
+
+    Raises:
+        GntkitError: a bad array (see `to_grey`), settings that are not a line conversion's, or no ink.
+    """
+    grey = to_grey(image)
+    hist = np.bincount(grey.reshape(-1), minlength=256).astype(np.int64)
+    if photo:
+        table = np.empty(256, np.uint8)
+        edits.contrast_table(*edits.contrast_levels(hist), table)
+        grey = table[grey]
+        hist = np.bincount(grey.reshape(-1), minlength=256).astype(np.int64)
+    threshold = int(edits.otsu_threshold(hist))
+    ink = grey <= threshold
+    if photo:
+        grey = np.where(ink, grey, np.uint8(255))
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if len(rows) == 0 or len(np.unique(grey)) < 2:
+        raise GntkitError("The line image has no ink (a blank or uniform image).")
+    top, bottom = max(0, rows[0] - LINE_MARGIN), min(grey.shape[0], rows[-1] + 1 + LINE_MARGIN)
+    left, right = max(0, cols[0] - LINE_MARGIN), min(grey.shape[1], cols[-1] + 1 + LINE_MARGIN)
+    pixels, _, heights, widths = preprocess_lines([np.ascontiguousarray(grey[top:bottom, left:right])], settings)
+    return pixels.reshape(int(heights[0]), int(widths[0]))

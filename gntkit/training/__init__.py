@@ -124,12 +124,12 @@ def train_arrays(train, val, classes, out_dir, *, preprocess=None, resume: bool 
 
 
 def evaluate(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_size: int = 256,
-             checkpoint: str = "best", device: str = "auto", write: bool = True) -> dict:
-    """Evaluate a run on a split of gntkit shards; see gntkit.training.evaluation.evaluate_run."""
+             checkpoint: str = "best", device: str = "auto", write: bool = True, beam: int | None = None) -> dict:
+    """Evaluate a run on a split of gntkit shards (a line run: CR, AR, CER); see gntkit.training.evaluation.evaluate_run."""
     from gntkit.training.evaluation import evaluate_run  # in here: keeps numba (gntkit.datasets) off `import gntkit.training`
 
     return evaluate_run(run_dir, data_dir, split=split, top_k=top_k, batch_size=batch_size,
-                        checkpoint=checkpoint, device=device, write=write)
+                        checkpoint=checkpoint, device=device, write=write, beam=beam)
 
 
 def predict(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best", device: str = "auto",

@@ -20,6 +20,7 @@ from gntkit.errors import GntkitError
 from gntkit.shards.remote import is_url
 from gntkit.training.config import trainer_module
 from gntkit.training.figures import draw_evaluation
+from gntkit.training.line_evaluation import evaluate_line_run, is_line_run
 from gntkit.training.run_folder import RunFolder
 
 __all__ = ["EvaluationAccumulator", "compute_report", "render_markdown", "evaluate_run"]
@@ -195,8 +196,8 @@ def render_markdown(report: dict) -> str:
 
 def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_size: int = 256,
                  checkpoint: str = "best", device: str = "auto", write: bool = True,
-                 report_name: str = "report") -> dict:
-    """Evaluate a run's model on one split of gntkit shards and write the report.
+                 report_name: str = "report", beam: int | None = None) -> dict:
+    """Evaluate a run's model on one split of gntkit shards and write the report (a line run: see evaluate_line_run).
 
     Args:
         run_dir: a run folder written by gntkit.training.train.
@@ -209,6 +210,7 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
         write: write RUN/{report_name}.md, RUN/{report_name}.json and RUN/{report_name}.png
             (lowest per-class accuracies and most confused pairs, drawn with matplotlib).
         report_name: file stem of the report files.
+        beam: line runs only: the width of a CTC prefix beam search (None: greedy decoding).
 
     Returns:
         The report dict (see `compute_report`), with run, data and timing context.
@@ -222,6 +224,8 @@ def evaluate_run(run_dir, data_dir, split: str = "test", top_k: int = 5, batch_s
         raise GntkitError(f"batch_size must be a positive integer, found {batch_size!r}.")
     run = RunFolder(run_dir)
     info = run.read_run_info()
+    if is_line_run(info) or beam is not None:  # a line run, or --beam given for a character run (refused there)
+        return evaluate_line_run(run, info, data_dir, split, batch_size, checkpoint, device, write, report_name, beam)
     framework = info["config"]["framework"]
     classes = run.read_classes()
     shards = datasets.open(data_dir, split)

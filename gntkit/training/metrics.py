@@ -72,8 +72,8 @@ def format_epoch(row: dict, epochs: int) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}",
              f"train loss {row['train_loss']:.4f} acc {100 * row['train_accuracy']:.2f}%"]
     if row.get("val_loss") is not None:
-        parts.append(f"val loss {row['val_loss']:.4f} acc {100 * row['val_accuracy']:.2f}% "
-                     f"top5 {100 * row['val_top5']:.2f}%")
+        parts.append(f"val loss {row['val_loss']:.4f} acc {100 * row['val_accuracy']:.2f}%"
+                     + (f" top5 {100 * row['val_top5']:.2f}%" if row.get("val_top5") is not None else ""))
     parts.append(f"lr {row['lr']:.3g}")
     parts.append(f"{row['images_per_second']:.0f} img/s")
     parts.append(f"{row['seconds']:.1f} s")
@@ -88,7 +88,7 @@ def metrics_row(epoch: int, train: dict, val: dict | None) -> dict:
         "train_accuracy": round(float(train["accuracy"]), 6),
         "val_loss": round(float(val["loss"]), 6) if val else None,
         "val_accuracy": round(float(val["accuracy"]), 6) if val else None,
-        "val_top5": round(float(val["top5"]), 6) if val else None,
+        "val_top5": round(float(val["top5"]), 6) if val and val.get("top5") is not None else None,  # lines: none
         "lr": float(f"{train['lr']:.6g}"),
         "seconds": round(float(train["seconds"]), 3),
         "images_per_second": round(train["images"] / max(train["seconds"], 1e-9), 1),

@@ -25,6 +25,8 @@ from gntkit.samples.photos import load_image, prepare_digit, preprocess_image
 from gntkit.samples.preprocess import Preprocess
 from gntkit.shards.manifest import LEGACY_MANIFEST, MANIFEST, read_json
 from gntkit.training.config import trainer_module
+from gntkit.training.line_evaluation import is_line_run
+from gntkit.training.line_prediction import predict_lines
 from gntkit.training.run_folder import RunFolder
 
 __all__ = ["photo_settings", "prepare_images", "predict_images", "top_k_results", "digit_style"]
@@ -125,7 +127,9 @@ def predict_images(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best
 
     Returns:
         One dict per image: {"image": path or "image i", "predictions": [{"character",
-        "class_id", "probability"}, ...] best first}.
+        "class_id", "probability"}, ...] best first}. A line run (crnn) reads photos of
+        written lines instead: {"image", "text", "characters": [{"character", "class_id",
+        "confidence"}, ...]} (gntkit.training.line_prediction).
 
     Raises:
         GntkitError: not a run folder, an unreadable or empty image, or a bad top_k.
@@ -141,6 +145,9 @@ def predict_images(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best
         raise GntkitError(f"checkpoint must be 'best' or 'last', found {checkpoint!r}.")
     run = RunFolder(run_dir)
     info = run.read_run_info()
+    names = [os.fspath(p) if isinstance(p, (str, os.PathLike)) else f"image {i}" for i, p in enumerate(image_paths)]
+    if is_line_run(info):  # photos of written lines: the text and per-character confidences
+        return predict_lines(run, info, image_paths, names, checkpoint, device, photo)
     classes = run.read_classes()
     if len(classes) != info["num_classes"]:
         raise GntkitError(f"{run.path}: charset.txt has {len(classes)} classes, expected {info['num_classes']}.")
@@ -148,6 +155,5 @@ def predict_images(run_dir, image_paths, top_k: int = 5, checkpoint: str = "best
     module = trainer_module(info["config"]["framework"])
     model, _ = module.load_run_model(run_dir, checkpoint, device)
     probabilities = module.predict_probabilities(model, images)
-    names = [os.fspath(p) if isinstance(p, (str, os.PathLike)) else f"image {i}" for i, p in enumerate(image_paths)]
     return [{"image": name, "predictions": preds}
             for name, preds in zip(names, top_k_results(probabilities, classes, top_k))]

@@ -46,13 +46,16 @@ def startup_messages(config, facts: dict, framework_label: str, device_text: str
         has_val: whether a validation split is used.
         resumed / start_epoch: whether this run continues an earlier one, after which epoch.
     """
+    unit = "lines" if facts.get("lines") else "images"
     lines = [
         describe(get_config(config.model, config.width), facts["num_classes"], facts["image_size"], config.channels,
                  config.batch_norm)
         + f" [{framework_label}]",
-        f"{device_text}; train {facts['train_samples']:,} images"
-        + (f", validation {facts['val_samples']:,} images ({facts['val_split']})" if has_val else ", no validation split"),
+        f"{device_text}; train {facts['train_samples']:,} {unit}"
+        + (f", validation {facts['val_samples']:,} {unit} ({facts['val_split']})" if has_val else ", no validation split"),
     ]
+    if facts.get("lines"):
+        lines.append("text lines: CTC loss per line; accuracy is the accurate rate AR = 1 - CER of greedy decoding")
     if facts.get("val_split") == "test":
         lines.append("note: validating on the test split (the data has no val split); the test accuracy is then "
                      "not an independent estimate.")

@@ -9,7 +9,10 @@ TrainConfig describes (with its pretrained weights), `model_for_run` the model o
 
 from __future__ import annotations
 
+from gntkit.errors import GntkitError
+from gntkit.models.configs import get_config
 from gntkit.training.config import TrainConfig
+from gntkit.training.line_data import check_model_fits_data
 from gntkit.training.loop import run_training
 
 __all__ = ["trainer_main", "build_model", "model_for_run"]
@@ -26,12 +29,14 @@ _MAIN_DOC = """Train a model with {framework} and write a run folder; return the
     """
 
 
-def trainer_main(backend_class, framework: str):
+def trainer_main(backend_class, framework: str, line_backend_class=None):
     """The `main(config, out_dir, ...)` of a trainer whose loop hooks are `backend_class(config)`.
 
     Args:
         backend_class: a gntkit.training.loop.Backend subclass taking the TrainConfig.
         framework: the framework's name for the docstring ("PyTorch", "TensorFlow").
+        line_backend_class: the Backend of line models on text-line conversions (crnn on .dgrl
+            pages), chosen when the data folder holds text lines (gntkit.training.line_data).
 
     Returns:
         A function that creates the backend, runs gntkit.training.loop.run_training with it
@@ -42,7 +47,11 @@ def trainer_main(backend_class, framework: str):
              resume: bool = False, overwrite: bool = False, quiet: bool = False,
              host_malloc: str | None = None) -> dict:
         """Train with a new backend_class(config) and write a run folder (the docstring is set below)."""
-        backend = backend_class(config)
+        lines = check_model_fits_data(config.model, data_dir) if data_dir is not None else False
+        if data_dir is None and get_config(config.model).is_line_model:
+            raise GntkitError(f"--model {config.model} reads text lines: train it on a conversion of .dgrl pages, "
+                              "not on in-memory character arrays.")
+        backend = (line_backend_class if lines else backend_class)(config)
         try:
             return run_training(backend, config, out_dir, data_dir=data_dir, arrays=arrays, classes=classes,
                                 preprocess=preprocess, resume=resume, overwrite=overwrite, quiet=quiet,

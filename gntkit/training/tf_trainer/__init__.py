@@ -19,7 +19,7 @@ strategy requires every worker to take part in saving).
 The modules, one concern each: `placement` (strategy, precision, optimizer), `inputs`
 (model input and the warp), `steps` (the compiled steps and the loops over them),
 `checkpoints`, `inference` (a run's model, logits, probabilities), `data` (the shard
-source), `board` (TensorBoard) and `backend` (the hooks of gntkit.training.loop);
+source), `board` (TensorBoard), `lines` (the line model's CTC steps) and `backend` (the hooks of gntkit.training.loop);
 `main` is gntkit.training.trainers.trainer_main over `TFBackend`.
 """
 
@@ -29,6 +29,7 @@ from gntkit.training.tf_trainer.backend import TFBackend
 from gntkit.training.tf_trainer.checkpoints import restore_checkpoint, save_checkpoint
 from gntkit.training.tf_trainer.inference import build_model_for_run, load_run_model, predict_logits, predict_probabilities
 from gntkit.training.tf_trainer.inputs import apply_affine, host_warp, sample_grid, to_model_input, warp_params
+from gntkit.training.tf_trainer.lines import TFLineBackend, line_log_probs
 from gntkit.training.tf_trainer.placement import Placement, build_optimizer, make_strategy, precision_policy, tf
 from gntkit.training.tf_trainer.steps import CALL_SECONDS, MAX_STEPS_PER_CALL, Steps, smoothed_cross_entropy, train_one_epoch, validate
 from gntkit.training.trainers import trainer_main
@@ -57,7 +58,9 @@ __all__ = [
     "smoothed_cross_entropy",
     "CALL_SECONDS",
     "MAX_STEPS_PER_CALL",
+    "TFLineBackend",
+    "line_log_probs",
     "tf",
 ]
 
-main = trainer_main(TFBackend, "TensorFlow")
+main = trainer_main(TFBackend, "TensorFlow", TFLineBackend)

@@ -14,7 +14,7 @@ read by every process at resume, so multi-node runs need a shared run folder.
 The modules, one concern each: `device` (device, process group, precision), `inputs`
 (model input and the warp), `steps` (the step, the optimizer and the loops),
 `checkpoints`, `inference` (a run's model, logits, probabilities), `data` (the
-DataLoaders over shards), `board` (TensorBoard) and `backend` (the hooks of
+DataLoaders over shards), `board` (TensorBoard), `lines` (the line model's CTC steps) and `backend` (the hooks of
 gntkit.training.loop); `main` is gntkit.training.trainers.trainer_main over `TorchBackend`.
 """
 
@@ -25,6 +25,7 @@ from gntkit.training.torch_trainer.checkpoints import CHECKPOINT_FORMAT, load_ch
 from gntkit.training.torch_trainer.device import Distributed, bf16_on_cpu, precision_setup, resolve_device, torch
 from gntkit.training.torch_trainer.inference import build_model_for_run, load_run_model, predict_logits, predict_probabilities
 from gntkit.training.torch_trainer.inputs import augment_batch, random_warp, to_model_input
+from gntkit.training.torch_trainer.lines import TorchLineBackend, line_log_probs
 from gntkit.training.torch_trainer.steps import TorchSteps, build_optimizer, smoothed_cross_entropy, train_one_epoch, validate
 from gntkit.training.trainers import trainer_main
 
@@ -50,7 +51,9 @@ __all__ = [
     "augment_batch",
     "random_warp",
     "smoothed_cross_entropy",
+    "TorchLineBackend",
+    "line_log_probs",
     "torch",
 ]
 
-main = trainer_main(TorchBackend, "PyTorch")
+main = trainer_main(TorchBackend, "PyTorch", TorchLineBackend)

@@ -96,6 +96,13 @@ class TorchSteps:
         with autocast(self.device, self.autocast_dtype):
             logits = self.forward(x)
         loss = smoothed_cross_entropy(logits, y, self.config.label_smoothing)
+        self.update(loss, lr)
+        self.loss_sum += loss.detach().double() * y.shape[0]
+        self.correct += (logits.detach().argmax(1) == y).sum()
+        self.count += y.shape[0]
+
+    def update(self, loss, lr: float) -> None:
+        """Backward pass of `loss`, decoupled weight decay and the optimizer step (with the scaler when fp16)."""
         self.optimizer.zero_grad(set_to_none=True)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         if self.scaler is not None:
@@ -108,9 +115,6 @@ class TorchSteps:
         else:
             self._decay(lr)
             self.optimizer.step()
-        self.loss_sum += loss.detach().double() * y.shape[0]
-        self.correct += (logits.detach().argmax(1) == y).sum()
-        self.count += y.shape[0]
 
     @torch.no_grad()
     def _decay(self, lr: float, skip=None) -> None:
