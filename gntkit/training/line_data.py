@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gntkit.datasets.line_stream import open_line_stream
 from gntkit.datasets.lines import open_lines
 from gntkit.errors import GntkitError
 from gntkit.models.configs import get_config, line_model_names
@@ -51,10 +52,15 @@ def check_model_fits_data(model: str, data_dir) -> bool:
     return lines
 
 
-def read_line_split(data_dir, split: str):
+def read_line_split(data_dir, split: str, *, stream: bool = False):
     """The lines of one split, with `.batches(batch_size, shuffle=, seed=, epoch=, drop_last=)`,
-    `.num_classes`, `.blank`, `len()` (gntkit.datasets.lines.open_lines)."""
-    return open_lines(data_dir, split)
+    `.num_classes`, `.blank`, `.height`, `len()`.
+
+    stream=True: gntkit.datasets.line_stream (bounded memory, batches bucketed by width: what
+    training reads); False: gntkit.datasets.lines.open_lines (the whole split in memory, with
+    each line's key and text: what evaluation reports by writer).
+    """
+    return open_line_stream(data_dir, split) if stream else open_lines(data_dir, split)
 
 
 class LineBatches:
@@ -100,12 +106,12 @@ def line_sources(config: TrainConfig, data_dir, world_size: int = 1):
         raise GntkitError(f"Line models train in one process on one device, found {world_size}: "
                           "run without torchrun / with one visible GPU (CUDA_VISIBLE_DEVICES=0).")
     manifest = load_manifest(Path(data_dir))
-    train_lines = read_line_split(data_dir, config.train_split)
+    train_lines = read_line_split(data_dir, config.train_split, stream=True)
     val_split = pick_val_split(list(manifest["splits"]), config.val_split, config.train_split)
-    val_lines = read_line_split(data_dir, val_split) if val_split is not None else None
+    val_lines = read_line_split(data_dir, val_split, stream=True) if val_split is not None else None
     train = LineBatches(train_lines, config.batch_size, True, config.seed)
     val = LineBatches(val_lines, config.eval_batch_size or 2 * config.batch_size, False, config.seed) if val_lines else None
-    height = int(train_lines.images[0].shape[0])
+    height = int(train_lines.height)
     facts = {"data_dir": str(Path(data_dir).resolve()), "num_classes": int(train_lines.num_classes), "image_size": height,
              "preprocess": dict(manifest["preprocess"]), "train_split": config.train_split, "val_split": val_split,
              "train_samples": len(train_lines), "val_samples": len(val_lines) if val_lines else 0, "lines": True}
