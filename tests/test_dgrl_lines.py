@@ -246,8 +246,8 @@ def test_cli_convert_inspect_preview_and_exit_codes(pages, tmp_path):
 
 
 def test_image_loaders_and_trainer_refuse_line_datasets_in_one_sentence(converted, tmp_path):
-    # Labels of text lines are sequences: the one-class-per-image loaders (and so gntkit train)
-    # say where line datasets are read instead of failing on label -1.
+    # Labels of text lines are sequences: the one-class-per-image loaders say where line datasets
+    # are read instead of failing on label -1, and gntkit train with an image model names the line model.
     from typer.testing import CliRunner
 
     from gntkit.cli.main import app
@@ -257,4 +257,4 @@ def test_image_loaders_and_trainer_refuse_line_datasets_in_one_sentence(converte
     with pytest.raises(GntkitError, match="holds text lines .* gntkit.datasets.lines.open_lines"):
         open_shards(folder)
     result = CliRunner().invoke(app, ["train", str(folder), "--out", str(tmp_path / "run"), "--epochs", "1", "--train-split", "all"])
-    assert result.exit_code == 2 and "open_lines" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "--model crnn" in result.output and "Traceback" not in result.output

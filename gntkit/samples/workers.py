@@ -64,6 +64,7 @@ def _thread_map(function, items, workers, window) -> Iterator:
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gntkit-decode")
     pending: list = []
     queue = iter(items)
+    finished = False
     try:
         for item in queue:
             pending.append(pool.submit(function, *item))
@@ -75,10 +76,13 @@ def _thread_map(function, items, workers, window) -> Iterator:
             if item is not None:
                 pending.append(pool.submit(function, *item))
             yield result
+        finished = True
     finally:
         for future in pending:
             future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Stopped early (an error, an interrupt, a generator closed, perhaps by the garbage
+        # collector in one of the pool's own threads): do not wait for the items in flight.
+        pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _process_map(function, items, workers, initializer, window) -> Iterator:
