@@ -77,3 +77,28 @@ def test_greedy_edit_counts_against_a_plain_reference():
     labels = np.array([[1, 2, 3], [4, 4, 0]])
     # line 1 reads 1 2 3 (no edit); line 2 reads 4 4 over 3 frames of 4 (one deletion of 0 at the end)
     assert edit_totals(paths, [6, 4], labels, [3, 3], blank) == (1, 6)
+
+
+def test_crnn_trains_and_evaluates_from_a_url(lines_dir, tmp_path):
+    # A line conversion served over HTTP (a real server on 127.0.0.1) trains and evaluates
+    # like the local folder: the same losses, the same report.
+    pytest.importorskip("torch")
+    pytest.importorskip("fsspec")
+    pytest.importorskip("aiohttp")
+    import shutil
+
+    from gntkit.training import evaluate
+    from test_datasets_remote import HttpServer
+
+    shutil.copytree(lines_dir, tmp_path / "www" / "lines")
+    server = HttpServer(tmp_path / "www")
+    try:
+        url = f"{server.url}/lines"
+        train(url, tmp_path / "remote", framework="torch", epochs=1, quiet=True, **OPTIONS)
+        train(lines_dir, tmp_path / "local", framework="torch", epochs=1, quiet=True, **OPTIONS)
+        assert [r[1] for r in _rows(tmp_path / "remote")] == [r[1] for r in _rows(tmp_path / "local")]
+        from_url = evaluate(tmp_path / "remote", url, split="test")
+        local = evaluate(tmp_path / "remote", lines_dir, split="test", write=False)
+        assert from_url["cer"] == local["cer"] and from_url["per_writer"] == local["per_writer"]
+    finally:
+        server.close()

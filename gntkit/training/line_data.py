@@ -18,6 +18,7 @@ from gntkit.datasets.line_stream import open_line_stream
 from gntkit.datasets.lines import open_lines
 from gntkit.errors import GntkitError
 from gntkit.models.configs import get_config, line_model_names
+from gntkit.shards import remote
 from gntkit.shards.manifest import load_manifest, manifest_path
 from gntkit.training.config import TrainConfig, pick_val_split
 from gntkit.training.line_metrics import align
@@ -26,11 +27,19 @@ __all__ = ["is_line_data", "check_model_fits_data", "read_line_split", "LineBatc
            "collapse_path", "edit_totals"]
 
 
+def _manifest_of(data_dir) -> dict | None:
+    """The manifest of a local folder or a URL, or None where there is none to read."""
+    if not isinstance(data_dir, (str, Path)):
+        return None
+    if remote.is_url(data_dir):
+        return remote.RemoteFolder(str(data_dir)).manifest()
+    return load_manifest(Path(data_dir)) if manifest_path(data_dir) is not None else None
+
+
 def is_line_data(data_dir) -> bool:
-    """Whether `data_dir` is a local conversion of text lines (its manifest's features list "lines")."""
-    if not isinstance(data_dir, (str, Path)) or "://" in str(data_dir) or manifest_path(data_dir) is None:
-        return False
-    return "lines" in (load_manifest(Path(data_dir)).get("features") or {})
+    """Whether `data_dir` (a folder or its URL) is a conversion of text lines (its manifest's features list "lines")."""
+    manifest = _manifest_of(data_dir)
+    return manifest is not None and "lines" in (manifest.get("features") or {})
 
 
 def check_model_fits_data(model: str, data_dir) -> bool:
@@ -47,7 +56,7 @@ def check_model_fits_data(model: str, data_dir) -> bool:
                           "or convert .gnt/.pot sources for a character classifier.")
     if line_model and not lines:
         raise GntkitError(f"{data_dir}: expected text lines for --model {model}, found single characters "
-                          "(or no local conversion of .dgrl pages): convert .dgrl pages for a line model, or "
+                          "(or no conversion of .dgrl pages): convert .dgrl pages for a line model, or "
                           "train an image model such as --model cnn3 on these characters.")
     return lines
 
@@ -58,9 +67,15 @@ def read_line_split(data_dir, split: str, *, stream: bool = False):
 
     stream=True: gntkit.datasets.line_stream (bounded memory, batches bucketed by width: what
     training reads); False: gntkit.datasets.lines.open_lines (the whole split in memory, with
-    each line's key and text: what evaluation reports by writer).
+    each line's key and text: what evaluation reports by writer; a URL's files are fetched to a
+    temporary folder first).
     """
-    return open_line_stream(data_dir, split) if stream else open_lines(data_dir, split)
+    if stream:
+        return open_line_stream(data_dir, split)
+    if remote.is_url(data_dir):
+        with remote.mirror(str(data_dir)) as local:
+            return open_lines(local, split)
+    return open_lines(data_dir, split)
 
 
 class LineBatches:
@@ -105,14 +120,15 @@ def line_sources(config: TrainConfig, data_dir, world_size: int = 1):
     if world_size != 1:
         raise GntkitError(f"Line models train in one process on one device, found {world_size}: "
                           "run without torchrun / with one visible GPU (CUDA_VISIBLE_DEVICES=0).")
-    manifest = load_manifest(Path(data_dir))
+    manifest = _manifest_of(data_dir)
     train_lines = read_line_split(data_dir, config.train_split, stream=True)
     val_split = pick_val_split(list(manifest["splits"]), config.val_split, config.train_split)
     val_lines = read_line_split(data_dir, val_split, stream=True) if val_split is not None else None
     train = LineBatches(train_lines, config.batch_size, True, config.seed)
     val = LineBatches(val_lines, config.eval_batch_size or 2 * config.batch_size, False, config.seed) if val_lines else None
     height = int(train_lines.height)
-    facts = {"data_dir": str(Path(data_dir).resolve()), "num_classes": int(train_lines.num_classes), "image_size": height,
+    where = str(data_dir) if remote.is_url(data_dir) else str(Path(data_dir).resolve())
+    facts = {"data_dir": where, "num_classes": int(train_lines.num_classes), "image_size": height,
              "preprocess": dict(manifest["preprocess"]), "train_split": config.train_split, "val_split": val_split,
              "train_samples": len(train_lines), "val_samples": len(val_lines) if val_lines else 0, "lines": True}
     return train, val, facts

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from gntkit.errors import GntkitError, OutputExistsError
+from gntkit.shards import remote
 from gntkit.shards.manifest import MANIFEST, manifest_path
 from gntkit.training.config import one_of
 from gntkit.training.metrics import METRIC_FIELDS, read_metrics
@@ -182,7 +183,12 @@ class RunFolder:
         return info
 
     def copy_data_files(self, data_dir) -> None:
-        """Copy charset.txt, charset.json and the manifest (as gntkit.json) of a shard folder into the run."""
+        """Copy charset.txt, charset.json and the manifest (as gntkit.json) of a shard folder (or its URL) into the run."""
+        if remote.is_url(data_dir):
+            folder = remote.RemoteFolder(str(data_dir))
+            manifest = folder.manifest()  # fetches the charset files into folder.local
+            (self.path / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
+            data_dir = folder.local
         data_dir = Path(data_dir)
         for name in ("charset.txt", "charset.json"):
             if (data_dir / name).is_file():
