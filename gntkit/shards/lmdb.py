@@ -23,13 +23,20 @@ lmdb is imported only by the writer and `read_shard`.
 from __future__ import annotations
 
 import errno
-import numbers
 import os
 
 from gntkit.errors import GntkitError, require
 from gntkit.samples.batch import SampleBatch
-from gntkit.samples.lines import LINES_SPEC
-from gntkit.shards.recognition import decode_png, encode_batch_pngs, sample_meta, sample_of, sample_texts
+from gntkit.shards.recognition import (
+    decode_png,
+    encode_batch_pngs,
+    first_shard,
+    gntkit_reading,
+    layout_spec,
+    sample_meta,
+    sample_of,
+    sample_texts,
+)
 from gntkit.shards.writer import PixelView, ShardWriter
 
 #: the address space reserved for one environment (what clovaai's create_lmdb_dataset uses): a
@@ -107,8 +114,7 @@ class LMDBWriter(ShardWriter):
 
 def card_loading(manifest: dict, folder_name: str) -> list[str]:
     """The dataset card's "Loading" lines for LMDB output (gntkit.shards.card)."""
-    split = next(iter(manifest["splits"]))
-    first = f"{folder_name}/{manifest['splits'][split]['shards'][0]['file']}"
+    first = first_shard(manifest, folder_name)
     return ["Each `*.lmdb` folder is one LMDB environment in the layout of deep-text-recognition-benchmark, PARSeq and MMOCR "
             "(`num-samples`, `image-%09d` PNG, `label-%09d` UTF-8 text, from 1). Point their LMDB dataset at a shard folder, "
             "or at this folder (deep-text-recognition-benchmark and PARSeq take every folder below it holding `data.mdb`):", "",
@@ -116,8 +122,7 @@ def card_loading(manifest: dict, folder_name: str) -> list[str]:
             f"env = lmdb.open({first!r}, readonly=True, lock=False, readahead=False, meminit=False)",
             "with env.begin() as txn:", "    n = int(txn.get(b'num-samples'))",
             "    text = txn.get(b'label-000000001').decode()", "    image = Image.open(io.BytesIO(txn.get(b'image-000000001')))",
-            "```", "", "`gntkit verify` checks the folders; text lines load in gntkit with "
-            f"`gntkit.datasets.lines.open_lines({folder_name!r})` (`gntkit.datasets.open` reads TFRecord, HDF5 and WebDataset)."]
+            "```", "", gntkit_reading(folder_name)]
 
 
 def feature_spec(raw: bool, image_size: int | None, strokes: bool = False, lines: bool = False) -> dict:
@@ -126,24 +131,14 @@ def feature_spec(raw: bool, image_size: int | None, strokes: bool = False, lines
     Raises:
         GntkitError: strokes (LMDB shards hold images and labels only).
     """
-    if strokes:
-        raise GntkitError("LMDB shards hold images and labels, found strokes asked for: use tfrecord, hdf5 or webdataset.")
-    if not raw and (not isinstance(image_size, numbers.Integral) or image_size < 1):
-        raise GntkitError(f"Fixed-size LMDB shards need a positive image_size, found {image_size!r}.")
-    spec = {
-        "format": "lmdb",
-        "layout": "a folder per shard holding an LMDB environment (data.mdb), as deep-text-recognition-benchmark, PARSeq and MMOCR read",
-        "keys": [
-            {"key": "num-samples", "content": "sample count, ASCII decimal"},
-            {"key": "image-%09d", "content": "8-bit grayscale PNG, lossless; samples numbered from 1"},
-            {"key": "label-%09d", "content": "UTF-8 text: the line's transcription, or the character"},
-            {"key": "meta-%09d", "content": "UTF-8 JSON object, sorted keys: key, writer_id, tag_code, label (+ label_sequence)"},
-        ],
-        "image": {"encoding": "8-bit grayscale PNG", "raw": bool(raw), "shape": None if raw else [int(image_size), int(image_size)]},
-    }
-    if lines:
-        spec["lines"] = dict(LINES_SPEC)
-    return spec
+    parts = [
+        {"key": "num-samples", "content": "sample count, ASCII decimal"},
+        {"key": "image-%09d", "content": "8-bit grayscale PNG, lossless; samples numbered from 1"},
+        {"key": "label-%09d", "content": "UTF-8 text: the line's transcription, or the character"},
+        {"key": "meta-%09d", "content": "UTF-8 JSON object, sorted keys: key, writer_id, tag_code, label (+ label_sequence)"},
+    ]
+    layout = "a folder per shard holding an LMDB environment (data.mdb), as deep-text-recognition-benchmark, PARSeq and MMOCR read"
+    return layout_spec("LMDB", "lmdb", layout, ("keys", parts), raw, image_size, strokes, lines)
 
 
 def read_shard(path, compression: str | None = None):

@@ -15,14 +15,21 @@ holding a tab or a line break cannot be written in the label file and is refused
 
 from __future__ import annotations
 
-import numbers
 import os
 
 from gntkit.errors import GntkitError
 from gntkit.samples.batch import SampleBatch
-from gntkit.samples.lines import LINES_SPEC
 from gntkit.shards.manifest import is_plain_name
-from gntkit.shards.recognition import decode_png, encode_batch_pngs, sample_meta, sample_of, sample_texts
+from gntkit.shards.recognition import (
+    decode_png,
+    encode_batch_pngs,
+    first_shard,
+    gntkit_reading,
+    layout_spec,
+    sample_meta,
+    sample_of,
+    sample_texts,
+)
 from gntkit.shards.writer import PixelView, ShardWriter
 
 LABEL_FILE = "label.txt"
@@ -95,13 +102,11 @@ class PaddleOCRWriter(ShardWriter):
 
 def card_loading(manifest: dict, folder_name: str) -> list[str]:
     """The dataset card's "Loading" lines for PaddleOCR output (gntkit.shards.card)."""
-    split = next(iter(manifest["splits"]))
-    first = f"{folder_name}/{manifest['splits'][split]['shards'][0]['file']}"
+    first = first_shard(manifest, folder_name)
     return ["Each `*.paddleocr` folder is a PaddleOCR recognition set: `label.txt` (`images/%09d.png<TAB>text` per line, paths "
             "relative to the folder) and the PNG images. In a PaddleOCR config (SimpleDataSet):", "",
             "```yaml", "dataset:", "  name: SimpleDataSet", f"  data_dir: {first}", f"  label_file_list: [{first}/label.txt]", "```", "",
-            "`gntkit verify` checks the folders; text lines load in gntkit with "
-            f"`gntkit.datasets.lines.open_lines({folder_name!r})` (`gntkit.datasets.open` reads TFRecord, HDF5 and WebDataset)."]
+            gntkit_reading(folder_name)]
 
 
 def feature_spec(raw: bool, image_size: int | None, strokes: bool = False, lines: bool = False) -> dict:
@@ -110,24 +115,14 @@ def feature_spec(raw: bool, image_size: int | None, strokes: bool = False, lines
     Raises:
         GntkitError: strokes (PaddleOCR shards hold images and labels only).
     """
-    if strokes:
-        raise GntkitError("PaddleOCR shards hold images and labels, found strokes asked for: use tfrecord, hdf5 or webdataset.")
-    if not raw and (not isinstance(image_size, numbers.Integral) or image_size < 1):
-        raise GntkitError(f"Fixed-size PaddleOCR shards need a positive image_size, found {image_size!r}.")
-    spec = {
-        "format": "paddleocr",
-        "layout": "a folder per shard: PaddleOCR's recognition label file and the images it names (data_dir = the shard folder)",
-        "files": [
-            {"name": LABEL_FILE, "content": "UTF-8 lines `images/%09d.png<TAB>text`, samples numbered from 1"},
-            {"name": f"{IMAGES}/%09d.png", "content": "8-bit grayscale PNG, lossless"},
-            {"name": META_FILE,
-             "content": "one UTF-8 JSON object per sample, sorted keys: key, writer_id, tag_code, label (+ label_sequence)"},
-        ],
-        "image": {"encoding": "8-bit grayscale PNG", "raw": bool(raw), "shape": None if raw else [int(image_size), int(image_size)]},
-    }
-    if lines:
-        spec["lines"] = dict(LINES_SPEC)
-    return spec
+    parts = [
+        {"name": LABEL_FILE, "content": "UTF-8 lines `images/%09d.png<TAB>text`, samples numbered from 1"},
+        {"name": f"{IMAGES}/%09d.png", "content": "8-bit grayscale PNG, lossless"},
+        {"name": META_FILE,
+         "content": "one UTF-8 JSON object per sample, sorted keys: key, writer_id, tag_code, label (+ label_sequence)"},
+    ]
+    layout = "a folder per shard: PaddleOCR's recognition label file and the images it names (data_dir = the shard folder)"
+    return layout_spec("PaddleOCR", "paddleocr", layout, ("files", parts), raw, image_size, strokes, lines)
 
 
 def _read_lines(path: str, name: str) -> list[bytes]:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import io
 import json
+import numbers
 
 import numpy as np
 
 from gntkit.errors import GntkitError
 from gntkit.kernels.png import encode_pngs_ragged
 from gntkit.samples.batch import SampleBatch
+from gntkit.samples.lines import LINES_SPEC
 from gntkit.shards.writer import PixelView
 
 
@@ -76,3 +78,37 @@ def sample_of(meta_bytes: bytes, text: str, image: np.ndarray, where: str) -> di
         out["text"] = text
         out["label_sequence"] = np.asarray(meta["label_sequence"], np.int64)
     return out
+
+
+def first_shard(manifest: dict, folder_name: str) -> str:
+    """The first split's first shard folder, as a path under folder_name (for the dataset card)."""
+    split = next(iter(manifest["splits"]))
+    return f"{folder_name}/{manifest['splits'][split]['shards'][0]['file']}"
+
+
+def gntkit_reading(folder_name: str) -> str:
+    """The dataset card's closing sentence: how gntkit itself checks and reads a toolkit layout."""
+    return ("`gntkit verify` checks the folders; text lines load in gntkit with "
+            f"`gntkit.datasets.lines.open_lines({folder_name!r})` (`gntkit.datasets.open` reads TFRecord, HDF5 and WebDataset).")
+
+
+def layout_spec(title: str, name: str, layout: str, parts: tuple[str, list], raw: bool, image_size, strokes: bool,
+                lines: bool) -> dict:
+    """The manifest's description of a toolkit layout's shards: every sample a PNG and a label text.
+
+    Args:
+        title: the layout's name in messages; name: its output format name; layout: one sentence.
+        parts: ("keys" or "files", their descriptions).
+
+    Raises:
+        GntkitError: strokes (these layouts hold images and labels only), or a fixed size that is not positive.
+    """
+    if strokes:
+        raise GntkitError(f"{title} shards hold images and labels, found strokes asked for: use tfrecord, hdf5 or webdataset.")
+    if not raw and (not isinstance(image_size, numbers.Integral) or image_size < 1):
+        raise GntkitError(f"Fixed-size {title} shards need a positive image_size, found {image_size!r}.")
+    spec = {"format": name, "layout": layout, parts[0]: parts[1],
+            "image": {"encoding": "8-bit grayscale PNG", "raw": bool(raw), "shape": None if raw else [int(image_size), int(image_size)]}}
+    if lines:
+        spec["lines"] = dict(LINES_SPEC)
+    return spec
