@@ -16,7 +16,23 @@ from gntkit.models.configs import ModelConfig, feature_layers, line_frames
 torch = require("torch", "torch", "Building PyTorch models")
 nn = torch.nn
 
-__all__ = ["CRNN"]
+
+def init_layers(model) -> None:
+    """He-normal convolutions, Glorot-uniform dense layers, batch norm at 1 and 0, zero biases: keras'
+    defaults, which gntkit.models.tf and gntkit.models.crnn_tf keep, for every model gntkit builds."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+__all__ = ["CRNN", "init_layers"]
 
 
 class CRNN(nn.Module):
@@ -58,17 +74,7 @@ class CRNN(nn.Module):
     def _init_weights(self) -> None:
         # keras' defaults, which gntkit.models.crnn_tf keeps: He-normal convolutions, Glorot-uniform
         # input kernels and dense layer, orthogonal recurrent kernels, zero biases.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_layers(self)
         for name, p in self.recurrent.named_parameters():
             if name.startswith("weight_ih"):
                 nn.init.xavier_uniform_(p)

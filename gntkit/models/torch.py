@@ -16,7 +16,7 @@ from gntkit.models.configs import (
     feature_layers,
     feature_map_size,
 )
-from gntkit.models.crnn_torch import CRNN
+from gntkit.models.crnn_torch import CRNN, init_layers
 
 # torch is the one heavy framework this module uses; `import gntkit` never loads it.
 torch = require("torch", "torch", "Building PyTorch models")
@@ -105,18 +105,7 @@ class ConvNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Same scheme as gntkit.models.tf: He-normal convolutions, Glorot-uniform dense, zero biases.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_layers(self)  # the same scheme as gntkit.models.tf
 
     def forward(self, x):
         """Map float images (N, C, S, S) in [0, 1] to logits (N, num_classes)."""
