@@ -24,7 +24,7 @@ from gntkit.training.config import TrainConfig, pick_val_split
 from gntkit.training.line_metrics import align
 
 __all__ = ["is_line_data", "check_model_fits_data", "read_line_split", "LineBatches", "line_sources",
-           "collapse_path", "edit_totals"]
+           "collapse_path", "edit_totals", "validation_totals"]
 
 
 def _manifest_of(data_dir) -> dict | None:
@@ -157,3 +157,21 @@ def edit_totals(paths, frames, labels, label_lengths, blank: int) -> tuple[int, 
         edits += align(reference, collapse_path(path[:int(count)], blank)).edits
         characters += len(reference)
     return edits, characters
+
+
+def validation_totals(batches) -> dict:
+    """A validation pass's figures from its batches, each (summed CTC loss, log_probs (B, T, C + 1),
+    frames (B,), labels (B, L), label_lengths (B,)) in numpy: {"loss" (mean CTC per line),
+    "accuracy" (AR = 1 - CER of greedy decoding), "top5": None, "cer", "images" (lines)}.
+
+    Raises:
+        GntkitError: no batch at all.
+    """
+    loss_sum, lines, edits, characters = 0.0, 0, 0, 0
+    for loss, log_probs, frames, labels, lengths in batches:
+        e, c = edit_totals(log_probs.argmax(-1), frames, labels, lengths, log_probs.shape[-1] - 1)
+        loss_sum, edits, characters, lines = loss_sum + loss, edits + e, characters + c, lines + len(frames)
+    if lines == 0:
+        raise GntkitError("The validation split has no lines: expected at least one batch.")
+    cer = edits / max(characters, 1)
+    return {"loss": loss_sum / lines, "accuracy": 1.0 - cer, "top5": None, "cer": cer, "images": lines}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from gntkit.errors import GntkitError, require
+from gntkit.errors import require
 from gntkit.models import tf as models_tf
-from gntkit.training.line_data import edit_totals, line_sources
+from gntkit.training.line_data import edit_totals, line_sources, validation_totals
 from gntkit.training.tf_trainer.backend import TFBackend
 from gntkit.training.tf_trainer.inputs import to_model_input
 from gntkit.training.tf_trainer.placement import build_optimizer, set_learning_rate
@@ -97,15 +97,11 @@ def line_log_probs(model, batches):
 
 def validate_lines(model, batches) -> dict:
     """{"loss" (mean CTC per line), "accuracy" (AR = 1 - CER), "top5": None, "cer", "images" (lines)}."""
-    loss_sum, lines, edits, characters = 0.0, 0, 0, 0
-    for log_probs, frames, (labels, lengths) in line_log_probs(model, batches):
-        loss_sum += float(tf.reduce_sum(ctc_losses(log_probs, frames, labels, lengths)))
-        e, c = edit_totals(log_probs.argmax(-1), frames, labels, lengths, log_probs.shape[-1] - 1)
-        edits, characters, lines = edits + e, characters + c, lines + len(frames)
-    if lines == 0:
-        raise GntkitError("The validation split has no lines: expected at least one batch.")
-    cer = edits / max(characters, 1)
-    return {"loss": loss_sum / lines, "accuracy": 1.0 - cer, "top5": None, "cer": cer, "images": lines}
+    def summed():
+        for log_probs, frames, (labels, lengths) in line_log_probs(model, batches):
+            yield float(tf.reduce_sum(ctc_losses(log_probs, frames, labels, lengths))), log_probs, frames, labels, lengths
+
+    return validation_totals(summed())
 
 
 class TFLineBackend(TFBackend):

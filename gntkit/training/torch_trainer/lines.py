@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gntkit.errors import GntkitError, require
-from gntkit.training.line_data import edit_totals, line_sources
+from gntkit.errors import require
+from gntkit.training.line_data import edit_totals, line_sources, validation_totals
 from gntkit.training.torch_trainer.backend import TorchBackend
 from gntkit.training.torch_trainer.device import autocast
 from gntkit.training.torch_trainer.inputs import to_model_input
@@ -93,17 +93,12 @@ def line_log_probs(model, batches, device=None, autocast_dtype=None):
 @torch.no_grad()
 def validate_lines(model, batches, device) -> dict:
     """{"loss" (mean CTC per line), "accuracy" (AR = 1 - CER), "top5": None, "cer", "images" (lines)} in float32."""
-    loss_sum, lines, edits, characters = 0.0, 0, 0, 0
-    for log_probs, frames, (labels, lengths) in line_log_probs(model, batches, device):
-        logits = torch.from_numpy(log_probs)
-        loss_sum += float(ctc_losses(logits, torch.from_numpy(frames), torch.as_tensor(labels),
-                                     torch.as_tensor(lengths)).double().sum())
-        e, c = edit_totals(log_probs.argmax(-1), frames, labels, lengths, log_probs.shape[-1] - 1)
-        edits, characters, lines = edits + e, characters + c, lines + len(frames)
-    if lines == 0:
-        raise GntkitError("The validation split has no lines: expected at least one batch.")
-    cer = edits / max(characters, 1)
-    return {"loss": loss_sum / lines, "accuracy": 1.0 - cer, "top5": None, "cer": cer, "images": lines}
+    def summed():
+        for log_probs, frames, (labels, lengths) in line_log_probs(model, batches, device):
+            losses = ctc_losses(torch.from_numpy(log_probs), torch.from_numpy(frames), torch.as_tensor(labels), torch.as_tensor(lengths))
+            yield float(losses.double().sum()), log_probs, frames, labels, lengths
+
+    return validation_totals(summed())
 
 
 class TorchLineBackend(TorchBackend):
