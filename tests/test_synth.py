@@ -23,6 +23,7 @@ from gntkit.tools.synth import (
     writer_records,
     writer_style,
 )
+from gntkit.tools.synth_pages import page_lines
 
 
 def test_deterministic_by_seed(tmp_path):
@@ -206,8 +207,6 @@ def test_synth_writes_any_registered_format_it_knows_through_the_registry(tmp_pa
 
 
 def test_page_lines_record_each_glyph_box_without_changing_the_page():
-    from gntkit.tools.synth_pages import page_lines
-
     codes = chinese_codes(30) + symbol_codes(5)
     plain = page_lines(1002, 1, codes, lines=4, glyph_height=40, seed=3)
     boxes: list = []
