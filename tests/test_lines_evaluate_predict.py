@@ -120,3 +120,9 @@ def test_predict_reads_a_line_photo_and_the_cli_prints_it(line_run, tmp_path):
     assert {"cer", "correct_rate", "accurate_rate", "per_writer"} <= set(json.loads(out.output))
     out = runner.invoke(app, ["train", str(line_run / "lines"), "--out", str(tmp_path / "r"), "--model", "cnn3"])
     assert out.exit_code != 0 and "--model crnn" in out.output and "Traceback" not in out.output
+
+
+def test_export_refuses_a_line_run_with_one_sentence(line_run, tmp_path):
+    out = runner.invoke(app, ["export", str(line_run / "run"), "--out", str(tmp_path / "export")])
+    assert out.exit_code != 0 and "text-line run of crnn" in out.output and "Traceback" not in out.output
+    assert not (tmp_path / "export").exists()

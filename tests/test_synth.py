@@ -23,6 +23,7 @@ from gntkit.tools.synth import (
     writer_records,
     writer_style,
 )
+from gntkit.tools.synth_pages import page_lines
 
 
 def test_deterministic_by_seed(tmp_path):
@@ -203,3 +204,22 @@ def test_synth_writes_any_registered_format_it_knows_through_the_registry(tmp_pa
     assert report["formats"] == {"pot": 2} and report["records"] == 2 * 5 * 2 and report["problems"] == []
     refused = CliRunner().invoke(app, ["synth", str(tmp_path / "x"), "--format", "png"])
     assert refused.exit_code == 2 and "format must be one of dgrl, gnt, pot" in refused.output and "Traceback" not in refused.output
+
+
+def test_page_lines_record_each_glyph_box_without_changing_the_page():
+    codes = chinese_codes(30) + symbol_codes(5)
+    plain = page_lines(1002, 1, codes, lines=4, glyph_height=40, seed=3)
+    boxes: list = []
+    recorded = page_lines(1002, 1, codes, lines=4, glyph_height=40, seed=3, boxes=boxes)
+    assert len(boxes) == len(plain) == 4
+    for (codes_a, top_a, left_a, bitmap_a), (codes_b, top_b, left_b, bitmap_b), line_boxes in zip(plain, recorded, boxes):
+        assert (codes_a, top_a, left_a) == (codes_b, top_b, left_b) and np.array_equal(bitmap_a, bitmap_b)
+        assert len(line_boxes) == len(codes_a)
+        covered = np.zeros(bitmap_a.shape, bool)
+        previous_right = 0
+        for top, left, height, width in line_boxes:
+            assert 0 <= top and top + height <= bitmap_a.shape[0] and left >= previous_right and height > 0 and width > 0
+            assert (bitmap_a[top:top + height, left:left + width] < 255).any()  # each box holds its glyph's ink
+            covered[top:top + height, left:left + width] = True
+            previous_right = left + width
+        assert not (bitmap_a[~covered] < 255).any()  # and no ink lies outside the boxes

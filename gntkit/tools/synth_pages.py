@@ -40,7 +40,8 @@ def _check_int(name: str, value, low: int, high: int = 1 << 30) -> int:
     return int(value)
 
 
-def line_bitmap(codes, rng: np.random.Generator, style: WriterStyle, glyph_height: int, font=None) -> np.ndarray:
+def line_bitmap(codes, rng: np.random.Generator, style: WriterStyle, glyph_height: int, font=None,
+                boxes: list | None = None) -> np.ndarray:
     """One handwritten line: a glyph per code on a shared baseline, 255 background, a 4-pixel margin.
 
     Args:
@@ -49,6 +50,8 @@ def line_bitmap(codes, rng: np.random.Generator, style: WriterStyle, glyph_heigh
         style: the writer's style.
         glyph_height: a Chinese character's height in pixels (symbols are smaller).
         font: draw from this font file instead of composing strokes (see render_glyph).
+        boxes: if a list, each glyph's box in the line, (top, left, height, width), is appended to it
+            as it is drawn (the bitmap is the same either way).
 
     Returns:
         uint8 (H, W) array.
@@ -71,17 +74,20 @@ def line_bitmap(codes, rng: np.random.Generator, style: WriterStyle, glyph_heigh
         h, w = glyph.shape
         top = baseline - h + int(rng.integers(0, drift + 1))
         out[top:top + h, x:x + w] = np.minimum(out[top:top + h, x:x + w], glyph)
+        if boxes is not None:
+            boxes.append((top, x, h, w))
         x += w + int(gap)
     return out
 
 
 def page_lines(writer: int, page: int, tag_codes, *, lines: int = 8, characters: tuple[int, int] = (8, 20),
-               glyph_height: int = 64, seed: int = 0, font=None) -> list[tuple[list[int], int, int, np.ndarray]]:
+               glyph_height: int = 64, seed: int = 0, font=None, boxes: list | None = None) -> list[tuple[list[int], int, int, np.ndarray]]:
     """One page's lines as (codes, top, left, bitmap), what `gntkit.formats.dgrl.encode_page` takes.
 
     The writer's style and glyph size follow from (seed, writer) alone, the page's text and
     variation from (seed, writer, page). A line has characters[0] to characters[1] glyphs,
-    each class drawn from tag_codes with equal chance.
+    each class drawn from tag_codes with equal chance. If `boxes` is a list, one list per line of
+    its glyphs' true boxes in the line's bitmap, (top, left, height, width), is appended to it.
     """
     writer_rng = np.random.default_rng([seed, writer, 0xD6])
     style = writer_style(writer_rng)
@@ -91,7 +97,10 @@ def page_lines(writer: int, page: int, tag_codes, *, lines: int = 8, characters:
     for _ in range(lines):
         count = int(rng.integers(characters[0], characters[1] + 1))
         codes = [int(tag_codes[i]) for i in rng.integers(0, len(tag_codes), size=count)]
-        bitmap = line_bitmap(codes, rng, style, size, font=font)
+        line_boxes: list | None = [] if boxes is not None else None
+        bitmap = line_bitmap(codes, rng, style, size, font=font, boxes=line_boxes)
+        if boxes is not None:
+            boxes.append(line_boxes)
         out.append((codes, top, PAGE_MARGIN + int(rng.integers(0, size // 2 + 1)), bitmap))
         top += bitmap.shape[0] + int(size * LINE_GAP)
     return out

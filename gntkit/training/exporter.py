@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gntkit.errors import GntkitError, OutputExistsError
 from gntkit.training.config import trainer_module
+from gntkit.training.line_evaluation import is_line_run
 from gntkit.training.run_folder import RunFolder
 
 __all__ = ["export_run", "FORMATS"]
@@ -43,11 +44,17 @@ def export_run(run_dir, out=None, format: str | None = None, checkpoint: str = "
         Path of the exported model (model.pt / model.onnx file, or the saved_model folder).
 
     Raises:
-        GntkitError: not a run, a format the run's framework cannot write, or a missing optional package.
+        GntkitError: not a run, a line run (crnn: its per-frame scores are not the class
+            probabilities of one image that the exported signature returns), a format the run's
+            framework cannot write, or a missing optional package.
         OutputExistsError: the export folder exists and overwrite is False.
     """
     run = RunFolder(run_dir)
     info = run.read_run_info()
+    if is_line_run(info):
+        raise GntkitError(f"{run.path}: export writes single-character classifiers (uint8 (N, S, S) in, class "
+                          f"probabilities out), found a text-line run of {info.get('model')}: use `gntkit predict` "
+                          "or load its checkpoint with gntkit.")
     framework = info["config"]["framework"]
     format = _chosen_format(run, framework, format)
     if checkpoint not in ("best", "last"):
