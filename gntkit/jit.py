@@ -21,7 +21,16 @@ import os
 import sys
 import threading
 
-import numba
+# numba's OpenMP threading layer starts NUMBA_NUM_THREADS threads (default: every core) and sets
+# OpenMP's thread count for the whole process to that number, which torch shares: after the first
+# parallel kernel, a user's OMP_NUM_THREADS=1 (torch at one thread) became torch at every core.
+# The same variable bounds numba's threads here unless NUMBA_NUM_THREADS says otherwise (read by
+# numba when it is first imported).
+if "NUMBA_NUM_THREADS" not in os.environ and os.environ.get("OMP_NUM_THREADS", "").strip().isdigit() \
+        and int(os.environ["OMP_NUM_THREADS"]) >= 1:
+    os.environ["NUMBA_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"].strip()
+
+import numba  # noqa: E402 - after the thread count above
 from numba.core import event, types
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload

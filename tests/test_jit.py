@@ -129,3 +129,22 @@ def test_kernels_cache_in_tmp_when_nothing_else_is_writable(tmp_path):
     status, cache_path = runs[0].stdout.split()
     assert status == "2" and cache_path.startswith(str(tmp_path / "tmp" / f"gntkit-numba-{os.getuid()}"))
     assert NOTICE in runs[0].stderr and NOTICE not in runs[1].stderr, "the second run loads from the fallback cache"
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="no numba thread pool runs with the JIT off")
+def test_omp_num_threads_bounds_numba_and_leaves_torch_as_set():
+    # numba's OpenMP layer sets OpenMP's thread count for the whole process when its pool starts;
+    # with OMP_NUM_THREADS=1, torch (sharing OpenMP) must still run on one thread after a
+    # parallel gntkit kernel, and numba's pool must hold one thread.
+    pytest.importorskip("torch")
+    code = ("import torch, numpy as np\n"
+            "before = torch.get_num_threads()\n"
+            "from gntkit.samples.photos import preprocess_image\n"
+            "from gntkit.samples.preprocess import Preprocess\n"
+            "import numba\n"
+            "preprocess_image((np.arange(6400) % 251).astype(np.uint8).reshape(80, 80), Preprocess(size=32))\n"
+            "print(before, numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.stdout.split() == ["1", "1", "1"], done.stderr[-2000:]
