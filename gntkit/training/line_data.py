@@ -24,7 +24,7 @@ from gntkit.training.config import TrainConfig, pick_val_split
 from gntkit.training.line_metrics import align
 
 __all__ = ["is_line_data", "check_model_fits_data", "read_line_split", "LineBatches", "line_sources",
-           "collapse_path", "edit_totals", "validation_totals"]
+           "collapse_path", "edit_totals", "validation_totals", "LinePreviews"]
 
 
 def _manifest_of(data_dir) -> dict | None:
@@ -175,3 +175,18 @@ def validation_totals(batches) -> dict:
         raise GntkitError("The validation split has no lines: expected at least one batch.")
     cer = edits / max(characters, 1)
     return {"loss": loss_sum / lines, "accuracy": 1.0 - cer, "top5": None, "cer": cer, "images": lines}
+
+
+class LinePreviews:
+    """The sample-image hooks of both frameworks' line backends (mixed in before the backend):
+    the first training lines, shown as the step sees them (line models train without the warp)."""
+
+    def sample_images(self, train_batches, count: int = 8) -> np.ndarray:
+        """uint8 (N <= count, H, W): the first training lines."""
+        for (images, _), _ in train_batches:
+            return np.asarray(images)[:count]
+        return np.zeros((0, 1, 1), np.uint8)
+
+    def augmented_preview(self, images) -> np.ndarray:
+        """The lines as the step sees them."""
+        return np.asarray(images)

@@ -11,7 +11,7 @@ import numpy as np
 
 from gntkit.errors import require
 from gntkit.models import tf as models_tf
-from gntkit.training.line_data import edit_totals, line_sources, validation_totals
+from gntkit.training.line_data import LinePreviews, edit_totals, line_sources, validation_totals
 from gntkit.training.tf_trainer.backend import TFBackend
 from gntkit.training.tf_trainer.inputs import to_model_input
 from gntkit.training.tf_trainer.placement import build_optimizer, set_learning_rate
@@ -104,7 +104,7 @@ def validate_lines(model, batches) -> dict:
     return validation_totals(summed())
 
 
-class TFLineBackend(TFBackend):
+class TFLineBackend(LinePreviews, TFBackend):
     """TFBackend for line conversions and line models: LineBatches, CTC steps, validation by CER."""
 
     def open_shards(self, config, data_dir):
@@ -129,13 +129,3 @@ class TFLineBackend(TFBackend):
         if self.eval_model is not self.model:
             self.eval_model.set_weights(self.model.get_weights())
         return validate_lines(self.eval_model, batches)
-
-    def sample_images(self, train_batches, count: int = 8) -> np.ndarray:
-        """uint8 (N <= count, H, W): the first training lines."""
-        for (images, _), _ in train_batches:
-            return np.asarray(images)[:count]
-        return np.zeros((0, 1, 1), np.uint8)
-
-    def augmented_preview(self, images) -> np.ndarray:
-        """The lines as the step sees them (line models train without the warp)."""
-        return np.asarray(images)

@@ -8,10 +8,8 @@ AR = 1 - CER of greedy decoding (gntkit.training.line_metrics), on training and 
 
 from __future__ import annotations
 
-import numpy as np
-
 from gntkit.errors import require
-from gntkit.training.line_data import edit_totals, line_sources, validation_totals
+from gntkit.training.line_data import LinePreviews, edit_totals, line_sources, validation_totals
 from gntkit.training.torch_trainer.backend import TorchBackend
 from gntkit.training.torch_trainer.device import autocast
 from gntkit.training.torch_trainer.inputs import to_model_input
@@ -101,7 +99,7 @@ def validate_lines(model, batches, device) -> dict:
     return validation_totals(summed())
 
 
-class TorchLineBackend(TorchBackend):
+class TorchLineBackend(LinePreviews, TorchBackend):
     """TorchBackend for line conversions and line models: LineBatches, CTC steps, validation by CER."""
 
     def __init__(self, config):
@@ -128,13 +126,3 @@ class TorchLineBackend(TorchBackend):
     def validate(self, batches) -> dict:
         """Validation in float32: mean CTC loss per line, and the CER of greedy decoding."""
         return validate_lines(self.model, batches, self.device)
-
-    def sample_images(self, train_batches, count: int = 8) -> np.ndarray:
-        """uint8 (N <= count, H, W): the first training lines."""
-        for (images, _), _ in train_batches:
-            return np.asarray(images)[:count]
-        return np.zeros((0, 1, 1), np.uint8)
-
-    def augmented_preview(self, images) -> np.ndarray:
-        """The lines as the step sees them (line models train without the warp)."""
-        return np.asarray(images)
