@@ -33,6 +33,7 @@ from gntkit.shards.recognition import (
     first_shard,
     gntkit_reading,
     layout_spec,
+    refuse_strokes,
     sample_meta,
     sample_of,
     sample_texts,
@@ -75,9 +76,7 @@ class LMDBWriter(ShardWriter):
     format = "lmdb"
 
     def _open(self) -> None:
-        if self.strokes:
-            raise GntkitError(f"{self.path}: LMDB shards hold images and labels, found a conversion with --strokes: "
-                              "use --to tfrecord, hdf5 or webdataset for raw strokes.")
+        refuse_strokes("LMDB", self.path, self.strokes)
         lmdb = self._lmdb = require("lmdb", "lmdb", "Writing LMDB shards")
         os.mkdir(self.partial_path)
         try:

@@ -26,6 +26,7 @@ from gntkit.shards.recognition import (
     first_shard,
     gntkit_reading,
     layout_spec,
+    refuse_strokes,
     sample_meta,
     sample_of,
     sample_texts,
@@ -59,9 +60,7 @@ class PaddleOCRWriter(ShardWriter):
     format = "paddleocr"
 
     def _open(self) -> None:
-        if self.strokes:
-            raise GntkitError(f"{self.path}: PaddleOCR shards hold images and labels, found a conversion with --strokes: "
-                              "use --to tfrecord, hdf5 or webdataset for raw strokes.")
+        refuse_strokes("PaddleOCR", self.path, self.strokes)
         self._labels = self._meta = None
         os.mkdir(self.partial_path)
         os.mkdir(os.path.join(self.partial_path, IMAGES))

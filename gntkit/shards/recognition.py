@@ -112,3 +112,10 @@ def layout_spec(title: str, name: str, layout: str, parts: tuple[str, list], raw
     if lines:
         spec["lines"] = dict(LINES_SPEC)
     return spec
+
+
+def refuse_strokes(title: str, path, strokes: bool) -> None:
+    """A writer of a toolkit layout refuses a conversion with --strokes before writing a byte."""
+    if strokes:
+        raise GntkitError(f"{path}: {title} shards hold images and labels, found a conversion with --strokes: "
+                          "use --to tfrecord, hdf5 or webdataset for raw strokes.")
